@@ -1,0 +1,70 @@
+//! The panic boundary: every exported function runs its body inside [`ffi_boundary!`], so no
+//! Rust panic ever unwinds into C. The library is built with `panic = "unwind"` (see the
+//! workspace `Cargo.toml`); with `abort` there would be nothing to catch.
+//!
+//! On a panic the function returns its type's [`Fallback`] (`REPLICORE_ERR_PANIC`, NULL, 0,
+//! false, nothing) and the thread's last error says what happened.
+
+use std::any::Any;
+
+use crate::status::replicore_status;
+
+/// What an exported function returns when its body panicked.
+pub(crate) trait Fallback {
+    fn fallback() -> Self;
+}
+
+impl Fallback for replicore_status {
+    fn fallback() -> Self {
+        replicore_status::REPLICORE_ERR_PANIC
+    }
+}
+
+impl<T> Fallback for *const T {
+    fn fallback() -> Self {
+        std::ptr::null()
+    }
+}
+
+impl<T> Fallback for *mut T {
+    fn fallback() -> Self {
+        std::ptr::null_mut()
+    }
+}
+
+impl Fallback for () {
+    fn fallback() -> Self {}
+}
+
+impl Fallback for u32 {
+    fn fallback() -> Self {
+        0
+    }
+}
+
+/// Records a caught panic as the thread's last error.
+pub(crate) fn record_panic(payload: Box<dyn Any + Send>) {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".to_string());
+    crate::last_error::set(&format!(
+        "internal error in replicore (a bug: please report it): {what}; free the handle involved"
+    ));
+}
+
+/// Runs the body, catching any panic and returning the return type's fallback instead.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! ffi_boundary {
+    ($($body:tt)*) => {{
+        match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| { $($body)* })) {
+            Ok(value) => value,
+            Err(payload) => {
+                $crate::panic::record_panic(payload);
+                <_ as $crate::panic::Fallback>::fallback()
+            }
+        }
+    }};
+}

@@ -1,0 +1,61 @@
+//! Content identifiers shared by several layers.
+
+use std::fmt;
+
+/// The id of a blob: a keyed BLAKE3 hash of its plaintext (see `docs/FORMAT.md`).
+///
+/// Equality is constant-time, as for every digest the crate compares.
+#[derive(Clone, Copy, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobId(pub [u8; 32]);
+
+impl BlobId {
+    /// The id's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The id as 64 lower-case hex digits.
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from(self.0).to_hex().to_string()
+    }
+}
+
+impl PartialEq for BlobId {
+    fn eq(&self, other: &Self) -> bool {
+        blake3::Hash::from(self.0) == blake3::Hash::from(other.0)
+    }
+}
+
+impl fmt::Debug for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The first 8 bytes are enough to tell ids apart in logs and test failures.
+        write!(f, "BlobId({}..)", &self.to_hex()[..16])
+    }
+}
+
+impl fmt::Display for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl From<[u8; 32]> for BlobId {
+    fn from(b: [u8; 32]) -> Self {
+        BlobId(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_and_equality() {
+        let a = BlobId([0xab; 32]);
+        assert_eq!(a.to_hex().len(), 64);
+        assert!(a.to_hex().starts_with("abab"));
+        assert_eq!(a, BlobId([0xab; 32]));
+        assert_ne!(a, BlobId([0xac; 32]));
+        assert_eq!(format!("{a:?}"), "BlobId(abababababababab..)");
+    }
+}
