@@ -99,7 +99,10 @@ pub struct Location {
 impl Location {
     /// A location that is only a byte offset.
     pub fn offset(offset: u64) -> Self {
-        Location { path: None, offset: Some(offset) }
+        Location {
+            path: None,
+            offset: Some(offset),
+        }
     }
 }
 
@@ -148,7 +151,9 @@ pub enum Error {
     },
 
     /// Authentication failed.
-    #[error("authentication failed for {what}: {detail}; check that the right key or passphrase is used")]
+    #[error(
+        "authentication failed for {what}: {detail}; check that the right key or passphrase is used"
+    )]
     Authentication {
         /// What could not be authenticated.
         what: String,
@@ -266,11 +271,19 @@ impl Error {
 
     /// An I/O error with what was being done and the file involved.
     pub fn io(context: impl Into<String>, path: Option<&Path>, source: io::Error) -> Self {
-        Error::Io { context: context.into(), path: path.map(Path::to_path_buf), source }
+        Error::Io {
+            context: context.into(),
+            path: path.map(Path::to_path_buf),
+            source,
+        }
     }
 
     /// Damaged data: `what` failed to decode at `offset` because of `detail`.
-    pub fn corrupt(what: impl Into<String>, offset: Option<u64>, detail: impl Into<String>) -> Self {
+    pub fn corrupt(
+        what: impl Into<String>,
+        offset: Option<u64>,
+        detail: impl Into<String>,
+    ) -> Self {
         Error::Corrupt {
             what: what.into(),
             location: Location { path: None, offset },
@@ -280,12 +293,19 @@ impl Error {
 
     /// An argument that cannot be honoured.
     pub fn invalid_argument(argument: impl Into<String>, detail: impl Into<String>) -> Self {
-        Error::InvalidArgument { argument: argument.into(), detail: detail.into() }
+        Error::InvalidArgument {
+            argument: argument.into(),
+            detail: detail.into(),
+        }
     }
 
     /// A value beyond a documented limit.
     pub fn limit_exceeded(what: impl Into<String>, limit: u64, found: u64) -> Self {
-        Error::LimitExceeded { what: what.into(), limit, found }
+        Error::LimitExceeded {
+            what: what.into(),
+            limit,
+            found,
+        }
     }
 
     /// Attaches a file path to errors that name a place and do not have one yet.
@@ -337,8 +357,16 @@ mod tests {
 
     #[test]
     fn unsupported_version_reports_both_numbers() {
-        let e = Error::UnsupportedVersion { what: "signature".into(), expected: 1, found: 7, path: None };
+        let e = Error::UnsupportedVersion {
+            what: "signature".into(),
+            expected: 1,
+            found: 7,
+            path: None,
+        };
         let msg = e.to_string();
-        assert!(msg.contains("version 7") && msg.contains("version 1"), "{msg}");
+        assert!(
+            msg.contains("version 7") && msg.contains("version 1"),
+            "{msg}"
+        );
     }
 }

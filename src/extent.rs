@@ -56,7 +56,10 @@ impl Source {
     fn advance(self, by: u64) -> Source {
         match self {
             Source::Zero => Source::Zero,
-            Source::Blob { id, offset } => Source::Blob { id, offset: offset + by },
+            Source::Blob { id, offset } => Source::Blob {
+                id,
+                offset: offset + by,
+            },
         }
     }
 
@@ -146,7 +149,11 @@ impl ExtentMap {
     /// An empty map (all gap) of a disk of `disk_size` bytes, at most 64 TiB.
     pub fn new(disk_size: u64) -> Result<Self> {
         check_disk_size(disk_size)?;
-        Ok(ExtentMap { disk_size, map: BTreeMap::new(), mapped: 0 })
+        Ok(ExtentMap {
+            disk_size,
+            map: BTreeMap::new(),
+            mapped: 0,
+        })
     }
 
     /// The size of the disk the map covers.
@@ -210,9 +217,21 @@ impl ExtentMap {
         if let Some((&s, &old)) = self.map.range(..start).next_back() {
             let old_end = s + old.len;
             if old_end > start {
-                self.map.insert(s, Entry { len: start - s, source: old.source });
+                self.map.insert(
+                    s,
+                    Entry {
+                        len: start - s,
+                        source: old.source,
+                    },
+                );
                 if old_end > end {
-                    self.map.insert(end, Entry { len: old_end - end, source: old.source.advance(end - s) });
+                    self.map.insert(
+                        end,
+                        Entry {
+                            len: old_end - end,
+                            source: old.source.advance(end - s),
+                        },
+                    );
                     self.mapped -= end - start;
                     return;
                 }
@@ -224,7 +243,13 @@ impl ExtentMap {
             self.map.remove(&s);
             let old_end = s + old.len;
             if old_end > end {
-                self.map.insert(end, Entry { len: old_end - end, source: old.source.advance(end - s) });
+                self.map.insert(
+                    end,
+                    Entry {
+                        len: old_end - end,
+                        source: old.source.advance(end - s),
+                    },
+                );
                 self.mapped -= end - s;
                 break;
             }
@@ -267,7 +292,13 @@ impl ExtentMap {
         }
         for e in newer.iter() {
             self.clear_range(e.start, e.end());
-            self.map.insert(e.start, Entry { len: e.len, source: e.source });
+            self.map.insert(
+                e.start,
+                Entry {
+                    len: e.len,
+                    source: e.source,
+                },
+            );
             self.mapped += e.len;
         }
         Ok(())
@@ -278,7 +309,10 @@ impl ExtentMap {
     pub fn fold<'a>(chain: impl IntoIterator<Item = &'a ExtentMap>) -> Result<ExtentMap> {
         let mut chain = chain.into_iter();
         let Some(base) = chain.next() else {
-            return Err(Error::invalid_argument("chain", "cannot fold an empty chain of extent maps"));
+            return Err(Error::invalid_argument(
+                "chain",
+                "cannot fold an empty chain of extent maps",
+            ));
         };
         let mut out = base.clone();
         for newer in chain {
@@ -294,7 +328,9 @@ impl ExtentMap {
         let mut cur: Option<(u64, Entry)> = None;
         for (&s, &e) in &self.map {
             cur = match cur {
-                Some((cs, mut ce)) if cs + ce.len == s && ce.source.continued_by(ce.len, e.source) => {
+                Some((cs, mut ce))
+                    if cs + ce.len == s && ce.source.continued_by(ce.len, e.source) =>
+                {
                     ce.len += e.len;
                     Some((cs, ce))
                 }
@@ -313,12 +349,21 @@ impl ExtentMap {
 
     /// The extents in disk order.
     pub fn iter(&self) -> impl Iterator<Item = Extent> + '_ {
-        self.map.iter().map(|(&start, e)| Extent { start, len: e.len, source: e.source })
+        self.map.iter().map(|(&start, e)| Extent {
+            start,
+            len: e.len,
+            source: e.source,
+        })
     }
 
     /// The whole disk in order, extents and the gaps between them.
     pub fn pieces(&self) -> Pieces<'_> {
-        Pieces { iter: self.map.range(0..self.disk_size), pos: 0, end: self.disk_size, pending: None }
+        Pieces {
+            iter: self.map.range(0..self.disk_size),
+            pos: 0,
+            end: self.disk_size,
+            pending: None,
+        }
     }
 
     /// The `len` bytes from `start` in order, extents clipped to the range (their blob offsets
@@ -330,7 +375,12 @@ impl ExtentMap {
             Some((&s, e)) if s + e.len > start => s,
             _ => start,
         };
-        Ok(Pieces { iter: self.map.range(first..end), pos: start, end, pending: None })
+        Ok(Pieces {
+            iter: self.map.range(first..end),
+            pos: start,
+            end,
+            pending: None,
+        })
     }
 }
 
@@ -360,22 +410,35 @@ impl Iterator for Pieces<'_> {
         if self.pos >= self.end {
             return None;
         }
-        let next = self.pending.take().or_else(|| self.iter.next().map(|(&s, &e)| (s, e)));
+        let next = self
+            .pending
+            .take()
+            .or_else(|| self.iter.next().map(|(&s, &e)| (s, e)));
         let Some((s, e)) = next else {
-            let gap = Piece::Gap { start: self.pos, len: self.end - self.pos };
+            let gap = Piece::Gap {
+                start: self.pos,
+                len: self.end - self.pos,
+            };
             self.pos = self.end;
             return Some(gap);
         };
         if s > self.pos {
             let gap_end = s.min(self.end);
-            let gap = Piece::Gap { start: self.pos, len: gap_end - self.pos };
+            let gap = Piece::Gap {
+                start: self.pos,
+                len: gap_end - self.pos,
+            };
             self.pos = gap_end;
             self.pending = Some((s, e));
             return Some(gap);
         }
         // The extent covers `pos` (it may begin before it when a lookup starts mid-extent).
         let clip_end = (s + e.len).min(self.end);
-        let piece = Extent { start: self.pos, len: clip_end - self.pos, source: e.source.advance(self.pos - s) };
+        let piece = Extent {
+            start: self.pos,
+            len: clip_end - self.pos,
+            source: e.source.advance(self.pos - s),
+        };
         self.pos = clip_end;
         Some(Piece::Mapped(piece))
     }
@@ -387,7 +450,10 @@ mod tests {
     use crate::ErrorKind;
 
     fn blob(n: u8, offset: u64) -> Source {
-        Source::Blob { id: BlobId([n; 32]), offset }
+        Source::Blob {
+            id: BlobId([n; 32]),
+            offset,
+        }
     }
 
     fn extents(m: &ExtentMap) -> Vec<(u64, u64, Source)> {
@@ -399,7 +465,14 @@ mod tests {
         let mut m = ExtentMap::new(100).unwrap();
         m.insert(10, 50, blob(1, 0)).unwrap();
         m.insert(20, 5, Source::Zero).unwrap();
-        assert_eq!(extents(&m), vec![(10, 10, blob(1, 0)), (20, 5, Source::Zero), (25, 35, blob(1, 15))]);
+        assert_eq!(
+            extents(&m),
+            vec![
+                (10, 10, blob(1, 0)),
+                (20, 5, Source::Zero),
+                (25, 35, blob(1, 15))
+            ]
+        );
         assert_eq!(m.mapped_bytes(), 50);
     }
 
@@ -412,7 +485,12 @@ mod tests {
         m.insert(5, 30, blob(9, 100)).unwrap();
         assert_eq!(
             extents(&m),
-            vec![(0, 5, blob(0, 0)), (5, 30, blob(9, 100)), (35, 5, blob(3, 5)), (40, 10, blob(4, 0))]
+            vec![
+                (0, 5, blob(0, 0)),
+                (5, 30, blob(9, 100)),
+                (35, 5, blob(3, 5)),
+                (40, 10, blob(4, 0))
+            ]
         );
         assert_eq!(m.mapped_bytes(), 50);
     }
@@ -425,7 +503,14 @@ mod tests {
         m.insert(20, 10, blob(3, 0)).unwrap();
         // Exactly replaces the middle one, touching both neighbours.
         m.insert(10, 10, Source::Zero).unwrap();
-        assert_eq!(extents(&m), vec![(0, 10, blob(1, 0)), (10, 10, Source::Zero), (20, 10, blob(3, 0))]);
+        assert_eq!(
+            extents(&m),
+            vec![
+                (0, 10, blob(1, 0)),
+                (10, 10, Source::Zero),
+                (20, 10, blob(3, 0))
+            ]
+        );
         // The last byte of the disk, and a zero-length insert at the very end.
         m.insert(29, 1, blob(4, 0)).unwrap();
         m.insert(30, 0, blob(4, 0)).unwrap();
@@ -445,13 +530,19 @@ mod tests {
         let e = m.insert(0, 10, blob(1, u64::MAX - 5)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert_eq!(m, before);
-        assert_eq!(ExtentMap::new(MAX_DISK_SIZE + 1).unwrap_err().kind(), ErrorKind::LimitExceeded);
+        assert_eq!(
+            ExtentMap::new(MAX_DISK_SIZE + 1).unwrap_err().kind(),
+            ErrorKind::LimitExceeded
+        );
     }
 
     #[test]
     fn pieces_show_gaps_everywhere() {
         let mut m = ExtentMap::new(50).unwrap();
-        assert_eq!(m.pieces().collect::<Vec<_>>(), vec![Piece::Gap { start: 0, len: 50 }]);
+        assert_eq!(
+            m.pieces().collect::<Vec<_>>(),
+            vec![Piece::Gap { start: 0, len: 50 }]
+        );
         m.insert(10, 10, Source::Zero).unwrap();
         m.insert(40, 10, blob(1, 0)).unwrap();
         let p: Vec<_> = m.pieces().collect();
@@ -459,9 +550,17 @@ mod tests {
             p,
             vec![
                 Piece::Gap { start: 0, len: 10 },
-                Piece::Mapped(Extent { start: 10, len: 10, source: Source::Zero }),
+                Piece::Mapped(Extent {
+                    start: 10,
+                    len: 10,
+                    source: Source::Zero
+                }),
                 Piece::Gap { start: 20, len: 20 },
-                Piece::Mapped(Extent { start: 40, len: 10, source: blob(1, 0) }),
+                Piece::Mapped(Extent {
+                    start: 40,
+                    len: 10,
+                    source: blob(1, 0)
+                }),
             ]
         );
         assert_eq!(ExtentMap::new(0).unwrap().pieces().count(), 0);
@@ -474,12 +573,26 @@ mod tests {
         let p: Vec<_> = m.lookup(15, 30).unwrap().collect();
         assert_eq!(
             p,
-            vec![Piece::Mapped(Extent { start: 15, len: 15, source: blob(1, 1005) }), Piece::Gap { start: 30, len: 15 }]
+            vec![
+                Piece::Mapped(Extent {
+                    start: 15,
+                    len: 15,
+                    source: blob(1, 1005)
+                }),
+                Piece::Gap { start: 30, len: 15 }
+            ]
         );
         let p: Vec<_> = m.lookup(0, 12).unwrap().collect();
         assert_eq!(
             p,
-            vec![Piece::Gap { start: 0, len: 10 }, Piece::Mapped(Extent { start: 10, len: 2, source: blob(1, 1000) })]
+            vec![
+                Piece::Gap { start: 0, len: 10 },
+                Piece::Mapped(Extent {
+                    start: 10,
+                    len: 2,
+                    source: blob(1, 1000)
+                })
+            ]
         );
         assert_eq!(m.lookup(50, 0).unwrap().count(), 0);
     }
@@ -491,7 +604,10 @@ mod tests {
         let mut newer = ExtentMap::new(60).unwrap();
         newer.insert(50, 10, Source::Zero).unwrap();
         old.overlay(&newer).unwrap();
-        assert_eq!(extents(&old), vec![(0, 50, blob(1, 0)), (50, 10, Source::Zero)]);
+        assert_eq!(
+            extents(&old),
+            vec![(0, 50, blob(1, 0)), (50, 10, Source::Zero)]
+        );
         let grown = ExtentMap::new(80).unwrap();
         old.overlay(&grown).unwrap();
         assert_eq!(old.pieces().last(), Some(Piece::Gap { start: 60, len: 20 }));
@@ -515,7 +631,12 @@ mod tests {
         m.coalesce();
         assert_eq!(
             extents(&m),
-            vec![(0, 20, blob(1, 0)), (20, 10, blob(1, 50)), (30, 20, Source::Zero), (51, 10, Source::Zero)]
+            vec![
+                (0, 20, blob(1, 0)),
+                (20, 10, blob(1, 50)),
+                (30, 20, Source::Zero),
+                (51, 10, Source::Zero)
+            ]
         );
     }
 
@@ -524,7 +645,10 @@ mod tests {
         let mut m = ExtentMap::new(100).unwrap();
         m.insert(0, 100, blob(1, 0)).unwrap();
         m.remove(10, 80).unwrap();
-        assert_eq!(extents(&m), vec![(0, 10, blob(1, 0)), (90, 10, blob(1, 90))]);
+        assert_eq!(
+            extents(&m),
+            vec![(0, 10, blob(1, 0)), (90, 10, blob(1, 90))]
+        );
         assert_eq!(m.mapped_bytes(), 20);
     }
 }

@@ -14,7 +14,6 @@ use crate::status::replicore_status;
 /// once (calls that take it as `const` may run together; none may run beside one that takes it
 /// as non-`const`).
 #[allow(non_camel_case_types)]
-#[repr(C)]
 pub struct replicore_extent_map {
     _private: [u8; 0],
 }
@@ -132,9 +131,19 @@ pub unsafe extern "C" fn replicore_extent_map_insert_blob(
         // SAFETY: per this function's contract.
         let id = unsafe { handle::bytes(blob_id, blob_id_len, "blob_id") }?;
         let id: [u8; 32] = id.try_into().map_err(|_| {
-            Error::invalid_argument("blob_id_len", format!("a blob id is 32 bytes, not {blob_id_len}"))
+            Error::invalid_argument(
+                "blob_id_len",
+                format!("a blob id is 32 bytes, not {blob_id_len}"),
+            )
         })?;
-        Ok(map.insert(start, len, Source::Blob { id: BlobId(id), offset: blob_offset })?)
+        Ok(map.insert(
+            start,
+            len,
+            Source::Blob {
+                id: BlobId(id),
+                offset: blob_offset,
+            },
+        )?)
     })
 }
 
@@ -165,7 +174,9 @@ pub unsafe extern "C" fn replicore_extent_map_overlay(
 ///
 /// `map` is NULL or a live map not used by another thread during the call.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn replicore_extent_map_coalesce(map: *mut replicore_extent_map) -> replicore_status {
+pub unsafe extern "C" fn replicore_extent_map_coalesce(
+    map: *mut replicore_extent_map,
+) -> replicore_status {
     run(|| {
         // SAFETY: per this function's contract.
         unsafe { handle::as_mut(map, "map") }?.coalesce();
@@ -221,7 +232,10 @@ pub unsafe extern "C" fn replicore_extent_map_lookup(
             let c = to_c(piece);
             // SAFETY: the caller vouches for the callback; `c` outlives the call.
             if unsafe { callback(user, &c) } != 0 {
-                return Err(Error::Cancelled { what: "extent map lookup".into() }.into());
+                return Err(Error::Cancelled {
+                    what: "extent map lookup".into(),
+                }
+                .into());
             }
         }
         Ok(())
@@ -232,14 +246,28 @@ fn to_c(piece: Piece) -> replicore_piece {
     use replicore_piece_kind::*;
     let (start, len) = (piece.start(), piece.len());
     match piece {
-        Piece::Gap { .. } => replicore_piece { start, len, kind: REPLICORE_PIECE_GAP, blob_id: [0; 32], blob_offset: 0 },
+        Piece::Gap { .. } => replicore_piece {
+            start,
+            len,
+            kind: REPLICORE_PIECE_GAP,
+            blob_id: [0; 32],
+            blob_offset: 0,
+        },
         Piece::Mapped(e) => match e.source {
-            Source::Zero => {
-                replicore_piece { start, len, kind: REPLICORE_PIECE_ZERO, blob_id: [0; 32], blob_offset: 0 }
-            }
-            Source::Blob { id, offset } => {
-                replicore_piece { start, len, kind: REPLICORE_PIECE_BLOB, blob_id: id.0, blob_offset: offset }
-            }
+            Source::Zero => replicore_piece {
+                start,
+                len,
+                kind: REPLICORE_PIECE_ZERO,
+                blob_id: [0; 32],
+                blob_offset: 0,
+            },
+            Source::Blob { id, offset } => replicore_piece {
+                start,
+                len,
+                kind: REPLICORE_PIECE_BLOB,
+                blob_id: id.0,
+                blob_offset: offset,
+            },
         },
     }
 }

@@ -15,7 +15,7 @@ use crate::status::replicore_status;
 ///
 /// # Safety
 ///
-/// Implement only for a zero-sized `#[repr(C)]` handle struct that is never constructed in Rust,
+/// Implement only for a zero-sized handle struct (opaque to C) that is never constructed in Rust,
 /// so that every `*mut Self` handed to C came from [`into_raw`] for the same `Inner`.
 pub(crate) unsafe trait Handle {
     type Inner;
@@ -73,7 +73,10 @@ pub(crate) fn into_raw<H: Handle>(inner: H::Inner) -> *mut H {
 ///
 /// `ptr` is NULL or came from [`into_raw`] for `H` and has not been freed; nothing mutates it
 /// during `'a`.
-pub(crate) unsafe fn as_ref<'a, H: Handle>(ptr: *const H, name: &'static str) -> Result<&'a H::Inner, Failure> {
+pub(crate) unsafe fn as_ref<'a, H: Handle>(
+    ptr: *const H,
+    name: &'static str,
+) -> Result<&'a H::Inner, Failure> {
     // SAFETY: per this function's contract, a non-NULL `ptr` points to a live `H::Inner`.
     unsafe { ptr.cast::<H::Inner>().as_ref() }.ok_or(Failure::Null(name))
 }
@@ -83,7 +86,10 @@ pub(crate) unsafe fn as_ref<'a, H: Handle>(ptr: *const H, name: &'static str) ->
 /// # Safety
 ///
 /// As for [`as_ref`], and nothing else accesses it during `'a`.
-pub(crate) unsafe fn as_mut<'a, H: Handle>(ptr: *mut H, name: &'static str) -> Result<&'a mut H::Inner, Failure> {
+pub(crate) unsafe fn as_mut<'a, H: Handle>(
+    ptr: *mut H,
+    name: &'static str,
+) -> Result<&'a mut H::Inner, Failure> {
     // SAFETY: per this function's contract, a non-NULL `ptr` points to a live, unaliased value.
     unsafe { ptr.cast::<H::Inner>().as_mut() }.ok_or(Failure::Null(name))
 }
@@ -116,7 +122,11 @@ pub(crate) unsafe fn out<'a, T>(ptr: *mut T, name: &'static str) -> Result<&'a m
 /// # Safety
 ///
 /// `ptr` is NULL or valid for reads of `len` bytes during `'a`.
-pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, name: &'static str) -> Result<&'a [u8], Failure> {
+pub(crate) unsafe fn bytes<'a>(
+    ptr: *const u8,
+    len: usize,
+    name: &'static str,
+) -> Result<&'a [u8], Failure> {
     match (ptr.is_null(), len) {
         (true, 0) => Ok(&[]),
         (true, _) => Err(Failure::Null(name)),
@@ -131,12 +141,16 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, name: &'static str) -
 ///
 /// `ptr` is NULL or points to a NUL-terminated string valid during `'a`.
 #[allow(dead_code)] // the first callers arrive with the change log's C API
-pub(crate) unsafe fn str<'a>(ptr: *const std::ffi::c_char, name: &'static str) -> Result<&'a str, Failure> {
+pub(crate) unsafe fn str<'a>(
+    ptr: *const std::ffi::c_char,
+    name: &'static str,
+) -> Result<&'a str, Failure> {
     if ptr.is_null() {
         return Err(Failure::Null(name));
     }
     // SAFETY: per this function's contract.
     let s = unsafe { CStr::from_ptr(ptr) };
-    s.to_str()
-        .map_err(|e| replicore::Error::invalid_argument(name, format!("not valid UTF-8: {e}")).into())
+    s.to_str().map_err(|e| {
+        replicore::Error::invalid_argument(name, format!("not valid UTF-8: {e}")).into()
+    })
 }

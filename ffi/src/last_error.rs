@@ -9,7 +9,10 @@ thread_local! {
 
 /// Replaces the thread's last error message. Interior NUL bytes become spaces.
 pub(crate) fn set(message: &str) {
-    let bytes: Vec<u8> = message.bytes().map(|b| if b == 0 { b' ' } else { b }).collect();
+    let bytes: Vec<u8> = message
+        .bytes()
+        .map(|b| if b == 0 { b' ' } else { b })
+        .collect();
     let msg = CString::new(bytes).unwrap_or_default();
     LAST.with(|l| *l.borrow_mut() = msg);
 }

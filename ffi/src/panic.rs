@@ -68,3 +68,36 @@ macro_rules! ffi_boundary {
         }
     }};
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+
+    use crate::handle::{Failure, run};
+    use crate::status::replicore_status;
+
+    fn panicking_pointer() -> *const u8 {
+        crate::ffi_boundary! {
+            if std::hint::black_box(true) {
+                panic!("boom in pointer");
+            }
+            &0u8 as *const u8
+        }
+    }
+
+    fn last() -> String {
+        // SAFETY: the pointer is valid until the next failing call on this thread.
+        unsafe { CStr::from_ptr(crate::last_error::replicore_last_error_message()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn panics_become_fallbacks_with_a_message() {
+        let status = run(|| -> Result<(), Failure> { panic!("boom {}", 42) });
+        assert_eq!(status, replicore_status::REPLICORE_ERR_PANIC);
+        assert!(last().contains("boom 42"), "{}", last());
+        assert!(panicking_pointer().is_null());
+        assert!(last().contains("boom in pointer"), "{}", last());
+    }
+}

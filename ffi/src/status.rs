@@ -58,7 +58,7 @@ use replicore_status::*;
 
 impl replicore_status {
     /// Every status, for tables and tests.
-    pub const ALL: [replicore_status; 15] = [
+    pub(crate) const ALL: [replicore_status; 15] = [
         REPLICORE_OK,
         REPLICORE_ERR_NULL_PARAMETER,
         REPLICORE_ERR_INVALID_ARGUMENT,
@@ -144,7 +144,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for k in ErrorKind::ALL {
             let s = replicore_status::from_kind(k);
-            assert!(!matches!(s, REPLICORE_OK | REPLICORE_ERR_PANIC | REPLICORE_ERR_NULL_PARAMETER));
+            assert!(!matches!(
+                s,
+                REPLICORE_OK | REPLICORE_ERR_PANIC | REPLICORE_ERR_NULL_PARAMETER
+            ));
             assert!(seen.insert(s), "{k:?} shares {s:?}");
         }
     }

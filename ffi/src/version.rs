@@ -54,9 +54,18 @@ mod tests {
 
     #[test]
     fn constants_match_cargo_toml() {
-        assert_eq!(REPLICORE_VERSION_MAJOR, cargo(env!("CARGO_PKG_VERSION_MAJOR")));
-        assert_eq!(REPLICORE_VERSION_MINOR, cargo(env!("CARGO_PKG_VERSION_MINOR")));
-        assert_eq!(REPLICORE_VERSION_PATCH, cargo(env!("CARGO_PKG_VERSION_PATCH")));
+        assert_eq!(
+            REPLICORE_VERSION_MAJOR,
+            cargo(env!("CARGO_PKG_VERSION_MAJOR"))
+        );
+        assert_eq!(
+            REPLICORE_VERSION_MINOR,
+            cargo(env!("CARGO_PKG_VERSION_MINOR"))
+        );
+        assert_eq!(
+            REPLICORE_VERSION_PATCH,
+            cargo(env!("CARGO_PKG_VERSION_PATCH"))
+        );
         assert_eq!(REPLICORE_VERSION_STRING, env!("CARGO_PKG_VERSION"));
         assert_eq!(REPLICORE_VERSION_STRING, replicore::VERSION);
         let composed = cargo(env!("CARGO_PKG_VERSION_MAJOR")) * 1_000_000

@@ -27,7 +27,11 @@ pub fn sub(a: u64, b: u64, what: &str) -> Result<u64> {
 pub fn len(value: u64, cap: usize, what: &str) -> Result<usize> {
     match usize::try_from(value) {
         Ok(n) if n <= cap => Ok(n),
-        _ => Err(Error::corrupt(what, None, format!("length {value} exceeds the cap of {cap}"))),
+        _ => Err(Error::corrupt(
+            what,
+            None,
+            format!("length {value} exceeds the cap of {cap}"),
+        )),
     }
 }
 
@@ -52,8 +56,14 @@ mod tests {
 
     #[test]
     fn overflow_is_corrupt_not_panic() {
-        assert_eq!(add(u64::MAX, 1, "end").unwrap_err().kind(), ErrorKind::Corrupt);
-        assert_eq!(mul(u64::MAX, 2, "size").unwrap_err().kind(), ErrorKind::Corrupt);
+        assert_eq!(
+            add(u64::MAX, 1, "end").unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+        assert_eq!(
+            mul(u64::MAX, 2, "size").unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
         assert_eq!(sub(1, 2, "gap").unwrap_err().kind(), ErrorKind::Corrupt);
         assert_eq!(add(1, 2, "x").unwrap(), 3);
     }
@@ -64,7 +74,10 @@ mod tests {
         let e = len(11, 10, "name").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt);
         assert!(e.to_string().contains("cap of 10"), "{e}");
-        assert_eq!(arg_len(11, 10, "label").unwrap_err().kind(), ErrorKind::LimitExceeded);
+        assert_eq!(
+            arg_len(11, 10, "label").unwrap_err().kind(),
+            ErrorKind::LimitExceeded
+        );
         assert_eq!(len(u64::MAX, usize::MAX, "x").is_ok(), usize::BITS == 64);
     }
 }

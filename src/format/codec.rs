@@ -22,7 +22,12 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A reader over `buf`, which starts at byte `base` of its file; `what` names the structure.
     pub fn new(buf: &'a [u8], base: u64, what: &'static str) -> Self {
-        Reader { buf, pos: 0, base, what }
+        Reader {
+            buf,
+            pos: 0,
+            base,
+            what,
+        }
     }
 
     /// The absolute offset of the next byte.
@@ -37,7 +42,11 @@ impl<'a> Reader<'a> {
 
     /// An error about `field` at the current offset.
     pub fn error(&self, field: &str, detail: impl Into<String>) -> Error {
-        Error::corrupt(format!("{} field `{field}`", self.what), Some(self.offset()), detail)
+        Error::corrupt(
+            format!("{} field `{field}`", self.what),
+            Some(self.offset()),
+            detail,
+        )
     }
 
     /// The next `n` bytes.
@@ -149,7 +158,9 @@ impl Writer {
 
     /// An empty writer with room for `n` bytes.
     pub fn with_capacity(n: usize) -> Self {
-        Writer { buf: Vec::with_capacity(n) }
+        Writer {
+            buf: Vec::with_capacity(n),
+        }
     }
 
     /// Appends raw bytes.
@@ -221,7 +232,10 @@ pub fn read_full(r: &mut impl Read, buf: &mut [u8], what: &str, offset: u64) -> 
         io::ErrorKind::UnexpectedEof => Error::corrupt(
             what,
             Some(offset),
-            format!("truncated: the stream ends within these {} bytes", buf.len()),
+            format!(
+                "truncated: the stream ends within these {} bytes",
+                buf.len()
+            ),
         ),
         _ => Error::io(format!("reading {what}"), None, e),
     })
@@ -235,7 +249,11 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut w = Writer::new();
-        w.u8(7).u16(0x1234).u32(0xdead_beef).u64(u64::MAX - 1).zeros(3);
+        w.u8(7)
+            .u16(0x1234)
+            .u32(0xdead_beef)
+            .u64(u64::MAX - 1)
+            .zeros(3);
         w.string_u16("name", "disk-0", 255).unwrap();
         let bytes = w.into_bytes();
         let mut r = Reader::new(&bytes, 100, "test header");
@@ -272,7 +290,9 @@ mod tests {
     #[test]
     fn lengths_are_capped_before_allocation() {
         let bytes = u32::MAX.to_le_bytes();
-        let e = Reader::new(&bytes, 0, "t").len_u32("blob count", 1 << 20).unwrap_err();
+        let e = Reader::new(&bytes, 0, "t")
+            .len_u32("blob count", 1 << 20)
+            .unwrap_err();
         assert!(e.to_string().contains("exceeds the cap"), "{e}");
         let bytes = 9u64.to_le_bytes();
         assert_eq!(Reader::new(&bytes, 0, "t").len_u64("n", 9).unwrap(), 9);
@@ -281,10 +301,14 @@ mod tests {
     #[test]
     fn strings_are_checked() {
         let mut bad = vec![2u8, 0, 0xff, 0xfe];
-        let e = Reader::new(&bad, 0, "t").string_u16("label", 10).unwrap_err();
+        let e = Reader::new(&bad, 0, "t")
+            .string_u16("label", 10)
+            .unwrap_err();
         assert!(e.to_string().contains("UTF-8"), "{e}");
         bad[0] = 11;
-        let e = Reader::new(&bad, 0, "t").string_u16("label", 10).unwrap_err();
+        let e = Reader::new(&bad, 0, "t")
+            .string_u16("label", 10)
+            .unwrap_err();
         assert!(e.to_string().contains("cap of 10"), "{e}");
         let e = Writer::new().string_u16("label", "abcdef", 5).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::LimitExceeded);

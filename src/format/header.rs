@@ -84,7 +84,10 @@ impl FileKind {
     /// A human name ("change log", "signature", ...).
     pub fn name(self) -> &'static str {
         let m = self.magic();
-        magic::ALL.iter().find(|(v, _)| *v == m).map_or("file", |(_, n)| n)
+        magic::ALL
+            .iter()
+            .find(|(v, _)| *v == m)
+            .map_or("file", |(_, n)| n)
     }
 
     /// The kind whose magic is `m`, if any.
@@ -112,7 +115,10 @@ impl Preamble {
 
     /// Appends the 16 encoded bytes.
     pub fn encode(&self, w: &mut Writer) {
-        w.bytes(&self.kind.magic()).u16(self.major).u16(self.minor).u32(0);
+        w.bytes(&self.kind.magic())
+            .u16(self.major)
+            .u16(self.minor)
+            .u32(0);
     }
 
     /// The 16 encoded bytes.
@@ -135,7 +141,11 @@ impl Preamble {
             Some(other) => {
                 return Err(Error::invalid_argument(
                     "file",
-                    format!("this is a replicore {}, not a {}", other.name(), expected.name()),
+                    format!(
+                        "this is a replicore {}, not a {}",
+                        other.name(),
+                        expected.name()
+                    ),
                 ));
             }
             None => {
@@ -157,7 +167,11 @@ impl Preamble {
                 path: None,
             });
         }
-        Ok(Preamble { kind: expected, major: found, minor })
+        Ok(Preamble {
+            kind: expected,
+            major: found,
+            minor,
+        })
     }
 
     /// Decodes a preamble from `bytes` (which must hold at least the preamble).
@@ -186,8 +200,14 @@ mod tests {
         assert_eq!(&b[MAJOR_OFFSET..MINOR_OFFSET], &[1, 0]);
         assert_eq!(&b[MINOR_OFFSET..RESERVED_OFFSET], &[3, 0]);
         assert_eq!(&b[RESERVED_OFFSET..], &[0; 4]);
-        assert_eq!(Preamble::decode_slice(&b, FileKind::Signature, 1).unwrap(), p);
-        assert_eq!(Preamble::read(&mut &b[..], FileKind::Signature, 1).unwrap(), p);
+        assert_eq!(
+            Preamble::decode_slice(&b, FileKind::Signature, 1).unwrap(),
+            p
+        );
+        assert_eq!(
+            Preamble::read(&mut &b[..], FileKind::Signature, 1).unwrap(),
+            p
+        );
     }
 
     #[test]
@@ -195,13 +215,25 @@ mod tests {
         let b = Preamble::new(FileKind::Delta, 2, 0).to_bytes();
         let e = Preamble::decode_slice(&b, FileKind::Delta, 1).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::UnsupportedVersion);
-        assert!(matches!(e, Error::UnsupportedVersion { expected: 1, found: 2, .. }));
+        assert!(matches!(
+            e,
+            Error::UnsupportedVersion {
+                expected: 1,
+                found: 2,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn newer_minor_is_accepted() {
         let b = Preamble::new(FileKind::Delta, 1, 9).to_bytes();
-        assert_eq!(Preamble::decode_slice(&b, FileKind::Delta, 1).unwrap().minor, 9);
+        assert_eq!(
+            Preamble::decode_slice(&b, FileKind::Delta, 1)
+                .unwrap()
+                .minor,
+            9
+        );
     }
 
     #[test]

@@ -28,7 +28,11 @@ pub struct TrailerWriter<W: Write> {
 impl<W: Write> TrailerWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        TrailerWriter { inner, hasher: blake3::Hasher::new(), written: 0 }
+        TrailerWriter {
+            inner,
+            hasher: blake3::Hasher::new(),
+            written: 0,
+        }
     }
 
     /// Bytes written so far (the trailer excluded).
@@ -129,7 +133,11 @@ pub fn verify_stream(r: &mut impl Read, what: &str) -> Result<(u64, blake3::Hash
     let mut stored = [0u8; TRAILER_LEN];
     stored.copy_from_slice(&buf[body..filled]);
     let hash = hasher.finalize();
-    if hash == blake3::Hash::from(stored) { Ok((body_len, hash)) } else { Err(mismatch(what, body_len)) }
+    if hash == blake3::Hash::from(stored) {
+        Ok((body_len, hash))
+    } else {
+        Err(mismatch(what, body_len))
+    }
 }
 
 /// A reader that hashes everything read through it, for single-pass parsing of a file that
@@ -147,7 +155,11 @@ pub struct HashingReader<R: Read> {
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`, positioned at the start of the file.
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: blake3::Hasher::new(), read: 0 }
+        HashingReader {
+            inner,
+            hasher: blake3::Hasher::new(),
+            read: 0,
+        }
     }
 
     /// Bytes read (and hashed) so far.
@@ -158,7 +170,12 @@ impl<R: Read> HashingReader<R> {
     /// Reads the trailer, which must follow immediately and end the stream, and checks it.
     pub fn finish(mut self, what: &str) -> Result<(R, blake3::Hash)> {
         let mut stored = [0u8; TRAILER_LEN];
-        super::codec::read_full(&mut self.inner, &mut stored, &format!("{what} trailer"), self.read)?;
+        super::codec::read_full(
+            &mut self.inner,
+            &mut stored,
+            &format!("{what} trailer"),
+            self.read,
+        )?;
         let hash = self.hasher.finalize();
         if hash != blake3::Hash::from(stored) {
             return Err(mismatch(what, self.read));
@@ -205,7 +222,17 @@ mod tests {
     }
 
     /// Body sizes around the streaming buffer's edges.
-    const SIZES: [usize; 9] = [0, 1, 31, 32, 33, CHUNK - 1, CHUNK, CHUNK + 32, 3 * CHUNK + 7];
+    const SIZES: [usize; 9] = [
+        0,
+        1,
+        31,
+        32,
+        33,
+        CHUNK - 1,
+        CHUNK,
+        CHUNK + 32,
+        3 * CHUNK + 7,
+    ];
 
     #[test]
     fn every_size_verifies_three_ways() {
@@ -230,8 +257,14 @@ mod tests {
         for i in 0..file.len() {
             let mut bad = file.clone();
             bad[i] ^= 0x01;
-            assert_eq!(verify_slice(&bad, "t").unwrap_err().kind(), ErrorKind::Corrupt);
-            assert_eq!(verify_stream(&mut &bad[..], "t").unwrap_err().kind(), ErrorKind::Corrupt);
+            assert_eq!(
+                verify_slice(&bad, "t").unwrap_err().kind(),
+                ErrorKind::Corrupt
+            );
+            assert_eq!(
+                verify_stream(&mut &bad[..], "t").unwrap_err().kind(),
+                ErrorKind::Corrupt
+            );
         }
     }
 
