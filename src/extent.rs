@@ -212,6 +212,12 @@ impl ExtentMap {
         if start == end {
             return;
         }
+        // Fast path (most writes land on unmapped bytes): the last extent beginning before
+        // `end` ends furthest of all that do, so if it ends by `start` nothing overlaps.
+        match self.map.range(..end).next_back() {
+            Some((&s, e)) if s + e.len > start => {}
+            _ => return,
+        }
         // An extent that begins before `start` and reaches into the range: keep its head and,
         // if it also reaches past `end`, its tail.
         if let Some((&s, &old)) = self.map.range(..start).next_back() {
@@ -638,6 +644,16 @@ mod tests {
                 (51, 10, Source::Zero)
             ]
         );
+    }
+
+    #[test]
+    fn empty_ranges_change_nothing() {
+        let mut m = ExtentMap::new(100).unwrap();
+        m.insert(0, 100, blob(1, 0)).unwrap();
+        let before = m.clone();
+        m.remove(50, 0).unwrap();
+        m.insert(50, 0, Source::Zero).unwrap();
+        assert_eq!(m, before);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt;
 ///
 /// Equality is constant-time, as for every digest the crate compares.
 #[derive(Clone, Copy, Eq, Hash, PartialOrd, Ord)]
+#[allow(clippy::derived_hash_with_manual_eq)] // equality is byte equality, only constant-time
 pub struct BlobId(pub [u8; 32]);
 
 impl BlobId {

@@ -10,7 +10,7 @@
 //! This release holds the foundation every layer stands on:
 //!
 //! - [`Error`] and its stable [`ErrorKind`], which the C ABI maps to status codes;
-//! - [`format`]: magic and version preambles, checked little-endian codecs with hard caps, and
+//! - [`format`](mod@format): magic and version preambles, checked little-endian codecs with hard caps, and
 //!   the BLAKE3 trailer, as specified in `docs/FORMAT.md`;
 //! - [`ExtentMap`]: which bytes of a disk come from which blob, with "newer wins" insertion,
 //!   overlay and chain folding, the operation a recovery point's materialization is built on.
@@ -64,3 +64,8 @@ pub use id::BlobId;
 
 /// The crate version, as in `Cargo.toml`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -40,10 +40,14 @@ fn format_primitives_seeds() -> Vec<(String, Vec<u8>)> {
     let mut seeds = Vec::new();
     for kind in FileKind::ALL {
         let name = kind.name().replace(' ', "_");
-        seeds.push((format!("preamble_{name}"), Preamble::new(kind, 1, 0).to_bytes().to_vec()));
+        seeds.push((
+            format!("preamble_{name}"),
+            Preamble::new(kind, 1, 0).to_bytes().to_vec(),
+        ));
     }
     let mut w = TrailerWriter::new(Vec::new());
-    w.write_all(&Preamble::new(FileKind::Signature, 1, 0).to_bytes()).unwrap();
+    w.write_all(&Preamble::new(FileKind::Signature, 1, 0).to_bytes())
+        .unwrap();
     w.write_all(b"body bytes of a small sealed file").unwrap();
     seeds.push(("sealed".into(), w.finish().unwrap().0));
     let program = [0u8, 1, 2, 3, 4 | 8, 5 | 8, 6 | 16, 7 | 8];
@@ -68,13 +72,20 @@ fn format_primitives_seed_corpus_is_current() {
             std::fs::write(&path, &bytes).unwrap();
         }
         let committed = std::fs::read(&path).unwrap_or_default();
-        assert!(committed == bytes, "{} is stale: run with UPDATE_CORPUS=1", path.display());
+        assert!(
+            committed == bytes,
+            "{} is stale: run with UPDATE_CORPUS=1",
+            path.display()
+        );
     }
 }
 
 #[test]
 fn format_primitives_corpus_and_regressions() {
-    for dir in ["fuzz/corpus/format_primitives", "tests/data/fuzz/format_primitives"] {
+    for dir in [
+        "fuzz/corpus/format_primitives",
+        "tests/data/fuzz/format_primitives",
+    ] {
         for (path, bytes) in inputs(&root().join(dir)) {
             eprintln!("{}", path.display());
             format_primitives::check(&bytes);

@@ -17,8 +17,8 @@
 //!   return `REPLICORE_ERR_CANCELLED`.
 //!
 //! Adding a function: write it in the module of its area as `unsafe extern "C"` with
-//! `#[unsafe(no_mangle)]`, a `# Safety` section, its body inside [`handle::run`] (or
-//! [`ffi_boundary!`] for non-status returns), pointers taken through the helpers of [`handle`];
+//! `#[unsafe(no_mangle)]`, a `# Safety` section, its body inside `handle::run` (or
+//! `ffi_boundary!` for non-status returns), pointers taken through the helpers of `handle`;
 //! then regenerate the header (`UPDATE_HEADER=1 cargo test -p replicore-ffi --test header`).
 
 #![deny(missing_docs)]

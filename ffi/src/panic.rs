@@ -1,8 +1,8 @@
-//! The panic boundary: every exported function runs its body inside [`ffi_boundary!`], so no
+//! The panic boundary: every exported function runs its body inside `ffi_boundary!`, so no
 //! Rust panic ever unwinds into C. The library is built with `panic = "unwind"` (see the
 //! workspace `Cargo.toml`); with `abort` there would be nothing to catch.
 //!
-//! On a panic the function returns its type's [`Fallback`] (`REPLICORE_ERR_PANIC`, NULL, 0,
+//! On a panic the function returns its type's `Fallback` (`REPLICORE_ERR_PANIC`, NULL, 0,
 //! false, nothing) and the thread's last error says what happened.
 
 use std::any::Any;

@@ -32,8 +32,14 @@ pub fn check(data: &[u8]) {
             3 => r.u64("u64").is_ok(),
             4 => r.len_u32("len32", cap).map(|n| assert!(n <= cap)).is_ok(),
             5 => r.len_u64("len64", cap).map(|n| assert!(n <= cap)).is_ok(),
-            6 => r.string_u16("str", cap).map(|s| assert!(s.len() <= cap)).is_ok(),
-            _ => r.bytes("bytes", cap).map(|b| assert_eq!(b.len(), cap)).is_ok(),
+            6 => r
+                .string_u16("str", cap)
+                .map(|s| assert!(s.len() <= cap))
+                .is_ok(),
+            _ => r
+                .bytes("bytes", cap)
+                .map(|b| assert_eq!(b.len(), cap))
+                .is_ok(),
         };
         if !ok {
             break;
@@ -46,7 +52,10 @@ pub fn check(data: &[u8]) {
         blake3::hash(b).as_bytes() == t
     };
     assert_eq!(trailer::verify_slice(data, "fuzz").is_ok(), expected);
-    assert_eq!(trailer::verify_stream(&mut &data[..], "fuzz").is_ok(), expected);
+    assert_eq!(
+        trailer::verify_stream(&mut &data[..], "fuzz").is_ok(),
+        expected
+    );
     if expected {
         let mut hr = HashingReader::new(data);
         let mut body = vec![0u8; data.len() - TRAILER_LEN];

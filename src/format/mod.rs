@@ -3,7 +3,7 @@
 //!
 //! The byte layouts live in `docs/FORMAT.md`, which is the one source of truth; code comments
 //! point there rather than repeat it. Every decoder in the crate reads through
-//! [`Reader`](codec::Reader) (or the streaming helpers beside it), so a truncated or hostile
+//! [`Reader`] (or the streaming helpers beside it), so a truncated or hostile
 //! input yields [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) naming the field and offset,
 //! never a panic or an allocation driven by an unchecked length.
 
