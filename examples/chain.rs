@@ -90,7 +90,7 @@ fn main() -> replicore::Result<()> {
     println!("\nbad input is refused with a typed error:");
     let e = disk.insert(DISK - 4096, 8192, Source::Zero).unwrap_err();
     println!("  {:?}: {e}", e.kind());
-    let e = ExtentMap::new(u64::MAX).unwrap_err();
+    let e = ExtentMap::<Source>::new(u64::MAX).unwrap_err();
     println!("  {:?}: {e}", e.kind());
     Ok(())
 }

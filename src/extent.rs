@@ -49,10 +49,21 @@ pub enum Source {
     },
 }
 
-impl Source {
-    /// The source of the byte `by` bytes further on.
-    ///
-    /// Callers keep `offset + by` within the blob, which `insert` checks once per extent.
+/// What an extent can map to: a position in some data that advances byte by byte.
+///
+/// [`Source`] (blobs and zeros) is the default; the change log maps ranges to positions in the
+/// log file with its own source type.
+pub trait ExtentSource: Copy + Eq + std::fmt::Debug {
+    /// The source of the byte `by` bytes further on. Only called with `by` below a length that
+    /// [`check_len`](Self::check_len) accepted.
+    fn advance(self, by: u64) -> Self;
+    /// Whether `next` continues this source after `len` bytes, so two extents can be one.
+    fn continued_by(self, len: u64, next: Self) -> bool;
+    /// Refuses (InvalidArgument) a length whose positions would overflow.
+    fn check_len(self, len: u64) -> Result<()>;
+}
+
+impl ExtentSource for Source {
     fn advance(self, by: u64) -> Source {
         match self {
             Source::Zero => Source::Zero,
@@ -63,7 +74,6 @@ impl Source {
         }
     }
 
-    /// Whether `next` continues this source after `len` bytes, so the two extents can be one.
     fn continued_by(self, len: u64, next: Source) -> bool {
         match (self, next) {
             (Source::Zero, Source::Zero) => true,
@@ -73,20 +83,32 @@ impl Source {
             _ => false,
         }
     }
+
+    fn check_len(self, len: u64) -> Result<()> {
+        match self {
+            Source::Blob { offset, .. } if offset.checked_add(len).is_none() => {
+                Err(Error::invalid_argument(
+                    "source",
+                    format!("blob offset {offset} + length {len} overflows 64 bits"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One mapped range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Extent {
+pub struct Extent<S = Source> {
     /// First byte on the disk.
     pub start: u64,
     /// Length in bytes (never zero).
     pub len: u64,
     /// Where the bytes come from.
-    pub source: Source,
+    pub source: S,
 }
 
-impl Extent {
+impl<S> Extent<S> {
     /// One past the last byte.
     pub fn end(&self) -> u64 {
         self.start + self.len
@@ -95,9 +117,9 @@ impl Extent {
 
 /// A stretch of a disk as seen by iteration with gaps: mapped, or not covered by any extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Piece {
+pub enum Piece<S = Source> {
     /// Bytes covered by an extent (clipped to the range asked for).
-    Mapped(Extent),
+    Mapped(Extent<S>),
     /// Bytes no extent covers.
     Gap {
         /// First byte.
@@ -107,7 +129,7 @@ pub enum Piece {
     },
 }
 
-impl Piece {
+impl<S> Piece<S> {
     /// First byte.
     pub fn start(&self) -> u64 {
         match self {
@@ -131,21 +153,21 @@ impl Piece {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
+struct Entry<S> {
     len: u64,
-    source: Source,
+    source: S,
 }
 
 /// Non-overlapping byte ranges of one disk, each mapped to a [`Source`]. See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtentMap {
+pub struct ExtentMap<S = Source> {
     disk_size: u64,
     /// Keyed by start; entries never overlap, are never empty and end within `disk_size`.
-    map: BTreeMap<u64, Entry>,
+    map: BTreeMap<u64, Entry<S>>,
     mapped: u64,
 }
 
-impl ExtentMap {
+impl<S: ExtentSource> ExtentMap<S> {
     /// An empty map (all gap) of a disk of `disk_size` bytes, at most 64 TiB.
     pub fn new(disk_size: u64) -> Result<Self> {
         check_disk_size(disk_size)?;
@@ -181,16 +203,9 @@ impl ExtentMap {
     ///
     /// Refused with InvalidArgument: a range past the end of the disk, or a blob offset whose
     /// range overflows.
-    pub fn insert(&mut self, start: u64, len: u64, source: Source) -> Result<()> {
+    pub fn insert(&mut self, start: u64, len: u64, source: S) -> Result<()> {
         let end = self.check_range(start, len)?;
-        if let Source::Blob { offset, .. } = source {
-            if offset.checked_add(len).is_none() {
-                return Err(Error::invalid_argument(
-                    "source",
-                    format!("blob offset {offset} + length {len} overflows 64 bits"),
-                ));
-            }
-        }
+        source.check_len(len)?;
         if len == 0 {
             return Ok(());
         }
@@ -289,7 +304,7 @@ impl ExtentMap {
     /// Lays `newer` over this map: every extent of `newer` wins where it overlaps, gaps of
     /// `newer` leave this map's data showing. The result has `newer`'s disk size (a disk that
     /// shrank loses its tail; one that grew gains a gap).
-    pub fn overlay(&mut self, newer: &ExtentMap) -> Result<()> {
+    pub fn overlay(&mut self, newer: &ExtentMap<S>) -> Result<()> {
         self.set_disk_size(newer.disk_size)?;
         if self.map.is_empty() {
             self.map = newer.map.clone();
@@ -312,7 +327,10 @@ impl ExtentMap {
 
     /// Folds a chain of maps, oldest (the base) first, into one: the disk as of the newest map.
     /// An empty chain is InvalidArgument.
-    pub fn fold<'a>(chain: impl IntoIterator<Item = &'a ExtentMap>) -> Result<ExtentMap> {
+    pub fn fold<'a>(chain: impl IntoIterator<Item = &'a ExtentMap<S>>) -> Result<ExtentMap<S>>
+    where
+        S: 'a,
+    {
         let mut chain = chain.into_iter();
         let Some(base) = chain.next() else {
             return Err(Error::invalid_argument(
@@ -330,8 +348,8 @@ impl ExtentMap {
     /// Merges neighbouring extents whose sources are contiguous (zeros next to zeros, or the
     /// same blob continuing at the next offset). The bytes each disk offset maps to are unchanged.
     pub fn coalesce(&mut self) {
-        let mut out: BTreeMap<u64, Entry> = BTreeMap::new();
-        let mut cur: Option<(u64, Entry)> = None;
+        let mut out: BTreeMap<u64, Entry<S>> = BTreeMap::new();
+        let mut cur: Option<(u64, Entry<S>)> = None;
         for (&s, &e) in &self.map {
             cur = match cur {
                 Some((cs, mut ce))
@@ -354,7 +372,7 @@ impl ExtentMap {
     }
 
     /// The extents in disk order.
-    pub fn iter(&self) -> impl Iterator<Item = Extent> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Extent<S>> + '_ {
         self.map.iter().map(|(&start, e)| Extent {
             start,
             len: e.len,
@@ -363,7 +381,7 @@ impl ExtentMap {
     }
 
     /// The whole disk in order, extents and the gaps between them.
-    pub fn pieces(&self) -> Pieces<'_> {
+    pub fn pieces(&self) -> Pieces<'_, S> {
         Pieces {
             iter: self.map.range(0..self.disk_size),
             pos: 0,
@@ -374,7 +392,7 @@ impl ExtentMap {
 
     /// The `len` bytes from `start` in order, extents clipped to the range (their blob offsets
     /// moved to match) and the gaps between them. A range past the end is InvalidArgument.
-    pub fn lookup(&self, start: u64, len: u64) -> Result<Pieces<'_>> {
+    pub fn lookup(&self, start: u64, len: u64) -> Result<Pieces<'_, S>> {
         let end = self.check_range(start, len)?;
         // The extent containing `start`, if any, begins before it.
         let first = match self.map.range(..=start).next_back() {
@@ -400,19 +418,19 @@ fn check_disk_size(disk_size: u64) -> Result<()> {
 /// Iterator over a range of an [`ExtentMap`], yielding [`Piece`]s with gaps. See
 /// [`ExtentMap::pieces`] and [`ExtentMap::lookup`].
 #[derive(Debug, Clone)]
-pub struct Pieces<'a> {
-    iter: btree_map::Range<'a, u64, Entry>,
+pub struct Pieces<'a, S = Source> {
+    iter: btree_map::Range<'a, u64, Entry<S>>,
     /// Next byte to yield.
     pos: u64,
     end: u64,
     /// An extent already taken from `iter` that begins after `pos` (a gap comes first).
-    pending: Option<(u64, Entry)>,
+    pending: Option<(u64, Entry<S>)>,
 }
 
-impl Iterator for Pieces<'_> {
-    type Item = Piece;
+impl<S: ExtentSource> Iterator for Pieces<'_, S> {
+    type Item = Piece<S>;
 
-    fn next(&mut self) -> Option<Piece> {
+    fn next(&mut self) -> Option<Piece<S>> {
         if self.pos >= self.end {
             return None;
         }
@@ -537,7 +555,9 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert_eq!(m, before);
         assert_eq!(
-            ExtentMap::new(MAX_DISK_SIZE + 1).unwrap_err().kind(),
+            ExtentMap::<Source>::new(MAX_DISK_SIZE + 1)
+                .unwrap_err()
+                .kind(),
             ErrorKind::LimitExceeded
         );
     }
@@ -569,7 +589,7 @@ mod tests {
                 }),
             ]
         );
-        assert_eq!(ExtentMap::new(0).unwrap().pieces().count(), 0);
+        assert_eq!(ExtentMap::<Source>::new(0).unwrap().pieces().count(), 0);
     }
 
     #[test]
@@ -621,7 +641,7 @@ mod tests {
 
     #[test]
     fn fold_empty_chain_is_refused() {
-        let e = ExtentMap::fold(std::iter::empty()).unwrap_err();
+        let e = ExtentMap::<Source>::fold(std::iter::empty()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     }
 

@@ -59,7 +59,7 @@ pub mod format;
 pub mod id;
 
 pub use error::{Error, ErrorKind, Location, Result};
-pub use extent::{Extent, ExtentMap, Piece, Pieces, Source};
+pub use extent::{Extent, ExtentMap, ExtentSource, Piece, Pieces, Source};
 pub use id::BlobId;
 
 /// The crate version, as in `Cargo.toml`.
