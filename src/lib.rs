@@ -57,6 +57,7 @@ pub mod error;
 pub mod extent;
 pub mod format;
 pub mod id;
+pub mod log;
 
 pub use error::{Error, ErrorKind, Location, Result};
 pub use extent::{Extent, ExtentMap, ExtentSource, Piece, Pieces, Source};
