@@ -36,7 +36,7 @@ mod writer;
 pub use format::{
     DiskSpec, LogHeader, MAX_WRITE_PAYLOAD, Marker, MarkerKind, RECORD_HEADER_LEN, RecordType, Seal,
 };
-pub use points::{LogSource, PointChanges, changes_by_point};
+pub use points::{LogChanges, LogSource, PointChanges, changes_by_point};
 pub use reader::{LogReader, Record, RecordBody, Records};
 pub use scan::TornTail;
 pub use storage::{FileStorage, LogStorage, MemStorage};

@@ -57,11 +57,17 @@ pub struct PointChanges {
     pub disks: Vec<ExtentMap<LogSource>>,
 }
 
-/// The changes of every recovery point the log closes, oldest first, and the changes after
-/// the last marker (not yet a point), if any.
-pub fn changes_by_point(
-    reader: &LogReader,
-) -> Result<(Vec<PointChanges>, Option<Vec<ExtentMap<LogSource>>>)> {
+/// A log's changes, point by point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChanges {
+    /// Every recovery point the log closes, oldest first.
+    pub points: Vec<PointChanges>,
+    /// Changes after the last marker (not yet a point), one map per disk, if any.
+    pub open: Option<Vec<ExtentMap<LogSource>>>,
+}
+
+/// The changes of every recovery point the log closes; see [`LogChanges`].
+pub fn changes_by_point(reader: &LogReader) -> Result<LogChanges> {
     let header = reader.header();
     let fresh = || {
         header
@@ -104,5 +110,8 @@ pub fn changes_by_point(
             }
         }
     }
-    Ok((points, dirty.then_some(current)))
+    Ok(LogChanges {
+        points,
+        open: dirty.then_some(current),
+    })
 }

@@ -59,7 +59,7 @@ impl<'a> Scanner<'a> {
     /// Reads and checks the header. A store too short for its header, or a header that fails
     /// its CRC, is Corrupt: a log is created whole (temp file, sync, rename).
     pub fn new(st: &'a dyn LogStorage) -> Result<Scanner<'a>> {
-        let len = st.len().map_err(io_err)?;
+        let len = st.size().map_err(io_err)?;
         let prefix_len = PREAMBLE_LEN + 8;
         if len < prefix_len as u64 {
             return Err(Error::corrupt(
@@ -187,22 +187,29 @@ impl<'a> Scanner<'a> {
         let max_seq = self
             .next_seq
             .saturating_add((self.len - after) / RECORD_HEADER_LEN as u64);
+        let min_seq = self.next_seq;
         let mut q = after + 1;
         while q <= last {
-            // Cheap filters before the full check: type byte and sequence range.
-            let h = self.bytes(q, RECORD_HEADER_LEN)?;
-            let kind = h[4];
-            let mut s = [0u8; 8];
-            s.copy_from_slice(&h[16..24]);
-            let seq = u64::from_le_bytes(s);
-            if (1..=4).contains(&kind)
-                && seq >= self.next_seq
-                && seq <= max_seq
-                && self.check_at(q, None)?.is_ok()
-            {
-                return Ok(Some(q));
+            // One window at a time: cheap filters (type byte, sequence range) on the bytes in
+            // memory, the full check only for the candidates that pass them.
+            let span = ((last - q) as usize).min(WINDOW - RECORD_HEADER_LEN);
+            let chunk = self.bytes(q, span + RECORD_HEADER_LEN)?;
+            let candidates: Vec<u64> = (0..=span)
+                .filter(|&i| {
+                    let h = &chunk[i..i + RECORD_HEADER_LEN];
+                    let mut s = [0u8; 8];
+                    s.copy_from_slice(&h[16..24]);
+                    let seq = u64::from_le_bytes(s);
+                    (1..=4).contains(&h[4]) && seq >= min_seq && seq <= max_seq
+                })
+                .map(|i| q + i as u64)
+                .collect();
+            for c in candidates {
+                if self.check_at(c, None)?.is_ok() {
+                    return Ok(Some(c));
+                }
             }
-            q += 1;
+            q += span as u64 + 1;
         }
         Ok(None)
     }

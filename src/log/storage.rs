@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// An append-only byte store with a durability barrier.
 pub trait LogStorage: Send {
     /// Current length in bytes.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     /// Fills `buf` from byte `pos`; reading past the end is an `UnexpectedEof` error.
     fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Appends all of `bufs`, in order, at the end.
@@ -39,7 +39,7 @@ impl FileStorage {
 }
 
 impl LogStorage for FileStorage {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.len)
     }
 
@@ -175,7 +175,7 @@ impl MemStorage {
 }
 
 impl LogStorage for MemStorage {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.state().live.len() as u64)
     }
 
@@ -267,7 +267,7 @@ mod tests {
         f.append(&[IoSlice::new(b"hello "), IoSlice::new(b"world")])
             .unwrap();
         f.sync().unwrap();
-        assert_eq!(f.len().unwrap(), 11);
+        assert_eq!(f.size().unwrap(), 11);
         let mut buf = [0u8; 5];
         f.read_at(6, &mut buf).unwrap();
         assert_eq!(&buf, b"world");

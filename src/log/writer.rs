@@ -260,7 +260,7 @@ impl ChangeLog {
         let header = Self::new_header(config, random_id()?, 0, config.first_point, 0)?;
         let bytes = header.encode()?;
         let len = st
-            .len()
+            .size()
             .map_err(|e| Error::io("reading the storage length", None, e))?;
         if len != 0 {
             return Err(Error::invalid_argument(
@@ -424,7 +424,7 @@ impl ChangeLog {
             None => summary.good_end,
         };
         let len = st
-            .len()
+            .size()
             .map_err(|e| Error::io("reading the change log length", None, e))?;
         if keep != len {
             st.truncate(keep)
@@ -525,8 +525,14 @@ impl ChangeLog {
         Error::io(what.to_string(), self.path.as_deref(), e)
     }
 
-    /// Writes out the buffer.
-    fn flush(&mut self) -> Result<()> {
+    /// Hands buffered records to the storage without waiting for them to be durable (readers
+    /// of the file then see them). [`sync`](Self::sync) is the durability barrier.
+    pub fn flush(&mut self) -> Result<()> {
+        self.check_usable()?;
+        self.write_buffer()
+    }
+
+    fn write_buffer(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -548,7 +554,7 @@ impl ChangeLog {
             r.map_err(|e| self.fail("writing the change log", e))?;
         } else {
             if self.buf.len() + RECORD_HEADER_LEN + payload.len() > BUFFER_CAP {
-                self.flush()?;
+                self.write_buffer()?;
             }
             self.buf.extend_from_slice(&h);
             self.buf.extend_from_slice(payload);
@@ -640,7 +646,7 @@ impl ChangeLog {
     /// Makes every record so far durable (`fdatasync`): the durability barrier.
     pub fn sync(&mut self) -> Result<()> {
         self.check_usable()?;
-        self.flush()?;
+        self.write_buffer()?;
         self.st
             .sync()
             .map_err(|e| self.fail("syncing the change log", e))?;
@@ -680,6 +686,7 @@ impl ChangeLog {
             )
             .with_path(&path));
         }
+        let sealed_records = self.records;
         let seal = Seal {
             records: self.records,
             payload_bytes: self.payload_bytes,
@@ -735,7 +742,7 @@ impl ChangeLog {
             sealed_path: sealed_path.to_path_buf(),
             generation: self.header.generation,
             points: self.markers,
-            records: self.records,
+            records: sealed_records,
             tracker: TrackerState {
                 group: next.group.clone(),
                 epoch: next.epoch,
@@ -780,7 +787,7 @@ impl Drop for ChangeLog {
     /// Writes out buffered records (not synced: durability is what `sync` promises).
     fn drop(&mut self) {
         if self.failed.is_none() {
-            let _ = self.flush();
+            let _ = self.write_buffer();
         }
     }
 }
