@@ -586,3 +586,17 @@ mod tests {
         assert_eq!(Seal::decode(&s.encode(), 0).unwrap(), s);
     }
 }
+
+#[cfg(test)]
+mod layout {
+    use super::*;
+
+    /// The numbers docs/FORMAT.md §8 states.
+    #[test]
+    fn documented_sizes() {
+        assert_eq!(MAX_HEADER_LEN, 68_193);
+        assert_eq!(MAX_MARKER_PAYLOAD, 1042);
+        assert_eq!(SEAL_PAYLOAD_LEN, 48);
+        assert_eq!(MAX_WRITE_PAYLOAD, 16 << 20);
+    }
+}
