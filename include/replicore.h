@@ -101,6 +101,67 @@ typedef uint32_t replicore_piece_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// How an interrupted rotation was finished on open.
+enum replicore_rotation_recovery
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No rotation was interrupted.
+  REPLICORE_ROTATION_NONE = 0,
+  // The seal was removed; the log is as before the rotation: rotate again.
+  REPLICORE_ROTATION_ROLLED_BACK = 1,
+  // The next generation's log was put in place; the sealed log is where the rotation was told.
+  REPLICORE_ROTATION_COMPLETED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum replicore_rotation_recovery replicore_rotation_recovery;
+#else
+typedef uint32_t replicore_rotation_recovery;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Consistency of a recovery point.
+enum replicore_marker_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Crash-consistent.
+  REPLICORE_MARKER_CRASH = 1,
+  // Application-consistent.
+  REPLICORE_MARKER_APP = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum replicore_marker_kind replicore_marker_kind;
+#else
+typedef uint32_t replicore_marker_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// When records are made durable.
+enum replicore_sync_policy
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Only on `replicore_log_sync` (and rotation). The default.
+  REPLICORE_SYNC_MANUAL = 0,
+  // After every record.
+  REPLICORE_SYNC_EVERY_RECORD = 1,
+  // Whenever `bytes` were appended since the last sync.
+  REPLICORE_SYNC_EVERY_BYTES = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum replicore_sync_policy replicore_sync_policy;
+#else
+typedef uint32_t replicore_sync_policy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // An extent map of one disk (see the Rust `ExtentMap`). Created by
 // `replicore_extent_map_new`, freed by `replicore_extent_map_free`.
 //
@@ -108,6 +169,13 @@ typedef uint32_t replicore_piece_kind;
 // once (calls that take it as `const` may run together; none may run beside one that takes it
 // as non-`const`).
 typedef struct replicore_extent_map replicore_extent_map;
+
+// An open change log (see the Rust `ChangeLog`). Created by `replicore_log_create` or
+// `replicore_log_open`, freed by `replicore_log_free`.
+//
+// Thread safety: may be shared between threads; calls on one log take an internal lock, so
+// records from several threads get one total order.
+typedef struct replicore_log replicore_log;
 
 // One piece of a disk, as passed to a `replicore_piece_callback`.
 typedef struct {
@@ -127,6 +195,40 @@ typedef struct {
 // valid only during the call. Return 0 to continue, non-zero to stop: the call then returns
 // `REPLICORE_ERR_CANCELLED`. The callback runs on the calling thread; it must not free the map.
 typedef int (*replicore_piece_callback)(void *user, const replicore_piece *piece);
+
+// One disk of a group: a NUL-terminated UTF-8 name (1 to 255 bytes, unique in the group) and
+// its size in bytes.
+typedef struct {
+  // The disk's name.
+  const char *name;
+  // The disk's size in bytes (at most 64 TiB).
+  uint64_t size;
+} replicore_disk_spec;
+
+// What a host keeps to prove, at the next open, that the log it finds is the one it wrote.
+// Copy it as a whole; `group` is NUL-terminated.
+typedef struct {
+  // The group's name, NUL-terminated.
+  char group[256];
+  // The tracking session's random id.
+  uint8_t epoch[16];
+  // The log's generation.
+  uint64_t generation;
+} replicore_tracker;
+
+// What `replicore_log_open` repaired.
+typedef struct {
+  // Bytes of a torn tail that were truncated (0 if none).
+  uint64_t torn_bytes;
+  // Where the torn tail began (0 if none).
+  uint64_t torn_at;
+  // Whether the log holds any record (then `last_seq` is meaningful).
+  bool has_records;
+  // Sequence number of the last record kept.
+  uint64_t last_seq;
+  // An interrupted rotation that was finished.
+  replicore_rotation_recovery rotation;
+} replicore_recovery;
 
 #ifdef __cplusplus
 extern "C" {
@@ -217,6 +319,138 @@ replicore_status replicore_extent_map_lookup(const replicore_extent_map *map,
 // (including one made by a callback that re-enters the library); copy the text to keep it.
 // Successful calls leave it unchanged. Never free it.
 const char *replicore_last_error_message(void);
+
+// Creates a new change log at `path` (which must not exist) for group `group` with
+// `disk_count` disks, manual syncs and the default resync threshold (50% of the disks' total
+// size), and writes it to `*log_out`. Records name disks by their index in `disks`. The caller
+// frees the log with `replicore_log_free`.
+//
+// # Safety
+//
+// `path` and `group` are NULL or NUL-terminated strings; `disks` is NULL or points to
+// `disk_count` specs whose names are NUL-terminated; `log_out` is NULL or writable.
+replicore_status replicore_log_create(const char *path,
+                                      const char *group,
+                                      const replicore_disk_spec *disks,
+                                      size_t disk_count,
+                                      replicore_log **log_out);
+
+// Opens the change log at `path` for appending, recovering it after an unclean stop, and
+// writes it to `*log_out`. With `expect` (may be NULL), the log must continue what the host
+// last saw, else `REPLICORE_ERR_RESYNC_REQUIRED` (also for a missing log). What was repaired
+// is written to `*recovery_out` unless it is NULL. The caller frees the log.
+//
+// # Safety
+//
+// `path` is NULL or NUL-terminated; `expect` and `recovery_out` are NULL or valid; `log_out`
+// is NULL or writable.
+replicore_status replicore_log_open(const char *path,
+                                    const replicore_tracker *expect,
+                                    replicore_log **log_out,
+                                    replicore_recovery *recovery_out);
+
+// Frees a log (buffered records are handed to the file, not synced). NULL is accepted.
+//
+// # Safety
+//
+// `log` is NULL or a live log that no other thread is using.
+void replicore_log_free(replicore_log *log);
+
+// Sets when records are made durable; `bytes` is used by `REPLICORE_SYNC_EVERY_BYTES` and
+// must then be positive. A value that is not a policy is `REPLICORE_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+//
+// `log` is NULL or a live log.
+replicore_status replicore_log_set_sync_policy(const replicore_log *log,
+                                               uint32_t policy,
+                                               uint64_t bytes);
+
+// Sets the resync threshold: pending log bytes at or above `percent` (1 to 1000) of the
+// group's total disk size, or, when `percent` is 0, at or above `bytes`.
+//
+// # Safety
+//
+// `log` is NULL or a live log.
+replicore_status replicore_log_set_resync_threshold(const replicore_log *log,
+                                                    uint16_t percent,
+                                                    uint64_t bytes);
+
+// Records that `len` bytes at `data` were written to disk `disk` at `offset`. A disk index
+// that is not the group's, or a range past the disk's end, is `REPLICORE_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+//
+// `log` is NULL or a live log; `data` is NULL (only with `len` 0) or readable for `len` bytes.
+replicore_status replicore_log_write(const replicore_log *log,
+                                     uint32_t disk,
+                                     uint64_t offset,
+                                     const uint8_t *data,
+                                     size_t len);
+
+// Records that `len` bytes of disk `disk` from `offset` were trimmed (read as zeros).
+//
+// # Safety
+//
+// `log` is NULL or a live log.
+replicore_status replicore_log_trim(const replicore_log *log,
+                                    uint32_t disk,
+                                    uint64_t offset,
+                                    uint64_t len);
+
+// Closes a recovery point of consistency `kind` with `label` (NULL for none; at most 1024
+// bytes of UTF-8) at `time_ns` nanoseconds since the Unix epoch (0 for now), and writes its
+// sequence number to `*point_out` unless that is NULL.
+//
+// # Safety
+//
+// `log` is NULL or a live log; `label` is NULL or NUL-terminated; `point_out` is NULL or
+// writable.
+replicore_status replicore_log_mark(const replicore_log *log,
+                                    uint32_t kind,
+                                    const char *label,
+                                    uint64_t time_ns,
+                                    uint64_t *point_out);
+
+// Makes every record so far durable: the durability barrier.
+//
+// # Safety
+//
+// `log` is NULL or a live log.
+replicore_status replicore_log_sync(const replicore_log *log);
+
+// Seals the log into `sealed_path` (which must not exist) and goes on tracking in the next
+// generation; writes the tracker state to keep from now on to `*tracker_out` unless NULL.
+//
+// # Safety
+//
+// `log` is NULL or a live log; `sealed_path` is NULL or NUL-terminated; `tracker_out` is NULL
+// or writable.
+replicore_status replicore_log_rotate(const replicore_log *log,
+                                      const char *sealed_path,
+                                      replicore_tracker *tracker_out);
+
+// Writes the log's current tracker state (to keep with the VM's configuration) to `*out`.
+//
+// # Safety
+//
+// `log` is NULL or a live log; `out` is NULL or writable.
+replicore_status replicore_log_tracker(const replicore_log *log, replicore_tracker *out);
+
+// Writes the bytes of records waiting in the log (the header excluded) to `*out`.
+//
+// # Safety
+//
+// `log` is NULL or a live log; `out` is NULL or writable.
+replicore_status replicore_log_pending_bytes(const replicore_log *log, uint64_t *out);
+
+// Writes to `*out` whether the pending log reached the resync threshold (delta replication
+// should give up for a checksum resync).
+//
+// # Safety
+//
+// `log` is NULL or a live log; `out` is NULL or writable.
+replicore_status replicore_log_needs_resync(const replicore_log *log, bool *out);
 
 // The name of a status value (`"REPLICORE_ERR_CORRUPT"`), or NULL for a value that is not a
 // status. The string is static: never free it.

@@ -127,12 +127,8 @@ pub(crate) unsafe fn bytes<'a>(
     len: usize,
     name: &'static str,
 ) -> Result<&'a [u8], Failure> {
-    match (ptr.is_null(), len) {
-        (true, 0) => Ok(&[]),
-        (true, _) => Err(Failure::Null(name)),
-        // SAFETY: per this function's contract.
-        (false, _) => Ok(unsafe { std::slice::from_raw_parts(ptr, len) }),
-    }
+    // SAFETY: per this function's contract.
+    unsafe { slice(ptr, len, name) }
 }
 
 /// Borrows a NUL-terminated UTF-8 string; bad UTF-8 is InvalidArgument.
@@ -140,7 +136,6 @@ pub(crate) unsafe fn bytes<'a>(
 /// # Safety
 ///
 /// `ptr` is NULL or points to a NUL-terminated string valid during `'a`.
-#[allow(dead_code)] // the first callers arrive with the change log's C API
 pub(crate) unsafe fn str<'a>(
     ptr: *const std::ffi::c_char,
     name: &'static str,
@@ -153,4 +148,23 @@ pub(crate) unsafe fn str<'a>(
     s.to_str().map_err(|e| {
         replicore::Error::invalid_argument(name, format!("not valid UTF-8: {e}")).into()
     })
+}
+
+/// Borrows an array of `len` values given as pointer and length; NULL is allowed only with
+/// length 0.
+///
+/// # Safety
+///
+/// `ptr` is NULL or valid for reads of `len` values of `T` during `'a`.
+pub(crate) unsafe fn slice<'a, T>(
+    ptr: *const T,
+    len: usize,
+    name: &'static str,
+) -> Result<&'a [T], Failure> {
+    match (ptr.is_null(), len) {
+        (true, 0) => Ok(&[]),
+        (true, _) => Err(Failure::Null(name)),
+        // SAFETY: per this function's contract.
+        (false, _) => Ok(unsafe { std::slice::from_raw_parts(ptr, len) }),
+    }
 }

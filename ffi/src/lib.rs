@@ -26,6 +26,7 @@
 pub mod extent;
 mod handle;
 pub mod last_error;
+pub mod log;
 #[doc(hidden)]
 pub mod panic;
 pub mod status;

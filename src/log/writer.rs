@@ -287,14 +287,7 @@ impl ChangeLog {
         first_point: u64,
         first_record: u64,
     ) -> Result<LogHeader> {
-        if let ResyncThreshold::Percent(p) = config.resync_threshold {
-            if !(1..=1000).contains(&p) {
-                return Err(Error::invalid_argument(
-                    "resync_threshold",
-                    format!("{p}% is not within 1% to 1000%"),
-                ));
-            }
-        }
+        check_threshold(config.resync_threshold)?;
         if config.sync == SyncPolicy::EveryBytes(0) {
             return Err(Error::invalid_argument(
                 "sync",
@@ -407,6 +400,13 @@ impl ChangeLog {
         sync: SyncPolicy,
         threshold: ResyncThreshold,
     ) -> Result<(ChangeLog, Recovery)> {
+        check_threshold(threshold)?;
+        if sync == SyncPolicy::EveryBytes(0) {
+            return Err(Error::invalid_argument(
+                "sync",
+                "EveryBytes needs a positive byte count",
+            ));
+        }
         let summary = scan::scan(st.as_ref(), |_| Ok(()))?;
         if let Some(want) = expect {
             check_continuity(&summary.header, want)?;
@@ -442,6 +442,25 @@ impl ChangeLog {
         log.markers = summary.markers;
         log.last_kind = summary.last_kind;
         Ok((log, recovery))
+    }
+
+    /// Changes when records are made durable from now on.
+    pub fn set_sync_policy(&mut self, sync: SyncPolicy) -> Result<()> {
+        if sync == SyncPolicy::EveryBytes(0) {
+            return Err(Error::invalid_argument(
+                "sync",
+                "EveryBytes needs a positive byte count",
+            ));
+        }
+        self.sync_policy = sync;
+        Ok(())
+    }
+
+    /// Changes when [`needs_resync`](Self::needs_resync) says to give up on delta replication.
+    pub fn set_resync_threshold(&mut self, threshold: ResyncThreshold) -> Result<()> {
+        check_threshold(threshold)?;
+        self.threshold = threshold;
+        Ok(())
     }
 
     /// The log's header.
@@ -759,6 +778,16 @@ impl ChangeLog {
         fresh.path = Some(path);
         *self = fresh;
         Ok(rotated)
+    }
+}
+
+fn check_threshold(threshold: ResyncThreshold) -> Result<()> {
+    match threshold {
+        ResyncThreshold::Percent(p) if !(1..=1000).contains(&p) => Err(Error::invalid_argument(
+            "resync_threshold",
+            format!("{p}% is not within 1% to 1000%"),
+        )),
+        _ => Ok(()),
     }
 }
 
