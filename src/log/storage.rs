@@ -6,7 +6,7 @@
 //! hosts' own tests run the log on it.
 
 use std::fs::File;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// An append-only byte store with a durability barrier.
@@ -31,9 +31,10 @@ pub struct FileStorage {
 }
 
 impl FileStorage {
-    /// Wraps a file opened for reading and appending (`OpenOptions::read(true).append(true)`).
-    pub fn new(file: File) -> io::Result<Self> {
-        let len = file.metadata()?.len();
+    /// Wraps a file opened for reading and writing; appends go to its end. (Not `O_APPEND`:
+    /// this handle is the only writer, and plain writes at a known position are cheaper.)
+    pub fn new(mut file: File) -> io::Result<Self> {
+        let len = file.seek(SeekFrom::End(0))?;
         Ok(FileStorage { file, len })
     }
 }
@@ -49,9 +50,10 @@ impl LogStorage for FileStorage {
 
     fn append(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let mut storage: Vec<IoSlice<'_>> = bufs.to_vec();
+        let mut storage: Vec<IoSlice<'_>> =
+            bufs.iter().filter(|b| !b.is_empty()).copied().collect();
         let mut slices = &mut storage[..];
-        // The file is opened for appending at its end; positioned writes would work as well.
+        // The file position is kept at the end: `new` and `truncate` put it there.
         while !slices.is_empty() {
             match self.file.write_vectored(slices) {
                 Ok(0) => {
@@ -76,6 +78,7 @@ impl LogStorage for FileStorage {
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len)?;
         self.file.sync_all()?;
+        self.file.seek(SeekFrom::Start(len))?;
         self.len = len;
         Ok(())
     }
@@ -273,5 +276,7 @@ mod tests {
         assert_eq!(&buf, b"world");
         f.truncate(5).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello");
+        f.append(&[IoSlice::new(b"!")]).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello!");
     }
 }
