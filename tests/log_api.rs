@@ -31,7 +31,7 @@ fn records_come_back_in_order_with_positions() {
     let mut log = ChangeLog::create(&path, &config()).unwrap();
     log.record_write(0, 4096, b"hello").unwrap();
     log.record_trim(1, 0, 8192).unwrap();
-    let big = vec![7u8; 100 << 10]; // bypasses the buffer
+    let big = vec![7u8; 300 << 10]; // bypasses the buffer
     log.record_write(0, 0, &big).unwrap();
     assert_eq!(log.mark_at(MarkerKind::App, "vss", t(1)).unwrap(), 1);
     log.sync().unwrap();
@@ -121,7 +121,7 @@ fn a_failed_write_or_sync_poisons_the_handle_until_reopened() {
     log.record_write(0, 0, &[1; 100]).unwrap();
     log.sync().unwrap();
     st.fail_writes_after(10);
-    log.record_write(0, 0, &[2; 64 << 10]).unwrap_err();
+    log.record_write(0, 0, &[2; 300 << 10]).unwrap_err(); // large: written at once
     let e = log.record_write(0, 0, b"again").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io);
     assert!(e.to_string().contains("reopen"), "{e}");

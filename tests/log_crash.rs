@@ -48,9 +48,9 @@ fn mixed(log: &mut ChangeLog, rng: &mut Rng, n: usize) {
             }
             1 => log.record_trim(1, rng.next() % 1000 * 512, 4096).unwrap(),
             k => {
-                // One write in eight is large enough to bypass the writer's buffer.
-                let len = if k == 2 && i % 4 == 0 {
-                    (32 << 10) + rng.next() as usize % (8 << 10)
+                // Now and then a write large enough to bypass the writer's buffer.
+                let len = if k == 2 && i % 32 == 7 {
+                    (256 << 10) + rng.next() as usize % (8 << 10)
                 } else {
                     1 + rng.next() as usize % 1500
                 };
@@ -107,9 +107,9 @@ fn cut_at_every_byte_of_the_last_records_and_a_sample_of_all() {
         .collect();
     let tail_start = recs[recs.len() - 4].pos as usize;
     let cuts: Vec<usize> = (tail_start..=bytes.len())
-        .chain((0..tail_start).step_by(tail_start / 2000 + 1))
+        .chain((0..tail_start).step_by(tail_start / 800 + 1))
         .collect();
-    assert!(cuts.len() > 1500, "{} cuts", cuts.len());
+    assert!(cuts.len() > 1000, "{} cuts", cuts.len());
     for (i, &cut) in cuts.iter().enumerate() {
         if (cut as u64) < header_len {
             let e = reopen(bytes[..cut].to_vec()).expect_err("a cut header must not open");
