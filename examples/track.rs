@@ -7,7 +7,8 @@
 use std::time::Instant;
 
 use replicore::log::{
-    ChangeLog, DiskSpec, LogConfig, LogReader, MarkerKind, ResyncThreshold, SyncPolicy, changes_by_point,
+    ChangeLog, DiskSpec, LogConfig, LogReader, MarkerKind, ResyncThreshold, SyncPolicy,
+    changes_by_point,
 };
 
 const MIB: u64 = 1 << 20;
@@ -24,12 +25,22 @@ impl Rng {
 }
 
 fn main() -> replicore::Result<()> {
-    let dir = tempfile::tempdir().map_err(|e| replicore::Error::io("creating a scratch directory", None, e))?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| replicore::Error::io("creating a scratch directory", None, e))?;
     let path = dir.path().join("vm-01.rclog");
-    let mut config = LogConfig::new("vm-01", vec![DiskSpec::new("os", 8 << 30), DiskSpec::new("data", 32 << 30)]);
+    let mut config = LogConfig::new(
+        "vm-01",
+        vec![
+            DiskSpec::new("os", 8 << 30),
+            DiskSpec::new("data", 32 << 30),
+        ],
+    );
     config.sync = SyncPolicy::EveryBytes(4 * MIB);
     let mut log = ChangeLog::create(&path, &config)?;
-    println!("tracking group vm-01 (os 8 GiB, data 32 GiB) in {}", path.display());
+    println!(
+        "tracking group vm-01 (os 8 GiB, data 32 GiB) in {}",
+        path.display()
+    );
 
     let mut rng = Rng(0x5eed);
     let block = vec![0xa5u8; 64 << 10];
@@ -49,15 +60,30 @@ fn main() -> replicore::Result<()> {
                 bytes += len;
             }
         }
-        let kind = if interval == 1 { MarkerKind::App } else { MarkerKind::Crash };
+        let kind = if interval == 1 {
+            MarkerKind::App
+        } else {
+            MarkerKind::Crash
+        };
         if interval == 3 {
             // Power cut: records since the last sync may be lost; the log must not care.
             let tracker = log.tracker();
             drop(log);
-            let len = std::fs::metadata(&path).map_err(|e| replicore::Error::io("stat", Some(&path), e))?.len();
-            let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| replicore::Error::io("open", Some(&path), e))?;
-            file.set_len(len - 1234).map_err(|e| replicore::Error::io("cut", Some(&path), e))?;
-            let (l, recovery) = ChangeLog::open(&path, Some(&tracker), config.sync, ResyncThreshold::default())?;
+            let len = std::fs::metadata(&path)
+                .map_err(|e| replicore::Error::io("stat", Some(&path), e))?
+                .len();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| replicore::Error::io("open", Some(&path), e))?;
+            file.set_len(len - 1234)
+                .map_err(|e| replicore::Error::io("cut", Some(&path), e))?;
+            let (l, recovery) = ChangeLog::open(
+                &path,
+                Some(&tracker),
+                config.sync,
+                ResyncThreshold::default(),
+            )?;
             let torn = recovery.torn.expect("a cut mid-record leaves a torn tail");
             println!(
                 "interval 4: power cut; reopened: dropped a torn tail of {} bytes at byte {}, {} records kept",
@@ -82,7 +108,11 @@ fn main() -> replicore::Result<()> {
         sealed.push(sealed_path);
     }
     log.sync()?;
-    println!("needs resync: {} (pending {} KiB)", log.needs_resync(), log.pending_bytes() / 1024);
+    println!(
+        "needs resync: {} (pending {} KiB)",
+        log.needs_resync(),
+        log.pending_bytes() / 1024
+    );
 
     println!("\nrecovery points in the sealed logs:");
     for p in &sealed {
