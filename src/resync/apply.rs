@@ -1,0 +1,188 @@
+//! Writing chunks into a target image: positioned writes, holes for zeros, the final size.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use super::delta::Sink;
+use crate::error::{Error, Result};
+
+/// What applying a delta did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApplyStats {
+    /// Chunks written with data.
+    pub data_chunks: u64,
+    /// Chunks zeroed.
+    pub zero_chunks: u64,
+    /// Bytes of data written.
+    pub data_bytes: u64,
+    /// The target's size afterwards.
+    pub final_size: u64,
+}
+
+/// A target image being brought up to date.
+pub(crate) struct Applier {
+    file: File,
+    path: PathBuf,
+    block_device: bool,
+    chunk_size: u64,
+    final_size: u64,
+    stats: ApplyStats,
+}
+
+fn is_block_device(file: &File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        file.metadata()
+            .map(|m| m.file_type().is_block_device())
+            .unwrap_or(false)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        false
+    }
+}
+
+impl Applier {
+    /// Opens `path` for writing. A missing target is created when `create` is set or the delta
+    /// was computed against an empty signature (`base_size` 0); otherwise it is NotFound.
+    pub fn open(
+        path: &Path,
+        chunk_size: u32,
+        final_size: u64,
+        base_size: u64,
+        create: bool,
+    ) -> Result<Applier> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create || base_size == 0)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound {
+                    what: format!(
+                        "target {} (the delta expects a {base_size}-byte image)",
+                        path.display()
+                    ),
+                },
+                _ => Error::io("opening the target", Some(path), e),
+            })?;
+        let block_device = is_block_device(&file);
+        if block_device {
+            use std::io::{Seek, SeekFrom};
+            let len = (&file)
+                .seek(SeekFrom::End(0))
+                .map_err(|e| Error::io("sizing the target", Some(path), e))?;
+            if len != final_size {
+                return Err(Error::invalid_argument(
+                    "target",
+                    format!(
+                        "block device {} has {len} bytes; the source has {final_size}",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(Applier {
+            file,
+            path: path.to_path_buf(),
+            block_device,
+            chunk_size: u64::from(chunk_size),
+            final_size,
+            stats: ApplyStats {
+                final_size,
+                ..ApplyStats::default()
+            },
+        })
+    }
+
+    fn io(&self, what: &str, e: std::io::Error) -> Error {
+        Error::io(what.to_string(), Some(&self.path), e)
+    }
+
+    fn write_at(&self, buf: &[u8], pos: u64) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::write_all_at(&self.file, buf, pos)
+        }
+        #[cfg(windows)]
+        {
+            use std::os::windows::fs::FileExt;
+            let (mut buf, mut pos) = (buf, pos);
+            while !buf.is_empty() {
+                let n = self.file.seek_write(buf, pos)?;
+                buf = &buf[n..];
+                pos += n as u64;
+            }
+            Ok(())
+        }
+    }
+
+    /// Zeros `len` bytes at `pos`: a hole where the file system can punch one, else zeros.
+    fn zero_range(&self, pos: u64, len: u64) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if !self.block_device && punch_hole(&self.file, pos, len) {
+            return Ok(());
+        }
+        let zeros = vec![0u8; len.min(1 << 20) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(zeros.len() as u64);
+            self.write_at(&zeros[..n as usize], pos + done)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Sets the final size and makes everything durable.
+    pub fn finish(self) -> Result<ApplyStats> {
+        if !self.block_device {
+            self.file
+                .set_len(self.final_size)
+                .map_err(|e| self.io("setting the target's size", e))?;
+        }
+        self.file
+            .sync_all()
+            .map_err(|e| self.io("syncing the target", e))?;
+        Ok(self.stats)
+    }
+}
+
+impl Sink for Applier {
+    fn data(&mut self, index: u64, _hash: &[u8; 32], bytes: &[u8]) -> Result<()> {
+        self.write_at(bytes, index * self.chunk_size)
+            .map_err(|e| self.io("writing the target", e))?;
+        self.stats.data_chunks += 1;
+        self.stats.data_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn zero(&mut self, index: u64, len: u64) -> Result<()> {
+        self.zero_range(index * self.chunk_size, len)
+            .map_err(|e| self.io("zeroing the target", e))?;
+        self.stats.zero_chunks += 1;
+        Ok(())
+    }
+}
+
+/// Punches a hole (Linux `fallocate(PUNCH_HOLE | KEEP_SIZE)`); false where unsupported.
+#[cfg(target_os = "linux")]
+fn punch_hole(file: &File, pos: u64, len: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(l)) = (libc::off_t::try_from(pos), libc::off_t::try_from(len)) else {
+        return false;
+    };
+    // SAFETY: fallocate on a file descriptor this `File` owns for the duration of the call; it
+    // touches no memory of ours.
+    let r = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off,
+            l,
+        )
+    };
+    r == 0
+}
