@@ -12,10 +12,14 @@ use replicore::format::TrailerWriter;
 use replicore::format::header::FileKind;
 use replicore::format::{Preamble, Writer};
 
+#[path = "../fuzz/checks/delta_apply.rs"]
+mod delta_apply;
 #[path = "../fuzz/checks/format_primitives.rs"]
 mod format_primitives;
 #[path = "../fuzz/checks/log_open.rs"]
 mod log_open;
+#[path = "../fuzz/checks/signature_read.rs"]
+mod signature_read;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -152,6 +156,77 @@ fn log_open_corpus_and_regressions() {
         for (path, bytes) in inputs(&root().join(dir)) {
             eprintln!("{}", path.display());
             log_open::check(&bytes);
+        }
+    }
+}
+
+/// Seeds for `signature_read` and `delta_apply`: a small image pair's signature and delta, with
+/// data, zero and grown chunks. Deterministic, so checked byte for byte. The seeds are stored
+/// without their trailer: the fuzz checks add one (and also try the input as it is).
+fn resync_seeds() -> (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) {
+    use replicore::resync::{Delta, Signature};
+    let target: Vec<u8> = (0..9000u32).map(|i| (i % 7) as u8).collect();
+    let mut source = target.clone();
+    source[100..200].fill(1);
+    source[4096..8192].fill(0);
+    source.extend_from_slice(&[3; 5000]);
+    let sig = Signature::of(&target, 4096).unwrap();
+    let mut sig_bytes = Vec::new();
+    sig.to_writer(&mut sig_bytes).unwrap();
+    let mut delta = Vec::new();
+    Delta::compute_in_memory(&source, &sig, &mut delta, &mut |_, _| true).unwrap();
+    let strip = |mut v: Vec<u8>| {
+        v.truncate(v.len() - 32);
+        v
+    };
+    let empty = Signature::of(&[], 4096).unwrap();
+    let mut empty_bytes = Vec::new();
+    empty.to_writer(&mut empty_bytes).unwrap();
+    (
+        vec![
+            ("small".into(), strip(sig_bytes)),
+            ("empty".into(), strip(empty_bytes)),
+        ],
+        vec![("small".into(), strip(delta))],
+    )
+}
+
+#[test]
+fn resync_seed_corpora_are_current() {
+    let (sigs, deltas) = resync_seeds();
+    for (target, seeds) in [("signature_read", sigs), ("delta_apply", deltas)] {
+        let dir = root().join("fuzz/corpus").join(target);
+        for (name, bytes) in seeds {
+            let path = dir.join(&name);
+            if std::env::var_os("UPDATE_CORPUS").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            let committed = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                committed == bytes,
+                "{} is stale: run with UPDATE_CORPUS=1",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn resync_corpora_and_regressions() {
+    for dir in [
+        "fuzz/corpus/signature_read",
+        "tests/data/fuzz/signature_read",
+    ] {
+        for (path, bytes) in inputs(&root().join(dir)) {
+            eprintln!("{}", path.display());
+            signature_read::check(&bytes);
+        }
+    }
+    for dir in ["fuzz/corpus/delta_apply", "tests/data/fuzz/delta_apply"] {
+        for (path, bytes) in inputs(&root().join(dir)) {
+            eprintln!("{}", path.display());
+            delta_apply::check(&bytes);
         }
     }
 }

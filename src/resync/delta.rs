@@ -167,11 +167,12 @@ impl Delta {
         progress: Progress<'_>,
     ) -> Result<DeltaStats> {
         let image = Image::open(source.as_ref())?;
-        Self::compute_bytes(image.bytes(), target, out, progress)
+        Self::compute_in_memory(image.bytes(), target, out, progress)
             .map_err(|e| e.with_path(image.path()))
     }
 
-    pub(crate) fn compute_bytes(
+    /// [`compute`](Self::compute) for a source held in memory.
+    pub fn compute_in_memory(
         src: &[u8],
         target: &Signature,
         out: impl Write,
@@ -227,6 +228,69 @@ impl Delta {
         })
         .map_err(|e| e.with_path(delta))?;
         applier.finish()
+    }
+}
+
+/// A target held in memory.
+struct MemTarget<'a> {
+    bytes: &'a mut Vec<u8>,
+    chunk_size: u64,
+    stats: ApplyStats,
+}
+
+impl Sink for MemTarget<'_> {
+    fn data(&mut self, index: u64, _hash: &[u8; 32], bytes: &[u8]) -> Result<()> {
+        let at = (index * self.chunk_size) as usize;
+        if self.bytes.len() < at + bytes.len() {
+            self.bytes.resize(at + bytes.len(), 0);
+        }
+        self.bytes[at..at + bytes.len()].copy_from_slice(bytes);
+        self.stats.data_chunks += 1;
+        self.stats.data_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn zero(&mut self, index: u64, len: u64) -> Result<()> {
+        let at = ((index * self.chunk_size) as usize).min(self.bytes.len());
+        let end = (at + len as usize).min(self.bytes.len());
+        self.bytes[at..end].fill(0);
+        self.stats.zero_chunks += 1;
+        Ok(())
+    }
+}
+
+impl Delta {
+    /// [`apply`](Self::apply) to an image held in memory (`target` is resized to the final
+    /// size). The delta's trailer is verified before `target` is touched; a final size above
+    /// `max_size` is LimitExceeded (before anything is allocated).
+    pub fn apply_in_memory(
+        delta: &[u8],
+        target: &mut Vec<u8>,
+        max_size: u64,
+        progress: Progress<'_>,
+    ) -> Result<ApplyStats> {
+        crate::format::trailer::verify_slice(delta, "delta")?;
+        let t = read(delta, delta.len() as u64, progress, |h| {
+            let limit = max_size.min(usize::MAX as u64 >> 1);
+            if h.final_size > limit {
+                return Err(Error::limit_exceeded(
+                    "final size of an in-memory target",
+                    limit,
+                    h.final_size,
+                ));
+            }
+            Ok(MemTarget {
+                bytes: target,
+                chunk_size: u64::from(h.chunk_size),
+                stats: ApplyStats {
+                    final_size: h.final_size,
+                    ..ApplyStats::default()
+                },
+            })
+        })?;
+        let size = t.stats.final_size as usize;
+        t.bytes.resize(size, 0);
+        Ok(t.stats)
     }
 }
 
