@@ -163,7 +163,10 @@ fn log_open_corpus_and_regressions() {
 /// Seeds for `signature_read` and `delta_apply`: a small image pair's signature and delta, with
 /// data, zero and grown chunks. Deterministic, so checked byte for byte. The seeds are stored
 /// without their trailer: the fuzz checks add one (and also try the input as it is).
-fn resync_seeds() -> (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) {
+/// Named seed files.
+type Seeds = Vec<(String, Vec<u8>)>;
+
+fn resync_seeds() -> (Seeds, Seeds) {
     use replicore::resync::{Delta, Signature};
     let target: Vec<u8> = (0..9000u32).map(|i| (i % 7) as u8).collect();
     let mut source = target.clone();
