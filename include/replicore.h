@@ -177,6 +177,14 @@ typedef struct replicore_extent_map replicore_extent_map;
 // records from several threads get one total order.
 typedef struct replicore_log replicore_log;
 
+// A signature of a disk image (see the Rust `Signature`). Created by
+// `replicore_signature_compute` or `replicore_signature_read`, freed by
+// `replicore_signature_free`.
+//
+// Thread safety: immutable once made; may be shared between threads and used by several at
+// once.
+typedef struct replicore_signature replicore_signature;
+
 // One piece of a disk, as passed to a `replicore_piece_callback`.
 typedef struct {
   // First byte on the disk.
@@ -229,6 +237,37 @@ typedef struct {
   // An interrupted rotation that was finished.
   replicore_rotation_recovery rotation;
 } replicore_recovery;
+
+// Progress of a long call: `done` of `total` bytes. Called on the calling thread with the
+// `user` pointer given to the call; return 0 to go on, non-zero to cancel (the call then
+// returns `REPLICORE_ERR_CANCELLED`). NULL means no progress reports.
+typedef int (*replicore_progress_callback)(void *user, uint64_t done, uint64_t total);
+
+// What computing a delta found.
+typedef struct {
+  // Chunks of the source.
+  uint64_t chunks;
+  // Chunks sent as data.
+  uint64_t data_chunks;
+  // Chunks sent as zeros.
+  uint64_t zero_chunks;
+  // Bytes of chunk data sent.
+  uint64_t data_bytes;
+  // Bytes of the delta file.
+  uint64_t delta_bytes;
+} replicore_delta_stats;
+
+// What applying a delta or a local resync did.
+typedef struct {
+  // Chunks written with data.
+  uint64_t data_chunks;
+  // Chunks zeroed (punched out as holes where possible).
+  uint64_t zero_chunks;
+  // Bytes of data written.
+  uint64_t data_bytes;
+  // The target's size afterwards.
+  uint64_t final_size;
+} replicore_apply_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -451,6 +490,98 @@ replicore_status replicore_log_pending_bytes(const replicore_log *log, uint64_t 
 //
 // `log` is NULL or a live log; `out` is NULL or writable.
 replicore_status replicore_log_needs_resync(const replicore_log *log, bool *out);
+
+// Computes the signature of the image at `image` (a file or a block device) in chunks of
+// `chunk_size` bytes (a power of two from 4096 to 8388608; 65536 is the default choice),
+// hashing on every core, and writes it to `*sig_out`. The caller frees it with
+// `replicore_signature_free`.
+//
+// # Safety
+//
+// `image` is NULL or NUL-terminated; `callback` may be called with `user`; `sig_out` is NULL
+// or writable.
+replicore_status replicore_signature_compute(const char *image,
+                                             uint32_t chunk_size,
+                                             replicore_progress_callback callback,
+                                             void *user,
+                                             replicore_signature **sig_out);
+
+// Writes a signature to the file `path` (`.rcsig`), replacing it, and syncs it.
+//
+// # Safety
+//
+// `sig` is NULL or a live signature; `path` is NULL or NUL-terminated.
+replicore_status replicore_signature_write(const replicore_signature *sig, const char *path);
+
+// Reads a signature file (verifying its trailer) and writes it to `*sig_out`. The caller frees
+// it with `replicore_signature_free`.
+//
+// # Safety
+//
+// `path` is NULL or NUL-terminated; `sig_out` is NULL or writable.
+replicore_status replicore_signature_read(const char *path, replicore_signature **sig_out);
+
+// Writes a signature's chunk size, image size and chunk count to the out-parameters.
+//
+// # Safety
+//
+// `sig` is NULL or a live signature; each out-pointer is NULL or writable.
+replicore_status replicore_signature_info(const replicore_signature *sig,
+                                          uint32_t *chunk_size_out,
+                                          uint64_t *disk_size_out,
+                                          uint64_t *chunk_count_out);
+
+// Frees a signature. NULL is accepted.
+//
+// # Safety
+//
+// `sig` is NULL or a live signature that no other thread is using.
+void replicore_signature_free(replicore_signature *sig);
+
+// Computes the delta of the image at `source` against `target_sig` (the stale copy's
+// signature) and writes it to the file `delta_path` (replacing it; removed again on failure),
+// then syncs it. What it found goes to `*stats_out` unless that is NULL.
+//
+// # Safety
+//
+// `source` and `delta_path` are NULL or NUL-terminated; `target_sig` is NULL or live;
+// `callback` may be called with `user`; `stats_out` is NULL or writable.
+replicore_status replicore_delta_compute(const char *source,
+                                         const replicore_signature *target_sig,
+                                         const char *delta_path,
+                                         replicore_progress_callback callback,
+                                         void *user,
+                                         replicore_delta_stats *stats_out);
+
+// Applies the delta file `delta_path` to the image `target`: the delta is verified whole
+// before the target is touched, every chunk is checked against the source's hash, zero chunks
+// become holes, the size is set and the target synced. Idempotent: after a crash, apply again.
+// What it did goes to `*stats_out` unless that is NULL.
+//
+// # Safety
+//
+// `delta_path` and `target` are NULL or NUL-terminated; `callback` may be called with `user`;
+// `stats_out` is NULL or writable.
+replicore_status replicore_delta_apply(const char *delta_path,
+                                       const char *target,
+                                       replicore_progress_callback callback,
+                                       void *user,
+                                       replicore_apply_stats *stats_out);
+
+// Makes the local image `target` byte-identical to `source`, copying only the chunks that
+// differ (no delta file); a missing target is created. Failback is this call with the roles
+// swapped. What it did goes to `*stats_out` unless that is NULL.
+//
+// # Safety
+//
+// `source` and `target` are NULL or NUL-terminated; `callback` may be called with `user`;
+// `stats_out` is NULL or writable.
+replicore_status replicore_resync(const char *source,
+                                  const char *target,
+                                  uint32_t chunk_size,
+                                  replicore_progress_callback callback,
+                                  void *user,
+                                  replicore_apply_stats *stats_out);
 
 // The name of a status value (`"REPLICORE_ERR_CORRUPT"`), or NULL for a value that is not a
 // status. The string is static: never free it.

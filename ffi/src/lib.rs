@@ -29,6 +29,7 @@ pub mod last_error;
 pub mod log;
 #[doc(hidden)]
 pub mod panic;
+pub mod resync;
 pub mod status;
 pub mod version;
 

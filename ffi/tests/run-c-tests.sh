@@ -29,7 +29,7 @@ for t in ffi/tests/c/*.c; do
 
     echo "== $name: valgrind"
     gcc "${cflags[@]}" -g -O1 "$t" "$static_lib" $native_libs -o "$out/$name-plain"
-    valgrind -q --error-exitcode=1 --leak-check=full \
+    valgrind -q --error-exitcode=1 --leak-check=full --show-possibly-lost=no \
         --errors-for-leak-kinds=definite,indirect "$out/$name-plain"
 
     echo "== $name: shared library"

@@ -1,0 +1,313 @@
+//! Resync and failback from C: signatures, deltas, apply, local resync.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::fs::File;
+use std::io::BufWriter;
+
+use replicore::Error;
+use replicore::resync::{Delta, Signature, resync};
+
+use crate::handle::{self, Failure, Handle, run};
+use crate::status::replicore_status;
+
+/// A signature of a disk image (see the Rust `Signature`). Created by
+/// `replicore_signature_compute` or `replicore_signature_read`, freed by
+/// `replicore_signature_free`.
+///
+/// Thread safety: immutable once made; may be shared between threads and used by several at
+/// once.
+#[allow(non_camel_case_types)]
+pub struct replicore_signature {
+    _private: [u8; 0],
+}
+
+// SAFETY: zero-sized, never constructed; pointers to it come only from `into_raw`.
+unsafe impl Handle for replicore_signature {
+    type Inner = Signature;
+}
+
+/// Progress of a long call: `done` of `total` bytes. Called on the calling thread with the
+/// `user` pointer given to the call; return 0 to go on, non-zero to cancel (the call then
+/// returns `REPLICORE_ERR_CANCELLED`). NULL means no progress reports.
+#[allow(non_camel_case_types)]
+pub type replicore_progress_callback =
+    Option<unsafe extern "C" fn(user: *mut c_void, done: u64, total: u64) -> c_int>;
+
+/// What computing a delta found.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct replicore_delta_stats {
+    /// Chunks of the source.
+    pub chunks: u64,
+    /// Chunks sent as data.
+    pub data_chunks: u64,
+    /// Chunks sent as zeros.
+    pub zero_chunks: u64,
+    /// Bytes of chunk data sent.
+    pub data_bytes: u64,
+    /// Bytes of the delta file.
+    pub delta_bytes: u64,
+}
+
+/// What applying a delta or a local resync did.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct replicore_apply_stats {
+    /// Chunks written with data.
+    pub data_chunks: u64,
+    /// Chunks zeroed (punched out as holes where possible).
+    pub zero_chunks: u64,
+    /// Bytes of data written.
+    pub data_bytes: u64,
+    /// The target's size afterwards.
+    pub final_size: u64,
+}
+
+/// Runs `body` with a Rust progress closure that forwards to `cb`.
+fn with_progress<T>(
+    cb: replicore_progress_callback,
+    user: *mut c_void,
+    body: impl FnOnce(&mut dyn FnMut(u64, u64) -> bool) -> T,
+) -> T {
+    let mut forward = |done: u64, total: u64| match cb {
+        // SAFETY: the caller vouches for the callback and its user pointer.
+        Some(f) => (unsafe { f(user, done, total) }) == 0,
+        None => true,
+    };
+    body(&mut forward)
+}
+
+/// Computes the signature of the image at `image` (a file or a block device) in chunks of
+/// `chunk_size` bytes (a power of two from 4096 to 8388608; 65536 is the default choice),
+/// hashing on every core, and writes it to `*sig_out`. The caller frees it with
+/// `replicore_signature_free`.
+///
+/// # Safety
+///
+/// `image` is NULL or NUL-terminated; `callback` may be called with `user`; `sig_out` is NULL
+/// or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_signature_compute(
+    image: *const c_char,
+    chunk_size: u32,
+    callback: replicore_progress_callback,
+    user: *mut c_void,
+    sig_out: *mut *mut replicore_signature,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for both calls).
+        let image = unsafe { handle::str(image, "image") }?;
+        let out = unsafe { handle::out(sig_out, "sig_out") }?;
+        let sig = with_progress(callback, user, |p| Signature::compute(image, chunk_size, p))?;
+        *out = handle::into_raw::<replicore_signature>(sig);
+        Ok(())
+    })
+}
+
+/// Writes a signature to the file `path` (`.rcsig`), replacing it, and syncs it.
+///
+/// # Safety
+///
+/// `sig` is NULL or a live signature; `path` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_signature_write(
+    sig: *const replicore_signature,
+    path: *const c_char,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for both calls).
+        let sig = unsafe { handle::as_ref(sig, "sig") }?;
+        let path = unsafe { handle::str(path, "path") }?;
+        let io = |e| Error::io("writing the signature", Some(std::path::Path::new(path)), e);
+        let f = File::create(path).map_err(io)?;
+        sig.to_writer(BufWriter::new(&f))?;
+        f.sync_all().map_err(io)?;
+        Ok(())
+    })
+}
+
+/// Reads a signature file (verifying its trailer) and writes it to `*sig_out`. The caller frees
+/// it with `replicore_signature_free`.
+///
+/// # Safety
+///
+/// `path` is NULL or NUL-terminated; `sig_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_signature_read(
+    path: *const c_char,
+    sig_out: *mut *mut replicore_signature,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for both calls).
+        let path = unsafe { handle::str(path, "path") }?;
+        let out = unsafe { handle::out(sig_out, "sig_out") }?;
+        let p = std::path::Path::new(path);
+        let f = File::open(p).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                what: format!("signature {path}"),
+            },
+            _ => Error::io("opening the signature", Some(p), e),
+        })?;
+        let sig = Signature::from_reader(std::io::BufReader::new(f)).map_err(|e| e.with_path(p))?;
+        *out = handle::into_raw::<replicore_signature>(sig);
+        Ok(())
+    })
+}
+
+/// Writes a signature's chunk size, image size and chunk count to the out-parameters.
+///
+/// # Safety
+///
+/// `sig` is NULL or a live signature; each out-pointer is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_signature_info(
+    sig: *const replicore_signature,
+    chunk_size_out: *mut u32,
+    disk_size_out: *mut u64,
+    chunk_count_out: *mut u64,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let sig = unsafe { handle::as_ref(sig, "sig") }?;
+        let cs = unsafe { handle::out(chunk_size_out, "chunk_size_out") }?;
+        let ds = unsafe { handle::out(disk_size_out, "disk_size_out") }?;
+        let cc = unsafe { handle::out(chunk_count_out, "chunk_count_out") }?;
+        *cs = sig.chunk_size();
+        *ds = sig.disk_size();
+        *cc = sig.hashes().len() as u64;
+        Ok(())
+    })
+}
+
+/// Frees a signature. NULL is accepted.
+///
+/// # Safety
+///
+/// `sig` is NULL or a live signature that no other thread is using.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_signature_free(sig: *mut replicore_signature) {
+    // SAFETY: per this function's contract.
+    crate::ffi_boundary! { unsafe { handle::free(sig) } }
+}
+
+/// Computes the delta of the image at `source` against `target_sig` (the stale copy's
+/// signature) and writes it to the file `delta_path` (replacing it; removed again on failure),
+/// then syncs it. What it found goes to `*stats_out` unless that is NULL.
+///
+/// # Safety
+///
+/// `source` and `delta_path` are NULL or NUL-terminated; `target_sig` is NULL or live;
+/// `callback` may be called with `user`; `stats_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_delta_compute(
+    source: *const c_char,
+    target_sig: *const replicore_signature,
+    delta_path: *const c_char,
+    callback: replicore_progress_callback,
+    user: *mut c_void,
+    stats_out: *mut replicore_delta_stats,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let source = unsafe { handle::str(source, "source") }?;
+        let sig = unsafe { handle::as_ref(target_sig, "target_sig") }?;
+        let delta_path = unsafe { handle::str(delta_path, "delta_path") }?;
+        let stats_out = unsafe { stats_out.as_mut() };
+        let p = std::path::Path::new(delta_path);
+        let io = |e| Error::io("writing the delta", Some(p), e);
+        let f = File::create(p).map_err(io)?;
+        let result = with_progress(callback, user, |prog| Delta::compute(source, sig, &f, prog))
+            .and_then(|s| f.sync_all().map(|()| s).map_err(io));
+        let stats = match result {
+            Ok(s) => s,
+            Err(e) => {
+                drop(f);
+                let _ = std::fs::remove_file(p);
+                return Err(Failure::Lib(e));
+            }
+        };
+        if let Some(out) = stats_out {
+            *out = replicore_delta_stats {
+                chunks: stats.chunks,
+                data_chunks: stats.data_chunks,
+                zero_chunks: stats.zero_chunks,
+                data_bytes: stats.data_bytes,
+                delta_bytes: stats.delta_bytes,
+            };
+        }
+        Ok(())
+    })
+}
+
+/// Applies the delta file `delta_path` to the image `target`: the delta is verified whole
+/// before the target is touched, every chunk is checked against the source's hash, zero chunks
+/// become holes, the size is set and the target synced. Idempotent: after a crash, apply again.
+/// What it did goes to `*stats_out` unless that is NULL.
+///
+/// # Safety
+///
+/// `delta_path` and `target` are NULL or NUL-terminated; `callback` may be called with `user`;
+/// `stats_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_delta_apply(
+    delta_path: *const c_char,
+    target: *const c_char,
+    callback: replicore_progress_callback,
+    user: *mut c_void,
+    stats_out: *mut replicore_apply_stats,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let delta_path = unsafe { handle::str(delta_path, "delta_path") }?;
+        let target = unsafe { handle::str(target, "target") }?;
+        let stats_out = unsafe { stats_out.as_mut() };
+        let s = with_progress(callback, user, |p| Delta::apply(delta_path, target, p))?;
+        if let Some(out) = stats_out {
+            *out = replicore_apply_stats {
+                data_chunks: s.data_chunks,
+                zero_chunks: s.zero_chunks,
+                data_bytes: s.data_bytes,
+                final_size: s.final_size,
+            };
+        }
+        Ok(())
+    })
+}
+
+/// Makes the local image `target` byte-identical to `source`, copying only the chunks that
+/// differ (no delta file); a missing target is created. Failback is this call with the roles
+/// swapped. What it did goes to `*stats_out` unless that is NULL.
+///
+/// # Safety
+///
+/// `source` and `target` are NULL or NUL-terminated; `callback` may be called with `user`;
+/// `stats_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_resync(
+    source: *const c_char,
+    target: *const c_char,
+    chunk_size: u32,
+    callback: replicore_progress_callback,
+    user: *mut c_void,
+    stats_out: *mut replicore_apply_stats,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let source = unsafe { handle::str(source, "source") }?;
+        let target = unsafe { handle::str(target, "target") }?;
+        let stats_out = unsafe { stats_out.as_mut() };
+        let s = with_progress(callback, user, |p| resync(source, target, chunk_size, p))?;
+        if let Some(out) = stats_out {
+            let size = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
+            *out = replicore_apply_stats {
+                data_chunks: s.data_chunks,
+                zero_chunks: s.zero_chunks,
+                data_bytes: s.data_bytes,
+                final_size: size,
+            };
+        }
+        Ok(())
+    })
+}
