@@ -173,6 +173,14 @@ fn resync_seeds() -> (Seeds, Seeds) {
     source[100..200].fill(1);
     source[4096..8192].fill(0);
     source.extend_from_slice(&[3; 5000]);
+    // An incompressible chunk, stored raw (the others are stored compressed).
+    let mut x = 0x9e37_79b9_u64;
+    for b in &mut source[8192..12288] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
     let sig = Signature::of(&target, 4096).unwrap();
     let mut sig_bytes = Vec::new();
     sig.to_writer(&mut sig_bytes).unwrap();

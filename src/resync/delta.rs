@@ -5,6 +5,8 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::apply::{Applier, ApplyStats};
+use rayon::prelude::*;
+
 use super::image::Image;
 use super::signature::{RootHasher, ZERO_HASH, chunk_hash, hash_batches};
 use super::{Progress, Signature, check_chunk_size, chunk_count, chunk_len};
@@ -22,12 +24,40 @@ const HEADER_REST: usize = 4 + 4 + 8 + 8 + 32;
 const ENTRY_LEN: usize = 16;
 const KIND_DATA: u8 = 1;
 const KIND_ZERO: u8 = 2;
+const KIND_ZSTD: u8 = 3;
+/// zstd level for delta chunks: the fastest, since a resync is bound by hashing.
+const ZSTD_LEVEL: i32 = 1;
 const KIND_END: u8 = 0xff;
 
 /// Where the chunks that differ go: a delta file, or straight into a target.
 pub(crate) trait Sink {
     fn data(&mut self, index: u64, hash: &[u8; 32], bytes: &[u8]) -> Result<()>;
     fn zero(&mut self, index: u64, len: u64) -> Result<()>;
+
+    /// The chunks of one batch that differ, in order.
+    fn batch(&mut self, changes: &[Change<'_>]) -> Result<()> {
+        for c in changes {
+            match *c {
+                Change::Data { index, hash, bytes } => self.data(index, hash, bytes)?,
+                Change::Zero { index, len } => self.zero(index, len)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A chunk that differs.
+#[derive(Clone, Copy)]
+pub(crate) enum Change<'a> {
+    Data {
+        index: u64,
+        hash: &'a [u8; 32],
+        bytes: &'a [u8],
+    },
+    Zero {
+        index: u64,
+        len: u64,
+    },
 }
 
 /// What computing a delta found.
@@ -81,6 +111,7 @@ pub(crate) fn diff(
         progress,
         "delta computation",
         |first, hashes| {
+            let mut changes = Vec::new();
             for (k, h) in hashes.iter().enumerate() {
                 root.update(h);
                 let index = first + k as u64;
@@ -95,15 +126,19 @@ pub(crate) fn diff(
                 let start = (index * u64::from(cs)) as usize;
                 let len = chunk_len(disk_size, cs, index);
                 if *h == ZERO_HASH {
-                    sink.zero(index, len)?;
+                    changes.push(Change::Zero { index, len });
                     stats.zero_chunks += 1;
                 } else {
-                    sink.data(index, h, &src[start..start + len as usize])?;
+                    changes.push(Change::Data {
+                        index,
+                        hash: h,
+                        bytes: &src[start..start + len as usize],
+                    });
                     stats.data_chunks += 1;
                     stats.data_bytes += len;
                 }
             }
-            Ok(())
+            sink.batch(&changes)
         },
     )?;
     stats.source_root = root.finalize();
@@ -131,15 +166,55 @@ fn write_err(e: std::io::Error) -> Error {
     Error::io("writing the delta", None, e)
 }
 
-impl<W: Write> Sink for DeltaWriter<W> {
-    fn data(&mut self, index: u64, hash: &[u8; 32], bytes: &[u8]) -> Result<()> {
+impl<W: Write> DeltaWriter<W> {
+    fn raw(&mut self, index: u64, hash: &[u8; 32], bytes: &[u8]) -> Result<()> {
         self.entry(KIND_DATA, bytes.len() as u64, index)?;
         self.w.write_all(hash).map_err(write_err)?;
         self.w.write_all(bytes).map_err(write_err)
     }
 
+    fn compressed(&mut self, index: u64, len: u64, hash: &[u8; 32], packed: &[u8]) -> Result<()> {
+        self.entry(KIND_ZSTD, len, index)?;
+        self.w.write_all(hash).map_err(write_err)?;
+        let mut n = Writer::with_capacity(8);
+        // packed.len() < len <= 8 MiB.
+        n.u32(packed.len() as u32).u32(0);
+        self.w.write_all(n.as_bytes()).map_err(write_err)?;
+        self.w.write_all(packed).map_err(write_err)
+    }
+}
+
+impl<W: Write> Sink for DeltaWriter<W> {
+    fn data(&mut self, index: u64, hash: &[u8; 32], bytes: &[u8]) -> Result<()> {
+        self.raw(index, hash, bytes)
+    }
+
     fn zero(&mut self, index: u64, len: u64) -> Result<()> {
         self.entry(KIND_ZERO, len, index)
+    }
+
+    /// Compresses the batch's data chunks in parallel (zstd level 1), keeping a chunk
+    /// compressed only where that makes it smaller, then writes the entries in order.
+    fn batch(&mut self, changes: &[Change<'_>]) -> Result<()> {
+        let packed: Vec<Option<Vec<u8>>> = changes
+            .par_iter()
+            .map(|c| match c {
+                Change::Data { bytes, .. } => zstd::bulk::compress(bytes, ZSTD_LEVEL)
+                    .ok()
+                    .filter(|p| p.len() < bytes.len()),
+                Change::Zero { .. } => None,
+            })
+            .collect();
+        for (c, p) in changes.iter().zip(packed) {
+            match (*c, p) {
+                (Change::Data { index, hash, bytes }, Some(p)) => {
+                    self.compressed(index, bytes.len() as u64, hash, &p)?
+                }
+                (Change::Data { index, hash, bytes }, None) => self.raw(index, hash, bytes)?,
+                (Change::Zero { index, len }, _) => self.zero(index, len)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -329,6 +404,7 @@ pub(crate) fn read<S: Sink>(
     let mut sink = make(&header)?;
     let chunks = chunk_count(final_size, chunk_size);
     let mut data = vec![0u8; chunk_size as usize];
+    let mut packed = vec![0u8; chunk_size as usize];
     let mut next_min = 0u64; // entries come in increasing chunk order
     let mut entries = 0u64;
     let mut reported = 0u64;
@@ -381,6 +457,48 @@ pub(crate) fn read<S: Sink>(
                         "delta chunk",
                         Some(at),
                         format!("chunk {index} does not match the source's hash"),
+                    ));
+                }
+                sink.data(index, &hash, buf)?;
+            }
+            KIND_ZSTD => {
+                let mut hash = [0u8; 32];
+                read_full(&mut r, &mut hash, "delta chunk hash", at + ENTRY_LEN as u64)?;
+                let mut n = [0u8; 8];
+                read_full(
+                    &mut r,
+                    &mut n,
+                    "delta compressed length",
+                    at + ENTRY_LEN as u64 + 32,
+                )?;
+                let mut nr = Reader::new(&n, at + ENTRY_LEN as u64 + 32, "delta entry");
+                let packed_len = nr.u32("compressed length")? as usize;
+                nr.reserved("reserved", 4)?;
+                if packed_len >= len as usize {
+                    return Err(nr.error(
+                        "compressed length",
+                        format!("{packed_len} is not below the chunk's {len} bytes"),
+                    ));
+                }
+                let packed_buf = &mut packed[..packed_len];
+                read_full(
+                    &mut r,
+                    packed_buf,
+                    "delta compressed chunk",
+                    at + ENTRY_LEN as u64 + 40,
+                )?;
+                let buf = &mut data[..len as usize];
+                let ok = matches!(zstd::bulk::decompress_to_buffer(&packed[..packed_len], &mut buf[..]), Ok(n) if n == buf.len());
+                if !ok
+                    || hash == ZERO_HASH
+                    || blake3::Hash::from(chunk_hash(buf)) != blake3::Hash::from(hash)
+                {
+                    return Err(Error::corrupt(
+                        "delta chunk",
+                        Some(at),
+                        format!(
+                            "compressed chunk {index} does not decompress to the source's bytes"
+                        ),
                     ));
                 }
                 sink.data(index, &hash, buf)?;
