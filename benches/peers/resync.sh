@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Whole resync of the shared benchmark image pairs (../shared/bench) by replicore, rsync, rdiff,
 # and the b3sum floor, in the same run. Prints a TSV row per tool and pair: seconds, bytes sent
-# (delta or literal data), peak RSS.
+# (delta or literal data), peak RSS (which for replicore and b3sum counts the mapped image's
+# pages; replicore's anonymous memory is in the detail column as peak_anon_kib).
 #
 #   apt-get install -y rsync rdiff b3sum time
 #   python3 ../shared/bench/make_images.py --size 4G --data-dir /tmp/rcbench
@@ -39,13 +40,14 @@ for pair in changed changed10; do
     fresh_target "$pair"
     read -r s m < <(time_cmd "$bin" run "$src" "$WORK/target.img" "$BLOCK")
     cmp -s "$src" "$WORK/target.img" || { echo "replicore resync left a different target" >&2; exit 1; }
-    printf '%s\treplicore resync\t%s\t%s\t%s\t%s\n' "$pair" "$s" "$(sed -n 's/.*data_bytes=\([0-9]*\).*/\1/p' "$WORK/out.txt")" "$m" "local, no delta file"
+    printf '%s\treplicore resync\t%s\t%s\t%s\t%s\n' "$pair" "$s" "$(sed -n 's/.*data_bytes=\([0-9]*\).*/\1/p' "$WORK/out.txt")" "$m" \
+        "local, no delta file; $(grep -o 'peak_anon_kib=[0-9]*' "$WORK/out.txt")"
 
     fresh_target "$pair"
     read -r s m < <(time_cmd "$bin" steps "$src" "$WORK/target.img" "$WORK" "$BLOCK")
     cmp -s "$src" "$WORK/target.img" || { echo "replicore steps left a different target" >&2; exit 1; }
     printf '%s\treplicore signature+delta+apply\t%s\t%s\t%s\t%s\n' "$pair" "$s" \
-        "$(sed -n 's/.*delta_bytes=\([0-9]*\).*/\1/p' "$WORK/out.txt")" "$m" "$(sed -n 's/mode=steps \(signature=[0-9.]* delta=[0-9.]* apply=[0-9.]*\).*/\1/p' "$WORK/out.txt")"
+        "$(sed -n 's/.*delta_bytes=\([0-9]*\).*/\1/p' "$WORK/out.txt")" "$m" "$(sed -n 's/mode=steps \(signature=[0-9.]* delta=[0-9.]* apply=[0-9.]*\).*/\1/p' "$WORK/out.txt") $(grep -o 'peak_anon_kib=[0-9]*' "$WORK/out.txt")"
 
     fresh_target "$pair"
     read -r s m < <(time_cmd rsync --inplace --no-whole-file -B "$BLOCK" --stats "$src" "$WORK/target.img")
