@@ -199,9 +199,7 @@ impl<W: Write> Sink for DeltaWriter<W> {
         let packed: Vec<Option<Vec<u8>>> = changes
             .par_iter()
             .map(|c| match c {
-                Change::Data { bytes, .. } => zstd::bulk::compress(bytes, ZSTD_LEVEL)
-                    .ok()
-                    .filter(|p| p.len() < bytes.len()),
+                Change::Data { bytes, .. } => compress(bytes),
                 Change::Zero { .. } => None,
             })
             .collect();
@@ -216,6 +214,24 @@ impl<W: Write> Sink for DeltaWriter<W> {
         }
         Ok(())
     }
+}
+
+thread_local! {
+    /// One zstd context per thread, reused: creating one per chunk costs more than compressing.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `bytes` compressed, if that makes them smaller.
+fn compress(bytes: &[u8]) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+        }
+        let packed = c.as_mut()?.compress(bytes).ok()?;
+        (packed.len() < bytes.len()).then_some(packed)
+    })
 }
 
 /// The header of a delta.
