@@ -295,3 +295,35 @@ proptest! {
         via_delta_file(dir.path(), &source, &target);
     }
 }
+
+#[test]
+fn holes_of_sparse_images_hash_as_zeros_without_being_read() {
+    use std::io::{Seek, SeekFrom};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("sparse.img");
+    let mut f = std::fs::File::create(&p).unwrap();
+    f.set_len(64 << 20).unwrap();
+    // Data in three places (one straddling a chunk boundary), holes everywhere else.
+    for (at, byte) in [(0u64, 1u8), ((20 << 20) + 65_500, 2), ((64 << 20) - 100, 3)] {
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[byte; 100]).unwrap();
+    }
+    drop(f);
+    let bytes = std::fs::read(&p).unwrap();
+    let from_file = Signature::compute(&p, 65536, &mut ok).unwrap();
+    assert_eq!(from_file, Signature::of(&bytes, 65536).unwrap());
+    assert_eq!(
+        from_file,
+        Signature::compute_serial(&p, 65536, &mut ok).unwrap()
+    );
+    assert_eq!(from_file.hashes().len() as u64 - from_file.zero_chunks(), 4);
+    // A resync between sparse images copies just those chunks.
+    let t = dir.path().join("t.img");
+    std::fs::File::create(&t)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let stats = resync(&p, &t, 65536, &mut ok).unwrap();
+    assert_eq!(stats.data_chunks, 4);
+    assert_eq!(std::fs::read(&t).unwrap(), bytes);
+}

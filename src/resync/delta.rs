@@ -8,7 +8,7 @@ use super::apply::{Applier, ApplyStats};
 use rayon::prelude::*;
 
 use super::image::Image;
-use super::signature::{RootHasher, ZERO_HASH, chunk_hash, hash_batches};
+use super::signature::{DataRanges, RootHasher, ZERO_HASH, all_data, chunk_hash, hash_batches};
 use super::{Progress, Signature, check_chunk_size, chunk_count, chunk_len};
 use crate::error::{Error, Result};
 use crate::format::codec::read_full;
@@ -80,6 +80,7 @@ pub struct DeltaStats {
 /// Compares `src` chunk by chunk with `target` and hands every chunk that differs to `sink`.
 pub(crate) fn diff(
     src: &[u8],
+    data: DataRanges<'_>,
     target: &Signature,
     parallel: bool,
     progress: Progress<'_>,
@@ -106,6 +107,7 @@ pub(crate) fn diff(
     let theirs = target.hashes();
     hash_batches(
         src,
+        data,
         cs,
         parallel,
         progress,
@@ -258,13 +260,24 @@ impl Delta {
         progress: Progress<'_>,
     ) -> Result<DeltaStats> {
         let image = Image::open(source.as_ref())?;
-        Self::compute_in_memory(image.bytes(), target, out, progress)
+        let data = |s: u64, e: u64| image.data_ranges(s, e);
+        Self::compute_with(image.bytes(), &data, target, out, progress)
             .map_err(|e| e.with_path(image.path()))
     }
 
     /// [`compute`](Self::compute) for a source held in memory.
     pub fn compute_in_memory(
         src: &[u8],
+        target: &Signature,
+        out: impl Write,
+        progress: Progress<'_>,
+    ) -> Result<DeltaStats> {
+        Self::compute_with(src, &all_data, target, out, progress)
+    }
+
+    fn compute_with(
+        src: &[u8],
+        data: DataRanges<'_>,
         target: &Signature,
         out: impl Write,
         progress: Progress<'_>,
@@ -281,7 +294,7 @@ impl Delta {
             entries: 0,
         };
         w.w.write_all(head.as_bytes()).map_err(write_err)?;
-        let mut stats = diff(src, target, true, progress, &mut w)?;
+        let mut stats = diff(src, data, target, true, progress, &mut w)?;
         let mut end = Writer::with_capacity(ENTRY_LEN + 32);
         end.u8(KIND_END)
             .zeros(3)

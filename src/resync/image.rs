@@ -1,8 +1,8 @@
 //! Read access to a disk image (regular file or block device), mapped or read.
 //!
-//! The one place in the crate that maps files. A mapped slice never leaves this module: callers
-//! get chunks through [`Image::with_chunk`]-style closures only for the duration of a call, and
-//! the whole image only as `&[u8]` tied to the `Image`'s lifetime.
+//! The one place in the crate that maps files. The mapped bytes are lent out only as `&[u8]`
+//! tied to the `Image`'s lifetime. [`Image::data_ranges`] asks the file system where the holes
+//! of a sparse image are, so that hashing can skip them without touching their pages.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -22,6 +22,7 @@ enum Bytes {
 pub(crate) struct Image {
     bytes: Bytes,
     path: PathBuf,
+    file: File,
 }
 
 impl Image {
@@ -58,6 +59,7 @@ impl Image {
         Ok(Image {
             bytes,
             path: path.to_path_buf(),
+            file: f,
         })
     }
 
@@ -69,8 +71,58 @@ impl Image {
         }
     }
 
+    /// The ranges of `[start, end)` that may hold data, in order: holes of a sparse file are
+    /// left out, as far as the file system tells (`SEEK_DATA`/`SEEK_HOLE` on Linux). Where it
+    /// cannot tell, the whole range. Holes read as zeros, so skipping them changes no hash.
+    pub fn data_ranges(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        #[cfg(target_os = "linux")]
+        if let Some(r) = seek_data_ranges(&self.file, start, end) {
+            return r;
+        }
+        vec![(start, end)]
+    }
+
     /// The image's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Data ranges of `[start, end)` by `lseek(SEEK_DATA / SEEK_HOLE)`; None if unsupported.
+#[cfg(target_os = "linux")]
+fn seek_data_ranges(file: &File, start: u64, end: u64) -> Option<Vec<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let lseek = |pos: u64, whence| -> Option<std::result::Result<u64, i32>> {
+        let off = libc::off_t::try_from(pos).ok()?;
+        // SAFETY: lseek on a descriptor this `File` owns; the file position it moves is not
+        // used by anything else (the image is read through the map).
+        let r = unsafe { libc::lseek(fd, off, whence) };
+        if r < 0 {
+            Some(Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(0)))
+        } else {
+            Some(Ok(r as u64))
+        }
+    };
+    let mut out = Vec::new();
+    let mut pos = start;
+    while pos < end {
+        let data = match lseek(pos, libc::SEEK_DATA)? {
+            Ok(d) => d,
+            Err(libc::ENXIO) => break, // only a hole from `pos` to the end of the file
+            Err(_) => return None,
+        };
+        if data >= end {
+            break;
+        }
+        let hole = match lseek(data, libc::SEEK_HOLE)? {
+            Ok(h) => h,
+            Err(_) => return None,
+        };
+        out.push((data, hole.min(end)));
+        pos = hole;
+    }
+    Some(out)
 }

@@ -107,7 +107,8 @@ pub fn resync(
     };
     let mut applier = apply::Applier::open(target, chunk_size, src.bytes().len() as u64, 0, true)?;
     let mut p = |d: u64, _t: u64| progress(offset + d, total);
-    let stats = delta::diff(src.bytes(), &target_sig, true, &mut p, &mut applier)?;
+    let data = |s: u64, e: u64| src.data_ranges(s, e);
+    let stats = delta::diff(src.bytes(), &data, &target_sig, true, &mut p, &mut applier)?;
     applier.finish()?;
     Ok(ResyncStats {
         chunks: stats.chunks,

@@ -40,10 +40,20 @@ pub(crate) fn chunk_hash(chunk: &[u8]) -> [u8; 32] {
     }
 }
 
+/// Where the data of an image may be: `(start, end)` → the ranges of that span holding data.
+pub(crate) type DataRanges<'a> = &'a dyn Fn(u64, u64) -> Vec<(u64, u64)>;
+
+/// Every byte of an in-memory image may be data.
+pub(crate) fn all_data(start: u64, end: u64) -> Vec<(u64, u64)> {
+    vec![(start, end)]
+}
+
 /// Hashes the chunks of `bytes` in batches, in parallel or serially, reporting progress after
-/// each batch; `each` receives every batch's first chunk index and hashes, in order.
+/// each batch; `each` receives every batch's first chunk index and hashes, in order. Chunks
+/// that `data` says lie wholly in holes get [`ZERO_HASH`] without their pages being touched.
 pub(crate) fn hash_batches(
     bytes: &[u8],
+    data: DataRanges<'_>,
     chunk_size: u32,
     parallel: bool,
     progress: Progress<'_>,
@@ -54,11 +64,22 @@ pub(crate) fn hash_batches(
     let per_batch = (BATCH_BYTES / cs).max(1) * cs;
     let total = bytes.len() as u64;
     let mut first = 0u64;
-    for batch in bytes.chunks(per_batch) {
+    for (b, batch) in bytes.chunks(per_batch).enumerate() {
+        let base = (b * per_batch) as u64;
+        let ranges = data(base, base + batch.len() as u64);
+        let hash = |(i, chunk): (usize, &[u8])| {
+            let (c0, c1) = (base + (i * cs) as u64, base + (i * cs + chunk.len()) as u64);
+            // The first range ending after c0 overlaps the chunk if it starts before c1.
+            let k = ranges.partition_point(|&(_, e)| e <= c0);
+            match ranges.get(k) {
+                Some(&(s, _)) if s < c1 => chunk_hash(chunk),
+                _ => ZERO_HASH,
+            }
+        };
         let hashes: Vec<[u8; 32]> = if parallel {
-            batch.par_chunks(cs).map(chunk_hash).collect()
+            batch.par_chunks(cs).enumerate().map(hash).collect()
         } else {
-            batch.chunks(cs).map(chunk_hash).collect()
+            batch.chunks(cs).enumerate().map(hash).collect()
         };
         each(first, &hashes)?;
         first += hashes.len() as u64;
@@ -123,12 +144,14 @@ impl Signature {
     ) -> Result<Signature> {
         check_chunk_size(chunk_size)?;
         let image = Image::open(path)?;
-        Self::of_bytes(image.bytes(), chunk_size, parallel, progress)
+        let data = |s: u64, e: u64| image.data_ranges(s, e);
+        Self::of_image(image.bytes(), &data, chunk_size, parallel, progress)
     }
 
-    /// The signature of bytes in memory.
-    pub(crate) fn of_bytes(
+    /// The signature of an image's bytes, skipping what `data` says are holes.
+    pub(crate) fn of_image(
         bytes: &[u8],
+        data: DataRanges<'_>,
         chunk_size: u32,
         parallel: bool,
         progress: Progress<'_>,
@@ -144,6 +167,7 @@ impl Signature {
         let mut hashes = Vec::with_capacity(chunk_count(disk_size, chunk_size) as usize);
         hash_batches(
             bytes,
+            data,
             chunk_size,
             parallel,
             progress,
@@ -163,7 +187,7 @@ impl Signature {
     /// The signature of an image held in memory.
     pub fn of(bytes: &[u8], chunk_size: u32) -> Result<Signature> {
         check_chunk_size(chunk_size)?;
-        Self::of_bytes(bytes, chunk_size, true, &mut |_, _| true)
+        Self::of_image(bytes, &all_data, chunk_size, true, &mut |_, _| true)
     }
 
     /// The signature of an empty (or missing) image.
