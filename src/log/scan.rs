@@ -259,23 +259,24 @@ pub(crate) fn scan(
     let hb_len = sc.header_len as usize;
     let hb = sc.bytes(0, hb_len)?.to_vec();
     hasher.update(&hb);
-    let (mut records, mut payload_bytes, mut markers, mut last_kind) = (0u64, 0u64, 0u64, None);
+    let mut sum = Summary {
+        header: sc.header.clone(),
+        header_len: sc.header_len,
+        records: 0,
+        payload_bytes: 0,
+        markers: 0,
+        last_kind: None,
+        next_seq: 0,
+        good_end: 0,
+        seal: None,
+        torn: None,
+        body_hash: blake3::Hash::from([0; 32]),
+    };
     loop {
         match sc.step()? {
             Step::End => {
-                return Ok(Summary {
-                    good_end: sc.pos,
-                    next_seq: sc.next_seq,
-                    header: sc.header,
-                    header_len: sc.header_len,
-                    records,
-                    payload_bytes,
-                    markers,
-                    last_kind,
-                    seal: None,
-                    torn: None,
-                    body_hash: hasher.finalize(),
-                });
+                sum.good_end = sc.pos;
+                break;
             }
             Step::Bad { at, why } => {
                 if let Some(q) = sc.valid_record_after(at)? {
@@ -287,68 +288,49 @@ pub(crate) fn scan(
                         ),
                     ));
                 }
-                let torn = TornTail {
+                sum.torn = Some(TornTail {
                     at,
                     bytes: sc.len() - at,
                     why,
-                };
-                return Ok(Summary {
-                    good_end: at,
-                    next_seq: sc.next_seq,
-                    header: sc.header,
-                    header_len: sc.header_len,
-                    records,
-                    payload_bytes,
-                    markers,
-                    last_kind,
-                    seal: None,
-                    torn: Some(torn),
-                    body_hash: hasher.finalize(),
                 });
+                sum.good_end = at;
+                break;
             }
             Step::Record(f) if f.header.kind == RecordType::Seal => {
                 let seal = Seal::decode(&f.payload, f.at + RECORD_HEADER_LEN as u64)?;
-                let hash = hasher.finalize();
                 let bad = |d: String| Err(Error::corrupt("change log seal", Some(f.at), d));
-                if seal.records != records || seal.payload_bytes != payload_bytes {
+                if seal.records != sum.records || seal.payload_bytes != sum.payload_bytes {
                     return bad(format!(
-                        "the seal counts {} records and {} payload bytes, the log holds {records} and {payload_bytes}",
-                        seal.records, seal.payload_bytes
+                        "the seal counts {} records and {} payload bytes, the log holds {} and {}",
+                        seal.records, seal.payload_bytes, sum.records, sum.payload_bytes
                     ));
                 }
-                if hash != blake3::Hash::from(seal.body_hash) {
+                if hasher.finalize() != blake3::Hash::from(seal.body_hash) {
                     return bad("the BLAKE3 of the log body does not match the seal".into());
                 }
                 let end = f.at + (RECORD_HEADER_LEN + SEAL_PAYLOAD_LEN) as u64;
                 if end != sc.len() {
                     return bad(format!("{} bytes follow the seal", sc.len() - end));
                 }
-                return Ok(Summary {
-                    good_end: end,
-                    next_seq: sc.next_seq,
-                    header: sc.header,
-                    header_len: sc.header_len,
-                    records,
-                    payload_bytes,
-                    markers,
-                    last_kind,
-                    seal: Some((f.at, seal)),
-                    torn: None,
-                    body_hash: hash,
-                });
+                sum.seal = Some((f.at, seal));
+                sum.good_end = end;
+                break;
             }
             Step::Record(f) => {
                 hasher.update(&f.raw);
                 hasher.update(&f.payload);
-                records += 1;
+                sum.records += 1;
                 match f.header.kind {
-                    RecordType::Write => payload_bytes += u64::from(f.header.payload_len),
-                    RecordType::Marker => markers += 1,
+                    RecordType::Write => sum.payload_bytes += u64::from(f.header.payload_len),
+                    RecordType::Marker => sum.markers += 1,
                     _ => {}
                 }
-                last_kind = Some(f.header.kind);
+                sum.last_kind = Some(f.header.kind);
                 visit(&f)?;
             }
         }
     }
+    sum.next_seq = sc.next_seq;
+    sum.body_hash = hasher.finalize();
+    Ok(sum)
 }

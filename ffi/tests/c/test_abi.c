@@ -10,36 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "replicore.h"
 
 #ifndef EXPECTED_VERSION
 #error "build with -DEXPECTED_VERSION=\"x.y.z\" (from Cargo.toml)"
 #endif
 
-static int passed, failed;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (cond) {                                                                    \
-            passed++;                                                                  \
-        } else {                                                                       \
-            failed++;                                                                  \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_STATUS(call, expected)                                                   \
-    do {                                                                               \
-        replicore_status s_ = (call);                                                  \
-        if (s_ == (expected)) {                                                        \
-            passed++;                                                                  \
-        } else {                                                                       \
-            failed++;                                                                  \
-            fprintf(stderr, "%s:%d: %s returned %s (%u), expected %s: %s\n", __FILE__,  \
-                    __LINE__, #call, replicore_status_name(s_), (unsigned)s_,          \
-                    #expected, replicore_last_error_message());                        \
-        }                                                                              \
-    } while (0)
 
 static int message_has(const char *needle) {
     const char *msg = replicore_last_error_message();

@@ -9,32 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "replicore.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (cond) {                                                                    \
-            passed++;                                                                  \
-        } else {                                                                       \
-            failed++;                                                                  \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_STATUS(call, expected)                                                   \
-    do {                                                                               \
-        replicore_status s_ = (call);                                                  \
-        if (s_ == (expected)) {                                                        \
-            passed++;                                                                  \
-        } else {                                                                       \
-            failed++;                                                                  \
-            fprintf(stderr, "%s:%d: %s returned %s, expected %s: %s\n", __FILE__,       \
-                    __LINE__, #call, replicore_status_name(s_), #expected,             \
-                    replicore_last_error_message());                                   \
-        }                                                                              \
-    } while (0)
 
 #define SIZE (3u << 20)
 
