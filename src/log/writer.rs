@@ -563,7 +563,24 @@ impl ChangeLog {
         r.map_err(|e| self.fail("writing the change log", e))
     }
 
-    fn append(&mut self, rec: RecordHeader, payload: &[u8]) -> Result<()> {
+    /// Appends one record; `payload` is at most 16 MiB (callers split writes).
+    fn append(
+        &mut self,
+        kind: RecordType,
+        disk: u16,
+        offset: u64,
+        len: u64,
+        payload: &[u8],
+    ) -> Result<()> {
+        let rec = RecordHeader {
+            crc: 0,
+            kind,
+            disk,
+            payload_len: payload.len() as u32,
+            seq: self.next_seq,
+            offset,
+            len,
+        };
         let h = rec.encode(payload);
         let n = (RECORD_HEADER_LEN + payload.len()) as u64;
         if payload.len() >= DIRECT_MIN {
@@ -601,16 +618,7 @@ impl ChangeLog {
         for chunk in data.chunks(MAX_WRITE_PAYLOAD) {
             let len = chunk.len() as u64;
             // `disk` < 256 by check_range; chunk.len() <= 16 MiB.
-            let rec = RecordHeader {
-                crc: 0,
-                kind: RecordType::Write,
-                disk: disk as u16,
-                payload_len: chunk.len() as u32,
-                seq: self.next_seq,
-                offset: pos,
-                len,
-            };
-            self.append(rec, chunk)?;
+            self.append(RecordType::Write, disk as u16, pos, len, chunk)?;
             self.payload_bytes += len;
             pos += len;
         }
@@ -624,16 +632,7 @@ impl ChangeLog {
         if len == 0 {
             return Ok(());
         }
-        let rec = RecordHeader {
-            crc: 0,
-            kind: RecordType::Trim,
-            disk: disk as u16,
-            payload_len: 0,
-            seq: self.next_seq,
-            offset,
-            len,
-        };
-        self.append(rec, &[])
+        self.append(RecordType::Trim, disk as u16, offset, len, &[])
     }
 
     /// Closes a recovery point now; returns its sequence number.
@@ -651,16 +650,7 @@ impl ChangeLog {
             label: label.to_string(),
         }
         .encode()?;
-        let rec = RecordHeader {
-            crc: 0,
-            kind: RecordType::Marker,
-            disk: 0,
-            payload_len: payload.len() as u32,
-            seq: self.next_seq,
-            offset: 0,
-            len: 0,
-        };
-        self.append(rec, &payload)?;
+        self.append(RecordType::Marker, 0, 0, 0, &payload)?;
         self.markers += 1;
         Ok(self.header.first_point + self.markers - 1)
     }
@@ -715,16 +705,7 @@ impl ChangeLog {
             body_hash: *summary.body_hash.as_bytes(),
         };
         let payload = seal.encode();
-        let rec = RecordHeader {
-            crc: 0,
-            kind: RecordType::Seal,
-            disk: 0,
-            payload_len: payload.len() as u32,
-            seq: self.next_seq,
-            offset: 0,
-            len: 0,
-        };
-        self.append(rec, &payload)?;
+        self.append(RecordType::Seal, 0, 0, 0, &payload)?;
         self.sync()?;
 
         let config = LogConfig {
