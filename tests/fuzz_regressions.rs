@@ -88,13 +88,18 @@ fn format_primitives_seed_corpus_is_current() {
 
 #[test]
 fn format_primitives_corpus_and_regressions() {
+    run_corpus("format_primitives", format_primitives::check);
+}
+
+/// Runs `check` on target's seed corpus and on its regression inputs.
+fn run_corpus(target: &str, check: fn(&[u8])) {
     for dir in [
-        "fuzz/corpus/format_primitives",
-        "tests/data/fuzz/format_primitives",
+        root().join("fuzz/corpus").join(target),
+        root().join("tests/data/fuzz").join(target),
     ] {
-        for (path, bytes) in inputs(&root().join(dir)) {
+        for (path, bytes) in inputs(&dir) {
             eprintln!("{}", path.display());
-            format_primitives::check(&bytes);
+            check(&bytes);
         }
     }
 }
@@ -152,12 +157,7 @@ fn log_open_seed_corpus_is_current() {
 
 #[test]
 fn log_open_corpus_and_regressions() {
-    for dir in ["fuzz/corpus/log_open", "tests/data/fuzz/log_open"] {
-        for (path, bytes) in inputs(&root().join(dir)) {
-            eprintln!("{}", path.display());
-            log_open::check(&bytes);
-        }
-    }
+    run_corpus("log_open", log_open::check);
 }
 
 /// Seeds for `signature_read` and `delta_apply`: a small image pair's signature and delta, with
@@ -225,19 +225,6 @@ fn resync_seed_corpora_are_current() {
 
 #[test]
 fn resync_corpora_and_regressions() {
-    for dir in [
-        "fuzz/corpus/signature_read",
-        "tests/data/fuzz/signature_read",
-    ] {
-        for (path, bytes) in inputs(&root().join(dir)) {
-            eprintln!("{}", path.display());
-            signature_read::check(&bytes);
-        }
-    }
-    for dir in ["fuzz/corpus/delta_apply", "tests/data/fuzz/delta_apply"] {
-        for (path, bytes) in inputs(&root().join(dir)) {
-            eprintln!("{}", path.display());
-            delta_apply::check(&bytes);
-        }
-    }
+    run_corpus("signature_read", signature_read::check);
+    run_corpus("delta_apply", delta_apply::check);
 }

@@ -352,16 +352,14 @@ impl ChangeLog {
     ) -> Result<(ChangeLog, Recovery)> {
         let path = path.as_ref();
         let rotating = with_suffix(path, ".rotating");
-        let mut rotation = None;
+        let mut completed_rotation = false;
         if !path.exists() {
             if rotating.exists() {
                 // Crashed between the two renames of a rotation: finish it.
                 fs::rename(&rotating, path)
                     .map_err(|e| Error::io("completing an interrupted rotation", Some(path), e))?;
                 sync_dir(parent_dir(path))?;
-                rotation = Some(RotationRecovery::Completed {
-                    sealed_generation: u64::MAX,
-                });
+                completed_rotation = true;
             } else if expect.is_some() {
                 return Err(Error::ResyncRequired {
                     reason: format!(
@@ -383,13 +381,10 @@ impl ChangeLog {
         let st = open_append(path)?;
         let (mut log, mut recovery) =
             Self::open_on(Box::new(st), expect, sync, threshold).map_err(|e| e.with_path(path))?;
-        if let Some(RotationRecovery::Completed { .. }) = rotation {
-            rotation = Some(RotationRecovery::Completed {
+        if completed_rotation && recovery.rotation.is_none() {
+            recovery.rotation = Some(RotationRecovery::Completed {
                 sealed_generation: log.header.generation.saturating_sub(1),
             });
-        }
-        if recovery.rotation.is_none() {
-            recovery.rotation = rotation;
         }
         log.path = Some(path.to_path_buf());
         Ok((log, recovery))

@@ -164,7 +164,19 @@ impl Signature {
                 disk_size,
             ));
         }
-        let mut hashes = Vec::with_capacity(chunk_count(disk_size, chunk_size) as usize);
+        let count = chunk_count(disk_size, chunk_size);
+        let mut hashes = Vec::new();
+        // 32 bytes a chunk: a 64 TiB image in 4 KiB chunks would need 512 GiB. Refuse, not abort.
+        usize::try_from(count)
+            .ok()
+            .and_then(|n| hashes.try_reserve_exact(n).ok())
+            .ok_or_else(|| {
+                Error::io(
+                    format!("reserving {count} × 32 bytes for the signature (choose a larger chunk size)"),
+                    None,
+                    std::io::ErrorKind::OutOfMemory.into(),
+                )
+            })?;
         hash_batches(
             bytes,
             data,
