@@ -327,3 +327,65 @@ fn holes_of_sparse_images_hash_as_zeros_without_being_read() {
     assert_eq!(stats.data_chunks, 4);
     assert_eq!(std::fs::read(&t).unwrap(), bytes);
 }
+
+/// Writes `marks` (offset, byte) as 100-byte runs into a sparse file of `len` bytes.
+fn sparse(path: &Path, len: u64, marks: &[(u64, u8)]) {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::create(path).unwrap();
+    f.set_len(len).unwrap();
+    for &(at, byte) in marks {
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[byte; 100]).unwrap();
+    }
+}
+
+/// Images of several 64 MiB hashing batches: the batches are pipelined (the next hashed while
+/// the previous is written), so this checks order, progress and cancellation across batches.
+#[test]
+fn large_images_resync_across_batches_in_order() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, t) = (dir.path().join("s.img"), dir.path().join("t.img"));
+    let len = 3 * 64 * MIB + 5 * MIB + 123;
+    let marks: Vec<(u64, u8)> = [
+        0,
+        64 * MIB - 50,
+        64 * MIB,
+        130 * MIB,
+        192 * MIB + 7,
+        len - 100,
+    ]
+    .iter()
+    .zip(1u8..)
+    .map(|(&at, b)| (at, b))
+    .collect();
+    sparse(&s, len, &marks);
+    sparse(&t, len - 3 * MIB, &marks[1..2]);
+    let mut seen = Vec::new();
+    let stats = resync(&s, &t, 65536, &mut |d, total| {
+        seen.push((d, total));
+        true
+    })
+    .unwrap();
+    assert_eq!(std::fs::read(&t).unwrap(), std::fs::read(&s).unwrap());
+    assert_eq!(stats.chunks, len.div_ceil(65536));
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+    let total = seen[0].1;
+    assert_eq!(seen.last(), Some(&(total, total)));
+    // Through a delta file, from a grown target back (shrinks), serial and parallel signatures.
+    sparse(&t, len + 9 * MIB, &marks[2..4]);
+    let sig = Signature::compute(&t, 65536, &mut ok).unwrap();
+    assert_eq!(sig, Signature::compute_serial(&t, 65536, &mut ok).unwrap());
+    let d = dir.path().join("d");
+    Delta::compute(&s, &sig, std::fs::File::create(&d).unwrap(), &mut ok).unwrap();
+    Delta::apply(&d, &t, &mut ok).unwrap();
+    assert_eq!(std::fs::read(&t).unwrap(), std::fs::read(&s).unwrap());
+    // Cancelled after the second batch: no third report, and the call fails as Cancelled.
+    let mut calls = 0;
+    let e = Signature::compute(&s, 65536, &mut |_, _| {
+        calls += 1;
+        calls < 2
+    })
+    .unwrap_err();
+    assert_eq!((e.kind(), calls), (ErrorKind::Cancelled, 2));
+}

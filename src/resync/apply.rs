@@ -29,7 +29,8 @@ pub(crate) struct Applier {
     stats: ApplyStats,
 }
 
-fn is_block_device(file: &File) -> bool {
+/// Whether `file` is a block device (no holes, a fixed size, found by seeking).
+pub(crate) fn is_block_device(file: &File) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;

@@ -23,6 +23,8 @@ pub(crate) struct Image {
     bytes: Bytes,
     path: PathBuf,
     file: File,
+    /// Block devices have no holes to ask about: every byte is read.
+    block_device: bool,
 }
 
 impl Image {
@@ -59,6 +61,7 @@ impl Image {
         Ok(Image {
             bytes,
             path: path.to_path_buf(),
+            block_device: super::apply::is_block_device(&f),
             file: f,
         })
     }
@@ -76,7 +79,9 @@ impl Image {
     /// cannot tell, the whole range. Holes read as zeros, so skipping them changes no hash.
     pub fn data_ranges(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
         #[cfg(target_os = "linux")]
-        if let Some(r) = seek_data_ranges(&self.file, start, end) {
+        if !self.block_device
+            && let Some(r) = seek_data_ranges(&self.file, start, end)
+        {
             return r;
         }
         vec![(start, end)]

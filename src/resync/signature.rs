@@ -51,6 +51,10 @@ pub(crate) fn all_data(start: u64, end: u64) -> Vec<(u64, u64)> {
 /// Hashes the chunks of `bytes` in batches, in parallel or serially, reporting progress after
 /// each batch; `each` receives every batch's first chunk index and hashes, in order. Chunks
 /// that `data` says lie wholly in holes get [`ZERO_HASH`] without their pages being touched.
+///
+/// In parallel, the batches are pipelined: while `each` handles one batch on the caller's
+/// thread (writing a target, compressing a delta), the pool hashes the next, so the writes and
+/// the hashing overlap. At most two batches' hashes are held.
 pub(crate) fn hash_batches(
     bytes: &[u8],
     data: DataRanges<'_>,
@@ -64,33 +68,66 @@ pub(crate) fn hash_batches(
     let per_batch = (BATCH_BYTES / cs).max(1) * cs;
     let total = bytes.len() as u64;
     let mut first = 0u64;
+    // Hands one batch's hashes to `each`, then reports progress.
+    let mut deliver = |hashes: &[[u8; 32]], progress: &mut dyn FnMut(u64, u64) -> bool| {
+        each(first, hashes)?;
+        first += hashes.len() as u64;
+        let done = (first * u64::from(chunk_size)).min(total);
+        if progress(done, total) {
+            Ok(())
+        } else {
+            Err(Error::Cancelled {
+                what: what.to_string(),
+            })
+        }
+    };
+    let mut pending: Option<Vec<[u8; 32]>> = None;
     for (b, batch) in bytes.chunks(per_batch).enumerate() {
         let base = (b * per_batch) as u64;
         let ranges = data(base, base + batch.len() as u64);
-        let hash = |(i, chunk): (usize, &[u8])| {
-            let (c0, c1) = (base + (i * cs) as u64, base + (i * cs + chunk.len()) as u64);
-            // The first range ending after c0 overlaps the chunk if it starts before c1.
-            let k = ranges.partition_point(|&(_, e)| e <= c0);
-            match ranges.get(k) {
-                Some(&(s, _)) if s < c1 => chunk_hash(chunk),
-                _ => ZERO_HASH,
-            }
-        };
-        let hashes: Vec<[u8; 32]> = if parallel {
-            batch.par_chunks(cs).enumerate().map(hash).collect()
-        } else {
-            batch.chunks(cs).enumerate().map(hash).collect()
-        };
-        each(first, &hashes)?;
-        first += hashes.len() as u64;
-        let done = (first * u64::from(chunk_size)).min(total);
-        if !progress(done, total) {
-            return Err(Error::Cancelled {
-                what: what.to_string(),
-            });
+        if !parallel {
+            let hashes = hash_batch(batch, base, cs, &ranges, false);
+            deliver(&hashes, progress)?;
+            continue;
         }
+        let mut next = None;
+        rayon::in_place_scope(|s| {
+            s.spawn(|_| next = Some(hash_batch(batch, base, cs, &ranges, true)));
+            match pending.take() {
+                Some(prev) => deliver(&prev, progress),
+                None => Ok(()),
+            }
+        })?;
+        pending = next;
     }
-    Ok(())
+    match pending {
+        Some(last) => deliver(&last, progress),
+        None => Ok(()),
+    }
+}
+
+/// The hashes of one batch starting at byte `base`; `ranges` are its data ranges.
+fn hash_batch(
+    batch: &[u8],
+    base: u64,
+    cs: usize,
+    ranges: &[(u64, u64)],
+    parallel: bool,
+) -> Vec<[u8; 32]> {
+    let hash = |(i, chunk): (usize, &[u8])| {
+        let (c0, c1) = (base + (i * cs) as u64, base + (i * cs + chunk.len()) as u64);
+        // The first range ending after c0 overlaps the chunk if it starts before c1.
+        let k = ranges.partition_point(|&(_, e)| e <= c0);
+        match ranges.get(k) {
+            Some(&(s, _)) if s < c1 => chunk_hash(chunk),
+            _ => ZERO_HASH,
+        }
+    };
+    if parallel {
+        batch.par_chunks(cs).enumerate().map(hash).collect()
+    } else {
+        batch.chunks(cs).enumerate().map(hash).collect()
+    }
 }
 
 /// The fixed-chunk checksums of a disk image: one BLAKE3 hash per chunk (zeros for an all-zero
