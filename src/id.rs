@@ -46,6 +46,45 @@ impl From<[u8; 32]> for BlobId {
     }
 }
 
+/// The id of a recovery point: the BLAKE3 of the bundle header it was shipped with. That
+/// header names its parent's id, so a group's points form a hash chain.
+#[derive(Clone, Copy, Eq, Hash, PartialOrd, Ord)]
+#[allow(clippy::derived_hash_with_manual_eq)] // equality is byte equality, only constant-time
+pub struct PointId(pub [u8; 32]);
+
+impl PointId {
+    /// No point: the parent of a base.
+    pub const ZERO: PointId = PointId([0; 32]);
+
+    /// The id of a header's bytes.
+    pub fn of_header(header: &[u8]) -> PointId {
+        PointId(*blake3::hash(header).as_bytes())
+    }
+
+    /// The id as 64 lower-case hex digits.
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from(self.0).to_hex().to_string()
+    }
+}
+
+impl PartialEq for PointId {
+    fn eq(&self, other: &Self) -> bool {
+        blake3::Hash::from(self.0) == blake3::Hash::from(other.0)
+    }
+}
+
+impl fmt::Debug for PointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PointId({}..)", &self.to_hex()[..16])
+    }
+}
+
+impl fmt::Display for PointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,16 +56,21 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod blob;
+pub mod bundle;
+mod compress;
+pub mod crypto;
 pub mod error;
 pub mod extent;
 pub mod format;
+mod fsutil;
 pub mod id;
 pub mod log;
 pub mod resync;
 
 pub use error::{Error, ErrorKind, Location, Result};
 pub use extent::{Extent, ExtentMap, ExtentSource, Piece, Pieces, Source};
-pub use id::BlobId;
+pub use id::{BlobId, PointId};
 
 /// The crate version, as in `Cargo.toml`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -48,11 +48,13 @@ pub enum FileKind {
     Manifest,
     /// Group head.
     GroupHead,
+    /// Shipping state of a group on its primary.
+    ShipState,
 }
 
 impl FileKind {
     /// Every kind.
-    pub const ALL: [FileKind; 10] = [
+    pub const ALL: [FileKind; 11] = [
         FileKind::ChangeLog,
         FileKind::Bundle,
         FileKind::Signature,
@@ -63,6 +65,7 @@ impl FileKind {
         FileKind::PackIndex,
         FileKind::Manifest,
         FileKind::GroupHead,
+        FileKind::ShipState,
     ];
 
     /// The magic this kind's files start with.
@@ -78,6 +81,7 @@ impl FileKind {
             FileKind::PackIndex => magic::PACK_INDEX,
             FileKind::Manifest => magic::MANIFEST,
             FileKind::GroupHead => magic::GROUP_HEAD,
+            FileKind::ShipState => magic::SHIP_STATE,
         }
     }
 

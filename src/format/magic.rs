@@ -29,8 +29,11 @@ pub const MANIFEST: [u8; 8] = *b"\x89RCMAN\r\n";
 /// Vault group head.
 pub const GROUP_HEAD: [u8; 8] = *b"\x89RCHED\r\n";
 
+/// Shipping state of a group on its primary (`.rcship`).
+pub const SHIP_STATE: [u8; 8] = *b"\x89RCSHP\r\n";
+
 /// All magics with their file-type names, for diagnostics and uniqueness tests.
-pub const ALL: [([u8; 8], &str); 10] = [
+pub const ALL: [([u8; 8], &str); 11] = [
     (CHANGE_LOG, "change log"),
     (BUNDLE, "bundle"),
     (SIGNATURE, "signature"),
@@ -41,6 +44,7 @@ pub const ALL: [([u8; 8], &str); 10] = [
     (PACK_INDEX, "pack index"),
     (MANIFEST, "manifest"),
     (GROUP_HEAD, "group head"),
+    (SHIP_STATE, "ship state"),
 ];
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! [`ChangeLog`]: appending records, syncing, recovery on open, rotation.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,6 +12,7 @@ use super::format::{
 use super::scan::{self, TornTail};
 use super::storage::{FileStorage, LogStorage};
 use crate::error::{Error, Result};
+use crate::fsutil::{parent_dir, sync_dir, with_suffix};
 
 /// Appends buffer up to this many bytes before writing.
 const BUFFER_CAP: usize = 1 << 20;
@@ -177,30 +178,6 @@ fn unix_ns(t: SystemTime) -> Result<u64> {
         .map_err(|_| Error::invalid_argument("time", "times before 1970 cannot be recorded"))?;
     u64::try_from(d.as_nanos())
         .map_err(|_| Error::invalid_argument("time", "times after 2554 cannot be recorded"))
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// Makes a rename or creation in `dir` durable.
-fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("syncing the directory", Some(dir), e))?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }
 
 /// Writes `header` to `tmp`, syncs it, renames it to `path` and syncs the directory.

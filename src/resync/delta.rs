@@ -218,22 +218,9 @@ impl<W: Write> Sink for DeltaWriter<W> {
     }
 }
 
-thread_local! {
-    /// One zstd context per thread, reused: creating one per chunk costs more than compressing.
-    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
 /// `bytes` compressed, if that makes them smaller.
 fn compress(bytes: &[u8]) -> Option<Vec<u8>> {
-    COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.is_none() {
-            *c = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
-        }
-        let packed = c.as_mut()?.compress(bytes).ok()?;
-        (packed.len() < bytes.len()).then_some(packed)
-    })
+    crate::compress::compress_smaller(bytes, ZSTD_LEVEL)
 }
 
 /// The header of a delta.

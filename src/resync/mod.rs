@@ -24,8 +24,8 @@
 mod apply;
 mod delta;
 #[allow(unsafe_code)] // the memory map: see image.rs
-mod image;
-mod signature;
+pub(crate) mod image;
+pub(crate) mod signature;
 
 pub use apply::ApplyStats;
 pub use delta::{Delta, DeltaStats};

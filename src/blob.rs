@@ -1,0 +1,244 @@
+//! Blobs: one piece of disk data, compressed where that pays and sealed with AES-256-GCM.
+//! Layout: `docs/FORMAT.md` §12.
+//!
+//! The id is the BLAKE3 of the plaintext keyed by the data key's blob-id subkey, so identical
+//! data under one key has one id (deduplication) and ids reveal nothing without the key. The
+//! associated data binds the blob to its id, its key and its header: a blob moved under another
+//! id, another key's blob, or a flipped encoding byte does not authenticate. Decoding
+//! authenticates first, then decompresses under the declared size, then re-checks the id, so
+//! no wrong plaintext ever comes out.
+
+use crate::compress::compress_into;
+use crate::crypto::{Key, NONCE_LEN, TAG_LEN, random_nonce};
+use crate::error::{Error, Result};
+use crate::format::Reader;
+use crate::id::BlobId;
+
+/// The largest plaintext of one blob: 8 MiB (the largest chunk).
+pub const MAX_BLOB_LEN: usize = 8 << 20;
+/// Bytes of a stored blob before its ciphertext.
+pub const BLOB_HEADER_LEN: usize = 8 + NONCE_LEN;
+/// Bytes a stored blob adds to its (compressed) plaintext.
+pub const BLOB_OVERHEAD: usize = BLOB_HEADER_LEN + TAG_LEN;
+/// The default zstd level: 1, the fastest that still finds the zeros and text of a disk.
+pub const DEFAULT_LEVEL: i32 = 1;
+
+const RAW: u8 = 1;
+const ZSTD: u8 = 2;
+
+/// A sealed blob ready to store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncodedBlob {
+    /// Its id.
+    pub id: BlobId,
+    /// The stored bytes: header, ciphertext, tag.
+    pub bytes: Vec<u8>,
+    /// Whether the stored form is compressed.
+    pub compressed: bool,
+}
+
+impl std::fmt::Debug for EncodedBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedBlob")
+            .field("id", &self.id)
+            .field("stored_len", &self.bytes.len())
+            .field("compressed", &self.compressed)
+            .finish()
+    }
+}
+
+fn aad(id: &BlobId, key: &Key, header: &[u8]) -> [u8; 32 + 16 + 8] {
+    let mut a = [0u8; 56];
+    a[..32].copy_from_slice(id.as_bytes());
+    a[32..48].copy_from_slice(&key.id().0);
+    a[48..].copy_from_slice(&header[..8]);
+    a
+}
+
+/// Encodes `plaintext` (at most [`MAX_BLOB_LEN`] bytes) under `key`, compressing at zstd
+/// `level` when that makes it smaller.
+pub fn encode(key: &Key, plaintext: &[u8], level: i32) -> Result<EncodedBlob> {
+    let id = key.blob_id(plaintext);
+    encode_with_id(key, id, plaintext, level)
+}
+
+/// As [`encode`], with the id already computed by the caller (`key.blob_id(plaintext)`).
+pub(crate) fn encode_with_id(
+    key: &Key,
+    id: BlobId,
+    plaintext: &[u8],
+    level: i32,
+) -> Result<EncodedBlob> {
+    if plaintext.len() > MAX_BLOB_LEN {
+        return Err(Error::limit_exceeded(
+            "blob plaintext",
+            MAX_BLOB_LEN as u64,
+            plaintext.len() as u64,
+        ));
+    }
+    let mut out = vec![0u8; BLOB_HEADER_LEN + plaintext.len() + TAG_LEN];
+    let body = &mut out[BLOB_HEADER_LEN..BLOB_HEADER_LEN + plaintext.len()];
+    // Compressed output must be strictly smaller to be kept.
+    let limit = plaintext.len().saturating_sub(1);
+    let (encoding, body_len) = match compress_into(plaintext, level, &mut body[..limit]) {
+        Some(n) if n > 0 => (ZSTD, n),
+        _ => {
+            body.copy_from_slice(plaintext);
+            (RAW, plaintext.len())
+        }
+    };
+    out.truncate(BLOB_HEADER_LEN + body_len);
+    out[0] = encoding;
+    out[4..8].copy_from_slice(&(plaintext.len() as u32).to_le_bytes());
+    let nonce = random_nonce()?;
+    out[8..BLOB_HEADER_LEN].copy_from_slice(&nonce);
+    let aad = aad(&id, key, &out);
+    let tag = key.seal(&nonce, &aad, &mut out[BLOB_HEADER_LEN..])?;
+    out.extend_from_slice(&tag);
+    Ok(EncodedBlob {
+        id,
+        bytes: out,
+        compressed: encoding == ZSTD,
+    })
+}
+
+/// The plaintext length a stored blob declares, after checking its header's shape (no key
+/// needed).
+pub fn declared_len(stored: &[u8]) -> Result<usize> {
+    Ok(parse(stored)?.1)
+}
+
+/// (encoding, plaintext length) of a stored blob, its shape checked.
+fn parse(stored: &[u8]) -> Result<(u8, usize)> {
+    let mut r = Reader::new(stored, 0, "blob");
+    let encoding = r.u8("encoding")?;
+    r.reserved("reserved", 3)?;
+    let len = r.len_u32("plaintext length", MAX_BLOB_LEN)?;
+    r.bytes("nonce", NONCE_LEN)?;
+    let body = r
+        .remaining()
+        .checked_sub(TAG_LEN)
+        .ok_or_else(|| r.error("tag", "the blob is too short to hold its tag"))?;
+    match encoding {
+        RAW if body != len => Err(r.error(
+            "ciphertext",
+            format!("a raw blob of {len} bytes holds {body} bytes"),
+        )),
+        ZSTD if body >= len || body == 0 => Err(r.error(
+            "ciphertext",
+            format!("a compressed blob of {len} bytes holds {body} bytes"),
+        )),
+        RAW | ZSTD => Ok((encoding, len)),
+        e => Err(r.error("encoding", format!("unknown encoding {e}"))),
+    }
+}
+
+/// Decodes a stored blob: authenticates it under `key` as blob `id`, decompresses it under its
+/// declared size and checks that the plaintext has that id. A wrong key, a blob of another id
+/// or any flipped byte is [`Authentication`](crate::ErrorKind::Authentication) or
+/// [`Corrupt`](crate::ErrorKind::Corrupt); never wrong plaintext.
+pub fn decode(key: &Key, id: &BlobId, stored: &[u8]) -> Result<Vec<u8>> {
+    let (encoding, len) = parse(stored)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&stored[8..BLOB_HEADER_LEN]);
+    let tag_at = stored.len() - TAG_LEN;
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&stored[tag_at..]);
+    let mut body = stored[BLOB_HEADER_LEN..tag_at].to_vec();
+    if !key.open(&nonce, &aad(id, key, stored), &mut body, &tag) {
+        return Err(Error::Authentication {
+            what: format!("blob {id}"),
+            detail: format!(
+                "it does not authenticate under key {} as this id: wrong key, or the blob \
+                 was altered or moved",
+                key.id()
+            ),
+        });
+    }
+    let plain = if encoding == ZSTD {
+        let p = zstd::bulk::decompress(&body, len)
+            .map_err(|e| Error::corrupt(format!("blob {id}"), Some(0), format!("zstd: {e}")))?;
+        if p.len() != len {
+            return Err(Error::corrupt(
+                format!("blob {id}"),
+                Some(0),
+                format!("decompressed to {} bytes, declared {len}", p.len()),
+            ));
+        }
+        p
+    } else {
+        body
+    };
+    if key.blob_id(&plain) != *id {
+        return Err(Error::corrupt(
+            format!("blob {id}"),
+            Some(0),
+            "the plaintext does not hash to the blob's id",
+        ));
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::crypto::{KeyFile, MasterKey, Secret};
+
+    fn key(b: u8) -> Key {
+        KeyFile::create(Secret::Key(&MasterKey::from_bytes([b; 32])))
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn round_trips_raw_and_compressed() {
+        let k = key(1);
+        let text = b"hello disk ".repeat(1000);
+        let noise: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for p in [&text[..], &noise[..], &[][..], &[7u8][..]] {
+            let b = encode(&k, p, DEFAULT_LEVEL).unwrap();
+            assert_eq!(b.id, k.blob_id(p));
+            assert_eq!(decode(&k, &b.id, &b.bytes).unwrap(), p);
+            assert_eq!(declared_len(&b.bytes).unwrap(), p.len());
+        }
+        assert!(encode(&k, &text, 1).unwrap().compressed);
+        assert!(encode(&k, &text, 1).unwrap().bytes.len() < text.len() / 10);
+    }
+
+    #[test]
+    fn every_flipped_byte_and_wrong_key_are_refused() {
+        let (k, other) = (key(1), key(2));
+        let p = b"some data, some data, some data".repeat(20);
+        let b = encode(&k, &p, 1).unwrap();
+        assert_eq!(
+            decode(&other, &b.id, &b.bytes).unwrap_err().kind(),
+            ErrorKind::Authentication
+        );
+        let wrong_id = k.blob_id(b"else");
+        assert_eq!(
+            decode(&k, &wrong_id, &b.bytes).unwrap_err().kind(),
+            ErrorKind::Authentication
+        );
+        for i in 0..b.bytes.len() {
+            let mut x = b.bytes.clone();
+            x[i] ^= 0x40;
+            let e = decode(&k, &b.id, &x).unwrap_err();
+            assert!(
+                matches!(e.kind(), ErrorKind::Authentication | ErrorKind::Corrupt),
+                "{i}: {e}"
+            );
+        }
+        for n in 0..b.bytes.len() {
+            assert!(decode(&k, &b.id, &b.bytes[..n]).is_err(), "{n}");
+        }
+        assert_eq!(
+            encode(&k, &vec![0u8; MAX_BLOB_LEN + 1], 1)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::LimitExceeded
+        );
+    }
+}

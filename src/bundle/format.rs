@@ -1,0 +1,285 @@
+//! The bytes of a bundle's header, manifests and footer (`docs/FORMAT.md` §13).
+
+use crate::crypto::{KEY_FILE_LEN, KeyFile, KeyId};
+use crate::error::{Error, Result};
+use crate::extent::{ExtentMap, Source};
+use crate::format::limits::{MAX_DISKS_PER_GROUP, MAX_LABEL_LEN, MAX_NAME_LEN};
+use crate::format::{Reader, Writer};
+use crate::id::{BlobId, PointId};
+use crate::log::MarkerKind;
+
+/// Major format version of `.rcb` this build reads and writes.
+pub const VERSION_MAJOR: u16 = 1;
+pub(crate) const VERSION_MINOR: u16 = 0;
+/// The largest header.
+pub(crate) const MAX_HEADER_LEN: usize = 4096 + MAX_NAME_LEN + MAX_LABEL_LEN + KEY_FILE_LEN;
+/// The largest manifests section (1 GiB: 16 M extents).
+pub(crate) const MAX_MANIFESTS_LEN: usize = 1 << 30;
+/// Bytes of one manifest extent.
+pub(crate) const EXTENT_LEN: usize = 64;
+/// Bytes of a blob entry's header (before the stored bytes).
+pub(crate) const BLOB_ENTRY_LEN: usize = 8 + 32;
+/// Bytes of the footer.
+pub(crate) const FOOTER_LEN: usize = 32;
+/// Bytes of the authentication tag.
+pub(crate) const TAG_LEN: usize = 32;
+/// Blob entry tag byte.
+pub(crate) const ENTRY_BLOB: u8 = 1;
+
+/// Whether a bundle starts a group's chain or continues it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BundleKind {
+    /// The initial replication (seed): every disk whole; no parent.
+    Base,
+    /// The changes of one recovery point over its parent.
+    Incremental,
+}
+
+/// A bundle's header: what the recovery point is and where it sits in its group's chain. The
+/// point's id is the BLAKE3 of these bytes as shipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleHeader {
+    /// Base or incremental.
+    pub kind: BundleKind,
+    /// Crash or app consistent.
+    pub consistency: MarkerKind,
+    /// The chunk grid the data was cut on.
+    pub chunk_size: u32,
+    /// The point's sequence number in its group (0 for the base).
+    pub seq: u64,
+    /// Time of the point, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    /// The previous point's id (all zeros for a base).
+    pub parent: PointId,
+    /// Tracking session of the change log the point came from.
+    pub epoch: [u8; 16],
+    /// Generation of that change log.
+    pub generation: u64,
+    /// The group.
+    pub group: String,
+    /// Free text from the marker.
+    pub label: String,
+    /// The key the blobs are sealed under (with the wrapped data key, so that the customer's
+    /// key alone unlocks a failover).
+    pub key_file: KeyFile,
+    /// BLAKE3 of the manifests section.
+    pub manifests_digest: [u8; 32],
+    /// Disks in the manifests.
+    pub disk_count: u32,
+}
+
+impl BundleHeader {
+    /// The key id of the blobs.
+    pub fn key_id(&self) -> KeyId {
+        self.key_file.key_id()
+    }
+
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        let mut w = Writer::with_capacity(512);
+        w.u8(match self.kind {
+            BundleKind::Base => 1,
+            BundleKind::Incremental => 2,
+        });
+        w.u8(match self.consistency {
+            MarkerKind::Crash => 1,
+            MarkerKind::App => 2,
+        });
+        w.zeros(2)
+            .u32(self.chunk_size)
+            .u64(self.seq)
+            .u64(self.time_ns);
+        w.bytes(&self.parent.0)
+            .bytes(&self.epoch)
+            .u64(self.generation);
+        w.bytes(&self.manifests_digest).u32(self.disk_count);
+        w.string_u16("group", &self.group, MAX_NAME_LEN)?;
+        w.string_u16("label", &self.label, MAX_LABEL_LEN)?;
+        let kf = self.key_file.to_bytes();
+        w.u16(kf.len() as u16).bytes(&kf);
+        Ok(w.into_bytes())
+    }
+
+    pub(crate) fn decode(bytes: &[u8], at: u64) -> Result<BundleHeader> {
+        let mut r = Reader::new(bytes, at, "bundle header");
+        let kind = match r.u8("kind")? {
+            1 => BundleKind::Base,
+            2 => BundleKind::Incremental,
+            k => return Err(r.error("kind", format!("unknown bundle kind {k}"))),
+        };
+        let consistency = match r.u8("consistency")? {
+            1 => MarkerKind::Crash,
+            2 => MarkerKind::App,
+            k => return Err(r.error("consistency", format!("unknown consistency {k}"))),
+        };
+        r.reserved("reserved", 2)?;
+        let chunk_size = r.u32("chunk size")?;
+        if !chunk_size.is_power_of_two() || !(4096..=8 << 20).contains(&chunk_size) {
+            return Err(r.error("chunk size", format!("{chunk_size} is not 4 KiB..8 MiB")));
+        }
+        let seq = r.u64("seq")?;
+        let time_ns = r.u64("time")?;
+        let parent = PointId(r.array("parent")?);
+        let epoch = r.array("epoch")?;
+        let generation = r.u64("generation")?;
+        let manifests_digest = r.array("manifests digest")?;
+        let disk_count = r.u32("disk count")?;
+        if disk_count == 0 || disk_count as usize > MAX_DISKS_PER_GROUP {
+            return Err(r.error("disk count", format!("{disk_count} is not 1..256")));
+        }
+        let group = r.string_u16("group", MAX_NAME_LEN)?.to_string();
+        if group.is_empty() {
+            return Err(r.error("group", "empty"));
+        }
+        let label = r.string_u16("label", MAX_LABEL_LEN)?.to_string();
+        let kf_at = r.offset();
+        let n = r.u16("key file length")?;
+        let key_file = KeyFile::from_bytes(r.bytes("key file", usize::from(n))?).map_err(|e| {
+            Error::corrupt("bundle header field `key file`", Some(kf_at), e.to_string())
+        })?;
+        r.finish()?;
+        let is_base = kind == BundleKind::Base;
+        if is_base != (parent == PointId::ZERO) {
+            return Err(Error::corrupt(
+                "bundle header field `parent`",
+                Some(at),
+                "a base bundle has no parent and an incremental one has one",
+            ));
+        }
+        Ok(BundleHeader {
+            kind,
+            consistency,
+            chunk_size,
+            seq,
+            time_ns,
+            parent,
+            epoch,
+            generation,
+            group,
+            label,
+            key_file,
+            manifests_digest,
+            disk_count,
+        })
+    }
+}
+
+/// One disk of a recovery point: its ranges mapped to blobs or zeros. In a base bundle the
+/// unmapped ranges are zeros; in an incremental one they are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskManifest {
+    /// The disk's name in its group.
+    pub name: String,
+    /// The ranges: [`Source::Blob`] (bytes of a blob of this bundle) or [`Source::Zero`].
+    pub extents: ExtentMap<Source>,
+}
+
+impl DiskManifest {
+    /// The disk's size.
+    pub fn size(&self) -> u64 {
+        self.extents.disk_size()
+    }
+}
+
+pub(crate) fn encode_manifests(disks: &[DiskManifest]) -> Result<Vec<u8>> {
+    let mut w = Writer::with_capacity(64);
+    w.u32(disks.len() as u32);
+    for d in disks {
+        w.string_u16("disk name", &d.name, MAX_NAME_LEN)?;
+        w.u64(d.size()).u64(d.extents.len() as u64);
+        for e in d.extents.iter() {
+            w.u64(e.start).u64(e.len);
+            match e.source {
+                Source::Zero => {
+                    w.u8(0).zeros(7).zeros(32).u64(0);
+                }
+                Source::Blob { id, offset } => {
+                    w.u8(1).zeros(7).bytes(id.as_bytes()).u64(offset);
+                }
+            }
+        }
+    }
+    Ok(w.into_bytes())
+}
+
+pub(crate) fn decode_manifests(
+    bytes: &[u8],
+    at: u64,
+    disk_count: u32,
+) -> Result<Vec<DiskManifest>> {
+    let mut r = Reader::new(bytes, at, "bundle manifests");
+    let n = r.u32("disk count")?;
+    if n != disk_count {
+        return Err(r.error("disk count", format!("{n}; the header says {disk_count}")));
+    }
+    let mut disks: Vec<DiskManifest> = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let name = r.string_u16("disk name", MAX_NAME_LEN)?.to_string();
+        if name.is_empty() || disks.iter().any(|d| d.name == name) {
+            return Err(r.error("disk name", format!("`{name}` is empty or appears twice")));
+        }
+        let size = r.u64("disk size")?;
+        let mut extents = ExtentMap::new(size).map_err(|e| r.error("disk size", e.to_string()))?;
+        let count = r.len_u64("extent count", r.remaining() / EXTENT_LEN)?;
+        let mut end = 0u64;
+        for _ in 0..count {
+            let start = r.u64("extent start")?;
+            let len = r.u64("extent length")?;
+            let kind = r.u8("extent kind")?;
+            r.reserved("reserved", 7)?;
+            let id = BlobId(r.array("blob id")?);
+            let offset = r.u64("blob offset")?;
+            let source = match kind {
+                0 => Source::Zero,
+                1 => Source::Blob { id, offset },
+                k => return Err(r.error("extent kind", format!("unknown kind {k}"))),
+            };
+            if len == 0 || start < end {
+                return Err(r.error(
+                    "extent start",
+                    format!("extent {start}+{len} is empty or overlaps or precedes the last"),
+                ));
+            }
+            extents
+                .insert(start, len, source)
+                .map_err(|e| r.error("extent", e.to_string()))?;
+            end = start + len;
+        }
+        disks.push(DiskManifest { name, extents });
+    }
+    r.finish()?;
+    Ok(disks)
+}
+
+/// The footer: where the header is and how long the sections are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Footer {
+    pub header_offset: u64,
+    pub header_len: u64,
+    pub manifests_len: u64,
+    pub blob_count: u64,
+}
+
+impl Footer {
+    pub fn encode(&self) -> [u8; FOOTER_LEN] {
+        let mut w = Writer::with_capacity(FOOTER_LEN);
+        w.u64(self.header_offset)
+            .u64(self.header_len)
+            .u64(self.manifests_len)
+            .u64(self.blob_count);
+        let mut out = [0u8; FOOTER_LEN];
+        out.copy_from_slice(w.as_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8], at: u64) -> Result<Footer> {
+        let mut r = Reader::new(bytes, at, "bundle footer");
+        let f = Footer {
+            header_offset: r.u64("header offset")?,
+            header_len: r.u64("header length")?,
+            manifests_len: r.u64("manifests length")?,
+            blob_count: r.u64("blob count")?,
+        };
+        r.finish()?;
+        Ok(f)
+    }
+}
