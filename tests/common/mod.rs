@@ -61,6 +61,11 @@ pub struct Group {
 }
 
 pub fn seeded(dir: &Path, key: Key) -> Group {
+    seeded_as(dir, key, "vm-01")
+}
+
+/// As [`seeded`], for the group `group`.
+pub fn seeded_as(dir: &Path, key: Key, group: &str) -> Group {
     let imgs = images();
     let mut paths = Vec::new();
     for (name, bytes) in &imgs {
@@ -80,7 +85,7 @@ pub fn seeded(dir: &Path, key: Key) -> Group {
         time: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
         ..SeedOptions::default()
     };
-    let s = seed("vm-01", &disks, &key, &log_path, &base, &options, &mut ok).unwrap();
+    let s = seed(group, &disks, &key, &log_path, &base, &options, &mut ok).unwrap();
     Group {
         dir: dir.to_path_buf(),
         key,
