@@ -12,7 +12,7 @@ use crate::log::MarkerKind;
 pub const VERSION_MAJOR: u16 = 1;
 pub(crate) const VERSION_MINOR: u16 = 0;
 /// The largest header.
-pub(crate) const MAX_HEADER_LEN: usize = 4096 + MAX_NAME_LEN + MAX_LABEL_LEN + KEY_FILE_LEN;
+pub(crate) const MAX_HEADER_LEN: usize = 116 + 2 + MAX_NAME_LEN + 2 + MAX_LABEL_LEN + 2 + KEY_FILE_LEN;
 /// The largest manifests section (1 GiB: 16 M extents).
 pub(crate) const MAX_MANIFESTS_LEN: usize = 1 << 30;
 /// Bytes of one manifest extent.
@@ -281,5 +281,39 @@ impl Footer {
         };
         r.finish()?;
         Ok(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{MasterKey, Secret};
+
+    #[test]
+    fn the_largest_header_fits_its_cap_and_the_documented_offsets() {
+        let (kf, _) = KeyFile::create(Secret::Key(&MasterKey::from_bytes([1; 32]))).unwrap();
+        let mut h = BundleHeader {
+            kind: BundleKind::Incremental,
+            consistency: MarkerKind::App,
+            chunk_size: 1 << 20,
+            seq: 7,
+            time_ns: 9,
+            parent: PointId([3; 32]),
+            epoch: [4; 16],
+            generation: 5,
+            group: "g".repeat(MAX_NAME_LEN),
+            label: "l".repeat(MAX_LABEL_LEN),
+            key_file: kf,
+            manifests_digest: [6; 32],
+            disk_count: 2,
+        };
+        let b = h.encode().unwrap();
+        assert_eq!(b.len(), MAX_HEADER_LEN);
+        assert_eq!(&b[24..56], &[3; 32]);
+        assert_eq!(&b[80..112], &[6; 32]);
+        assert_eq!(BundleHeader::decode(&b, 0).unwrap(), h);
+        h.parent = PointId::ZERO;
+        let e = BundleHeader::decode(&h.encode().unwrap(), 0).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
     }
 }
