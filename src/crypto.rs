@@ -124,10 +124,11 @@ impl KdfParams {
     pub const MAX_MEMORY_KIB: u32 = 2 << 20;
 
     fn check(&self) -> std::result::Result<(), String> {
-        let ok = (8..=Self::MAX_MEMORY_KIB).contains(&self.memory_kib)
-            && self.memory_kib >= 8 * self.parallelism
+        // Parallelism first: the per-lane product below must not overflow.
+        let ok = (1..=16).contains(&self.parallelism)
             && (1..=64).contains(&self.iterations)
-            && (1..=16).contains(&self.parallelism);
+            && (8..=Self::MAX_MEMORY_KIB).contains(&self.memory_kib)
+            && self.memory_kib >= 8 * self.parallelism;
         if ok {
             Ok(())
         } else {

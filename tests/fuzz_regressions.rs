@@ -228,3 +228,174 @@ fn resync_corpora_and_regressions() {
     run_corpus("signature_read", signature_read::check);
     run_corpus("delta_apply", delta_apply::check);
 }
+
+#[path = "../fuzz/checks/blob_decode.rs"]
+mod blob_decode;
+#[path = "../fuzz/checks/bundle_read.rs"]
+mod bundle_read;
+#[path = "../fuzz/checks/fixed_key.rs"]
+mod fixed_key;
+#[path = "../fuzz/checks/key_file.rs"]
+mod key_file;
+#[path = "../fuzz/checks/ship_state.rs"]
+mod ship_state;
+
+/// Writes `seeds` into `fuzz/corpus/<target>/` under UPDATE_CORPUS; otherwise reads the
+/// committed ones back (they hold random nonces and ids, so each is checked by `is_valid`, not
+/// byte for byte).
+fn random_seeds(target: &str, seeds: Seeds, is_valid: impl Fn(&str, &[u8]) -> bool) {
+    let dir = root().join("fuzz/corpus").join(target);
+    for (name, bytes) in seeds {
+        let path = dir.join(&name);
+        if std::env::var_os("UPDATE_CORPUS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let committed = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}: run with UPDATE_CORPUS=1", path.display()));
+        assert!(
+            is_valid(&name, &committed),
+            "{} is not a valid seed",
+            path.display()
+        );
+    }
+}
+
+fn strip_trailer(mut v: Vec<u8>) -> Vec<u8> {
+    v.truncate(v.len() - 32);
+    v
+}
+
+/// A base bundle of a tiny two-disk group and one incremental bundle, under the fixed key.
+fn bundle_seeds() -> Seeds {
+    use replicore::bundle::{SeedOptions, ShipOptions, seed, ship};
+    use replicore::log::MarkerKind;
+    let dir = tempfile::tempdir().unwrap();
+    let key = fixed_key::key();
+    let a = dir.path().join("a.img");
+    let b = dir.path().join("b.img");
+    let mut img = vec![0u8; 3 * 4096 + 100];
+    img[..4096].fill(b'a');
+    img[8192..8300].copy_from_slice(&[9; 108]);
+    std::fs::write(&a, &img).unwrap();
+    std::fs::write(&b, b"disk b").unwrap();
+    let o = SeedOptions {
+        chunk_size: 4096,
+        ..SeedOptions::default()
+    };
+    let disks = [("a", a.as_path()), ("b", b.as_path())];
+    let log = dir.path().join("l.rclog");
+    let base = dir.path().join("base.rcb");
+    let mut s = seed("vm", &disks, &key, &log, &base, &o, &mut |_, _| true).unwrap();
+    s.log.record_write(0, 4000, b"across a chunk edge").unwrap();
+    s.log.record_trim(1, 0, 3).unwrap();
+    s.log.mark(MarkerKind::App, "vss").unwrap();
+    s.log.rotate(dir.path().join("sealed.rclog")).unwrap();
+    let shipped = ship(
+        dir.path().join("sealed.rclog"),
+        &key,
+        &mut s.state,
+        dir.path(),
+        &ShipOptions::default(),
+        &mut |_, _| true,
+    )
+    .unwrap();
+    vec![
+        ("base".into(), strip_trailer(std::fs::read(&base).unwrap())),
+        (
+            "incremental".into(),
+            strip_trailer(std::fs::read(&shipped[0].path).unwrap()),
+        ),
+    ]
+}
+
+#[test]
+fn bundle_blob_key_and_state_seed_corpora_are_valid() {
+    use replicore::bundle::{Bundle, ShipState};
+    use replicore::crypto::{KdfParams, KeyFile, Secret};
+    let key = fixed_key::key();
+    let with_trailer = |b: &[u8]| {
+        let mut v = b.to_vec();
+        v.extend_from_slice(blake3::hash(b).as_bytes());
+        v
+    };
+    random_seeds("bundle_read", bundle_seeds(), |_, b| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.rcb");
+        std::fs::write(&p, with_trailer(b)).unwrap();
+        Bundle::open(&p)
+            .and_then(|x| x.verify_with_key(&key))
+            .is_ok()
+    });
+
+    let compressible = b"guest data ".repeat(500);
+    let mut x = 5u64;
+    let random: Vec<u8> = (0..3000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let blob_seeds = [
+        ("zstd", &compressible[..]),
+        ("raw", &random[..]),
+        ("empty", &[][..]),
+    ]
+    .iter()
+    .map(|(n, p)| {
+        let e = replicore::blob::encode(&key, p, 1).unwrap();
+        let mut v = e.id.0.to_vec();
+        v.extend_from_slice(&e.bytes);
+        (n.to_string(), v)
+    })
+    .collect();
+    random_seeds("blob_decode", blob_seeds, |_, b| {
+        let id = replicore::BlobId(b[..32].try_into().unwrap());
+        replicore::blob::decode(&key, &id, &b[32..]).is_ok()
+    });
+
+    let cheap = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let (pw, _) = KeyFile::create_with(Secret::Passphrase(b"fuzz"), cheap).unwrap();
+    let key_seeds = vec![
+        (
+            "raw_key".into(),
+            strip_trailer(fixed_key::KEY_FILE.to_vec()),
+        ),
+        ("passphrase".into(), strip_trailer(pw.to_bytes())),
+    ];
+    random_seeds("key_file", key_seeds, |name, b| {
+        let f = KeyFile::from_bytes(&with_trailer(b)).unwrap();
+        match name {
+            "raw_key" => f.unlock(Secret::Key(&fixed_key::master())).is_ok(),
+            _ => f.unlock(Secret::Passphrase(b"fuzz")).is_ok(),
+        }
+    });
+
+    let state = ShipState {
+        group: "vm-01".into(),
+        key_id: key.id(),
+        epoch: [1; 16],
+        next_generation: 3,
+        next_seq: 12,
+        head: replicore::PointId([2; 32]),
+        chunk_size: 1 << 20,
+    };
+    let state_seeds = vec![("state".into(), strip_trailer(state.to_bytes().unwrap()))];
+    random_seeds("ship_state", state_seeds, |_, b| {
+        ShipState::from_bytes(&with_trailer(b)).is_ok()
+    });
+}
+
+#[test]
+fn bundle_blob_key_and_state_corpora_and_regressions() {
+    run_corpus("bundle_read", bundle_read::check);
+    run_corpus("blob_decode", blob_decode::check);
+    run_corpus("key_file", key_file::check);
+    run_corpus("ship_state", ship_state::check);
+}

@@ -12,7 +12,8 @@ use crate::log::MarkerKind;
 pub const VERSION_MAJOR: u16 = 1;
 pub(crate) const VERSION_MINOR: u16 = 0;
 /// The largest header.
-pub(crate) const MAX_HEADER_LEN: usize = 116 + 2 + MAX_NAME_LEN + 2 + MAX_LABEL_LEN + 2 + KEY_FILE_LEN;
+pub(crate) const MAX_HEADER_LEN: usize =
+    116 + 2 + MAX_NAME_LEN + 2 + MAX_LABEL_LEN + 2 + KEY_FILE_LEN;
 /// The largest manifests section (1 GiB: 16 M extents).
 pub(crate) const MAX_MANIFESTS_LEN: usize = 1 << 30;
 /// Bytes of one manifest extent.
