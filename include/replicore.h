@@ -18,6 +18,12 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+// Bytes of a customer key.
+#define REPLICORE_MASTER_KEY_LEN 32
+
+// Bytes of a key id.
+#define REPLICORE_KEY_ID_LEN 16
+
 // Major version of the library (as in `Cargo.toml`).
 #define REPLICORE_VERSION_MAJOR 0
 
@@ -170,6 +176,12 @@ typedef uint32_t replicore_sync_policy;
 // as non-`const`).
 typedef struct replicore_extent_map replicore_extent_map;
 
+// An unlocked data key (see the Rust `Key`). Created by `replicore_key_generate` or
+// `replicore_key_load`, freed (and wiped) by `replicore_key_free`.
+//
+// Thread safety: immutable; may be shared between threads and used by several at once.
+typedef struct replicore_key replicore_key;
+
 // An open change log (see the Rust `ChangeLog`). Created by `replicore_log_create` or
 // `replicore_log_open`, freed by `replicore_log_free`.
 //
@@ -184,6 +196,41 @@ typedef struct replicore_log replicore_log;
 // Thread safety: immutable once made; may be shared between threads and used by several at
 // once.
 typedef struct replicore_signature replicore_signature;
+
+// Progress of a long call: `done` of `total` bytes. Called on the calling thread with the
+// `user` pointer given to the call; return 0 to go on, non-zero to cancel (the call then
+// returns `REPLICORE_ERR_CANCELLED`). NULL means no progress reports.
+typedef int (*replicore_progress_callback)(void *user, uint64_t done, uint64_t total);
+
+// Called once per bundle `replicore_ship` wrote, oldest first, with its path and sequence
+// number; return 0 to go on, non-zero to stop shipping (`REPLICORE_ERR_CANCELLED`; the bundles
+// already reported stay, and the ship state is not advanced). The path is valid during the
+// call only.
+typedef int (*replicore_bundle_callback)(void *user, const char *path, uint64_t seq);
+
+// What a bundle holds (from `replicore_bundle_verify`).
+typedef struct {
+  // 1 for a base (seed) bundle, 2 for an incremental one.
+  uint32_t kind;
+  // 1 crash-consistent, 2 app-consistent.
+  uint32_t consistency;
+  // The point's sequence number in its group.
+  uint64_t seq;
+  // Time of the point, nanoseconds since the Unix epoch.
+  uint64_t time_ns;
+  // Disks in the point.
+  uint64_t disks;
+  // Blobs stored.
+  uint64_t blobs;
+  // Their stored (sealed) bytes.
+  uint64_t stored_bytes;
+  // Their plaintext bytes.
+  uint64_t plain_bytes;
+  // The point's id.
+  uint8_t point_id[32];
+  // The parent point's id (zeros for a base).
+  uint8_t parent_id[32];
+} replicore_bundle_info;
 
 // One piece of a disk, as passed to a `replicore_piece_callback`.
 typedef struct {
@@ -238,11 +285,6 @@ typedef struct {
   replicore_rotation_recovery rotation;
 } replicore_recovery;
 
-// Progress of a long call: `done` of `total` bytes. Called on the calling thread with the
-// `user` pointer given to the call; return 0 to go on, non-zero to cancel (the call then
-// returns `REPLICORE_ERR_CANCELLED`). NULL means no progress reports.
-typedef int (*replicore_progress_callback)(void *user, uint64_t done, uint64_t total);
-
 // What computing a delta found.
 typedef struct {
   // Chunks of the source.
@@ -272,6 +314,61 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Seeds a group: creates its first change log at `log_path`, reads the `disk_count` images
+// (`image_paths[i]` is disk `disk_names[i]`) into the base bundle `bundle_path` in chunks of
+// `chunk_size` bytes (0: 1 MiB), sealed under `key`, and saves the group's ship state to
+// `state_path`. The open log goes to `*log_out` (free it with `replicore_log_free`) unless
+// `log_out` is NULL, in which case it is closed. Progress counts image bytes.
+//
+// # Safety
+//
+// Strings are NULL or NUL-terminated; `disk_names` and `image_paths` are NULL or hold
+// `disk_count` such strings; `key` is NULL or a live key; `callback` may be called with
+// `user`; `log_out` is NULL or writable.
+replicore_status replicore_seed(const char *group,
+                                const char *const *disk_names,
+                                const char *const *image_paths,
+                                size_t disk_count,
+                                const replicore_key *key,
+                                const char *log_path,
+                                const char *state_path,
+                                const char *bundle_path,
+                                uint32_t chunk_size,
+                                replicore_progress_callback callback,
+                                void *user,
+                                replicore_log **log_out);
+
+// Ships the sealed change log `sealed_log` of the group whose ship state is at `state_path`:
+// one bundle per recovery point into the directory `out_dir`, sealed under `key`; then saves
+// the advanced state. `on_bundle` (may be NULL) hears of each bundle; `progress` counts the
+// bytes of writes shipped. The number of bundles goes to `*count_out` unless NULL. A log that
+// does not follow the state is `REPLICORE_ERR_RESYNC_REQUIRED`.
+//
+// # Safety
+//
+// Strings are NULL or NUL-terminated; `key` is NULL or a live key; the callbacks may be
+// called with `user`; `count_out` is NULL or writable.
+replicore_status replicore_ship(const char *sealed_log,
+                                const replicore_key *key,
+                                const char *state_path,
+                                const char *out_dir,
+                                replicore_bundle_callback on_bundle,
+                                replicore_progress_callback progress,
+                                void *user,
+                                uint64_t *count_out);
+
+// Verifies the bundle at `path`: every byte without the key (trailer, structure, references)
+// when `key` is NULL; with a key, also the authentication tag and every blob. What it holds
+// goes to `*info_out` unless NULL.
+//
+// # Safety
+//
+// `path` is NULL or NUL-terminated; `key` is NULL or a live key; `info_out` is NULL or
+// writable.
+replicore_status replicore_bundle_verify(const char *path,
+                                         const replicore_key *key,
+                                         replicore_bundle_info *info_out);
 
 // Creates an empty map (all gap) of a disk of `disk_size` bytes (at most 64 TiB) and writes it
 // to `*map_out`. The caller owns it and frees it with `replicore_extent_map_free`.
@@ -350,6 +447,67 @@ replicore_status replicore_extent_map_lookup(const replicore_extent_map *map,
                                              uint64_t len,
                                              replicore_piece_callback callback,
                                              void *user);
+
+// Fills `key_out` (32 bytes) with a new random customer key, for a host without a key manager.
+//
+// # Safety
+//
+// `key_out` is NULL or writable for 32 bytes.
+replicore_status replicore_master_key_generate(uint8_t *key_out);
+
+// Creates a key file at `path` (which must not exist) holding a new random data key wrapped
+// under the customer's key: either `master_key` (32 raw bytes) or `passphrase` (argon2id with
+// default costs), exactly one non-NULL. Writes the unlocked key to `*key_out`; free it with
+// `replicore_key_free`.
+//
+// # Safety
+//
+// `path` is NULL or NUL-terminated; `master_key` is NULL or readable for 32 bytes;
+// `passphrase` is NULL or NUL-terminated; `key_out` is NULL or writable.
+replicore_status replicore_key_generate(const char *path,
+                                        const uint8_t *master_key,
+                                        const char *passphrase,
+                                        replicore_key **key_out);
+
+// Loads the key file at `path` and unlocks it with `master_key` (32 bytes) or `passphrase`,
+// exactly one non-NULL. A wrong key or passphrase is `REPLICORE_ERR_AUTHENTICATION`.
+//
+// # Safety
+//
+// As `replicore_key_generate`.
+replicore_status replicore_key_load(const char *path,
+                                    const uint8_t *master_key,
+                                    const char *passphrase,
+                                    replicore_key **key_out);
+
+// Rotates the customer's key: unlocks the key file at `path` with the old key or passphrase
+// and writes to `new_path` (which must not exist) the same data key wrapped under the new
+// one. No data is re-encrypted; blob ids and the key id stay. Each pair: exactly one non-NULL.
+//
+// # Safety
+//
+// `path` and `new_path` are NULL or NUL-terminated; each key is NULL or readable for 32
+// bytes; each passphrase is NULL or NUL-terminated.
+replicore_status replicore_key_rotate(const char *path,
+                                      const uint8_t *old_master_key,
+                                      const char *old_passphrase,
+                                      const char *new_path,
+                                      const uint8_t *new_master_key,
+                                      const char *new_passphrase);
+
+// Writes the key's public id (16 bytes) to `id_out`.
+//
+// # Safety
+//
+// `key` is NULL or a live key; `id_out` is NULL or writable for 16 bytes.
+replicore_status replicore_key_id(const replicore_key *key, uint8_t *id_out);
+
+// Frees a key, wiping its material. NULL is accepted.
+//
+// # Safety
+//
+// `key` is NULL or a live key that no other thread is using.
+void replicore_key_free(replicore_key *key);
 
 // The message of the last call on this thread that failed: what happened, where, and what to
 // do next. The empty string if no call on this thread has failed.

@@ -23,8 +23,10 @@
 
 #![deny(missing_docs)]
 
+pub mod bundle;
 pub mod extent;
 mod handle;
+pub mod key;
 pub mod last_error;
 pub mod log;
 #[doc(hidden)]

@@ -66,7 +66,7 @@ pub struct replicore_apply_stats {
 }
 
 /// Runs `body` with a Rust progress closure that forwards to `cb`.
-fn with_progress<T>(
+pub(crate) fn with_progress<T>(
     cb: replicore_progress_callback,
     user: *mut c_void,
     body: impl FnOnce(&mut dyn FnMut(u64, u64) -> bool) -> T,
