@@ -55,6 +55,29 @@ fn aad(id: &BlobId, key: &Key, header: &[u8]) -> [u8; 32 + 16 + 8] {
     a
 }
 
+thread_local! {
+    /// Compression output, reused: a fresh zeroed buffer per blob costs page faults.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Bytes of the sample a large plaintext's compressibility is judged on.
+const SAMPLE: usize = 16 << 10;
+
+/// Whether compressing `plaintext` is worth trying: for pieces larger than four samples, the
+/// first sample must shrink by at least 1/32 (random data, already compressed or encrypted
+/// guest data does not, and then costs no zstd pass).
+fn worth_compressing(plaintext: &[u8], level: i32) -> bool {
+    if plaintext.len() <= 4 * SAMPLE {
+        return true;
+    }
+    let sample = &plaintext[..SAMPLE];
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        scratch.resize(SAMPLE - SAMPLE / 32, 0);
+        compress_into(sample, level, &mut scratch).is_some()
+    })
+}
+
 /// Encodes `plaintext` (at most [`MAX_BLOB_LEN`] bytes) under `key`, compressing at zstd
 /// `level` when that makes it smaller.
 pub fn encode(key: &Key, plaintext: &[u8], level: i32) -> Result<EncodedBlob> {
@@ -76,18 +99,27 @@ pub(crate) fn encode_with_id(
             plaintext.len() as u64,
         ));
     }
-    let mut out = vec![0u8; BLOB_HEADER_LEN + plaintext.len() + TAG_LEN];
-    let body = &mut out[BLOB_HEADER_LEN..BLOB_HEADER_LEN + plaintext.len()];
-    // Compressed output must be strictly smaller to be kept.
-    let limit = plaintext.len().saturating_sub(1);
-    let (encoding, body_len) = match compress_into(plaintext, level, &mut body[..limit]) {
-        Some(n) if n > 0 => (ZSTD, n),
-        _ => {
-            body.copy_from_slice(plaintext);
-            (RAW, plaintext.len())
-        }
+    let mut out = Vec::with_capacity(BLOB_HEADER_LEN + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(&[0u8; BLOB_HEADER_LEN]);
+    let encoding = if worth_compressing(plaintext, level) {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            // Compressed output must be strictly smaller to be kept.
+            scratch.resize(plaintext.len().saturating_sub(1), 0);
+            match compress_into(plaintext, level, &mut scratch) {
+                Some(n) if n > 0 => {
+                    out.extend_from_slice(&scratch[..n]);
+                    ZSTD
+                }
+                _ => RAW,
+            }
+        })
+    } else {
+        RAW
     };
-    out.truncate(BLOB_HEADER_LEN + body_len);
+    if encoding == RAW {
+        out.extend_from_slice(plaintext);
+    }
     out[0] = encoding;
     out[4..8].copy_from_slice(&(plaintext.len() as u32).to_le_bytes());
     let nonce = random_nonce()?;

@@ -64,6 +64,11 @@ impl AtomicFile {
         })
     }
 
+    /// The file being written (to start its write-back early, see [`crate::sys`]).
+    pub fn file(&self) -> &File {
+        self.file.as_ref().expect("not committed")
+    }
+
     /// Syncs the data, renames it into place and syncs the directory.
     pub fn commit(mut self) -> Result<()> {
         let file = self.file.take().expect("committed once");

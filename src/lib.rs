@@ -67,6 +67,8 @@ mod fsutil;
 pub mod id;
 pub mod log;
 pub mod resync;
+#[allow(unsafe_code)] // sync_file_range: see sys.rs
+mod sys;
 
 pub use error::{Error, ErrorKind, Location, Result};
 pub use extent::{Extent, ExtentMap, ExtentSource, Piece, Pieces, Source};

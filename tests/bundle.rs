@@ -39,6 +39,7 @@ fn seed_then_ship_reproduces_every_point() {
     // Point 2: app-consistent, a write at the disk's very end.
     let end = g.model[0].len() as u64;
     g.write(0, end - 10, b"0123456789");
+    g.write(0, 5 * CS as u64, &[0u8; 1024]); // a write of zeros ships as a zero extent
     g.write(1, 70_000, &noise(200_000, 11)[..100_000]);
     let p2 = g.mark(MarkerKind::App, "vss", 600);
     let paths = g.rotate_and_ship(1);
@@ -55,6 +56,12 @@ fn seed_then_ship_reproduces_every_point() {
     assert_eq!(b2.header().parent, b1.point_id());
     assert_eq!(b2.header().consistency, MarkerKind::App);
     assert_eq!(b2.header().label, "vss");
+    let z = b2.disks()[0]
+        .extents
+        .iter()
+        .find(|e| e.start == 5 * CS as u64)
+        .unwrap();
+    assert_eq!((z.len, z.source), (1024, Source::Zero));
     assert_eq!(materialize(&[&base, &b1], &g.key), p1);
     assert_eq!(materialize(&[&base, &b1, &b2], &g.key), p2);
     // The long write was cut on the grid: its chunk-sized pieces are the seed's blobs.

@@ -124,6 +124,7 @@ fn write_base(
     let mut done = 0u64;
     let mut writer = BundleWriter::create(out)?;
     let mut manifests = Vec::with_capacity(images.len());
+    let mut carry = Vec::new();
     for ((name, _), image) in disks.iter().zip(images) {
         let bytes = image.bytes();
         let mut map = ExtentMap::new(bytes.len() as u64)?;
@@ -143,7 +144,7 @@ fn write_base(
                 })
                 .collect();
             let slices: Vec<&[u8]> = chunks.iter().map(|c| c.1).collect();
-            let ids = writer.add_plaintexts(key, &slices, options.level)?;
+            let ids = writer.add_pipelined(key, &slices, options.level, &mut carry)?;
             for ((start, c), id) in chunks.iter().zip(ids) {
                 map.insert(*start, c.len() as u64, Source::Blob { id, offset: 0 })?;
             }
@@ -159,6 +160,7 @@ fn write_base(
             extents: map,
         });
     }
+    writer.flush_carry(&mut carry)?;
     let time = options.time.unwrap_or_else(SystemTime::now);
     let time_ns = time
         .duration_since(UNIX_EPOCH)

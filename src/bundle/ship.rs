@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use super::format::{BundleHeader, BundleKind, DiskManifest};
 use super::state::ShipState;
 use super::writer::{BundleWriter, WrittenBundle};
@@ -10,9 +12,10 @@ use crate::error::{Error, Result};
 use crate::extent::{ExtentMap, Source};
 use crate::log::{LogReader, LogSource, Marker, MarkerKind, changes_by_point};
 use crate::resync::Progress;
+use crate::resync::signature::is_zero;
 
 /// Plaintext read and encoded together (in parallel) while shipping or seeding.
-pub(crate) const BATCH_BYTES: usize = 64 << 20;
+pub(crate) const BATCH_BYTES: usize = 32 << 20;
 
 /// How bundles are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +177,7 @@ pub fn ship(
             manifests_digest: [0; 32],
             disk_count: 0,
         };
+        shipper.writer.flush_carry(&mut shipper.carry)?;
         let written = shipper.writer.finish(header, &disks, key)?;
         head = written.point;
         out.push(written);
@@ -195,6 +199,8 @@ struct PointShipper<'k> {
     pending: Vec<(u64, u64, u64)>,
     pending_bytes: usize,
     buf: Vec<u8>,
+    /// Encoded blobs waiting to be written (see `BundleWriter::add_pipelined`).
+    carry: Vec<crate::blob::EncodedBlob>,
 }
 
 impl<'k> PointShipper<'k> {
@@ -209,6 +215,7 @@ impl<'k> PointShipper<'k> {
             pending: Vec::new(),
             pending_bytes: 0,
             buf: Vec::new(),
+            carry: Vec::new(),
         })
     }
 
@@ -253,9 +260,26 @@ impl<'k> PointShipper<'k> {
             slices.push(a);
             rest = b;
         }
-        let ids = self.writer.add_plaintexts(self.key, &slices, self.level)?;
-        for (&(start, n, _), id) in self.pending.iter().zip(ids) {
-            manifest.insert(start, n, Source::Blob { id, offset: 0 })?;
+        // Writes of zeros become zero extents: no blob.
+        let zero: Vec<bool> = slices.par_iter().map(|s| is_zero(s)).collect();
+        let data: Vec<&[u8]> = slices
+            .iter()
+            .zip(&zero)
+            .filter(|(_, z)| !**z)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut ids = self
+            .writer
+            .add_plaintexts(self.key, &data, self.level)?
+            .into_iter();
+        for (&(start, n, _), z) in self.pending.iter().zip(zero) {
+            let source = if z {
+                Source::Zero
+            } else {
+                let id = ids.next().expect("one id per data piece");
+                Source::Blob { id, offset: 0 }
+            };
+            manifest.insert(start, n, source)?;
         }
         self.pending.clear();
         self.pending_bytes = 0;

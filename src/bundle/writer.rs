@@ -19,6 +19,9 @@ use crate::format::{TrailerWriter, Writer};
 use crate::fsutil::AtomicFile;
 use crate::id::{BlobId, PointId};
 
+/// Bytes written between two write-back kicks.
+const WRITEBACK_EVERY: u64 = 64 << 20;
+
 /// What a finished bundle holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenBundle {
@@ -43,6 +46,8 @@ pub struct BundleWriter {
     path: PathBuf,
     seen: HashSet<BlobId>,
     plain_bytes: u64,
+    /// Bytes written when write-back was last started.
+    kicked: u64,
 }
 
 impl BundleWriter {
@@ -58,6 +63,7 @@ impl BundleWriter {
             path: path.to_path_buf(),
             seen: HashSet::new(),
             plain_bytes: 0,
+            kicked: 0,
         })
     }
 
@@ -71,16 +77,7 @@ impl BundleWriter {
         if !self.seen.insert(blob.id) {
             return Ok(false);
         }
-        let mut h = Writer::with_capacity(BLOB_ENTRY_LEN);
-        h.u8(ENTRY_BLOB)
-            .zeros(3)
-            .u32(blob.bytes.len() as u32)
-            .bytes(blob.id.as_bytes());
-        self.out
-            .write_all(h.as_bytes())
-            .and_then(|()| self.out.write_all(&blob.bytes))
-            .map_err(|e| Error::io("writing the bundle", Some(&self.path), e))?;
-        self.plain_bytes += blob::declared_len(&blob.bytes)? as u64;
+        write_entry(&mut self.out, &self.path, blob, &mut self.plain_bytes)?;
         Ok(true)
     }
 
@@ -92,19 +89,57 @@ impl BundleWriter {
         pieces: &[&[u8]],
         level: i32,
     ) -> Result<Vec<BlobId>> {
-        let ids: Vec<BlobId> = pieces.par_iter().map(|p| key.blob_id(p)).collect();
-        let mut fresh = HashSet::new();
-        let todo: Vec<usize> = (0..pieces.len())
-            .filter(|&i| !self.seen.contains(&ids[i]) && fresh.insert(ids[i]))
-            .collect();
-        let encoded: Vec<EncodedBlob> = todo
-            .par_iter()
-            .map(|&i| blob::encode_with_id(key, ids[i], pieces[i], level))
-            .collect::<Result<_>>()?;
+        let (ids, encoded) = encode_new(&self.seen, key, pieces, level)?;
         for b in &encoded {
             self.add_blob(b)?;
         }
         Ok(ids)
+    }
+
+    /// As [`add_plaintexts`](Self::add_plaintexts), pipelined: this batch is encoded on the
+    /// pool while the calling thread writes the previous batch, which waits in `carry`. Call
+    /// [`flush_carry`](Self::flush_carry) after the last batch.
+    pub(crate) fn add_pipelined(
+        &mut self,
+        key: &Key,
+        pieces: &[&[u8]],
+        level: i32,
+        carry: &mut Vec<EncodedBlob>,
+    ) -> Result<Vec<BlobId>> {
+        // The previous batch's new blobs join `seen` before this batch is deduplicated against
+        // it; a blob both batches hold is then written once.
+        carry.retain(|b| self.seen.insert(b.id));
+        let prev = std::mem::take(carry);
+        let mut next = None;
+        let (seen, out, path, plain) =
+            (&self.seen, &mut self.out, &self.path, &mut self.plain_bytes);
+        let written = rayon::in_place_scope(|s| {
+            s.spawn(|_| next = Some(encode_new(seen, key, pieces, level)));
+            prev.iter()
+                .try_for_each(|b| write_entry(out, path, b, plain))
+        });
+        let (ids, encoded) = next.expect("the encoding task ran")?;
+        written?;
+        *carry = encoded;
+        self.kick_writeback();
+        Ok(ids)
+    }
+
+    /// Starts the write-back of what was written since the last kick, every 64 MiB, so that
+    /// the final sync has little left.
+    fn kick_writeback(&mut self) {
+        if self.out.written() - self.kicked >= WRITEBACK_EVERY {
+            self.kicked = self.out.written();
+            crate::sys::start_writeback(self.out.get_ref().get_ref().file());
+        }
+    }
+
+    /// Writes what [`add_pipelined`](Self::add_pipelined) left in `carry`.
+    pub(crate) fn flush_carry(&mut self, carry: &mut Vec<EncodedBlob>) -> Result<()> {
+        for b in carry.drain(..) {
+            self.add_blob(&b)?;
+        }
+        Ok(())
     }
 
     /// Writes the header (its manifests digest and disk count filled in here), the manifests,
@@ -173,4 +208,42 @@ impl BundleWriter {
             file_bytes,
         })
     }
+}
+
+/// The ids of `pieces` and the encoded blobs of those not in `seen` (each id once).
+fn encode_new(
+    seen: &HashSet<BlobId>,
+    key: &Key,
+    pieces: &[&[u8]],
+    level: i32,
+) -> Result<(Vec<BlobId>, Vec<EncodedBlob>)> {
+    let ids: Vec<BlobId> = pieces.par_iter().map(|p| key.blob_id(p)).collect();
+    let mut fresh = HashSet::new();
+    let todo: Vec<usize> = (0..pieces.len())
+        .filter(|&i| !seen.contains(&ids[i]) && fresh.insert(ids[i]))
+        .collect();
+    let encoded = todo
+        .par_iter()
+        .map(|&i| blob::encode_with_id(key, ids[i], pieces[i], level))
+        .collect::<Result<_>>()?;
+    Ok((ids, encoded))
+}
+
+/// Writes one blob entry.
+fn write_entry(
+    out: &mut TrailerWriter<BufWriter<AtomicFile>>,
+    path: &Path,
+    blob: &EncodedBlob,
+    plain_bytes: &mut u64,
+) -> Result<()> {
+    let mut h = Writer::with_capacity(BLOB_ENTRY_LEN);
+    h.u8(ENTRY_BLOB)
+        .zeros(3)
+        .u32(blob.bytes.len() as u32)
+        .bytes(blob.id.as_bytes());
+    out.write_all(h.as_bytes())
+        .and_then(|()| out.write_all(&blob.bytes))
+        .map_err(|e| Error::io("writing the bundle", Some(path), e))?;
+    *plain_bytes += blob::declared_len(&blob.bytes)? as u64;
+    Ok(())
 }

@@ -178,19 +178,10 @@ impl Sink for Applier {
         }
         #[cfg(target_os = "linux")]
         if !changes.is_empty() {
-            start_writeback(&self.file);
+            crate::sys::start_writeback(&self.file);
         }
         Ok(())
     }
-}
-
-/// Starts write-back of the file's dirty pages (`sync_file_range(SYNC_FILE_RANGE_WRITE)`);
-/// durability still comes from the final `sync_all`. Failure only loses the overlap.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a system call on a file descriptor this `File` owns; it touches no memory of ours.
-    let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 /// Punches a hole (Linux `fallocate(PUNCH_HOLE | KEEP_SIZE)`); false where unsupported.
