@@ -4,7 +4,11 @@
 //! ```text
 //! cargo run --release --example bundle -- seed IMAGE WORKDIR [CHUNK]
 //! cargo run --release --example bundle -- ship IMAGE CHANGED WRITES WORKDIR [CHUNK]
+//! cargo run --release --example bundle -- limit IMAGE [CHUNK]
 //! ```
+//! `limit` times the pipeline's limit in process: every non-zero chunk of IMAGE hashed with
+//! keyed BLAKE3, compressed with zstd -1 and sealed with AES-256-GCM on every core, with no
+//! framing, deduplication, skipping of incompressible data, or writing.
 //! `seed` seeds one disk from IMAGE into WORKDIR (timed). `ship` seeds IMAGE (untimed), then
 //! records the guest writes listed in WRITES (one `offset length` per line) with CHANGED's
 //! bytes into the change log, marks a point, rotates and ships it (timed: what a primary does
@@ -28,6 +32,10 @@ fn main() -> replicore::Result<()> {
     let usage =
         "usage: bundle seed IMAGE WORKDIR [CHUNK] | ship IMAGE CHANGED WRITES WORKDIR [CHUNK]";
     let mode = args.get(1).expect(usage).as_str();
+    if mode == "limit" {
+        limit(&args[2], args.get(3));
+        return Ok(());
+    }
     let (image, work, chunk) = match mode {
         "seed" => (&args[2], &args[3], args.get(4)),
         "ship" => (&args[2], &args[5], args.get(6)),
@@ -111,4 +119,34 @@ fn main() -> replicore::Result<()> {
         sampler.peak()
     );
     Ok(())
+}
+
+fn limit(image: &str, chunk: Option<&String>) {
+    use aes_gcm::aead::{AeadInOut, KeyInit};
+    use rayon::prelude::*;
+    let cs: usize = chunk.map_or(1 << 20, |c| c.parse().expect("chunk size in bytes"));
+    let bytes = std::fs::read(image).expect("reading IMAGE");
+    let cipher = aes_gcm::Aes256Gcm::new(&[2u8; 32].into());
+    let chunks: Vec<&[u8]> = bytes
+        .par_chunks(cs)
+        .filter(|c| c.iter().any(|&b| b != 0))
+        .collect();
+    let t = Instant::now();
+    let out: usize = chunks
+        .par_iter()
+        .map(|c| {
+            let id = blake3::keyed_hash(&[1; 32], c);
+            let mut packed = zstd::bulk::compress(c, 1).expect("zstd");
+            let nonce = aes_gcm::Nonce::from([0; 12]);
+            cipher
+                .encrypt_inout_detached(&nonce, id.as_bytes(), packed.as_mut_slice().into())
+                .expect("aes-gcm");
+            packed.len()
+        })
+        .sum();
+    println!(
+        "mode=limit seconds={:.3} nonzero_bytes={} compressed_bytes={out}",
+        t.elapsed().as_secs_f64(),
+        chunks.iter().map(|c| c.len()).sum::<usize>()
+    );
 }

@@ -4,8 +4,6 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rayon::prelude::*;
-
 use super::format::{BundleHeader, BundleKind, DiskManifest};
 use super::ship::BATCH_BYTES;
 use super::state::ShipState;
@@ -17,7 +15,6 @@ use crate::id::PointId;
 use crate::log::{ChangeLog, DiskSpec, LogConfig, MarkerKind};
 use crate::resync::Progress;
 use crate::resync::image::Image;
-use crate::resync::signature::is_zero;
 
 /// The default seed chunk: 1 MiB.
 pub const DEFAULT_SEED_CHUNK: u32 = 1 << 20;
@@ -124,43 +121,45 @@ fn write_base(
     let mut done = 0u64;
     let mut writer = BundleWriter::create(out)?;
     let mut manifests = Vec::with_capacity(images.len());
-    let mut carry = Vec::new();
-    for ((name, _), image) in disks.iter().zip(images) {
-        let bytes = image.bytes();
-        let mut map = ExtentMap::new(bytes.len() as u64)?;
-        let per_batch = (BATCH_BYTES / cs).max(1) * cs;
-        for (b, batch) in bytes.chunks(per_batch).enumerate() {
-            let base = (b * per_batch) as u64;
-            let ranges = image.data_ranges(base, base + batch.len() as u64);
-            // Chunks holding data: not wholly in a hole, not all zeros.
-            let chunks: Vec<(u64, &[u8])> = batch
-                .par_chunks(cs)
-                .enumerate()
-                .filter_map(|(i, c)| {
-                    let (c0, c1) = (base + (i * cs) as u64, base + (i * cs + c.len()) as u64);
-                    let k = ranges.partition_point(|&(_, e)| e <= c0);
-                    let in_data = matches!(ranges.get(k), Some(&(s, _)) if s < c1);
-                    (in_data && !is_zero(c)).then_some((c0, c))
-                })
-                .collect();
-            let slices: Vec<&[u8]> = chunks.iter().map(|c| c.1).collect();
-            let ids = writer.add_pipelined(key, &slices, options.level, &mut carry)?;
-            for ((start, c), id) in chunks.iter().zip(ids) {
-                map.insert(*start, c.len() as u64, Source::Blob { id, offset: 0 })?;
+    writer.pipelined(key, options.level, |stage| {
+        for ((name, _), image) in disks.iter().zip(images) {
+            let bytes = image.bytes();
+            let mut map = ExtentMap::new(bytes.len() as u64)?;
+            let per_batch = (BATCH_BYTES / cs).max(1) * cs;
+            for (b, batch) in bytes.chunks(per_batch).enumerate() {
+                let base = (b * per_batch) as u64;
+                let ranges = image.data_ranges(base, base + batch.len() as u64);
+                // Chunks not wholly in a hole; all-zero ones are left out by the stage.
+                let chunks: Vec<(u64, &[u8])> = batch
+                    .chunks(cs)
+                    .enumerate()
+                    .filter_map(|(i, c)| {
+                        let (c0, c1) = (base + (i * cs) as u64, base + (i * cs + c.len()) as u64);
+                        let k = ranges.partition_point(|&(_, e)| e <= c0);
+                        matches!(ranges.get(k), Some(&(s, _)) if s < c1).then_some((c0, c))
+                    })
+                    .collect();
+                let slices: Vec<&[u8]> = chunks.iter().map(|c| c.1).collect();
+                let ids = stage.add(&slices)?;
+                for ((start, c), id) in chunks.iter().zip(ids) {
+                    if let Some(id) = id {
+                        map.insert(*start, c.len() as u64, Source::Blob { id, offset: 0 })?;
+                    }
+                }
+                done += batch.len() as u64;
+                if !progress(done, total) {
+                    return Err(Error::Cancelled {
+                        what: "seed".into(),
+                    });
+                }
             }
-            done += batch.len() as u64;
-            if !progress(done, total) {
-                return Err(Error::Cancelled {
-                    what: "seed".into(),
-                });
-            }
+            manifests.push(DiskManifest {
+                name: (*name).to_string(),
+                extents: map,
+            });
         }
-        manifests.push(DiskManifest {
-            name: (*name).to_string(),
-            extents: map,
-        });
-    }
-    writer.flush_carry(&mut carry)?;
+        Ok(())
+    })?;
     let time = options.time.unwrap_or_else(SystemTime::now);
     let time_ns = time
         .duration_since(UNIX_EPOCH)

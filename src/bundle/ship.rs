@@ -2,20 +2,17 @@
 
 use std::path::Path;
 
-use rayon::prelude::*;
-
 use super::format::{BundleHeader, BundleKind, DiskManifest};
 use super::state::ShipState;
-use super::writer::{BundleWriter, WrittenBundle};
+use super::writer::{BundleWriter, Stage, WrittenBundle};
 use crate::crypto::Key;
 use crate::error::{Error, Result};
 use crate::extent::{ExtentMap, Source};
 use crate::log::{LogReader, LogSource, Marker, MarkerKind, changes_by_point};
 use crate::resync::Progress;
-use crate::resync::signature::is_zero;
 
 /// Plaintext read and encoded together (in parallel) while shipping or seeding.
-pub(crate) const BATCH_BYTES: usize = 32 << 20;
+pub(crate) const BATCH_BYTES: usize = 64 << 20;
 
 /// How bundles are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,30 +135,36 @@ pub fn ship(
     for (seq, marker, maps) in points {
         let name = bundle_file_name(&h.group, seq);
         let bundle_path = out_dir.as_ref().join(name);
-        let mut shipper = PointShipper::new(&bundle_path, key, options.level, state.chunk_size)?;
+        // Re-shipping after a crash replaces a bundle of the same name (same point id).
+        let _ = std::fs::remove_file(&bundle_path);
+        let mut writer = BundleWriter::create(&bundle_path)?;
+        let mut shipper = PointShipper::new(state.chunk_size);
         let mut disks = Vec::with_capacity(maps.len());
-        for (d, map) in maps.iter().enumerate() {
-            let mut manifest = ExtentMap::new(map.disk_size())?;
-            for e in map.iter() {
-                match e.source {
-                    LogSource::Zero => manifest.insert(e.start, e.len, Source::Zero)?,
-                    LogSource::Data { pos } => {
-                        shipper.add(&reader, &mut manifest, e.start, e.len, pos)?;
-                        done += e.len;
-                        if !progress(done, total) {
-                            return Err(Error::Cancelled {
-                                what: "ship".into(),
-                            });
+        writer.pipelined(key, options.level, |stage| {
+            for (d, map) in maps.iter().enumerate() {
+                let mut manifest = ExtentMap::new(map.disk_size())?;
+                for e in map.iter() {
+                    match e.source {
+                        LogSource::Zero => manifest.insert(e.start, e.len, Source::Zero)?,
+                        LogSource::Data { pos } => {
+                            shipper.add(stage, &reader, &mut manifest, e.start, e.len, pos)?;
+                            done += e.len;
+                            if !progress(done, total) {
+                                return Err(Error::Cancelled {
+                                    what: "ship".into(),
+                                });
+                            }
                         }
                     }
                 }
+                shipper.flush(stage, &reader, &mut manifest)?;
+                disks.push(DiskManifest {
+                    name: h.disks[d].name.clone(),
+                    extents: manifest,
+                });
             }
-            shipper.flush(&reader, &mut manifest)?;
-            disks.push(DiskManifest {
-                name: h.disks[d].name.clone(),
-                extents: manifest,
-            });
-        }
+            Ok(())
+        })?;
         let header = BundleHeader {
             kind: BundleKind::Incremental,
             consistency: marker.kind,
@@ -177,8 +180,7 @@ pub fn ship(
             manifests_digest: [0; 32],
             disk_count: 0,
         };
-        shipper.writer.flush_carry(&mut shipper.carry)?;
-        let written = shipper.writer.finish(header, &disks, key)?;
+        let written = writer.finish(header, &disks, key)?;
         head = written.point;
         out.push(written);
     }
@@ -190,38 +192,28 @@ pub fn ship(
 }
 
 /// Batches the pieces of one point's writes, reads them from the log and stores them.
-struct PointShipper<'k> {
-    writer: BundleWriter,
-    key: &'k Key,
-    level: i32,
+struct PointShipper {
     chunk: u64,
     /// (disk offset, length, log position) of the pieces waiting.
     pending: Vec<(u64, u64, u64)>,
     pending_bytes: usize,
     buf: Vec<u8>,
-    /// Encoded blobs waiting to be written (see `BundleWriter::add_pipelined`).
-    carry: Vec<crate::blob::EncodedBlob>,
 }
 
-impl<'k> PointShipper<'k> {
-    fn new(path: &Path, key: &'k Key, level: i32, chunk_size: u32) -> Result<Self> {
-        // Re-shipping after a crash replaces a bundle of the same name (same point id).
-        let _ = std::fs::remove_file(path);
-        Ok(PointShipper {
-            writer: BundleWriter::create(path)?,
-            key,
-            level,
+impl PointShipper {
+    fn new(chunk_size: u32) -> Self {
+        PointShipper {
             chunk: u64::from(chunk_size),
             pending: Vec::new(),
             pending_bytes: 0,
             buf: Vec::new(),
-            carry: Vec::new(),
-        })
+        }
     }
 
     /// Adds the write `start..start+len` whose data is at `pos` in the log, cut on the grid.
     fn add(
         &mut self,
+        stage: &mut Stage<'_>,
         log: &LogReader,
         manifest: &mut ExtentMap<Source>,
         start: u64,
@@ -237,13 +229,18 @@ impl<'k> PointShipper<'k> {
             self.pending_bytes += n as usize;
             at += n;
             if self.pending_bytes >= BATCH_BYTES {
-                self.flush(log, manifest)?;
+                self.flush(stage, log, manifest)?;
             }
         }
         Ok(())
     }
 
-    fn flush(&mut self, log: &LogReader, manifest: &mut ExtentMap<Source>) -> Result<()> {
+    fn flush(
+        &mut self,
+        stage: &mut Stage<'_>,
+        log: &LogReader,
+        manifest: &mut ExtentMap<Source>,
+    ) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -261,23 +258,11 @@ impl<'k> PointShipper<'k> {
             rest = b;
         }
         // Writes of zeros become zero extents: no blob.
-        let zero: Vec<bool> = slices.par_iter().map(|s| is_zero(s)).collect();
-        let data: Vec<&[u8]> = slices
-            .iter()
-            .zip(&zero)
-            .filter(|(_, z)| !**z)
-            .map(|(s, _)| *s)
-            .collect();
-        let mut ids = self
-            .writer
-            .add_plaintexts(self.key, &data, self.level)?
-            .into_iter();
-        for (&(start, n, _), z) in self.pending.iter().zip(zero) {
-            let source = if z {
-                Source::Zero
-            } else {
-                let id = ids.next().expect("one id per data piece");
-                Source::Blob { id, offset: 0 }
+        let ids = stage.add(&slices)?;
+        for (&(start, n, _), id) in self.pending.iter().zip(ids) {
+            let source = match id {
+                None => Source::Zero,
+                Some(id) => Source::Blob { id, offset: 0 },
             };
             manifest.insert(start, n, source)?;
         }

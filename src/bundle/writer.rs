@@ -18,9 +18,69 @@ use crate::format::header::{FileKind, Preamble};
 use crate::format::{TrailerWriter, Writer};
 use crate::fsutil::AtomicFile;
 use crate::id::{BlobId, PointId};
+use crate::resync::signature::is_zero;
 
 /// Bytes written between two write-back kicks.
 const WRITEBACK_EVERY: u64 = 64 << 20;
+/// Encoded batches that may wait for the writer thread.
+pub(crate) const QUEUE: usize = 2;
+
+/// The producing side of [`BundleWriter::pipelined`].
+pub(crate) struct Stage<'a> {
+    seen: &'a mut HashSet<BlobId>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<EncodedBlob>>>,
+    key: &'a Key,
+    level: i32,
+}
+
+impl Stage<'_> {
+    /// Encodes `pieces` in parallel and queues the new ones for writing: one pass per piece
+    /// (zero check, id, encoding), so the pool has one task list per batch. Returns each
+    /// piece's id in order, `None` for a piece of zeros (stored as no blob).
+    pub fn add(&mut self, pieces: &[&[u8]]) -> Result<Vec<Option<BlobId>>> {
+        let (seen, key, level) = (&*self.seen, self.key, self.level);
+        let done: Vec<Option<(BlobId, Option<EncodedBlob>)>> = pieces
+            .par_iter()
+            .map(|p| {
+                if is_zero(p) {
+                    return Ok(None);
+                }
+                let id = key.blob_id(p);
+                if seen.contains(&id) {
+                    return Ok(Some((id, None)));
+                }
+                Ok(Some((id, Some(blob::encode_with_id(key, id, p, level)?))))
+            })
+            .collect::<Result<_>>()?;
+        let mut ids = Vec::with_capacity(done.len());
+        let mut fresh = Vec::new();
+        for d in done {
+            match d {
+                None => ids.push(None),
+                Some((id, blob)) => {
+                    ids.push(Some(id));
+                    // A piece repeated within the batch was encoded twice: keep one.
+                    if let Some(b) = blob
+                        && self.seen.insert(id)
+                    {
+                        fresh.push(b);
+                    }
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            let tx = self.tx.as_ref().expect("the stage is open");
+            tx.send(fresh).map_err(|_| {
+                Error::io(
+                    "writing the bundle",
+                    None,
+                    std::io::Error::other("the writer thread stopped"),
+                )
+            })?;
+        }
+        Ok(ids)
+    }
+}
 
 /// What a finished bundle holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +115,8 @@ impl BundleWriter {
     pub fn create(path: impl AsRef<Path>) -> Result<BundleWriter> {
         let path = path.as_ref();
         let file = AtomicFile::create(path, false)?;
-        let mut out = TrailerWriter::new(BufWriter::with_capacity(1 << 20, file));
+        // Small: entry headers are buffered, blobs (mostly larger) go straight to the file.
+        let mut out = TrailerWriter::new(BufWriter::with_capacity(64 << 10, file));
         out.write_all(&Preamble::new(FileKind::Bundle, VERSION_MAJOR, VERSION_MINOR).to_bytes())
             .map_err(|e| Error::io("writing the bundle", Some(path), e))?;
         Ok(BundleWriter {
@@ -96,50 +157,51 @@ impl BundleWriter {
         Ok(ids)
     }
 
-    /// As [`add_plaintexts`](Self::add_plaintexts), pipelined: this batch is encoded on the
-    /// pool while the calling thread writes the previous batch, which waits in `carry`. Call
-    /// [`flush_carry`](Self::flush_carry) after the last batch.
-    pub(crate) fn add_pipelined(
+    /// Runs `produce` with a [`Stage`] that encodes batches of plaintexts on the pool while a
+    /// writer thread appends the previous batches to the file (at most [`QUEUE`] batches
+    /// wait), so that encoding never waits for the disk and writing never waits for encoding.
+    pub(crate) fn pipelined<R>(
         &mut self,
         key: &Key,
-        pieces: &[&[u8]],
         level: i32,
-        carry: &mut Vec<EncodedBlob>,
-    ) -> Result<Vec<BlobId>> {
-        // The previous batch's new blobs join `seen` before this batch is deduplicated against
-        // it; a blob both batches hold is then written once.
-        carry.retain(|b| self.seen.insert(b.id));
-        let prev = std::mem::take(carry);
-        let mut next = None;
-        let (seen, out, path, plain) =
-            (&self.seen, &mut self.out, &self.path, &mut self.plain_bytes);
-        let written = rayon::in_place_scope(|s| {
-            s.spawn(|_| next = Some(encode_new(seen, key, pieces, level)));
-            prev.iter()
-                .try_for_each(|b| write_entry(out, path, b, plain))
-        });
-        let (ids, encoded) = next.expect("the encoding task ran")?;
-        written?;
-        *carry = encoded;
-        self.kick_writeback();
-        Ok(ids)
-    }
-
-    /// Starts the write-back of what was written since the last kick, every 64 MiB, so that
-    /// the final sync has little left.
-    fn kick_writeback(&mut self) {
-        if self.out.written() - self.kicked >= WRITEBACK_EVERY {
-            self.kicked = self.out.written();
-            crate::sys::start_writeback(self.out.get_ref().get_ref().file());
-        }
-    }
-
-    /// Writes what [`add_pipelined`](Self::add_pipelined) left in `carry`.
-    pub(crate) fn flush_carry(&mut self, carry: &mut Vec<EncodedBlob>) -> Result<()> {
-        for b in carry.drain(..) {
-            self.add_blob(&b)?;
-        }
-        Ok(())
+        produce: impl FnOnce(&mut Stage<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<EncodedBlob>>(QUEUE);
+        let (out, path, plain, kicked) = (
+            &mut self.out,
+            &self.path,
+            &mut self.plain_bytes,
+            &mut self.kicked,
+        );
+        let seen = &mut self.seen;
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> Result<()> {
+                for batch in rx {
+                    for b in &batch {
+                        write_entry(out, path, b, plain)?;
+                    }
+                    if out.written() - *kicked >= WRITEBACK_EVERY {
+                        *kicked = out.written();
+                        crate::sys::start_writeback(out.get_ref().get_ref().file());
+                    }
+                }
+                Ok(())
+            });
+            let mut stage = Stage {
+                seen,
+                tx: Some(tx),
+                key,
+                level,
+            };
+            let produced = produce(&mut stage);
+            stage.tx = None; // ends the writer's loop
+            let written = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            // A write error explains a failed send; report it first.
+            written?;
+            produced
+        })
     }
 
     /// Writes the header (its manifests digest and disk count filled in here), the manifests,
