@@ -25,8 +25,14 @@ const WRITEBACK_EVERY: u64 = 64 << 20;
 /// Encoded batches that may wait for the writer thread.
 pub(crate) const QUEUE: usize = 2;
 
+/// Buffers of written blobs, handed back to the encoders.
+type Spare = std::sync::Mutex<Vec<Vec<u8>>>;
+/// The most bytes of spare buffers kept (their capacity).
+const MAX_SPARE_BYTES: usize = 64 << 20;
+
 /// The producing side of [`BundleWriter::pipelined`].
 pub(crate) struct Stage<'a> {
+    spare: &'a Spare,
     seen: &'a mut HashSet<BlobId>,
     tx: Option<std::sync::mpsc::SyncSender<Vec<EncodedBlob>>>,
     key: &'a Key,
@@ -38,7 +44,7 @@ impl Stage<'_> {
     /// (zero check, id, encoding), so the pool has one task list per batch. Returns each
     /// piece's id in order, `None` for a piece of zeros (stored as no blob).
     pub fn add(&mut self, pieces: &[&[u8]]) -> Result<Vec<Option<BlobId>>> {
-        let (seen, key, level) = (&*self.seen, self.key, self.level);
+        let (seen, key, level, spare) = (&*self.seen, self.key, self.level, self.spare);
         let done: Vec<Option<(BlobId, Option<EncodedBlob>)>> = pieces
             .par_iter()
             .map(|p| {
@@ -49,7 +55,12 @@ impl Stage<'_> {
                 if seen.contains(&id) {
                     return Ok(Some((id, None)));
                 }
-                Ok(Some((id, Some(blob::encode_with_id(key, id, p, level)?))))
+                let buf = spare
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop()
+                    .unwrap_or_default();
+                Ok(Some((id, Some(blob::encode_into(key, id, p, level, buf)?))))
             })
             .collect::<Result<_>>()?;
         let mut ids = Vec::with_capacity(done.len());
@@ -174,12 +185,23 @@ impl BundleWriter {
             &mut self.kicked,
         );
         let seen = &mut self.seen;
+        let spare = Spare::default();
         std::thread::scope(|scope| {
+            let spare_w = &spare;
             let writer = scope.spawn(move || -> Result<()> {
                 for batch in rx {
                     for b in &batch {
                         write_entry(out, path, b, plain)?;
                     }
+                    let mut s = spare_w.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut kept: usize = s.iter().map(Vec::capacity).sum();
+                    for b in batch {
+                        if kept + b.bytes.capacity() <= MAX_SPARE_BYTES {
+                            kept += b.bytes.capacity();
+                            s.push(b.bytes);
+                        }
+                    }
+                    drop(s);
                     if out.written() - *kicked >= WRITEBACK_EVERY {
                         *kicked = out.written();
                         crate::sys::start_writeback(out.get_ref().get_ref().file());
@@ -188,6 +210,7 @@ impl BundleWriter {
                 Ok(())
             });
             let mut stage = Stage {
+                spare: &spare,
                 seen,
                 tx: Some(tx),
                 key,
