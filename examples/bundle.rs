@@ -103,6 +103,7 @@ fn main() -> replicore::Result<()> {
     let capture_s = t.elapsed().as_secs_f64();
     let sealed = work.join("sealed.rclog");
     s.log.rotate(&sealed)?;
+    let rotate_s = t.elapsed().as_secs_f64() - capture_s;
     let shipped = ship(
         &sealed,
         &key,
@@ -114,7 +115,7 @@ fn main() -> replicore::Result<()> {
     let total_s = t.elapsed().as_secs_f64();
     let bundle_bytes: u64 = shipped.iter().map(|b| b.file_bytes).sum();
     println!(
-        "mode=ship seconds={total_s:.3} capture={capture_s:.3} seed={seed_s:.3} writes={} captured_bytes={captured} bundle_bytes={bundle_bytes} base_bytes={base_bytes} peak_anon_kib={}",
+        "mode=ship seconds={total_s:.3} capture={capture_s:.3} rotate={rotate_s:.3} seed={seed_s:.3} writes={} captured_bytes={captured} bundle_bytes={bundle_bytes} base_bytes={base_bytes} peak_anon_kib={}",
         writes.len(),
         sampler.peak()
     );
