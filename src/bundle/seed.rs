@@ -63,7 +63,10 @@ pub struct Seeded {
 /// all-zero chunks and holes skipped, identical chunks stored once, read through a memory map
 /// and encoded on every core, streamed in bounded memory. Progress counts image bytes.
 ///
-/// On failure or cancellation neither the log nor the bundle is left behind.
+/// On failure or cancellation neither the log nor the bundle is left behind. After a crash
+/// (power cut, killed process) the bundle is not published (only its `.tmp` file may remain)
+/// but the new log is: remove it and seed again from a fresh snapshot, since it may hold writes
+/// relative to the old one.
 pub fn seed(
     group: &str,
     disks: &[(&str, &Path)],
