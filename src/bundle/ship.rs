@@ -135,9 +135,9 @@ pub fn ship(
     for (seq, marker, maps) in points {
         let name = bundle_file_name(&h.group, seq);
         let bundle_path = out_dir.as_ref().join(name);
-        // Re-shipping after a crash replaces a bundle of the same name (same point id).
-        let _ = std::fs::remove_file(&bundle_path);
-        let mut writer = BundleWriter::create(&bundle_path)?;
+        // Re-shipping after a crash replaces a bundle of the same name (same point id) once
+        // the new one is published.
+        let mut writer = BundleWriter::create_replacing(&bundle_path)?;
         let mut shipper = PointShipper::new(state.chunk_size);
         let mut disks = Vec::with_capacity(maps.len());
         writer.pipelined(key, options.level, |stage| {

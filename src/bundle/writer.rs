@@ -124,8 +124,17 @@ pub struct BundleWriter {
 impl BundleWriter {
     /// Starts a bundle at `path`, which must not exist.
     pub fn create(path: impl AsRef<Path>) -> Result<BundleWriter> {
-        let path = path.as_ref();
-        let file = AtomicFile::create(path, false)?;
+        Self::start(path.as_ref(), false)
+    }
+
+    /// As [`create`](Self::create), replacing a bundle already at `path` when this one is
+    /// published (until then the old one stays): re-shipping after a crash.
+    pub(crate) fn create_replacing(path: &Path) -> Result<BundleWriter> {
+        Self::start(path, true)
+    }
+
+    fn start(path: &Path, replace: bool) -> Result<BundleWriter> {
+        let file = AtomicFile::create(path, replace)?;
         // Small: entry headers are buffered, blobs (mostly larger) go straight to the file.
         let mut out = TrailerWriter::new(BufWriter::with_capacity(64 << 10, file));
         out.write_all(&Preamble::new(FileKind::Bundle, VERSION_MAJOR, VERSION_MINOR).to_bytes())
@@ -151,21 +160,6 @@ impl BundleWriter {
         }
         write_entry(&mut self.out, &self.path, blob, &mut self.plain_bytes)?;
         Ok(true)
-    }
-
-    /// Encodes `pieces` (plaintexts) in parallel and adds the new ones; returns each piece's
-    /// id, in order. Ids are computed first, so data already in the bundle is not encoded again.
-    pub fn add_plaintexts(
-        &mut self,
-        key: &Key,
-        pieces: &[&[u8]],
-        level: i32,
-    ) -> Result<Vec<BlobId>> {
-        let (ids, encoded) = encode_new(&self.seen, key, pieces, level)?;
-        for b in &encoded {
-            self.add_blob(b)?;
-        }
-        Ok(ids)
     }
 
     /// Runs `produce` with a [`Stage`] that encodes batches of plaintexts on the pool while a
@@ -293,25 +287,6 @@ impl BundleWriter {
             file_bytes,
         })
     }
-}
-
-/// The ids of `pieces` and the encoded blobs of those not in `seen` (each id once).
-fn encode_new(
-    seen: &HashSet<BlobId>,
-    key: &Key,
-    pieces: &[&[u8]],
-    level: i32,
-) -> Result<(Vec<BlobId>, Vec<EncodedBlob>)> {
-    let ids: Vec<BlobId> = pieces.par_iter().map(|p| key.blob_id(p)).collect();
-    let mut fresh = HashSet::new();
-    let todo: Vec<usize> = (0..pieces.len())
-        .filter(|&i| !seen.contains(&ids[i]) && fresh.insert(ids[i]))
-        .collect();
-    let encoded = todo
-        .par_iter()
-        .map(|&i| blob::encode_with_id(key, ids[i], pieces[i], level))
-        .collect::<Result<_>>()?;
-    Ok((ids, encoded))
 }
 
 /// Writes one blob entry.
