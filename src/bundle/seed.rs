@@ -63,10 +63,12 @@ pub struct Seeded {
 /// all-zero chunks and holes skipped, identical chunks stored once, read through a memory map
 /// and encoded on every core, streamed in bounded memory. Progress counts image bytes.
 ///
-/// On failure or cancellation neither the log nor the bundle is left behind. After a crash
-/// (power cut, killed process) the bundle is not published (only its `.tmp` file may remain)
-/// but the new log is: remove it and seed again from a fresh snapshot, since it may hold writes
-/// relative to the old one.
+/// On failure or cancellation neither the log nor the bundle is left behind. A log already at
+/// `log_path` is never overwritten (AlreadyExists). After a crash (power cut, killed process)
+/// the bundle is either published whole or not at all (only its `.tmp` file may remain, which
+/// the next seed replaces), but the new log is left: remove it, and the bundle if the returned
+/// [`ShipState`] was not saved, and seed again from a fresh snapshot, since the log may hold
+/// writes relative to the old one (`tests/seed_crash.rs` kills seeds at many points).
 pub fn seed(
     group: &str,
     disks: &[(&str, &Path)],
