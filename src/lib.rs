@@ -60,6 +60,7 @@ pub mod blob;
 pub mod bundle;
 mod compress;
 pub mod crypto;
+mod direct;
 pub mod error;
 pub mod extent;
 pub mod format;
@@ -67,7 +68,7 @@ mod fsutil;
 pub mod id;
 pub mod log;
 pub mod resync;
-#[allow(unsafe_code)] // sync_file_range: see sys.rs
+#[allow(unsafe_code)] // sync_file_range, fcntl: see sys.rs
 mod sys;
 
 pub use error::{Error, ErrorKind, Location, Result};

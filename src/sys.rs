@@ -18,3 +18,33 @@ pub(crate) fn start_writeback(file: &File) {
     #[cfg(not(target_os = "linux"))]
     let _ = file;
 }
+
+/// Turns direct I/O (`O_DIRECT`: writes bypass the page cache) on or off for `file`; false when
+/// the system refuses or has no such mode. Writes in direct mode must be aligned (see
+/// [`crate::direct`]), and a refused one fails with `EINVAL`.
+pub(crate) fn set_direct(file: &File, on: bool) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: fcntl on a file descriptor `file` owns for the duration of the calls; F_GETFL
+        // and F_SETFL touch no memory of ours.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags < 0 {
+                return false;
+            }
+            let want = if on {
+                flags | libc::O_DIRECT
+            } else {
+                flags & !libc::O_DIRECT
+            };
+            libc::fcntl(fd, libc::F_SETFL, want) == 0
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, on);
+        false
+    }
+}

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use super::format::{BundleHeader, BundleKind, DiskManifest};
 use super::state::ShipState;
 use super::writer::{BundleWriter, Stage, WrittenBundle};
@@ -191,6 +193,10 @@ pub fn ship(
     Ok(out)
 }
 
+/// Plaintext read from the log and encoded together while shipping: smaller than a seed's
+/// batch so that reading and encoding a point's next batch overlap with writing its last.
+const SHIP_BATCH_BYTES: usize = 16 << 20;
+
 /// Batches the pieces of one point's writes, reads them from the log and stores them.
 struct PointShipper {
     chunk: u64,
@@ -228,7 +234,7 @@ impl PointShipper {
             self.pending.push((at, n, pos + (at - start)));
             self.pending_bytes += n as usize;
             at += n;
-            if self.pending_bytes >= BATCH_BYTES {
+            if self.pending_bytes >= SHIP_BATCH_BYTES {
                 self.flush(stage, log, manifest)?;
             }
         }
@@ -245,11 +251,17 @@ impl PointShipper {
             return Ok(());
         }
         self.buf.resize(self.pending_bytes, 0);
-        let mut at = 0usize;
+        // Read on every core: a fresh buffer's page faults and the copies are spread too.
+        let mut targets = Vec::with_capacity(self.pending.len());
+        let mut rest = &mut self.buf[..];
         for &(_, n, pos) in &self.pending {
-            log.read_at(pos, &mut self.buf[at..at + n as usize])?;
-            at += n as usize;
+            let (a, b) = rest.split_at_mut(n as usize);
+            targets.push((pos, a));
+            rest = b;
         }
+        targets
+            .into_par_iter()
+            .try_for_each(|(pos, t)| log.read_at(pos, t))?;
         let mut slices = Vec::with_capacity(self.pending.len());
         let mut rest = &self.buf[..];
         for &(_, n, _) in &self.pending {

@@ -9,8 +9,9 @@ use std::fs::File;
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// An append-only byte store with a durability barrier.
-pub trait LogStorage: Send {
+/// An append-only byte store with a durability barrier. `Sync` so that a sealed log's pieces
+/// can be read on several threads at once (shipping reads them in parallel).
+pub trait LogStorage: Send + Sync {
     /// Current length in bytes.
     fn size(&self) -> io::Result<u64>;
     /// Fills `buf` from byte `pos`; reading past the end is an `UnexpectedEof` error.
