@@ -73,9 +73,45 @@ fn worth_compressing(plaintext: &[u8], level: i32) -> bool {
     let sample = &plaintext[..SAMPLE];
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
-        scratch.resize(SAMPLE - SAMPLE / 32, 0);
-        compress_into(sample, level, &mut scratch).is_some()
+        compress_into(
+            sample,
+            level,
+            scratch_of(&mut scratch, SAMPLE - SAMPLE / 32),
+        )
+        .is_some()
     })
+}
+
+/// The first `len` bytes of `scratch`, grown (never shrunk: refilling it with zeros for every
+/// blob would cost a pass over it) when shorter.
+fn scratch_of(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if scratch.len() < len {
+        scratch.resize(len, 0);
+    }
+    &mut scratch[..len]
+}
+
+/// Writes a blob to `out`: header, `body` (the plaintext or its compression) encrypted straight
+/// from where it is (no copy first), tag. `out` is resized, not cleared: a recycled buffer of
+/// the same length is overwritten without being filled with zeros first.
+fn seal_into(
+    key: &Key,
+    id: &BlobId,
+    encoding: u8,
+    plain_len: usize,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    out.resize(BLOB_HEADER_LEN + body.len(), 0);
+    let (header, sealed) = out.split_at_mut(BLOB_HEADER_LEN);
+    header[..4].copy_from_slice(&[encoding, 0, 0, 0]);
+    header[4..8].copy_from_slice(&(plain_len as u32).to_le_bytes());
+    let nonce = random_nonce()?;
+    header[8..].copy_from_slice(&nonce);
+    let aad = aad(id, key, header);
+    let tag = key.seal_from(&nonce, &aad, body, sealed)?;
+    out.extend_from_slice(&tag);
+    Ok(())
 }
 
 /// Encodes `plaintext` (at most [`MAX_BLOB_LEN`] bytes) under `key`, compressing at zstd
@@ -95,7 +131,7 @@ pub(crate) fn encode_with_id(
     encode_into(key, id, plaintext, level, Vec::new())
 }
 
-/// As [`encode_with_id`], into `out` (cleared first): a caller that recycles its buffers
+/// As [`encode_with_id`], into `out` (overwritten): a caller that recycles its buffers
 /// saves an allocation and its page faults per blob.
 pub(crate) fn encode_into(
     key: &Key,
@@ -111,35 +147,22 @@ pub(crate) fn encode_into(
             plaintext.len() as u64,
         ));
     }
-    out.clear();
-    out.reserve(BLOB_HEADER_LEN + plaintext.len() + TAG_LEN);
-    out.extend_from_slice(&[0u8; BLOB_HEADER_LEN]);
-    let encoding = if worth_compressing(plaintext, level) {
-        SCRATCH.with(|scratch| {
+    let mut encoding = RAW;
+    if worth_compressing(plaintext, level) {
+        SCRATCH.with(|scratch| -> Result<()> {
             let mut scratch = scratch.borrow_mut();
             // Compressed output must be strictly smaller to be kept.
-            scratch.resize(plaintext.len().saturating_sub(1), 0);
-            match compress_into(plaintext, level, &mut scratch) {
-                Some(n) if n > 0 => {
-                    out.extend_from_slice(&scratch[..n]);
-                    ZSTD
-                }
-                _ => RAW,
+            let room = scratch_of(&mut scratch, plaintext.len().saturating_sub(1));
+            if let Some(n) = compress_into(plaintext, level, room).filter(|&n| n > 0) {
+                encoding = ZSTD;
+                seal_into(key, &id, ZSTD, plaintext.len(), &room[..n], &mut out)?;
             }
-        })
-    } else {
-        RAW
-    };
-    if encoding == RAW {
-        out.extend_from_slice(plaintext);
+            Ok(())
+        })?;
     }
-    out[0] = encoding;
-    out[4..8].copy_from_slice(&(plaintext.len() as u32).to_le_bytes());
-    let nonce = random_nonce()?;
-    out[8..BLOB_HEADER_LEN].copy_from_slice(&nonce);
-    let aad = aad(&id, key, &out);
-    let tag = key.seal(&nonce, &aad, &mut out[BLOB_HEADER_LEN..])?;
-    out.extend_from_slice(&tag);
+    if encoding == RAW {
+        seal_into(key, &id, RAW, plaintext.len(), plaintext, &mut out)?;
+    }
     Ok(EncodedBlob {
         id,
         bytes: out,
@@ -251,6 +274,35 @@ mod tests {
         }
         assert!(encode(&k, &text, 1).unwrap().compressed);
         assert!(encode(&k, &text, 1).unwrap().bytes.len() < text.len() / 10);
+    }
+
+    #[test]
+    fn a_recycled_buffer_of_any_length_gives_the_same_blob() {
+        let k = key(2);
+        // Large pieces use the sample check and the shared scratch; alternate the kinds and
+        // sizes so that buffers and scratch are reused longer and shorter than needed.
+        let text = b"recycled buffers ".repeat(8000);
+        let noise: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        let pieces = [
+            &noise[..],
+            &text[..],
+            &noise[..999],
+            &[][..],
+            &text[..70_000],
+            &noise[..],
+        ];
+        let mut buf = vec![0xAA; 300_000];
+        for p in pieces {
+            let b = encode_into(&k, k.blob_id(p), p, DEFAULT_LEVEL, buf).unwrap();
+            assert_eq!(decode(&k, &b.id, &b.bytes).unwrap(), p);
+            assert_eq!(
+                b.bytes.len(),
+                encode(&k, p, DEFAULT_LEVEL).unwrap().bytes.len()
+            );
+            buf = b.bytes;
+        }
     }
 
     #[test]

@@ -536,15 +536,18 @@ impl Key {
         blake3::Hasher::new_keyed(&self.manifest_key)
     }
 
-    /// Encrypts `buf` in place; returns the tag.
-    pub(crate) fn seal(
+    /// Encrypts `src` into `dst` (of the same length); returns the tag.
+    pub(crate) fn seal_from(
         &self,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
-        buf: &mut [u8],
+        src: &[u8],
+        dst: &mut [u8],
     ) -> Result<[u8; TAG_LEN]> {
+        let buf = aes_gcm::aead::inout::InOutBuf::new(src, dst)
+            .map_err(|_| Error::invalid_argument("blob", "input and output lengths differ"))?;
         self.cipher
-            .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into())
+            .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf)
             .map(Into::into)
             .map_err(|_| Error::invalid_argument("blob", "too long to encrypt"))
     }
