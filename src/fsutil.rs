@@ -126,3 +126,17 @@ pub(crate) fn read_small(path: &Path, what: &str, max: usize) -> Result<Vec<u8>>
     }
     fs::read(path).map_err(|e| Error::io(format!("reading the {what}"), Some(path), e))
 }
+
+/// `name` usable as a file name: characters other than ASCII letters, digits, `.`, `_` and `-`
+/// replaced by `_`. (Group and disk names come from bundles: never trust them as paths.)
+pub(crate) fn safe_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

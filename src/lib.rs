@@ -70,6 +70,7 @@ pub mod log;
 pub mod resync;
 #[allow(unsafe_code)] // sync_file_range, fcntl: see sys.rs
 mod sys;
+pub mod vault;
 
 pub use error::{Error, ErrorKind, Location, Result};
 pub use extent::{Extent, ExtentMap, ExtentSource, Piece, Pieces, Source};

@@ -48,3 +48,43 @@ pub(crate) fn set_direct(file: &File, on: bool) -> bool {
         false
     }
 }
+
+/// How [`try_lock`] locks a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockMode {
+    /// Any number of shared holders at once.
+    Shared,
+    /// One holder, and no shared one.
+    Exclusive,
+}
+
+/// Takes an advisory lock (`flock`) on `file` without waiting: `Ok(false)` when another open
+/// file (in this process or another) holds a conflicting one. Released when `file` closes.
+pub(crate) fn try_lock(file: &File, mode: LockMode) -> std::io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let op = match mode {
+            LockMode::Shared => libc::LOCK_SH,
+            LockMode::Exclusive => libc::LOCK_EX,
+        } | libc::LOCK_NB;
+        loop {
+            // SAFETY: flock on a file descriptor `file` owns for the duration of the call; it
+            // touches no memory of ours.
+            if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+                return Ok(true);
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) => return Ok(false),
+                _ => return Err(e),
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, mode);
+        Ok(true)
+    }
+}

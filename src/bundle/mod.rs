@@ -10,7 +10,7 @@
 //!
 //! The group's place in its chain on the primary is a [`ShipState`] (`.rcship`, §14).
 
-mod format;
+pub(crate) mod format;
 mod reader;
 mod seed;
 mod ship;

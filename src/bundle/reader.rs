@@ -172,6 +172,16 @@ impl Bundle {
         self.footer.blob_count
     }
 
+    /// Bytes of the blob entries (entry headers included).
+    pub(crate) fn blob_section_len(&self) -> u64 {
+        self.footer.header_offset - PREAMBLE_LEN as u64
+    }
+
+    /// The manifests' authentication tag.
+    pub(crate) fn tag(&self) -> &[u8; TAG_LEN] {
+        &self.tag
+    }
+
     /// Checks every byte without the key: the trailer, every blob entry's shape, each blob id
     /// present once, every blob referenced and every reference present, extents within their
     /// blobs' declared sizes, and the sections unchanged since [`open`](Self::open).

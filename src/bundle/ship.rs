@@ -34,16 +34,7 @@ impl Default for ShipOptions {
 /// The file name of a bundle: the group (characters other than letters, digits, `.`, `_` and
 /// `-` replaced by `_`) and the point's sequence number.
 pub fn bundle_file_name(group: &str, seq: u64) -> String {
-    let safe: String = group
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let safe = crate::fsutil::safe_stem(group);
     format!("{safe}-{seq:012}.rcb")
 }
 

@@ -1,0 +1,112 @@
+//! A group's chain as stored: from its head back to its base through the parent ids.
+
+use std::collections::HashMap;
+
+use super::head::Head;
+use super::layout::Layout;
+use super::point::{PointFile, StoredPoint};
+use crate::bundle::format::BundleKind;
+use crate::error::{Error, Result};
+use crate::id::PointId;
+
+/// The points of `group`, oldest first, with the head it was read from. `whole` reads and checks
+/// every file entirely (trailer, manifests); otherwise only what listing needs.
+///
+/// A chain that does not link up (a missing or foreign point, a loop, a count that differs
+/// from the head's) is [`Corrupt`](crate::ErrorKind::Corrupt): committed points are never
+/// missing from an undamaged vault.
+pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, Vec<StoredPoint>)> {
+    let head = Head::load(layout, group)?.ok_or_else(|| Error::NotFound {
+        what: format!("group `{group}` in vault {}", layout.root().display()),
+    })?;
+    let dir = layout.points(group);
+    // Point files by the id prefix in their names.
+    let mut by_prefix: HashMap<String, Vec<std::path::PathBuf>> = HashMap::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("listing", Some(&dir), e))? {
+        let entry = entry.map_err(|e| Error::io("listing", Some(&dir), e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some((_, rest)) = name.split_once('-')
+            && let Some(prefix) = rest.strip_suffix(".rcpt")
+        {
+            by_prefix
+                .entry(prefix.to_string())
+                .or_default()
+                .push(entry.path());
+        }
+    }
+    let broken = |detail: String| {
+        Error::corrupt(format!("chain of group `{group}`"), None, detail).with_path(&dir)
+    };
+    let mut chain = Vec::new();
+    let mut want = head.point;
+    let mut last_seq = None;
+    loop {
+        if chain.len() as u64 >= head.count {
+            return Err(broken(format!(
+                "the head counts {} points but the chain goes on past them",
+                head.count
+            )));
+        }
+        let prefix = &want.to_hex()[..16];
+        let mut found = None;
+        for path in by_prefix.get(prefix).into_iter().flatten() {
+            let file = if whole {
+                PointFile::read(path)?
+            } else {
+                PointFile::read_listing(path)?
+            };
+            if file.id() == want {
+                found = Some(StoredPoint {
+                    path: path.clone(),
+                    file,
+                });
+                break;
+            }
+        }
+        let Some(p) = found else {
+            return Err(broken(format!("point {} is missing", want.to_hex())));
+        };
+        let h = &p.file.header;
+        if h.group != group {
+            return Err(broken(format!(
+                "point {} belongs to group `{}`",
+                want.to_hex(),
+                h.group
+            )));
+        }
+        if last_seq.is_some_and(|s| h.seq >= s) {
+            return Err(broken(format!(
+                "point {} has sequence {}, not below its successor's",
+                want.to_hex(),
+                h.seq
+            )));
+        }
+        last_seq = Some(h.seq);
+        let (kind, parent) = (h.kind, h.parent);
+        chain.push(p);
+        if kind == BundleKind::Base {
+            break;
+        }
+        want = parent;
+    }
+    if chain.len() as u64 != head.count {
+        return Err(broken(format!(
+            "the head counts {} points; the chain has {}",
+            head.count,
+            chain.len()
+        )));
+    }
+    if chain[0].file.header.seq != head.seq {
+        return Err(broken(
+            "the head's sequence number is not its point's".into(),
+        ));
+    }
+    chain.reverse();
+    Ok((head, chain))
+}
+
+/// Whether `id` is on the chain (used when the same bundle is ingested again).
+pub(crate) fn contains(chain: &[StoredPoint], id: &PointId) -> bool {
+    chain.iter().any(|p| p.file.id() == *id)
+}

@@ -1,0 +1,311 @@
+//! Ingesting a bundle without the key: integrity, place in the chain, new blobs into packs,
+//! the point committed by its group's head.
+
+use std::path::Path;
+
+use super::chain;
+use super::head::Head;
+use super::layout::{Layout, lock};
+use super::pack::{PACK_TARGET, PackWriter};
+use super::point::{DiskInfo, PointFile};
+use super::{BlobIndex, Vault};
+use crate::bundle::Bundle;
+use crate::bundle::format::{BundleKind, encode_manifests};
+use crate::error::{Error, Result};
+use crate::id::PointId;
+use crate::resync::Progress;
+use crate::sys::LockMode;
+
+/// What [`Vault::ingest`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    /// The bundle's group.
+    pub group: String,
+    /// The point's id and sequence number.
+    pub point: PointId,
+    /// The point's sequence number.
+    pub seq: u64,
+    /// False when the point was already in the chain (the same bundle ingested again): nothing
+    /// was changed.
+    pub added: bool,
+    /// Blobs stored, and their stored bytes.
+    pub blobs_stored: u64,
+    /// Stored bytes of those blobs.
+    pub bytes_stored: u64,
+    /// Blobs of the bundle the vault held already.
+    pub blobs_deduplicated: u64,
+}
+
+impl Vault {
+    /// Ingests a bundle, without the key. Its integrity is checked (as
+    /// [`Bundle::verify`]); a base bundle starts a group; an incremental one must name the
+    /// group's newest point as its parent, cover every disk of the group at the same sizes, and
+    /// be sealed under the group's key id, else [`ChainBroken`](crate::ErrorKind::ChainBroken)
+    /// (gaps, forks, unknown groups). The same bundle again is a no-op, reported by
+    /// [`Ingested::added`]. Only blobs the vault lacks are stored; the point is committed
+    /// atomically. Progress counts the bundle's stored blob bytes.
+    pub fn ingest(&self, bundle: impl AsRef<Path>, progress: Progress<'_>) -> Result<Ingested> {
+        let bundle = Bundle::open(bundle)?;
+        let h = bundle.header().clone();
+        let _vault = self.lock(LockMode::Shared)?;
+        let _group = lock(
+            &self.layout.group_lock(&h.group),
+            LockMode::Exclusive,
+            &format!(
+                "group `{}` in vault {}",
+                h.group,
+                self.layout.root().display()
+            ),
+        )?;
+        let id = bundle.point_id();
+        let head = Head::load(&self.layout, &h.group)?;
+        let not_added = || Ingested {
+            group: h.group.clone(),
+            point: id,
+            seq: h.seq,
+            added: false,
+            blobs_stored: 0,
+            bytes_stored: 0,
+            blobs_deduplicated: 0,
+        };
+        let broken = |detail: String| Error::ChainBroken {
+            group: h.group.clone(),
+            detail,
+        };
+        let count = match (&head, h.kind) {
+            (None, BundleKind::Base) => 1,
+            (None, BundleKind::Incremental) => {
+                return Err(broken(format!(
+                    "the vault has no chain for this group, so point {} (sequence {}) has \
+                     nothing to follow; ingest the group's base bundle first",
+                    id.to_hex(),
+                    h.seq
+                )));
+            }
+            (Some(head), _) if head.point == id => return Ok(not_added()),
+            (Some(head), BundleKind::Incremental) if head.point == h.parent => {
+                let (_, c) = chain::load(&self.layout, &h.group, false)?;
+                let tip = &c.last().expect("a chain has a point").file;
+                check_fits(&bundle, tip).map_err(broken)?;
+                if h.seq <= head.seq {
+                    return Err(broken(format!(
+                        "sequence {} does not follow the head's {}",
+                        h.seq, head.seq
+                    )));
+                }
+                head.count + 1
+            }
+            (Some(head), kind) => {
+                let (_, c) = chain::load(&self.layout, &h.group, false)?;
+                if chain::contains(&c, &id) {
+                    return Ok(not_added());
+                }
+                return Err(broken(match kind {
+                    BundleKind::Base => format!(
+                        "the group already has a chain (head: sequence {}); a new base \
+                         bundle starts a new group",
+                        head.seq
+                    ),
+                    BundleKind::Incremental => format!(
+                        "point {} (sequence {}) follows {}, but the group's newest point is \
+                         {} (sequence {}): a gap or a fork",
+                        id.to_hex(),
+                        h.seq,
+                        h.parent.to_hex(),
+                        head.point.to_hex(),
+                        head.seq
+                    ),
+                }));
+            }
+        };
+        // Check the whole bundle and store what the vault lacks; nothing is referenced until
+        // the head is replaced, so a failure leaves at most packs for GC.
+        let mut stored = Stored::default();
+        {
+            let index = self.refreshed_index()?;
+            stored.write(&self.layout, &bundle, &index, progress)?;
+        }
+        let manifests = encode_manifests(bundle.disks())?;
+        if *blake3::hash(&manifests).as_bytes() != h.manifests_digest {
+            return Err(Error::corrupt(
+                "bundle manifests",
+                None,
+                "they do not encode back to the bytes the header's digest names",
+            )
+            .with_path(bundle.path()));
+        }
+        let file = PointFile {
+            merged: false,
+            headers: vec![bundle.header_bytes().to_vec()],
+            header: h.clone(),
+            disks: bundle
+                .disks()
+                .iter()
+                .map(|d| DiskInfo {
+                    name: d.name.clone(),
+                    size: d.size(),
+                })
+                .collect(),
+            manifests,
+            tag: *bundle.tag(),
+        };
+        let dir = self.layout.points(&h.group);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", Some(&dir), e))?;
+        let path = dir.join(PointFile::file_name(h.seq, &id));
+        crate::fsutil::write_atomic(&path, &file.encode()?, true)?;
+        Head {
+            group: h.group.clone(),
+            seq: h.seq,
+            point: id,
+            count,
+        }
+        .store(&self.layout)?;
+        Ok(Ingested {
+            added: true,
+            blobs_stored: stored.blobs,
+            bytes_stored: stored.bytes,
+            blobs_deduplicated: stored.deduplicated,
+            ..not_added()
+        })
+    }
+}
+
+/// Whether an incremental bundle fits the group whose newest point is `tip`: the same disks at
+/// the same sizes, the same key.
+fn check_fits(bundle: &Bundle, tip: &PointFile) -> std::result::Result<(), String> {
+    let h = bundle.header();
+    if h.key_id() != tip.header.key_id() {
+        return Err(format!(
+            "the bundle is sealed under key {}; the group's chain under key {}",
+            h.key_id(),
+            tip.header.key_id()
+        ));
+    }
+    for d in &tip.disks {
+        match bundle.disks().iter().find(|m| m.name == d.name) {
+            None => return Err(format!("the point does not cover disk `{}`", d.name)),
+            Some(m) if m.size() != d.size => {
+                return Err(format!(
+                    "disk `{}` is {} bytes in the point and {} in the group",
+                    d.name,
+                    m.size(),
+                    d.size
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if bundle.disks().len() != tip.disks.len() {
+        return Err("the point lists disks the group does not have".into());
+    }
+    Ok(())
+}
+
+/// Counts of what ingest stored.
+#[derive(Default)]
+struct Stored {
+    blobs: u64,
+    bytes: u64,
+    deduplicated: u64,
+}
+
+impl Stored {
+    /// Streams the bundle (checking it whole) and copies the blobs `index` lacks into packs.
+    fn write(
+        &mut self,
+        layout: &Layout,
+        bundle: &Bundle,
+        index: &BlobIndex,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let total = bundle.blob_section_len();
+        let mut done = 0u64;
+        let mut pack: Option<PackWriter> = None;
+        let mut finished = Vec::new();
+        bundle.for_each_blob(|id, bytes| {
+            done += (super::pack::ENTRY_LEN + bytes.len()) as u64;
+            if index.contains(id) {
+                self.deduplicated += 1;
+            } else {
+                let w = match pack.as_mut() {
+                    Some(w) => w,
+                    None => pack.insert(PackWriter::create(layout)?),
+                };
+                w.add(id, bytes)?;
+                self.blobs += 1;
+                self.bytes += bytes.len() as u64;
+                if w.len() >= PACK_TARGET {
+                    finished.push(pack.take().expect("a pack is open"));
+                }
+            }
+            if !progress(done, total) {
+                return Err(Error::Cancelled {
+                    what: "ingest".into(),
+                });
+            }
+            Ok(())
+        })?;
+        // The bundle checked out whole: publish the packs (each pack, then its index).
+        for w in finished.into_iter().chain(pack) {
+            w.finish(layout)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes what interrupted operations left: temporary files, packs without an index, point
+/// files their group's head does not reach (or of a group without a head). Runs only under the
+/// exclusive vault lock. Indexed packs nothing references are garbage collection's job.
+pub(crate) fn clean_leftovers(layout: &Layout) -> Result<()> {
+    let remove = |p: &Path| {
+        std::fs::remove_file(p).map_err(|e| Error::io("removing a leftover", Some(p), e))
+    };
+    let list = |dir: &Path| -> Result<Vec<std::path::PathBuf>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).map_err(|e| Error::io("listing", Some(dir), e))? {
+            out.push(e.map_err(|e| Error::io("listing", Some(dir), e))?.path());
+        }
+        Ok(out)
+    };
+    let is = |p: &Path, ext: &str| p.extension().is_some_and(|e| e == ext);
+    for p in list(&layout.packs())? {
+        let orphan = is(&p, "rcpack") && !p.with_extension("rcidx").exists();
+        if is(&p, "tmp") || orphan {
+            remove(&p)?;
+        }
+    }
+    for p in list(&layout.heads())? {
+        if is(&p, "tmp") {
+            remove(&p)?;
+        }
+    }
+    let points = layout.root().join("points");
+    let heads: Vec<String> = list(&layout.heads())?
+        .into_iter()
+        .filter(|p| is(p, "rchead"))
+        .filter_map(|p| {
+            let bytes = crate::fsutil::read_small(&p, "group head", 4096).ok()?;
+            Head::decode(&bytes).ok().map(|h| h.group)
+        })
+        .collect();
+    for dir in list(&points)? {
+        let group = heads.iter().find(|g| layout.points(g) == dir).cloned();
+        let keep: Vec<std::path::PathBuf> = match &group {
+            // A chain that does not load is damage for verify to report: touch nothing.
+            Some(g) => match chain::load(layout, g, false) {
+                Ok((_, c)) => c.into_iter().map(|p| p.path).collect(),
+                Err(_) => continue,
+            },
+            None => Vec::new(),
+        };
+        for p in list(&dir)? {
+            if !keep.contains(&p) {
+                remove(&p)?;
+            }
+        }
+        if group.is_none() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! The vault: the recovery site's store of every group's chain of recovery points,
+//! deduplicated and still encrypted. It ingests bundles, lists and selects points and checks
+//! itself without the key; only materializing a point (failover) needs it. Layout and files:
+//! `docs/FORMAT.md` §15.
+//!
+//! ```text
+//! DIR/replicore-vault               format file (version)
+//! DIR/packs/<id>.rcpack, .rcidx     immutable packs of sealed blobs, and their indexes
+//! DIR/points/<group>/<seq>-<id>.rcpt immutable recovery-point files (shipped header + manifests)
+//! DIR/heads/<group>.rchead          the group's newest point: replacing it commits a point
+//! DIR/lock, DIR/locks/<group>.lock  advisory locks
+//! ```
+//!
+//! Every file is written under a temporary name, synced, renamed and its directory synced;
+//! nothing is rewritten in place. A point is committed when its group's head names it, so a
+//! crash leaves at most leftovers (temporary files, a pack not yet referenced, a point file
+//! the head does not name), which readers ignore and [`Vault::open`] removes when nobody else
+//! is working in the vault.
+//!
+//! # Locking
+//!
+//! Advisory locks (`flock`), taken without waiting: a conflicting user gets
+//! [`Locked`](crate::ErrorKind::Locked) and should retry later, never a damaged vault.
+//!
+//! | operation | vault lock (`DIR/lock`) | group lock (`DIR/locks/<group>.lock`) |
+//! | --- | --- | --- |
+//! | [`ingest`](Vault::ingest) | shared | exclusive, for the bundle's group |
+//! | [`points`](Vault::points), [`select`](Vault::select), [`groups`](Vault::groups) | shared | — |
+//! | [`materialize`](Vault::materialize), [`failover`](Vault::failover) | shared | — |
+//! | [`verify`](Vault::verify) | shared | — |
+//! | cleaning leftovers in [`open`](Vault::open) | exclusive, tried; skipped when busy | — |
+//! | prune and GC (retention) | exclusive | — |
+//!
+//! So ingests of different groups, materializes and verifies run side by side; two ingests of
+//! one group do not (the second gets Locked); prune and GC run alone. Readers see a group as of
+//! its head when they read it: a point committed meanwhile is simply not seen yet.
+
+mod chain;
+mod head;
+mod ingest;
+mod layout;
+mod materialize;
+mod pack;
+mod point;
+mod verify;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use ingest::Ingested;
+pub use layout::{PackId, VERSION_MAJOR};
+pub use materialize::Materialized;
+pub use point::{DiskInfo, RecoveryPoint, Selector};
+pub use verify::{Damage, VerifyReport};
+
+use self::layout::{Layout, Lock, lock_vault};
+use self::pack::{IndexEntry, PackIndex};
+use crate::error::{Error, Result};
+use crate::id::BlobId;
+use crate::sys::LockMode;
+
+/// A vault on a directory. Shareable between threads (`Send + Sync`): every operation takes
+/// the locks it needs for its duration (see the module docs).
+#[derive(Debug)]
+pub struct Vault {
+    layout: Layout,
+    index: Mutex<BlobIndex>,
+}
+
+/// Every stored blob's place, from the pack indexes.
+#[derive(Debug, Default)]
+pub(crate) struct BlobIndex {
+    packs: HashMap<PackId, Arc<PackIndex>>,
+    blobs: HashMap<BlobId, (PackId, IndexEntry)>,
+}
+
+impl BlobIndex {
+    pub fn get(&self, id: &BlobId) -> Option<&(PackId, IndexEntry)> {
+        self.blobs.get(id)
+    }
+
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    fn add(&mut self, index: PackIndex) {
+        for e in &index.entries {
+            self.blobs.entry(e.id).or_insert((index.pack, *e));
+        }
+        self.packs.insert(index.pack, Arc::new(index));
+    }
+}
+
+impl Vault {
+    /// Creates a vault in `dir` (created if missing; it must be empty).
+    pub fn create(dir: impl AsRef<Path>) -> Result<Vault> {
+        let layout = Layout::new(dir.as_ref());
+        layout::create(&layout)?;
+        Self::open(dir)
+    }
+
+    /// Opens the vault in `dir`: checks its format file, and when no one else is working in
+    /// it, removes what an interrupted operation left behind.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Vault> {
+        let layout = Layout::new(dir.as_ref());
+        layout::check(&layout)?;
+        if let Ok(lock) = lock_vault(&layout, LockMode::Exclusive) {
+            ingest::clean_leftovers(&layout)?;
+            drop(lock);
+        }
+        Ok(Vault {
+            layout,
+            index: Mutex::new(BlobIndex::default()),
+        })
+    }
+
+    /// The vault's directory.
+    pub fn path(&self) -> &Path {
+        self.layout.root()
+    }
+
+    /// Takes the vault lock for one operation.
+    fn lock(&self, mode: LockMode) -> Result<Lock> {
+        lock_vault(&self.layout, mode)
+    }
+
+    /// The blob index, brought up to date with the packs on disk (another process may have
+    /// added some).
+    fn refreshed_index(&self) -> Result<std::sync::MutexGuard<'_, BlobIndex>> {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = self.layout.packs();
+        let mut on_disk = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("listing", Some(&dir), e))? {
+            let entry = entry.map_err(|e| Error::io("listing", Some(&dir), e))?;
+            let name = entry.file_name();
+            if let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".rcidx"))
+                .and_then(PackId::from_hex)
+            {
+                on_disk.push(id);
+            }
+        }
+        if on_disk.len() != index.packs.len()
+            || on_disk.iter().any(|p| !index.packs.contains_key(p))
+        {
+            let mut fresh = BlobIndex::default();
+            for id in on_disk {
+                match index.packs.get(&id) {
+                    Some(p) => fresh.add(PackIndex::clone(p)),
+                    None => fresh.add(PackIndex::load(&self.layout, &id)?),
+                }
+            }
+            *index = fresh;
+        }
+        Ok(index)
+    }
+
+    /// Every group with at least one point, sorted by name.
+    pub fn groups(&self) -> Result<Vec<String>> {
+        let _lock = self.lock(LockMode::Shared)?;
+        self.group_names()
+    }
+
+    /// The points of `group`, oldest first.
+    pub fn points(&self, group: &str) -> Result<Vec<RecoveryPoint>> {
+        let _lock = self.lock(LockMode::Shared)?;
+        let (_, chain) = chain::load(&self.layout, group, false)?;
+        Ok(chain.iter().map(|p| p.file.info()).collect())
+    }
+
+    /// The point of `group` that `selector` picks; [`NotFound`](crate::ErrorKind::NotFound)
+    /// when none fits.
+    pub fn select(&self, group: &str, selector: Selector) -> Result<RecoveryPoint> {
+        let points = self.points(group)?;
+        selector
+            .pick(&points)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: format!("a point of group `{group}` matching {selector:?}"),
+            })
+    }
+
+    /// Where the files of `group`'s points are (for tools and tests).
+    pub fn points_dir(&self, group: &str) -> PathBuf {
+        self.layout.points(group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::bundle::{SeedOptions, seed};
+    use crate::crypto::{KeyFile, MasterKey, Secret};
+
+    /// A vault and a base bundle of a one-disk group, not yet ingested.
+    fn setup(dir: &Path) -> (Vault, PathBuf) {
+        let img = dir.join("d.img");
+        std::fs::write(&img, vec![7u8; 100_000]).unwrap();
+        let (_, key) = KeyFile::create(Secret::Key(&MasterKey::from_bytes([1; 32]))).unwrap();
+        let base = dir.join("base.rcb");
+        let opts = SeedOptions {
+            chunk_size: 16 << 10,
+            ..SeedOptions::default()
+        };
+        let disks = [("d", img.as_path())];
+        let ok = &mut |_, _| true;
+        seed("g", &disks, &key, dir.join("l.rclog"), &base, &opts, ok).unwrap();
+        (Vault::create(dir.join("v")).unwrap(), base)
+    }
+
+    #[test]
+    fn locks_follow_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v, base) = setup(dir.path());
+        // An exclusive user (prune, GC) keeps ingest and readers out.
+        let ex = lock_vault(&v.layout, LockMode::Exclusive).unwrap();
+        assert_eq!(
+            v.ingest(&base, &mut |_, _| true).unwrap_err().kind(),
+            ErrorKind::Locked
+        );
+        assert_eq!(v.groups().unwrap_err().kind(), ErrorKind::Locked);
+        assert_eq!(
+            lock_vault(&v.layout, LockMode::Exclusive)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Locked
+        );
+        drop(ex);
+        // Readers share with each other and with an ingest of another group.
+        let sh = lock_vault(&v.layout, LockMode::Shared).unwrap();
+        assert!(v.ingest(&base, &mut |_, _| true).unwrap().added);
+        assert_eq!(v.points("g").unwrap().len(), 1);
+        // Two ingests of one group do not run at once.
+        let g = layout::lock(&v.layout.group_lock("g"), LockMode::Exclusive, "g").unwrap();
+        assert_eq!(
+            v.ingest(&base, &mut |_, _| true).unwrap_err().kind(),
+            ErrorKind::Locked
+        );
+        drop((g, sh));
+        assert!(!v.ingest(&base, &mut |_, _| true).unwrap().added);
+    }
+
+    #[test]
+    fn open_removes_leftovers_only_when_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v, base) = setup(dir.path());
+        v.ingest(&base, &mut |_, _| true).unwrap();
+        let root = v.path().to_path_buf();
+        let leftovers = [
+            root.join("packs/0123456789abcdef0123456789abcdef.rcpack"),
+            root.join("packs/x.rcpack.tmp"),
+            root.join("heads/y.rchead.tmp"),
+            v.points_dir("g").join("000000000009-0000000000000000.rcpt"),
+            root.join("points/other-0000000000000000/000000000000-0000000000000000.rcpt"),
+        ];
+        for l in &leftovers {
+            std::fs::create_dir_all(l.parent().unwrap()).unwrap();
+            std::fs::write(l, b"left").unwrap();
+        }
+        let busy = lock_vault(&v.layout, LockMode::Shared).unwrap();
+        Vault::open(&root).unwrap();
+        assert!(
+            leftovers.iter().all(|l| l.exists()),
+            "busy: nothing removed"
+        );
+        drop(busy);
+        let v = Vault::open(&root).unwrap();
+        for l in &leftovers {
+            assert!(!l.exists(), "{} left", l.display());
+        }
+        assert_eq!(v.points("g").unwrap().len(), 1);
+        assert!(v.verify(None, &mut |_, _| true).unwrap().is_ok());
+    }
+}

@@ -1,0 +1,321 @@
+//! Checking a vault: without the key, its structure and every stored byte (each blob against
+//! the BLAKE3 its pack index records, packs and point files against their trailers, the hash
+//! chains); with the key, also every blob's decryption and id and every point's manifests. It
+//! reports what is damaged and which points that affects, and changes nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use super::chain;
+use super::pack::{ENTRY_LEN, PackIndex, read_stored};
+use super::{PackId, Vault};
+use crate::blob;
+use crate::crypto::Key;
+use crate::error::{Error, Result};
+use crate::extent::{ExtentMap, Source};
+use crate::format::HashingReader;
+use crate::format::header::{FileKind, Preamble};
+use crate::id::{BlobId, PointId};
+use crate::resync::Progress;
+use crate::sys::LockMode;
+
+/// One damaged thing a [`Vault::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The file (pack, index, point file, head) or blob concerned.
+    pub object: String,
+    /// What is wrong.
+    pub detail: String,
+    /// The points that cannot be materialized because of it: (group, sequence number, id).
+    pub points: Vec<(String, u64, PointId)>,
+}
+
+/// What [`Vault::verify`] checked and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Packs checked.
+    pub packs: u64,
+    /// Stored blobs checked against their recorded BLAKE3.
+    pub blobs: u64,
+    /// Groups and points checked.
+    pub groups: u64,
+    /// Points checked.
+    pub points: u64,
+    /// Blobs decrypted and checked against their ids (with the key).
+    pub blobs_decrypted: u64,
+    /// Groups sealed under another key than the one given (checked without it).
+    pub other_key_groups: Vec<String>,
+    /// Everything damaged; empty for a sound vault.
+    pub damage: Vec<Damage>,
+}
+
+impl VerifyReport {
+    /// Whether nothing is damaged.
+    pub fn is_ok(&self) -> bool {
+        self.damage.is_empty()
+    }
+}
+
+impl Vault {
+    /// Checks the vault (see the module docs of `vault::verify`): with `key`, also decrypts
+    /// every blob the groups sealed under it reference and authenticates their points'
+    /// manifests. Damage is reported in the result, not as an error; errors are for what stops
+    /// the check itself (I/O, a lock). Progress counts pack bytes read.
+    pub fn verify(&self, key: Option<&Key>, progress: Progress<'_>) -> Result<VerifyReport> {
+        let _lock = self.lock(LockMode::Shared)?;
+        let mut report = VerifyReport::default();
+        // Packs: every index, every stored byte.
+        let ids = self.pack_ids()?;
+        let mut indexes = Vec::new();
+        for id in &ids {
+            match PackIndex::load(&self.layout, id) {
+                Ok(i) => indexes.push(i),
+                Err(e) => report.damage.push(Damage {
+                    object: self.layout.pack_index(id).display().to_string(),
+                    detail: e.to_string(),
+                    points: Vec::new(),
+                }),
+            }
+        }
+        let total: u64 = indexes.iter().map(|i| i.pack_len).sum();
+        let mut done = 0u64;
+        let mut bad_blobs: HashMap<BlobId, String> = HashMap::new();
+        let mut stored: HashMap<BlobId, (PackId, super::pack::IndexEntry)> = HashMap::new();
+        for index in &indexes {
+            report.packs += 1;
+            let (bad, whole) = self.check_pack(index);
+            report.blobs += index.entries.len() as u64;
+            for (id, why) in bad {
+                bad_blobs.insert(id, why);
+            }
+            if let Some(why) = whole {
+                report.damage.push(Damage {
+                    object: self.layout.pack(&index.pack).display().to_string(),
+                    detail: why,
+                    points: Vec::new(),
+                });
+            }
+            for e in &index.entries {
+                stored.entry(e.id).or_insert((index.pack, *e));
+            }
+            done += index.pack_len;
+            if !progress(done, total) {
+                return Err(Error::Cancelled {
+                    what: "verify".into(),
+                });
+            }
+        }
+        // Groups: chains, point files, references; with the key, manifests and blobs.
+        let mut affected: HashMap<BlobId, Vec<(String, u64, PointId)>> = HashMap::new();
+        let mut to_decrypt: HashSet<BlobId> = HashSet::new();
+        for group in self.group_names()? {
+            report.groups += 1;
+            let chain = match chain::load(&self.layout, &group, true) {
+                Ok((_, c)) => c,
+                Err(e) => {
+                    report.damage.push(Damage {
+                        object: format!("group `{group}`"),
+                        detail: e.to_string(),
+                        points: Vec::new(),
+                    });
+                    continue;
+                }
+            };
+            let keyed = key.filter(|k| chain[0].file.header.key_id() == k.id());
+            if key.is_some() && keyed.is_none() {
+                report.other_key_groups.push(group.clone());
+            }
+            let mut folded: HashMap<String, ExtentMap<Source>> = HashMap::new();
+            for p in &chain {
+                report.points += 1;
+                let h = &p.file.header;
+                let me = (group.clone(), h.seq, p.file.id());
+                if let Some(k) = keyed
+                    && let Err(e) = super::materialize::authenticate(p, k)
+                {
+                    report.damage.push(Damage {
+                        object: p.path.display().to_string(),
+                        detail: e.to_string(),
+                        points: vec![me.clone()],
+                    });
+                }
+                let disks = match p.file.decode_disks() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        report.damage.push(Damage {
+                            object: p.path.display().to_string(),
+                            detail: e.to_string(),
+                            points: vec![me.clone()],
+                        });
+                        continue;
+                    }
+                };
+                for d in disks {
+                    match folded.get_mut(&d.name) {
+                        Some(m) => {
+                            if let Err(e) = m.overlay(&d.extents) {
+                                report.damage.push(Damage {
+                                    object: p.path.display().to_string(),
+                                    detail: e.to_string(),
+                                    points: vec![me.clone()],
+                                });
+                            }
+                        }
+                        None => {
+                            folded.insert(d.name, d.extents);
+                        }
+                    }
+                }
+                // Every blob this point's disks read, as folded up to it.
+                let mut seen = HashSet::new();
+                for m in folded.values() {
+                    for e in m.iter() {
+                        if let Source::Blob { id, .. } = e.source
+                            && seen.insert(id)
+                        {
+                            if !stored.contains_key(&id) {
+                                bad_blobs
+                                    .entry(id)
+                                    .or_insert_with(|| "the vault lacks it".into());
+                            }
+                            if bad_blobs.contains_key(&id) || keyed.is_some() {
+                                affected.entry(id).or_default().push(me.clone());
+                            }
+                            if keyed.is_some() {
+                                to_decrypt.insert(id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // With the key: decrypt every referenced blob the keyless pass found sound.
+        if let Some(k) = key {
+            let list: Vec<(BlobId, PackId, super::pack::IndexEntry)> = to_decrypt
+                .iter()
+                .filter(|id| !bad_blobs.contains_key(id))
+                .filter_map(|id| stored.get(id).map(|(p, e)| (*id, *p, *e)))
+                .collect();
+            report.blobs_decrypted = list.len() as u64;
+            let failed: Vec<(BlobId, String)> = list
+                .par_iter()
+                .filter_map(|(id, p, e)| {
+                    let path = self.layout.pack(p);
+                    let r = File::open(&path)
+                        .map_err(|err| Error::io("opening a pack", Some(&path), err))
+                        .and_then(|f| read_stored(&f, &path, e, false))
+                        .and_then(|s| blob::decode(k, id, &s));
+                    r.err().map(|err| (*id, err.to_string()))
+                })
+                .collect();
+            for (id, why) in failed {
+                bad_blobs.insert(id, why);
+            }
+        }
+        let mut bad: Vec<(BlobId, String)> = bad_blobs.into_iter().collect();
+        bad.sort_by_key(|(id, _)| *id.as_bytes());
+        for (id, why) in bad {
+            report.damage.push(Damage {
+                object: format!("blob {id}"),
+                detail: why,
+                points: affected.remove(&id).unwrap_or_default(),
+            });
+        }
+        Ok(report)
+    }
+
+    fn pack_ids(&self) -> Result<Vec<PackId>> {
+        let dir = self.layout.packs();
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("listing", Some(&dir), e))? {
+            let entry = entry.map_err(|e| Error::io("listing", Some(&dir), e))?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".rcidx"))
+                .and_then(PackId::from_hex)
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub(super) fn group_names(&self) -> Result<Vec<String>> {
+        let dir = self.layout.heads();
+        let mut groups = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("listing", Some(&dir), e))? {
+            let path = entry
+                .map_err(|e| Error::io("listing", Some(&dir), e))?
+                .path();
+            if path.extension().is_some_and(|e| e == "rchead") {
+                let bytes = crate::fsutil::read_small(&path, "group head", 4096)?;
+                groups.push(
+                    super::head::Head::decode(&bytes)
+                        .map_err(|e| e.with_path(&path))?
+                        .group,
+                );
+            }
+        }
+        groups.sort();
+        Ok(groups)
+    }
+
+    /// Reads a pack front to back against its index: each entry's header and stored bytes,
+    /// then the trailer. Returns the damaged blobs, and what is wrong with the pack as a whole.
+    fn check_pack(&self, index: &PackIndex) -> (Vec<(BlobId, String)>, Option<String>) {
+        let path: PathBuf = self.layout.pack(&index.pack);
+        let mut bad = Vec::new();
+        let whole = (|| -> Result<()> {
+            let f = File::open(&path).map_err(|e| Error::io("opening", Some(&path), e))?;
+            let len = f
+                .metadata()
+                .map_err(|e| Error::io("reading the size of", Some(&path), e))?
+                .len();
+            if len != index.pack_len {
+                return Err(Error::corrupt(
+                    "pack",
+                    None,
+                    format!("{len} bytes; its index says {}", index.pack_len),
+                ));
+            }
+            let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, f));
+            Preamble::read(&mut r, FileKind::Pack, super::VERSION_MAJOR)?;
+            let mut buf = Vec::new();
+            for e in &index.entries {
+                let mut eh = [0u8; ENTRY_LEN];
+                r.read_exact(&mut eh)
+                    .map_err(|err| Error::io("reading", Some(&path), err))?;
+                buf.resize(e.len as usize, 0);
+                r.read_exact(&mut buf)
+                    .map_err(|err| Error::io("reading", Some(&path), err))?;
+                let header_ok = eh[0] == 1
+                    && eh[1..4] == [0, 0, 0]
+                    && eh[4..8] == e.len.to_le_bytes()
+                    && eh[8..40] == *e.id.as_bytes();
+                if !header_ok {
+                    bad.push((
+                        e.id,
+                        format!(
+                            "its entry header in the pack at {} is damaged",
+                            e.offset - ENTRY_LEN as u64
+                        ),
+                    ));
+                } else if *blake3::hash(&buf).as_bytes() != e.hash {
+                    bad.push((
+                        e.id,
+                        "its stored bytes do not match the BLAKE3 in the pack index".into(),
+                    ));
+                }
+            }
+            r.finish("pack")?;
+            Ok(())
+        })();
+        (bad, whole.err().map(|e| e.to_string()))
+    }
+}

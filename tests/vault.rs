@@ -1,0 +1,329 @@
+//! The vault: ingest without the key, chains, points, failover, verify.
+//!
+//! Protects: ingest refuses what does not continue a group's chain (ChainBroken) and treats the
+//! same bundle again as a no-op; only new blobs are stored; every point materializes byte for
+//! byte as the model disks were at its marker (end to end from guest writes); selectors pick
+//! the right points; a point lacking a disk is refused; verify finds a flipped byte without the
+//! key and names the points it affects; the key is needed (and checked) to fail over.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::*;
+use replicore::ErrorKind;
+use replicore::bundle::{Bundle, BundleKind, BundleWriter, DiskManifest};
+use replicore::log::MarkerKind;
+use replicore::vault::{Selector, Vault};
+use replicore::{ExtentMap, PointId};
+
+fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed | 1;
+    move |n| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    }
+}
+
+/// A group with `intervals` shipped intervals of random writes, trims and markers; returns the
+/// group, every bundle (base first) and the model disks at each point (base first).
+fn history(dir: &Path, intervals: u32, seed: u64) -> (Group, Vec<PathBuf>, Vec<Vec<Vec<u8>>>) {
+    let mut g = seeded(dir, key(3));
+    let mut bundles = vec![g.base.clone()];
+    let mut models = vec![g.model.clone()];
+    let mut r = rng(seed);
+    let mut secs = 0;
+    for i in 0..intervals {
+        for _ in 0..1 + r(3) {
+            for _ in 0..1 + r(4) {
+                let d = r(2) as usize;
+                let size = g.model[d].len() as u64;
+                let at = r(size);
+                let len = (1 + r(3 * CS as u64)).min(size - at);
+                if r(5) == 0 {
+                    g.trim(d, at, len);
+                } else {
+                    g.write(d, at, &noise(len as usize, r(1 << 30)));
+                }
+            }
+            secs += 30;
+            let kind = if r(3) == 0 {
+                MarkerKind::App
+            } else {
+                MarkerKind::Crash
+            };
+            models.push(g.mark(kind, &format!("p{secs}"), secs));
+        }
+        bundles.extend(g.rotate_and_ship(i));
+    }
+    (g, bundles, models)
+}
+
+fn ingest_all(v: &Vault, bundles: &[PathBuf]) {
+    for b in bundles {
+        assert!(v.ingest(b, &mut ok).unwrap().added);
+    }
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+#[test]
+fn every_point_materializes_as_the_model_was_at_its_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, bundles, models) = history(dir.path(), 6, 11);
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    ingest_all(&v, &bundles);
+    let points = v.points("vm-01").unwrap();
+    assert_eq!(points.len(), bundles.len());
+    assert_eq!(points[0].kind, BundleKind::Base);
+    for (i, p) in points.iter().enumerate() {
+        let b = Bundle::open(&bundles[i]).unwrap();
+        assert_eq!(p.id, b.point_id());
+        assert_eq!(p.seq, b.header().seq);
+        assert_eq!(p.label, b.header().label);
+        assert_eq!(p.consistency, b.header().consistency);
+        assert_eq!(
+            p.parent,
+            if i == 0 {
+                PointId::ZERO
+            } else {
+                points[i - 1].id
+            }
+        );
+        let names: Vec<&str> = p.disks.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["os", "data"]);
+        let out = dir.path().join(format!("failover-{i}"));
+        std::fs::create_dir(&out).unwrap();
+        let written = v
+            .failover("vm-01", Selector::Id(p.id), &g.key, &out, &mut ok)
+            .unwrap();
+        assert_eq!(written.len(), 2);
+        assert_eq!(read(&out.join("os.img")), models[i][0], "point {i}");
+        assert_eq!(read(&out.join("data.img")), models[i][1], "point {i}");
+    }
+    // One disk alone, with progress reaching its total.
+    let mut last = (0, 1);
+    let one = dir.path().join("one.img");
+    let m = v
+        .materialize("vm-01", points[3].id, "data", &g.key, &one, &mut |d, t| {
+            last = (d, t);
+            true
+        })
+        .unwrap();
+    assert_eq!(read(&one), models[3][1]);
+    assert_eq!(last.0, last.1);
+    assert_eq!(m.data_bytes, last.0);
+    // The image is sparse where the data is zero (the base's zero chunk is a hole).
+    let meta = std::fs::metadata(dir.path().join("failover-0/os.img")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert!(meta.blocks() * 512 < meta.len(), "{} blocks", meta.blocks());
+}
+
+#[test]
+fn ingest_refuses_what_does_not_continue_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bundles, _) = history(dir.path(), 3, 5);
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    // An incremental of an unknown group.
+    let e = v.ingest(&bundles[1], &mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ChainBroken, "{e}");
+    let base = v.ingest(&bundles[0], &mut ok).unwrap();
+    assert!(base.added && base.blobs_stored > 0);
+    // A gap.
+    let e = v.ingest(&bundles[2], &mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ChainBroken, "{e}");
+    assert!(e.to_string().contains("gap or a fork"), "{e}");
+    // A damaged bundle: refused, nothing committed.
+    let bad = dir.path().join("bad.rcb");
+    let mut bytes = read(&bundles[1]);
+    bytes[100] ^= 1;
+    std::fs::write(&bad, bytes).unwrap();
+    let e = v.ingest(&bad, &mut ok).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Corrupt), "{e}");
+    assert_eq!(v.points("vm-01").unwrap().len(), 1);
+    ingest_all(&v, &bundles[1..]);
+    // The same bundles again: no-ops, reported as such.
+    for b in &bundles {
+        let again = v.ingest(b, &mut ok).unwrap();
+        assert!(!again.added && again.blobs_stored == 0);
+    }
+    assert_eq!(v.points("vm-01").unwrap().len(), bundles.len());
+    // Another base for the group.
+    let other = tempfile::tempdir().unwrap();
+    let g2 = seeded(other.path(), key(4));
+    let e = v.ingest(&g2.base, &mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ChainBroken, "{e}");
+    // A fork: a bundle of another chain of the same group name.
+    let fork_dir = other.path().join("f");
+    std::fs::create_dir(&fork_dir).unwrap();
+    let (_, fork, _) = history(&fork_dir, 1, 9);
+    let e = v.ingest(&fork[1], &mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ChainBroken, "{e}");
+    assert_eq!(v.points("vm-01").unwrap().len(), bundles.len());
+}
+
+#[test]
+fn dedup_stores_only_blobs_the_vault_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = seeded(dir.path(), key(5));
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    let base = v.ingest(&g.base, &mut ok).unwrap();
+    // Rewrite chunk 0 of the os disk with its own seeded bytes: the same blob id.
+    let chunk = g.model[0][..CS as usize].to_vec();
+    g.write(0, 0, &chunk);
+    g.write(1, 5, b"new");
+    g.mark(MarkerKind::Crash, "", 10);
+    let b = g.rotate_and_ship(0);
+    let inc = v.ingest(&b[0], &mut ok).unwrap();
+    assert_eq!(inc.blobs_deduplicated, 1, "{inc:?}");
+    assert_eq!(inc.blobs_stored, 1, "{inc:?}");
+    assert!(inc.bytes_stored < base.bytes_stored);
+}
+
+#[test]
+fn selectors_pick_the_right_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = seeded(dir.path(), key(6));
+    let mut bundles = vec![g.base.clone()];
+    for (i, (kind, secs)) in [
+        (MarkerKind::Crash, 100),
+        (MarkerKind::App, 200),
+        (MarkerKind::Crash, 300),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        g.write(0, i as u64, b"x");
+        g.mark(kind, "", secs);
+    }
+    bundles.extend(g.rotate_and_ship(0));
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    ingest_all(&v, &bundles);
+    let p = v.points("vm-01").unwrap();
+    let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);
+    let pick = |s| v.select("vm-01", s).unwrap().id;
+    assert_eq!(pick(Selector::Latest), p[3].id);
+    assert_eq!(pick(Selector::LatestAppConsistent), p[2].id);
+    assert_eq!(pick(Selector::AtOrBefore(t(250))), p[2].id);
+    assert_eq!(pick(Selector::AtOrBefore(t(300))), p[3].id);
+    assert_eq!(pick(Selector::Id(p[1].id)), p[1].id);
+    let e = v
+        .select("vm-01", Selector::AtOrBefore(UNIX_EPOCH))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let e = v.points("nope").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(v.groups().unwrap(), ["vm-01"]);
+}
+
+#[test]
+fn a_point_that_lacks_a_disk_of_the_group_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = seeded(dir.path(), key(7));
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    v.ingest(&g.base, &mut ok).unwrap();
+    let base = Bundle::open(&g.base).unwrap();
+    let mut header = base.header().clone();
+    header.kind = BundleKind::Incremental;
+    header.parent = base.point_id();
+    header.seq = 1;
+    let only_os = vec![DiskManifest {
+        name: "os".into(),
+        extents: ExtentMap::new(g.model[0].len() as u64).unwrap(),
+    }];
+    let path = dir.path().join("one-disk.rcb");
+    BundleWriter::create(&path)
+        .unwrap()
+        .finish(header, &only_os, &g.key)
+        .unwrap();
+    let e = v.ingest(&path, &mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ChainBroken, "{e}");
+    assert!(e.to_string().contains("disk `data`"), "{e}");
+}
+
+#[test]
+fn verify_finds_a_flipped_byte_without_the_key_and_names_the_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, bundles, _) = history(dir.path(), 2, 7);
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    ingest_all(&v, &bundles);
+    let sound = v.verify(None, &mut ok).unwrap();
+    assert!(sound.is_ok(), "{sound:?}");
+    assert_eq!(sound.points, bundles.len() as u64);
+    let keyed = v.verify(Some(&g.key), &mut ok).unwrap();
+    assert!(keyed.is_ok() && keyed.blobs_decrypted > 0, "{keyed:?}");
+    // Another key: those groups are reported as not checked with it.
+    let other = v.verify(Some(&key(9)), &mut ok).unwrap();
+    assert_eq!(other.other_key_groups, ["vm-01"]);
+    // Flip one stored byte of the base's first blob.
+    let packs = dir.path().join("vault/packs");
+    let pack = std::fs::read_dir(&packs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rcpack"))
+        .min_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = read(&pack);
+    bytes[16 + 40 + 20] ^= 0x10;
+    std::fs::write(&pack, bytes).unwrap();
+    let r = v.verify(None, &mut ok).unwrap();
+    assert!(!r.is_ok());
+    let blob = r
+        .damage
+        .iter()
+        .find(|d| d.object.starts_with("blob "))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!(!blob.points.is_empty(), "{r:?}");
+    // Failing over a point that needs it: Authentication or Corrupt, never wrong data.
+    let (_, seq, id) = blob.points[0].clone();
+    let out = dir.path().join("x");
+    std::fs::create_dir(&out).unwrap();
+    let e = v
+        .failover("vm-01", Selector::Id(id), &g.key, &out, &mut ok)
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Authentication | ErrorKind::Corrupt),
+        "point {seq}: {e}"
+    );
+}
+
+#[test]
+fn failover_needs_the_groups_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = seeded(dir.path(), key(8));
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    v.ingest(&g.base, &mut ok).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let e = v
+        .failover("vm-01", Selector::Latest, &key(8), &out, &mut ok)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+    assert!(std::fs::read_dir(&out).unwrap().next().is_none());
+}
+
+#[test]
+fn create_and_open_refuse_what_is_not_a_vault() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Vault::open(dir.path()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    std::fs::write(dir.path().join("x"), b"x").unwrap();
+    let e = Vault::create(dir.path()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    let vd = dir.path().join("v");
+    Vault::create(&vd).unwrap();
+    assert_eq!(
+        Vault::create(&vd).unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    let f = vd.join("replicore-vault");
+    let mut bytes = read(&f);
+    bytes[20] ^= 1;
+    std::fs::write(&f, bytes).unwrap();
+    assert_eq!(Vault::open(&vd).unwrap_err().kind(), ErrorKind::Corrupt);
+}
