@@ -10,10 +10,11 @@
 //! the child process that seeds and gets killed.
 
 mod common;
+#[path = "common/kill.rs"]
+mod kill;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{materialize, noise, ok};
@@ -26,30 +27,14 @@ const DISKS: usize = 6;
 const CS: u32 = 16 << 10;
 
 fn main() {
-    if let Some(dir) = std::env::var_os(CHILD_ENV) {
-        child(Path::new(&dir));
-        return;
-    }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let tests: [(&str, fn()); 2] = [
-        ("a_killed_seed_is_never_published_torn", killed_seeds),
-        ("a_crash_leftover_is_recovered_as_documented", leftovers),
-    ];
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in tests {
-            println!("{name}: test");
-        }
-        return;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    for (name, test) in tests {
-        if filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())) {
-            print!("test {name} ... ");
-            std::io::stdout().flush().unwrap();
-            test();
-            println!("ok");
-        }
-    }
+    kill::main(
+        CHILD_ENV,
+        child,
+        &[
+            ("a_killed_seed_is_never_published_torn", killed_seeds),
+            ("a_crash_leftover_is_recovered_as_documented", leftovers),
+        ],
+    );
 }
 
 /// The group's disk images: noise, repeats, zeros and text, one per progress report.
@@ -132,26 +117,6 @@ fn child(dir: &Path) {
     out.flush().unwrap();
 }
 
-/// Runs the child in `dir` and kills it after `lines` lines of output plus `delay`.
-fn run_child_and_kill(dir: &Path, lines: usize, delay: Duration) {
-    let mut c = Command::new(std::env::current_exe().unwrap())
-        .env(CHILD_ENV, dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(c.stdout.take().unwrap());
-    let mut line = String::new();
-    for _ in 0..lines {
-        line.clear();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-    }
-    std::thread::sleep(delay);
-    let _ = c.kill(); // SIGKILL: no destructor, no cleanup runs
-    c.wait().unwrap();
-}
-
 fn write_images(dir: &Path) -> Vec<Vec<u8>> {
     let imgs = images();
     for ((_, p), img) in image_paths(dir).iter().zip(&imgs) {
@@ -197,7 +162,7 @@ fn killed_seeds() {
     std::fs::create_dir(&full).unwrap();
     let imgs = write_images(&full);
     let t = Instant::now();
-    run_child_and_kill(&full, DISKS + 1, Duration::ZERO);
+    kill::run_child_and_kill(CHILD_ENV, &full, DISKS + 1, Duration::ZERO);
     let whole = t.elapsed();
     assert!(check_published(&full, &imgs), "an uncut child publishes");
 
@@ -209,7 +174,7 @@ fn killed_seeds() {
             let dir = root.path().join(format!("cut-{lines}-{frac}"));
             std::fs::create_dir(&dir).unwrap();
             write_images(&dir);
-            run_child_and_kill(&dir, lines, whole * frac / (4 * DISKS as u32));
+            kill::run_child_and_kill(CHILD_ENV, &dir, lines, whole * frac / (4 * DISKS as u32));
             cuts += 1;
             torn += usize::from(dir.join("base.rcb.tmp").exists());
             published += usize::from(check_published(&dir, &imgs));

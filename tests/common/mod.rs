@@ -175,3 +175,47 @@ pub fn materialize(bundles: &[&Bundle], key: &Key) -> Vec<Vec<u8>> {
     }
     disks
 }
+
+pub fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed | 1;
+    move |n| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    }
+}
+
+/// A group with `intervals` shipped intervals of random writes, trims and markers; returns the
+/// group, every bundle (base first) and the model disks at each point (base first).
+pub fn history(dir: &Path, intervals: u32, seed: u64) -> (Group, Vec<PathBuf>, Vec<Vec<Vec<u8>>>) {
+    let mut g = seeded(dir, key(3));
+    let mut bundles = vec![g.base.clone()];
+    let mut models = vec![g.model.clone()];
+    let mut r = rng(seed);
+    let mut secs = 0;
+    for i in 0..intervals {
+        for _ in 0..1 + r(3) {
+            for _ in 0..1 + r(4) {
+                let d = r(2) as usize;
+                let size = g.model[d].len() as u64;
+                let at = r(size);
+                let len = (1 + r(3 * CS as u64)).min(size - at);
+                if r(5) == 0 {
+                    g.trim(d, at, len);
+                } else {
+                    g.write(d, at, &noise(len as usize, r(1 << 30)));
+                }
+            }
+            secs += 30;
+            let kind = if r(3) == 0 {
+                MarkerKind::App
+            } else {
+                MarkerKind::Crash
+            };
+            models.push(g.mark(kind, &format!("p{secs}"), secs));
+        }
+        bundles.extend(g.rotate_and_ship(i));
+    }
+    (g, bundles, models)
+}
