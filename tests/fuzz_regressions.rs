@@ -403,3 +403,82 @@ fn bundle_blob_key_and_state_corpora_and_regressions() {
     run_corpus("key_file", key_file::check);
     run_corpus("ship_state", ship_state::check);
 }
+
+#[path = "../fuzz/checks/vault_files.rs"]
+mod vault_files;
+#[path = "../fuzz/checks/vault_ingest.rs"]
+mod vault_ingest;
+
+/// A vault holding the bundle seeds' base and incremental: its files are the `vault_files`
+/// seeds; the incremental, onto the committed base, is the `vault_ingest` seed.
+#[test]
+fn vault_seed_corpora_are_valid() {
+    use replicore::vault::{Vault, fuzzing};
+    let with_trailer = |b: &[u8]| {
+        let mut v = b.to_vec();
+        v.extend_from_slice(blake3::hash(b).as_bytes());
+        v
+    };
+    let seeds = bundle_seeds();
+    let base_path = root().join("fuzz/checks/vault_base.rcb");
+    if std::env::var_os("UPDATE_CORPUS").is_some() {
+        std::fs::write(&base_path, with_trailer(&seeds[0].1)).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::create(dir.path().join("v")).unwrap();
+    for (name, b) in &seeds {
+        let p = dir.path().join(name);
+        std::fs::write(&p, with_trailer(b)).unwrap();
+        v.ingest(&p, &mut |_, _| true).unwrap();
+    }
+    let mut files: Seeds = Vec::new();
+    let mut stack = vec![dir.path().join("v")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let bytes = || std::fs::read(&p).unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            match p.extension().and_then(|e| e.to_str()) {
+                _ if p.is_dir() => stack.push(p.clone()),
+                Some("rcidx") => files.push((
+                    format!("index-{}", &name[..8]),
+                    [&[0][..], &bytes()].concat(),
+                )),
+                Some("rcpt") => files.push((
+                    format!("point-{}", &name[..12]),
+                    [&[1][..], &strip_trailer(bytes())].concat(),
+                )),
+                Some("rchead") => files.push(("head".into(), [&[2][..], &bytes()].concat())),
+                _ => {}
+            }
+        }
+    }
+    files.sort();
+    // Names by kind and sequence, not by random pack ids: a regeneration replaces them.
+    let mut named: Seeds = Vec::new();
+    for (i, (n, b)) in files.into_iter().enumerate() {
+        let kind = n.split('-').next().unwrap();
+        named.push((format!("{kind}-{i}"), b));
+    }
+    random_seeds("vault_files", named, |_, b| match b[0] {
+        0 => fuzzing::pack_index(&b[1..]).is_ok(),
+        1 => fuzzing::point_file(&b[1..]).is_ok(),
+        _ => fuzzing::head(&b[1..]).is_ok(),
+    });
+    let base = std::fs::read(&base_path).unwrap();
+    random_seeds("vault_ingest", vec![seeds[1].clone()], |_, b| {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::create(dir.path().join("v")).unwrap();
+        let (bp, ip) = (dir.path().join("b.rcb"), dir.path().join("i.rcb"));
+        std::fs::write(&bp, &base).unwrap();
+        std::fs::write(&ip, with_trailer(b)).unwrap();
+        v.ingest(&bp, &mut |_, _| true).is_ok()
+            && v.ingest(&ip, &mut |_, _| true).is_ok_and(|i| i.added)
+    });
+}
+
+#[test]
+fn vault_corpora_and_regressions() {
+    run_corpus("vault_files", vault_files::check);
+    run_corpus("vault_ingest", vault_ingest::check);
+}

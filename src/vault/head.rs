@@ -24,7 +24,7 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    fn encode(&self) -> Result<Vec<u8>> {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         let mut w = Writer::with_capacity(MAX_HEAD_LEN);
         Preamble::new(FileKind::GroupHead, VERSION_MAJOR, VERSION_MINOR).encode(&mut w);
         w.string_u16("group", &self.group, MAX_NAME_LEN)?;

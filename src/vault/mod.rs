@@ -188,6 +188,32 @@ impl Vault {
     }
 }
 
+/// Parsers of the vault's files for the fuzz targets (not a stable API): each decodes untrusted
+/// bytes and returns the file encoded again, which must decode to the same thing.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::error::Result;
+
+    /// A pack index (with its trailer).
+    pub fn pack_index(bytes: &[u8]) -> Result<Vec<u8>> {
+        super::pack::PackIndex::decode(bytes).map(|i| i.encode())
+    }
+
+    /// A recovery-point file's body (without its trailer), manifests included.
+    pub fn point_file(body: &[u8]) -> Result<Vec<u8>> {
+        let p = super::point::PointFile::decode(body, true)?;
+        let mut bytes = p.encode()?;
+        bytes.truncate(bytes.len() - 32);
+        Ok(bytes)
+    }
+
+    /// A group head (with its trailer).
+    pub fn head(bytes: &[u8]) -> Result<Vec<u8>> {
+        let h = super::head::Head::decode(bytes)?;
+        h.encode()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

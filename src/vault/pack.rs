@@ -53,7 +53,7 @@ pub(crate) struct PackIndex {
 }
 
 impl PackIndex {
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w =
             Writer::with_capacity(INDEX_FIXED + INDEX_ENTRY_LEN * self.entries.len() + TRAILER_LEN);
         Preamble::new(FileKind::PackIndex, VERSION_MAJOR, VERSION_MINOR).encode(&mut w);
