@@ -283,3 +283,37 @@ fn create_and_open_refuse_what_is_not_a_vault() {
     std::fs::write(&f, bytes).unwrap();
     assert_eq!(Vault::open(&vd).unwrap_err().kind(), ErrorKind::Corrupt);
 }
+
+#[test]
+fn a_test_failover_runs_while_ingest_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, bundles, models) = history(dir.path(), 4, 17);
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    ingest_all(&v, &bundles[..2]);
+    let p1 = v.points("vm-01").unwrap()[1].id;
+    let out = dir.path().join("test-failover");
+    std::fs::create_dir(&out).unwrap();
+    std::thread::scope(|s| {
+        // Ingest goes on from another thread while the test failover of point 1 runs.
+        let ingest = s.spawn(|| {
+            for b in &bundles[2..] {
+                assert!(v.ingest(b, &mut ok).unwrap().added);
+            }
+        });
+        for _ in 0..3 {
+            let _ = std::fs::remove_dir_all(&out);
+            std::fs::create_dir(&out).unwrap();
+            v.failover("vm-01", Selector::Id(p1), &g.key, &out, &mut ok)
+                .unwrap();
+            assert_eq!(read(&out.join("os.img")), models[1][0]);
+            assert_eq!(read(&out.join("data.img")), models[1][1]);
+        }
+        ingest.join().unwrap();
+    });
+    assert_eq!(v.points("vm-01").unwrap().len(), bundles.len());
+    let last = dir.path().join("last");
+    std::fs::create_dir(&last).unwrap();
+    v.failover("vm-01", Selector::Latest, &g.key, &last, &mut ok)
+        .unwrap();
+    assert_eq!(read(&last.join("os.img")), models[bundles.len() - 1][0]);
+}
