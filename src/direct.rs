@@ -8,12 +8,14 @@
 //! a device with larger blocks, off Linux) the same writer falls back to ordinary writes, so
 //! callers see one behaviour; durability still comes only from the caller's sync.
 
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 
 use crate::fsutil::AtomicFile;
 
 /// Alignment of the buffer, of each direct write's length and of the file offset.
-const ALIGN: usize = 4096;
+pub(crate) const ALIGN: usize = 4096;
 /// Bytes gathered before one write (a multiple of [`ALIGN`]).
 const CAP: usize = 8 << 20;
 
@@ -91,6 +93,51 @@ impl DirectWriter {
         self.len = 0;
         Ok(())
     }
+}
+
+/// A zeroed buffer of `len` bytes whose start is [`ALIGN`]ed, as direct I/O needs.
+pub(crate) struct AlignedBuf {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    pub fn new(len: usize) -> AlignedBuf {
+        let raw = vec![0u8; len + ALIGN];
+        let start = raw.as_ptr().align_offset(ALIGN).min(ALIGN);
+        AlignedBuf { raw, start, len }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+}
+
+/// Writes `data` at offset `at` of `file`: directly while `*direct` (the caller turned direct
+/// I/O on, and `data`'s address, length and `at` are [`ALIGN`]ed), else ordinarily. A direct
+/// write the kernel refuses (`EINVAL`) turns direct I/O off for the file and is redone.
+pub(crate) fn write_all_at(file: &File, data: &[u8], at: u64, direct: &mut bool) -> io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        match file.write_at(&data[done..], at + done as u64) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if *direct && e.raw_os_error() == Some(EINVAL) => {
+                if !crate::sys::set_direct(file, false) {
+                    return Err(e);
+                }
+                *direct = false;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(target_os = "linux")]

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -15,15 +14,13 @@ use super::point::StoredPoint;
 use super::{PackId, Selector, Vault};
 use crate::blob;
 use crate::crypto::Key;
+use crate::direct::{ALIGN, AlignedBuf, write_all_at};
 use crate::error::{Error, Result};
 use crate::extent::{ExtentMap, Source};
 use crate::fsutil::AtomicFile;
 use crate::id::{BlobId, PointId};
 use crate::resync::Progress;
 use crate::sys::LockMode;
-
-/// Stored bytes of blobs decoded together.
-const BATCH_BYTES: u64 = 64 << 20;
 
 /// One disk image [`Vault::materialize`] or [`Vault::failover`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +38,6 @@ pub struct Materialized {
     /// Blobs decoded.
     pub blobs: u64,
 }
-
-/// Where each range of a blob goes: (disk offset, length, offset in the blob).
-type Targets = Vec<(u64, u64, u64)>;
 
 impl Vault {
     /// Writes disk `disk` of `group` as it was at `point` to a new raw image at `out` (which
@@ -165,104 +159,248 @@ impl Vault {
         out: &Path,
         progress: &mut dyn FnMut(u64) -> bool,
     ) -> Result<Materialized> {
-        let mut by_blob: HashMap<BlobId, Targets> = HashMap::new();
-        for e in map.iter() {
-            if let Source::Blob { id, offset } = e.source {
-                by_blob
-                    .entry(id)
-                    .or_default()
-                    .push((e.start, e.len, offset));
-            }
-        }
-        let mut work: Vec<(PackId, IndexEntry, Targets)> = {
-            let index = self.refreshed_index()?;
-            by_blob
-                .into_iter()
-                .map(|(id, t)| match index.get(&id) {
-                    Some((pack, e)) => Ok((*pack, *e, t)),
-                    None => Err(Error::corrupt(
-                        format!("disk `{disk}` at point {}", point.to_hex()),
-                        None,
-                        format!("it references blob {id}, which the vault lacks"),
-                    )),
-                })
-                .collect::<Result<_>>()?
-        };
-        // Pack order: each pack is read front to back.
-        work.sort_by_key(|(p, e, _)| (*p, e.offset));
-        let mut packs: HashMap<PackId, (File, PathBuf)> = HashMap::new();
-        for (p, _, _) in &work {
-            if !packs.contains_key(p) {
-                let path = self.layout.pack(p);
-                let f =
-                    File::open(&path).map_err(|e| Error::io("opening a pack", Some(&path), e))?;
-                packs.insert(*p, (f, path));
-            }
-        }
+        let pieces: Vec<Piece> = map
+            .iter()
+            .filter_map(|e| match e.source {
+                Source::Blob { id, offset } => Some(Piece {
+                    start: e.start,
+                    len: e.len,
+                    id,
+                    offset,
+                }),
+                Source::Zero => None,
+            })
+            .collect();
+        let locs = self.locate(&pieces, disk, point)?;
         let file = AtomicFile::create(out, false)?;
-        file.file()
-            .set_len(map.disk_size())
-            .map_err(|e| Error::io("sizing the image", Some(out), e))?;
         let image = file.file();
+        // Around the page cache where the file system allows it (see `crate::direct`).
+        let mut direct = crate::sys::set_direct(image, true);
+        let size = map.disk_size();
+        let io = |e| Error::io("writing the image", Some(out), e);
         let mut written = 0u64;
-        let mut start = 0;
-        while start < work.len() {
-            let mut end = start;
-            let mut bytes = 0u64;
-            while end < work.len() && (end == start || bytes < BATCH_BYTES) {
-                bytes += u64::from(work[end].1.len);
-                end += 1;
-            }
-            let batch = &work[start..end];
-            let n: u64 = batch
-                .par_iter()
-                .map(|(p, e, targets)| -> Result<u64> {
-                    let (pack, path) = &packs[p];
-                    let stored = read_stored(pack, path, e, false)?;
-                    let plain =
-                        blob::decode(key, &e.id, &stored).map_err(|err| err.with_path(path))?;
-                    let mut n = 0;
-                    for &(at, len, off) in targets {
-                        let piece = off
-                            .checked_add(len)
-                            .filter(|&end| end <= plain.len() as u64)
-                            .map(|end| &plain[off as usize..end as usize])
-                            .ok_or_else(|| {
-                                Error::corrupt(
-                                    format!("blob {}", e.id),
-                                    None,
-                                    format!(
-                                        "a manifest reads {off}+{len} of its {} bytes",
-                                        plain.len()
-                                    ),
-                                )
-                            })?;
-                        image
-                            .write_all_at(piece, at)
-                            .map_err(|err| Error::io("writing the image", Some(out), err))?;
-                        n += len;
+        let mut blobs = 0u64;
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(AlignedBuf, u64, Vec<(u64, u64)>)>(1);
+            let (back, free) = std::sync::mpsc::channel::<AlignedBuf>();
+            let direct = &mut direct;
+            let writer = scope.spawn(move || -> std::io::Result<()> {
+                for (buf, w0, runs) in rx {
+                    for (at, n) in runs {
+                        let from = (at - w0) as usize;
+                        write_all_at(image, &buf.as_slice()[from..from + n as usize], at, direct)?;
                     }
-                    Ok(n)
-                })
-                .try_reduce(|| 0, |a, b| Ok(a + b))?;
-            written += n;
-            if !progress(n) {
-                return Err(Error::Cancelled {
-                    what: "materialize".into(),
-                });
-            }
-            start = end;
+                    let _ = back.send(buf);
+                }
+                Ok(())
+            });
+            let mut spare = vec![
+                AlignedBuf::new(WINDOW as usize),
+                AlignedBuf::new(WINDOW as usize),
+            ];
+            let mut first = 0;
+            let produced = (|| -> Result<()> {
+                let mut w0 = 0;
+                while w0 < size {
+                    let w1 = (w0 + WINDOW).min(size);
+                    while first < pieces.len() && pieces[first].end() <= w0 {
+                        first += 1;
+                    }
+                    let here: Vec<Piece> = pieces[first..]
+                        .iter()
+                        .take_while(|p| p.start < w1)
+                        .map(|p| p.clip(w0, w1))
+                        .collect();
+                    if !here.is_empty() {
+                        let mut buf = match spare.pop() {
+                            Some(b) => b,
+                            None => free.recv().map_err(|_| writer_gone(out))?,
+                        };
+                        let runs = fill(&mut buf, w0, &here, &locs, key)?;
+                        blobs += runs.1;
+                        let n: u64 = here.iter().map(|p| p.len).sum();
+                        written += n;
+                        tx.send((buf, w0, runs.0)).map_err(|_| writer_gone(out))?;
+                        if !progress(n) {
+                            return Err(Error::Cancelled {
+                                what: "materialize".into(),
+                            });
+                        }
+                    }
+                    w0 = w1;
+                }
+                Ok(())
+            })();
+            drop(tx);
+            let w = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            w.map_err(io)?;
+            produced
+        })?;
+        if direct {
+            crate::sys::set_direct(image, false);
         }
+        image.set_len(size).map_err(io)?;
         file.commit()?;
         Ok(Materialized {
             point,
             disk: disk.to_string(),
             path: out.to_path_buf(),
-            size: map.disk_size(),
+            size,
             data_bytes: written,
-            blobs: work.len() as u64,
+            blobs,
         })
     }
+
+    /// Where each blob `pieces` read is stored, with its pack opened.
+    fn locate(&self, pieces: &[Piece], disk: &str, point: PointId) -> Result<Locations> {
+        let index = self.refreshed_index()?;
+        let mut blobs = HashMap::new();
+        let mut packs: HashMap<PackId, (File, PathBuf)> = HashMap::new();
+        for p in pieces {
+            if blobs.contains_key(&p.id) {
+                continue;
+            }
+            let Some((pack, e)) = index.get(&p.id) else {
+                return Err(Error::corrupt(
+                    format!("disk `{disk}` at point {}", point.to_hex()),
+                    None,
+                    format!("it references blob {}, which the vault lacks", p.id),
+                ));
+            };
+            if !packs.contains_key(pack) {
+                let path = self.layout.pack(pack);
+                let f =
+                    File::open(&path).map_err(|e| Error::io("opening a pack", Some(&path), e))?;
+                packs.insert(*pack, (f, path));
+            }
+            blobs.insert(p.id, (*pack, *e));
+        }
+        Ok(Locations { blobs, packs })
+    }
+}
+
+/// Bytes of the image assembled in memory and written together.
+const WINDOW: u64 = 32 << 20;
+
+/// A range of the disk read from a blob.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    start: u64,
+    len: u64,
+    id: BlobId,
+    /// Offset in the blob's plaintext.
+    offset: u64,
+}
+
+impl Piece {
+    fn end(&self) -> u64 {
+        self.start + self.len
+    }
+
+    /// The part within `w0..w1`.
+    fn clip(&self, w0: u64, w1: u64) -> Piece {
+        let start = self.start.max(w0);
+        let end = self.end().min(w1);
+        Piece {
+            start,
+            len: end - start,
+            id: self.id,
+            offset: self.offset + (start - self.start),
+        }
+    }
+}
+
+/// Blob locations and open packs.
+struct Locations {
+    blobs: HashMap<BlobId, (PackId, IndexEntry)>,
+    packs: HashMap<PackId, (File, PathBuf)>,
+}
+
+fn writer_gone(out: &Path) -> Error {
+    Error::io(
+        "writing the image",
+        Some(out),
+        std::io::Error::other("the writer thread stopped"),
+    )
+}
+
+/// Assembles the window at `w0` (`pieces` in disk order, within it) in `buf`: the runs of
+/// aligned blocks the pieces touch, with what they do not cover zeroed, each blob decoded
+/// (authenticated) once on the pool. Returns the runs (disk offset, length) and the number of
+/// blobs decoded.
+fn fill(
+    buf: &mut AlignedBuf,
+    w0: u64,
+    pieces: &[Piece],
+    locs: &Locations,
+    key: &Key,
+) -> Result<(Vec<(u64, u64)>, u64)> {
+    let a = ALIGN as u64;
+    let b = buf.as_mut_slice();
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut cursor = w0; // end of what is filled or zeroed
+    for p in pieces {
+        let lo = p.start / a * a;
+        let hi = p.end().div_ceil(a) * a;
+        match runs.last_mut() {
+            Some(r) if lo <= r.0 + r.1 => {
+                b[(cursor - w0) as usize..(p.start - w0) as usize].fill(0);
+                r.1 = r.1.max(hi - r.0);
+            }
+            _ => {
+                if let Some(r) = runs.last() {
+                    b[(cursor - w0) as usize..(r.0 + r.1 - w0) as usize].fill(0);
+                }
+                b[(lo - w0) as usize..(p.start - w0) as usize].fill(0);
+                runs.push((lo, hi - lo));
+            }
+        }
+        cursor = p.end();
+    }
+    if let Some(r) = runs.last() {
+        b[(cursor - w0) as usize..(r.0 + r.1 - w0) as usize].fill(0);
+    }
+    // Disjoint targets, grouped by blob.
+    let mut by_blob: HashMap<BlobId, Vec<(&mut [u8], u64)>> = HashMap::new();
+    let mut rest = b;
+    let mut base = w0;
+    for p in pieces {
+        let (_, tail) = rest.split_at_mut((p.start - base) as usize);
+        let (mine, tail) = tail.split_at_mut(p.len as usize);
+        rest = tail;
+        base = p.end();
+        by_blob.entry(p.id).or_default().push((mine, p.offset));
+    }
+    let groups: Vec<(BlobId, Vec<(&mut [u8], u64)>)> = by_blob.into_iter().collect();
+    let n = groups.len() as u64;
+    groups.into_par_iter().try_for_each(|(id, targets)| {
+        let (pack, e) = &locs.blobs[&id];
+        let (f, path) = &locs.packs[pack];
+        let stored = read_stored(f, path, e, false)?;
+        let plain = blob::decode(key, &id, &stored).map_err(|err| err.with_path(path))?;
+        for (t, off) in targets {
+            let piece = off
+                .checked_add(t.len() as u64)
+                .filter(|&end| end <= plain.len() as u64)
+                .map(|end| &plain[off as usize..end as usize])
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        format!("blob {id}"),
+                        None,
+                        format!(
+                            "a manifest reads {off}+{} of its {} bytes",
+                            t.len(),
+                            plain.len()
+                        ),
+                    )
+                })?;
+            t.copy_from_slice(piece);
+        }
+        Ok(())
+    })?;
+    Ok((runs, n))
 }
 
 /// Checks that `key` is the point's and, unless pruning merged it, that its manifests
