@@ -312,6 +312,9 @@ impl Piece {
     }
 }
 
+/// Where a blob's bytes go in a window: (target, offset in the blob's plaintext).
+type Targets<'a> = Vec<(&'a mut [u8], u64)>;
+
 /// Blob locations and open packs.
 struct Locations {
     blobs: HashMap<BlobId, (PackId, IndexEntry)>,
@@ -363,7 +366,7 @@ fn fill(
         b[(cursor - w0) as usize..(r.0 + r.1 - w0) as usize].fill(0);
     }
     // Disjoint targets, grouped by blob.
-    let mut by_blob: HashMap<BlobId, Vec<(&mut [u8], u64)>> = HashMap::new();
+    let mut by_blob: HashMap<BlobId, Targets<'_>> = HashMap::new();
     let mut rest = b;
     let mut base = w0;
     for p in pieces {
@@ -373,7 +376,7 @@ fn fill(
         base = p.end();
         by_blob.entry(p.id).or_default().push((mine, p.offset));
     }
-    let groups: Vec<(BlobId, Vec<(&mut [u8], u64)>)> = by_blob.into_iter().collect();
+    let groups: Vec<(BlobId, Targets<'_>)> = by_blob.into_iter().collect();
     let n = groups.len() as u64;
     groups.into_par_iter().try_for_each(|(id, targets)| {
         let (pack, e) = &locs.blobs[&id];
