@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! cargo run --release --example vault -- seed IMAGE WORK VAULT
+//! cargo run --release --example vault -- ingest WORK VAULT
 //! cargo run --release --example vault -- round IMAGE WRITES WORK VAULT
 //! cargo run --release --example vault -- failover WORK VAULT OUTDIR base|latest
 //! cargo run --release --example vault -- verify WORK VAULT
 //! ```
 //! `seed` creates a key (`WORK/key.rckey`, raw key in `WORK/master`), seeds IMAGE (1 MiB
-//! chunks) into `WORK` with its change log and ship state, creates VAULT and ingests the base
-//! (timed). `round` records the guest writes listed in WRITES (`offset length` per line) with
+//! chunks) into `WORK` with its change log and ship state (timed) and creates VAULT; `ingest`
+//! ingests the base (timed). `round` records the guest writes listed in WRITES (`offset length` per line) with
 //! IMAGE's bytes into the change log, marks, rotates, ships and ingests the point (timed as
 //! capture + ship, and ingest). `failover` writes every disk of the base or latest point into
 //! OUTDIR (timed). `verify` checks the vault with the key (timed). Each prints one line of
@@ -38,7 +39,7 @@ fn key(work: &Path) -> replicore::Result<Key> {
 
 fn main() -> replicore::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: vault seed IMAGE WORK VAULT | round IMAGE WRITES WORK VAULT | \
+    let usage = "usage: vault seed IMAGE WORK VAULT | ingest WORK VAULT | round IMAGE WRITES WORK VAULT | \
                  failover WORK VAULT OUTDIR base|latest | verify WORK VAULT";
     let arg = |i: usize| args.get(i).map(String::as_str).expect(usage);
     let sampler = AnonSampler::start();
@@ -62,14 +63,20 @@ fn main() -> replicore::Result<()> {
             )?;
             let seed_s = t.elapsed().as_secs_f64();
             s.state.save(work.join("state.rcship"))?;
-            drop(s.log);
-            let v = Vault::create(vault)?;
-            let t = Instant::now();
-            let i = v.ingest(&s.bundle.path, &mut |_, _| true)?;
-            let ingest_s = t.elapsed().as_secs_f64();
+            Vault::create(vault)?;
             println!(
-                "mode=seed seed={seed_s:.3} ingest={ingest_s:.3} bundle_bytes={} stored_bytes={} peak_anon_kib={}",
+                "mode=seed seed={seed_s:.3} bundle_bytes={} peak_anon_kib={}",
                 s.bundle.file_bytes,
+                sampler.peak()
+            );
+        }
+        "ingest" => {
+            let (work, vault) = (Path::new(arg(2)), Vault::open(arg(3))?);
+            let t = Instant::now();
+            let i = vault.ingest(work.join("base.rcb"), &mut |_, _| true)?;
+            println!(
+                "mode=ingest seconds={:.3} stored_bytes={} peak_anon_kib={}",
+                t.elapsed().as_secs_f64(),
                 i.bytes_stored,
                 sampler.peak()
             );

@@ -24,6 +24,9 @@
 // Bytes of a key id.
 #define REPLICORE_KEY_ID_LEN 16
 
+// Bytes of a recovery point's id.
+#define REPLICORE_POINT_ID_LEN 32
+
 // Major version of the library (as in `Cargo.toml`).
 #define REPLICORE_VERSION_MAJOR 0
 
@@ -128,6 +131,18 @@ typedef uint32_t replicore_rotation_recovery;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Which point `replicore_vault_select` picks.
+typedef enum {
+  // The newest point.
+  REPLICORE_SELECT_LATEST = 1,
+  // The newest app-consistent point.
+  REPLICORE_SELECT_LATEST_APP = 2,
+  // The newest point at or before a time.
+  REPLICORE_SELECT_AT_OR_BEFORE = 3,
+  // The point with an id.
+  REPLICORE_SELECT_ID = 4,
+} replicore_selector;
+
 // Consistency of a recovery point.
 enum replicore_marker_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -196,6 +211,14 @@ typedef struct replicore_log replicore_log;
 // Thread safety: immutable once made; may be shared between threads and used by several at
 // once.
 typedef struct replicore_signature replicore_signature;
+
+// A vault on a directory (see the Rust `Vault`). Created by `replicore_vault_create` or
+// `replicore_vault_open`, freed by `replicore_vault_free`.
+//
+// Thread safety: may be shared between threads and used by several at once: ingests of
+// different groups, materializes, verifies and listings run side by side (the vault's
+// advisory locks order them; a conflicting operation gets `REPLICORE_ERR_LOCKED`).
+typedef struct replicore_vault replicore_vault;
 
 // Progress of a long call: `done` of `total` bytes. Called on the calling thread with the
 // `user` pointer given to the call; return 0 to go on, non-zero to cancel (the call then
@@ -310,6 +333,42 @@ typedef struct {
   // The target's size afterwards.
   uint64_t final_size;
 } replicore_apply_stats;
+
+// What `replicore_vault_ingest` did.
+typedef struct {
+  // 1 when the point was added; 0 when it was already there (nothing changed).
+  uint32_t added;
+  // The point's sequence number.
+  uint64_t seq;
+  // The point's id.
+  uint8_t id[REPLICORE_POINT_ID_LEN];
+  // Blobs stored and their stored bytes.
+  uint64_t blobs_stored;
+  // Stored bytes of those blobs.
+  uint64_t bytes_stored;
+  // Blobs of the bundle the vault held already.
+  uint64_t blobs_deduplicated;
+} replicore_ingest_info;
+
+// A recovery point (from `replicore_vault_points` and `replicore_vault_select`).
+typedef struct {
+  // The point's id (the BLAKE3 of the header it was shipped with).
+  uint8_t id[REPLICORE_POINT_ID_LEN];
+  // The previous point's id (zeros for the base).
+  uint8_t parent[REPLICORE_POINT_ID_LEN];
+  // Sequence number in the group (0 for the base).
+  uint64_t seq;
+  // Time of the point, nanoseconds since the Unix epoch.
+  uint64_t time_ns;
+  // 1 crash-consistent, 2 app-consistent.
+  uint32_t consistency;
+  // 1 base, 2 incremental.
+  uint32_t kind;
+  // Disks of the group.
+  uint64_t disks;
+  // Sum of the disks' sizes in bytes.
+  uint64_t total_size;
+} replicore_point_info;
 
 #ifdef __cplusplus
 extern "C" {
@@ -744,6 +803,127 @@ replicore_status replicore_resync(const char *source,
 // The name of a status value (`"REPLICORE_ERR_CORRUPT"`), or NULL for a value that is not a
 // status. The string is static: never free it.
 const char *replicore_status_name(uint32_t status);
+
+// Creates a vault in the directory `path` (created if missing; it must be empty) and opens it
+// into `*vault_out` (free with `replicore_vault_free`).
+//
+// # Safety
+//
+// `path` is NULL or NUL-terminated; `vault_out` is NULL or writable.
+replicore_status replicore_vault_create(const char *path, replicore_vault **vault_out);
+
+// Opens the vault in the directory `path` into `*vault_out` (free with
+// `replicore_vault_free`); leftovers of interrupted operations are removed when no one else is
+// working in it. A directory that is not a vault is `REPLICORE_ERR_NOT_FOUND`.
+//
+// # Safety
+//
+// `path` is NULL or NUL-terminated; `vault_out` is NULL or writable.
+replicore_status replicore_vault_open(const char *path, replicore_vault **vault_out);
+
+// Frees a vault handle (the vault on disk stays). NULL is accepted.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault that no other thread is using.
+void replicore_vault_free(replicore_vault *vault);
+
+// Ingests the bundle at `bundle_path` without the key: integrity checked, chain checked (a
+// bundle that does not continue its group's chain is `REPLICORE_ERR_CHAIN_BROKEN`), only new
+// blobs stored, the point committed atomically. The same bundle again changes nothing
+// (`added` 0). What happened goes to `*info_out` unless NULL. Progress counts bundle bytes.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `bundle_path` is NULL or NUL-terminated; `callback` may be
+// called with `user`; `info_out` is NULL or writable.
+replicore_status replicore_vault_ingest(const replicore_vault *vault,
+                                        const char *bundle_path,
+                                        replicore_progress_callback callback,
+                                        void *user,
+                                        replicore_ingest_info *info_out);
+
+// Lists the points of `group`, oldest first: the first `capacity` of them go to `points_out`
+// (which may be NULL when `capacity` is 0) and their total number to `*count_out`. Call with
+// capacity 0 to learn the count. An unknown group is `REPLICORE_ERR_NOT_FOUND`.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `points_out` is NULL or
+// writable for `capacity` entries; `count_out` is NULL or writable.
+replicore_status replicore_vault_points(const replicore_vault *vault,
+                                        const char *group,
+                                        replicore_point_info *points_out,
+                                        size_t capacity,
+                                        size_t *count_out);
+
+// Picks a point of `group`: the newest, the newest app-consistent, the newest at or before
+// `time_ns`, or the one whose id is the 32 bytes at `id` (read only for
+// `REPLICORE_SELECT_ID`; may be NULL otherwise). No such point is `REPLICORE_ERR_NOT_FOUND`.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `id` is NULL or
+// readable for 32 bytes; `info_out` is NULL or writable.
+replicore_status replicore_vault_select(const replicore_vault *vault,
+                                        const char *group,
+                                        replicore_selector selector,
+                                        uint64_t time_ns,
+                                        const uint8_t *id,
+                                        replicore_point_info *info_out);
+
+// Writes disk `disk` of `group` as it was at the point whose id is the 32 bytes at `point_id`
+// to a new raw image at `out_path` (it must not exist; it appears once complete and synced).
+// Needs the group's key: every blob and every point's manifests are authenticated (a wrong key
+// or tampered data is `REPLICORE_ERR_AUTHENTICATION`). Progress counts bytes written.
+//
+// # Safety
+//
+// `vault` and `key` are NULL or live handles; strings are NULL or NUL-terminated; `point_id`
+// is NULL or readable for 32 bytes; `callback` may be called with `user`.
+replicore_status replicore_vault_materialize(const replicore_vault *vault,
+                                             const char *group,
+                                             const uint8_t *point_id,
+                                             const char *disk,
+                                             const replicore_key *key,
+                                             const char *out_path,
+                                             replicore_progress_callback callback,
+                                             void *user);
+
+// Fails `group` over: writes every disk of the point `selector` picks (as for
+// `replicore_vault_select`) as `out_dir/<disk>.img` (characters other than letters, digits,
+// `.`, `_` and `-` in a disk name become `_`). The number of images goes to `*count_out`
+// unless NULL. Progress counts bytes written across the disks.
+//
+// # Safety
+//
+// As for `replicore_vault_select` and `replicore_vault_materialize`; `count_out` is NULL or
+// writable.
+replicore_status replicore_vault_failover(const replicore_vault *vault,
+                                          const char *group,
+                                          replicore_selector selector,
+                                          uint64_t time_ns,
+                                          const uint8_t *id,
+                                          const replicore_key *key,
+                                          const char *out_dir,
+                                          replicore_progress_callback callback,
+                                          void *user,
+                                          uint64_t *count_out);
+
+// Checks the vault: without a key (`key` NULL) its structure and every stored byte; with the
+// group's key, also every blob's decryption and every point's manifests. Damage is not an
+// error: the number of damaged things goes to `*damaged_out` (0 for a sound vault), and the
+// first one's description to the thread's last-error text. Progress counts pack bytes read.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `key` is NULL or a live key; `callback` may be called with
+// `user`; `damaged_out` is NULL or writable.
+replicore_status replicore_vault_verify(const replicore_vault *vault,
+                                        const replicore_key *key,
+                                        replicore_progress_callback callback,
+                                        void *user,
+                                        uint64_t *damaged_out);
 
 // The library's version string (`"0.1.0"`), static: never free it.
 const char *replicore_version(void);

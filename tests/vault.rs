@@ -335,10 +335,23 @@ fn pieces_across_the_materialize_window_edges_land_where_they_belong() {
     };
     let disks = [("big", path.as_path())];
     let base = dir.path().join("base.rcb");
-    let mut s = seed("g", &disks, &k, dir.path().join("l.rclog"), &base, &opts, &mut ok).unwrap();
+    let mut s = seed(
+        "g",
+        &disks,
+        &k,
+        dir.path().join("l.rclog"),
+        &base,
+        &opts,
+        &mut ok,
+    )
+    .unwrap();
     // Unaligned writes and a trim across both window edges and the disk's unaligned end.
     let mut model = img.clone();
-    for (at, len, seed) in [(w - 3001, 7777, 3), (2 * w - 1, 2, 4), (2 * w + 4000, 1000, 5)] {
+    for (at, len, seed) in [
+        (w - 3001, 7777, 3),
+        (2 * w - 1, 2, 4),
+        (2 * w + 4000, 1000, 5),
+    ] {
         let data = noise(len, seed);
         s.log.record_write(0, at as u64, &data).unwrap();
         model[at..at + len].copy_from_slice(&data);

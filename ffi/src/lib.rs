@@ -33,6 +33,7 @@ pub mod log;
 pub mod panic;
 pub mod resync;
 pub mod status;
+pub mod vault;
 pub mod version;
 
 pub use status::replicore_status;

@@ -12,9 +12,10 @@ use super::{BlobIndex, Vault};
 use crate::bundle::Bundle;
 use crate::bundle::format::{BundleKind, encode_manifests};
 use crate::error::{Error, Result};
-use crate::id::PointId;
+use crate::id::{BlobId, PointId};
 use crate::resync::Progress;
 use crate::sys::LockMode;
+use rayon::prelude::*;
 
 /// What [`Vault::ingest`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,7 +211,10 @@ struct Stored {
 }
 
 impl Stored {
-    /// Streams the bundle (checking it whole) and copies the blobs `index` lacks into packs.
+    /// Streams the bundle (checking it whole) and copies the blobs `index` lacks into packs:
+    /// the caller's thread reads (and hashes the bundle's trailer), the pool hashes each stored
+    /// blob for the pack index, a writer thread appends to the packs. The packs are published
+    /// only once the whole bundle checked out.
     fn write(
         &mut self,
         layout: &Layout,
@@ -220,38 +224,85 @@ impl Stored {
     ) -> Result<()> {
         let total = bundle.blob_section_len();
         let mut done = 0u64;
-        let mut pack: Option<PackWriter> = None;
-        let mut finished = Vec::new();
-        bundle.for_each_blob(|id, bytes| {
-            done += (super::pack::ENTRY_LEN + bytes.len()) as u64;
-            if index.contains(id) {
-                self.deduplicated += 1;
-            } else {
-                let w = match pack.as_mut() {
-                    Some(w) => w,
-                    None => pack.insert(PackWriter::create(layout)?),
-                };
-                w.add(id, bytes)?;
-                self.blobs += 1;
-                self.bytes += bytes.len() as u64;
-                if w.len() >= PACK_TARGET {
-                    finished.push(pack.take().expect("a pack is open"));
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Hashed>>(2);
+            let writer = scope.spawn(move || -> Result<Vec<PackWriter>> {
+                let mut open: Option<PackWriter> = None;
+                let mut full = Vec::new();
+                for batch in rx {
+                    for (id, bytes, hash) in batch {
+                        let w = match open.as_mut() {
+                            Some(w) => w,
+                            None => open.insert(PackWriter::create(layout)?),
+                        };
+                        w.add(&id, &bytes, hash)?;
+                        if w.len() >= PACK_TARGET {
+                            full.extend(open.take());
+                        }
+                    }
                 }
-            }
-            if !progress(done, total) {
-                return Err(Error::Cancelled {
-                    what: "ingest".into(),
-                });
+                full.extend(open);
+                Ok(full)
+            });
+            let mut batch: Vec<(BlobId, Vec<u8>)> = Vec::new();
+            let mut batch_bytes = 0usize;
+            let send = |batch: &mut Vec<(BlobId, Vec<u8>)>| -> Result<()> {
+                let hashed: Vec<Hashed> = std::mem::take(batch)
+                    .into_par_iter()
+                    .map(|(id, b)| {
+                        let h = *blake3::hash(&b).as_bytes();
+                        (id, b, h)
+                    })
+                    .collect();
+                tx.send(hashed).map_err(|_| {
+                    Error::io(
+                        "writing a pack",
+                        None,
+                        std::io::Error::other("the pack writer stopped"),
+                    )
+                })
+            };
+            let read = bundle.for_each_blob(|id, bytes| {
+                done += (super::pack::ENTRY_LEN + bytes.len()) as u64;
+                if index.contains(id) {
+                    self.deduplicated += 1;
+                } else {
+                    self.blobs += 1;
+                    self.bytes += bytes.len() as u64;
+                    batch_bytes += bytes.len();
+                    batch.push((*id, bytes.to_vec()));
+                    if batch_bytes >= HASH_BATCH {
+                        batch_bytes = 0;
+                        send(&mut batch)?;
+                    }
+                }
+                if !progress(done, total) {
+                    return Err(Error::Cancelled {
+                        what: "ingest".into(),
+                    });
+                }
+                Ok(())
+            });
+            let sent = read.and_then(|_| send(&mut batch));
+            drop(tx);
+            let packs = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            // The bundle's own error explains a failed send; report it first.
+            sent?;
+            for w in packs? {
+                w.finish(layout)?;
             }
             Ok(())
-        })?;
-        // The bundle checked out whole: publish the packs (each pack, then its index).
-        for w in finished.into_iter().chain(pack) {
-            w.finish(layout)?;
-        }
-        Ok(())
+        })
     }
 }
+
+/// Stored bytes of new blobs hashed together on the pool.
+const HASH_BATCH: usize = 32 << 20;
+
+/// A blob to store: id, stored bytes, their BLAKE3.
+type Hashed = (BlobId, Vec<u8>, [u8; 32]);
 
 /// Removes what interrupted operations left: temporary files, packs without an index, point
 /// files their group's head does not reach (or of a group without a head). Runs only under the

@@ -196,8 +196,8 @@ impl PackWriter {
         self.out.written()
     }
 
-    /// Appends a sealed blob.
-    pub fn add(&mut self, id: &BlobId, stored: &[u8]) -> Result<()> {
+    /// Appends a sealed blob; `hash` is the BLAKE3 of `stored`.
+    pub fn add(&mut self, id: &BlobId, stored: &[u8], hash: [u8; 32]) -> Result<()> {
         let mut h = Writer::with_capacity(ENTRY_LEN);
         h.u8(ENTRY_BLOB)
             .zeros(3)
@@ -211,7 +211,7 @@ impl PackWriter {
             id: *id,
             offset: self.out.written() - stored.len() as u64,
             len: stored.len() as u32,
-            hash: *blake3::hash(stored).as_bytes(),
+            hash,
         });
         Ok(())
     }

@@ -1,0 +1,413 @@
+//! The vault from C: create or open, ingest bundles, list and select points, materialize a
+//! disk or fail a group over, verify.
+
+use std::ffi::{c_char, c_void};
+use std::time::{Duration, UNIX_EPOCH};
+
+use replicore::PointId;
+use replicore::bundle::BundleKind;
+use replicore::log::MarkerKind;
+use replicore::vault::{RecoveryPoint, Selector, Vault};
+
+use crate::handle::{self, Handle, run};
+use crate::key::replicore_key;
+use crate::resync::{replicore_progress_callback, with_progress};
+use crate::status::replicore_status;
+
+/// A vault on a directory (see the Rust `Vault`). Created by `replicore_vault_create` or
+/// `replicore_vault_open`, freed by `replicore_vault_free`.
+///
+/// Thread safety: may be shared between threads and used by several at once: ingests of
+/// different groups, materializes, verifies and listings run side by side (the vault's
+/// advisory locks order them; a conflicting operation gets `REPLICORE_ERR_LOCKED`).
+#[allow(non_camel_case_types)]
+pub struct replicore_vault {
+    _private: [u8; 0],
+}
+
+// SAFETY: zero-sized, never constructed; pointers to it come only from `into_raw`.
+unsafe impl Handle for replicore_vault {
+    type Inner = Vault;
+}
+
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Vault>()
+};
+
+/// Bytes of a recovery point's id.
+pub const REPLICORE_POINT_ID_LEN: usize = 32;
+
+/// Which point `replicore_vault_select` picks.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum replicore_selector {
+    /// The newest point.
+    REPLICORE_SELECT_LATEST = 1,
+    /// The newest app-consistent point.
+    REPLICORE_SELECT_LATEST_APP = 2,
+    /// The newest point at or before a time.
+    REPLICORE_SELECT_AT_OR_BEFORE = 3,
+    /// The point with an id.
+    REPLICORE_SELECT_ID = 4,
+}
+
+/// A recovery point (from `replicore_vault_points` and `replicore_vault_select`).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct replicore_point_info {
+    /// The point's id (the BLAKE3 of the header it was shipped with).
+    pub id: [u8; REPLICORE_POINT_ID_LEN],
+    /// The previous point's id (zeros for the base).
+    pub parent: [u8; REPLICORE_POINT_ID_LEN],
+    /// Sequence number in the group (0 for the base).
+    pub seq: u64,
+    /// Time of the point, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    /// 1 crash-consistent, 2 app-consistent.
+    pub consistency: u32,
+    /// 1 base, 2 incremental.
+    pub kind: u32,
+    /// Disks of the group.
+    pub disks: u64,
+    /// Sum of the disks' sizes in bytes.
+    pub total_size: u64,
+}
+
+/// What `replicore_vault_ingest` did.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct replicore_ingest_info {
+    /// 1 when the point was added; 0 when it was already there (nothing changed).
+    pub added: u32,
+    /// The point's sequence number.
+    pub seq: u64,
+    /// The point's id.
+    pub id: [u8; REPLICORE_POINT_ID_LEN],
+    /// Blobs stored and their stored bytes.
+    pub blobs_stored: u64,
+    /// Stored bytes of those blobs.
+    pub bytes_stored: u64,
+    /// Blobs of the bundle the vault held already.
+    pub blobs_deduplicated: u64,
+}
+
+fn point_info(p: &RecoveryPoint) -> replicore_point_info {
+    replicore_point_info {
+        id: p.id.0,
+        parent: p.parent.0,
+        seq: p.seq,
+        time_ns: p
+            .time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        consistency: match p.consistency {
+            MarkerKind::Crash => 1,
+            MarkerKind::App => 2,
+        },
+        kind: match p.kind {
+            BundleKind::Base => 1,
+            BundleKind::Incremental => 2,
+        },
+        disks: p.disks.len() as u64,
+        total_size: p.disks.iter().map(|d| d.size).sum(),
+    }
+}
+
+/// Creates a vault in the directory `path` (created if missing; it must be empty) and opens it
+/// into `*vault_out` (free with `replicore_vault_free`).
+///
+/// # Safety
+///
+/// `path` is NULL or NUL-terminated; `vault_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_create(
+    path: *const c_char,
+    vault_out: *mut *mut replicore_vault,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let path = unsafe { handle::str(path, "path") }?;
+        let out = unsafe { handle::out(vault_out, "vault_out") }?;
+        *out = handle::into_raw::<replicore_vault>(Vault::create(path)?);
+        Ok(())
+    })
+}
+
+/// Opens the vault in the directory `path` into `*vault_out` (free with
+/// `replicore_vault_free`); leftovers of interrupted operations are removed when no one else is
+/// working in it. A directory that is not a vault is `REPLICORE_ERR_NOT_FOUND`.
+///
+/// # Safety
+///
+/// `path` is NULL or NUL-terminated; `vault_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_open(
+    path: *const c_char,
+    vault_out: *mut *mut replicore_vault,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let path = unsafe { handle::str(path, "path") }?;
+        let out = unsafe { handle::out(vault_out, "vault_out") }?;
+        *out = handle::into_raw::<replicore_vault>(Vault::open(path)?);
+        Ok(())
+    })
+}
+
+/// Frees a vault handle (the vault on disk stays). NULL is accepted.
+///
+/// # Safety
+///
+/// `vault` is NULL or a live vault that no other thread is using.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_free(vault: *mut replicore_vault) {
+    // SAFETY: per this function's contract.
+    crate::ffi_boundary! { unsafe { handle::free(vault) } }
+}
+
+/// Ingests the bundle at `bundle_path` without the key: integrity checked, chain checked (a
+/// bundle that does not continue its group's chain is `REPLICORE_ERR_CHAIN_BROKEN`), only new
+/// blobs stored, the point committed atomically. The same bundle again changes nothing
+/// (`added` 0). What happened goes to `*info_out` unless NULL. Progress counts bundle bytes.
+///
+/// # Safety
+///
+/// `vault` is NULL or a live vault; `bundle_path` is NULL or NUL-terminated; `callback` may be
+/// called with `user`; `info_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_ingest(
+    vault: *const replicore_vault,
+    bundle_path: *const c_char,
+    callback: replicore_progress_callback,
+    user: *mut c_void,
+    info_out: *mut replicore_ingest_info,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let vault = unsafe { handle::as_ref(vault, "vault") }?;
+        let bundle_path = unsafe { handle::str(bundle_path, "bundle_path") }?;
+        let i = with_progress(callback, user, |p| vault.ingest(bundle_path, p))?;
+        if !info_out.is_null() {
+            // SAFETY: per this function's contract.
+            *unsafe { handle::out(info_out, "info_out") }? = replicore_ingest_info {
+                added: u32::from(i.added),
+                seq: i.seq,
+                id: i.point.0,
+                blobs_stored: i.blobs_stored,
+                bytes_stored: i.bytes_stored,
+                blobs_deduplicated: i.blobs_deduplicated,
+            };
+        }
+        Ok(())
+    })
+}
+
+/// Lists the points of `group`, oldest first: the first `capacity` of them go to `points_out`
+/// (which may be NULL when `capacity` is 0) and their total number to `*count_out`. Call with
+/// capacity 0 to learn the count. An unknown group is `REPLICORE_ERR_NOT_FOUND`.
+///
+/// # Safety
+///
+/// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `points_out` is NULL or
+/// writable for `capacity` entries; `count_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_points(
+    vault: *const replicore_vault,
+    group: *const c_char,
+    points_out: *mut replicore_point_info,
+    capacity: usize,
+    count_out: *mut usize,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let vault = unsafe { handle::as_ref(vault, "vault") }?;
+        let group = unsafe { handle::str(group, "group") }?;
+        let count = unsafe { handle::out(count_out, "count_out") }?;
+        if points_out.is_null() && capacity > 0 {
+            return Err(handle::Failure::Null("points_out"));
+        }
+        let points = vault.points(group)?;
+        for (i, p) in points.iter().take(capacity).enumerate() {
+            // SAFETY: per this function's contract, `points_out` holds `capacity` entries.
+            unsafe { points_out.add(i).write(point_info(p)) };
+        }
+        *count = points.len();
+        Ok(())
+    })
+}
+
+/// Picks a point of `group`: the newest, the newest app-consistent, the newest at or before
+/// `time_ns`, or the one whose id is the 32 bytes at `id` (read only for
+/// `REPLICORE_SELECT_ID`; may be NULL otherwise). No such point is `REPLICORE_ERR_NOT_FOUND`.
+///
+/// # Safety
+///
+/// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `id` is NULL or
+/// readable for 32 bytes; `info_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_select(
+    vault: *const replicore_vault,
+    group: *const c_char,
+    selector: replicore_selector,
+    time_ns: u64,
+    id: *const u8,
+    info_out: *mut replicore_point_info,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let vault = unsafe { handle::as_ref(vault, "vault") }?;
+        let group = unsafe { handle::str(group, "group") }?;
+        let out = unsafe { handle::out(info_out, "info_out") }?;
+        let s = match selector {
+            replicore_selector::REPLICORE_SELECT_LATEST => Selector::Latest,
+            replicore_selector::REPLICORE_SELECT_LATEST_APP => Selector::LatestAppConsistent,
+            replicore_selector::REPLICORE_SELECT_AT_OR_BEFORE => {
+                Selector::AtOrBefore(UNIX_EPOCH + Duration::from_nanos(time_ns))
+            }
+            replicore_selector::REPLICORE_SELECT_ID => {
+                // SAFETY: per this function's contract.
+                Selector::Id(unsafe { point_id(id) }?)
+            }
+        };
+        *out = point_info(&vault.select(group, s)?);
+        Ok(())
+    })
+}
+
+/// Reads a point id from C.
+///
+/// # Safety
+///
+/// `id` is NULL or readable for 32 bytes.
+unsafe fn point_id(id: *const u8) -> Result<PointId, handle::Failure> {
+    // SAFETY: per this function's contract.
+    let b = unsafe { handle::bytes(id, REPLICORE_POINT_ID_LEN, "id") }?;
+    let mut a = [0u8; REPLICORE_POINT_ID_LEN];
+    a.copy_from_slice(b);
+    Ok(PointId(a))
+}
+
+/// Writes disk `disk` of `group` as it was at the point whose id is the 32 bytes at `point_id`
+/// to a new raw image at `out_path` (it must not exist; it appears once complete and synced).
+/// Needs the group's key: every blob and every point's manifests are authenticated (a wrong key
+/// or tampered data is `REPLICORE_ERR_AUTHENTICATION`). Progress counts bytes written.
+///
+/// # Safety
+///
+/// `vault` and `key` are NULL or live handles; strings are NULL or NUL-terminated; `point_id`
+/// is NULL or readable for 32 bytes; `callback` may be called with `user`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn replicore_vault_materialize(
+    vault: *const replicore_vault,
+    group: *const c_char,
+    point_id: *const u8,
+    disk: *const c_char,
+    key: *const replicore_key,
+    out_path: *const c_char,
+    callback: replicore_progress_callback,
+    user: *mut c_void,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let vault = unsafe { handle::as_ref(vault, "vault") }?;
+        let group = unsafe { handle::str(group, "group") }?;
+        let point = unsafe { self::point_id(point_id) }?;
+        let disk = unsafe { handle::str(disk, "disk") }?;
+        let key = unsafe { handle::as_ref(key, "key") }?;
+        let out = unsafe { handle::str(out_path, "out_path") }?;
+        with_progress(callback, user, |p| {
+            vault.materialize(group, point, disk, key, out, p)
+        })?;
+        Ok(())
+    })
+}
+
+/// Fails `group` over: writes every disk of the point `selector` picks (as for
+/// `replicore_vault_select`) as `out_dir/<disk>.img` (characters other than letters, digits,
+/// `.`, `_` and `-` in a disk name become `_`). The number of images goes to `*count_out`
+/// unless NULL. Progress counts bytes written across the disks.
+///
+/// # Safety
+///
+/// As for `replicore_vault_select` and `replicore_vault_materialize`; `count_out` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn replicore_vault_failover(
+    vault: *const replicore_vault,
+    group: *const c_char,
+    selector: replicore_selector,
+    time_ns: u64,
+    id: *const u8,
+    key: *const replicore_key,
+    out_dir: *const c_char,
+    callback: replicore_progress_callback,
+    user: *mut c_void,
+    count_out: *mut u64,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let vault = unsafe { handle::as_ref(vault, "vault") }?;
+        let group = unsafe { handle::str(group, "group") }?;
+        let key = unsafe { handle::as_ref(key, "key") }?;
+        let out_dir = unsafe { handle::str(out_dir, "out_dir") }?;
+        let s = match selector {
+            replicore_selector::REPLICORE_SELECT_LATEST => Selector::Latest,
+            replicore_selector::REPLICORE_SELECT_LATEST_APP => Selector::LatestAppConsistent,
+            replicore_selector::REPLICORE_SELECT_AT_OR_BEFORE => {
+                Selector::AtOrBefore(UNIX_EPOCH + Duration::from_nanos(time_ns))
+            }
+            // SAFETY: per this function's contract.
+            replicore_selector::REPLICORE_SELECT_ID => Selector::Id(unsafe { point_id(id) }?),
+        };
+        let written = with_progress(callback, user, |p| {
+            vault.failover(group, s, key, out_dir, p)
+        })?;
+        if !count_out.is_null() {
+            // SAFETY: per this function's contract.
+            *unsafe { handle::out(count_out, "count_out") }? = written.len() as u64;
+        }
+        Ok(())
+    })
+}
+
+/// Checks the vault: without a key (`key` NULL) its structure and every stored byte; with the
+/// group's key, also every blob's decryption and every point's manifests. Damage is not an
+/// error: the number of damaged things goes to `*damaged_out` (0 for a sound vault), and the
+/// first one's description to the thread's last-error text. Progress counts pack bytes read.
+///
+/// # Safety
+///
+/// `vault` is NULL or a live vault; `key` is NULL or a live key; `callback` may be called with
+/// `user`; `damaged_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_verify(
+    vault: *const replicore_vault,
+    key: *const replicore_key,
+    callback: replicore_progress_callback,
+    user: *mut c_void,
+    damaged_out: *mut u64,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let vault = unsafe { handle::as_ref(vault, "vault") }?;
+        let out = unsafe { handle::out(damaged_out, "damaged_out") }?;
+        let key = if key.is_null() {
+            None
+        } else {
+            // SAFETY: per this function's contract.
+            Some(unsafe { handle::as_ref(key, "key") }?)
+        };
+        let report = with_progress(callback, user, |p| vault.verify(key, p))?;
+        if let Some(d) = report.damage.first() {
+            crate::last_error::set(&format!("{}: {}", d.object, d.detail));
+        }
+        *out = report.damage.len() as u64;
+        Ok(())
+    })
+}
