@@ -131,18 +131,6 @@ typedef uint32_t replicore_rotation_recovery;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// Which point `replicore_vault_select` picks.
-typedef enum {
-  // The newest point.
-  REPLICORE_SELECT_LATEST = 1,
-  // The newest app-consistent point.
-  REPLICORE_SELECT_LATEST_APP = 2,
-  // The newest point at or before a time.
-  REPLICORE_SELECT_AT_OR_BEFORE = 3,
-  // The point with an id.
-  REPLICORE_SELECT_ID = 4,
-} replicore_selector;
-
 // Consistency of a recovery point.
 enum replicore_marker_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -180,6 +168,29 @@ enum replicore_sync_policy
 typedef enum replicore_sync_policy replicore_sync_policy;
 #else
 typedef uint32_t replicore_sync_policy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Which point `replicore_vault_select` picks.
+enum replicore_selector
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The newest point.
+  REPLICORE_SELECT_LATEST = 1,
+  // The newest app-consistent point.
+  REPLICORE_SELECT_LATEST_APP = 2,
+  // The newest point at or before a time.
+  REPLICORE_SELECT_AT_OR_BEFORE = 3,
+  // The point with an id.
+  REPLICORE_SELECT_ID = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum replicore_selector replicore_selector;
+#else
+typedef uint32_t replicore_selector;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -867,7 +878,7 @@ replicore_status replicore_vault_points(const replicore_vault *vault,
 // readable for 32 bytes; `info_out` is NULL or writable.
 replicore_status replicore_vault_select(const replicore_vault *vault,
                                         const char *group,
-                                        replicore_selector selector,
+                                        uint32_t selector,
                                         uint64_t time_ns,
                                         const uint8_t *id,
                                         replicore_point_info *info_out);
@@ -901,7 +912,7 @@ replicore_status replicore_vault_materialize(const replicore_vault *vault,
 // writable.
 replicore_status replicore_vault_failover(const replicore_vault *vault,
                                           const char *group,
-                                          replicore_selector selector,
+                                          uint32_t selector,
                                           uint64_t time_ns,
                                           const uint8_t *id,
                                           const replicore_key *key,

@@ -40,7 +40,7 @@ pub const REPLICORE_POINT_ID_LEN: usize = 32;
 
 /// Which point `replicore_vault_select` picks.
 #[allow(non_camel_case_types)]
-#[repr(C)]
+#[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum replicore_selector {
     /// The newest point.
@@ -252,7 +252,7 @@ pub unsafe extern "C" fn replicore_vault_points(
 pub unsafe extern "C" fn replicore_vault_select(
     vault: *const replicore_vault,
     group: *const c_char,
-    selector: replicore_selector,
+    selector: u32,
     time_ns: u64,
     id: *const u8,
     info_out: *mut replicore_point_info,
@@ -262,19 +262,39 @@ pub unsafe extern "C" fn replicore_vault_select(
         let vault = unsafe { handle::as_ref(vault, "vault") }?;
         let group = unsafe { handle::str(group, "group") }?;
         let out = unsafe { handle::out(info_out, "info_out") }?;
-        let s = match selector {
-            replicore_selector::REPLICORE_SELECT_LATEST => Selector::Latest,
-            replicore_selector::REPLICORE_SELECT_LATEST_APP => Selector::LatestAppConsistent,
-            replicore_selector::REPLICORE_SELECT_AT_OR_BEFORE => {
-                Selector::AtOrBefore(UNIX_EPOCH + Duration::from_nanos(time_ns))
-            }
-            replicore_selector::REPLICORE_SELECT_ID => {
-                // SAFETY: per this function's contract.
-                Selector::Id(unsafe { point_id(id) }?)
-            }
-        };
+        // SAFETY: per this function's contract.
+        let s = unsafe { to_selector(selector, time_ns, id) }?;
         *out = point_info(&vault.select(group, s)?);
         Ok(())
+    })
+}
+
+/// The Rust selector of a C one.
+///
+/// # Safety
+///
+/// `id` is NULL or readable for 32 bytes.
+unsafe fn to_selector(
+    selector: u32,
+    time_ns: u64,
+    id: *const u8,
+) -> Result<Selector, handle::Failure> {
+    use replicore_selector::*;
+    Ok(match selector {
+        s if s == REPLICORE_SELECT_LATEST as u32 => Selector::Latest,
+        s if s == REPLICORE_SELECT_LATEST_APP as u32 => Selector::LatestAppConsistent,
+        s if s == REPLICORE_SELECT_AT_OR_BEFORE as u32 => {
+            Selector::AtOrBefore(UNIX_EPOCH + Duration::from_nanos(time_ns))
+        }
+        // SAFETY: per this function's contract.
+        s if s == REPLICORE_SELECT_ID as u32 => Selector::Id(unsafe { point_id(id) }?),
+        s => {
+            return Err(replicore::Error::invalid_argument(
+                "selector",
+                format!("{s} is not a replicore_selector"),
+            )
+            .into());
+        }
     })
 }
 
@@ -341,7 +361,7 @@ pub unsafe extern "C" fn replicore_vault_materialize(
 pub unsafe extern "C" fn replicore_vault_failover(
     vault: *const replicore_vault,
     group: *const c_char,
-    selector: replicore_selector,
+    selector: u32,
     time_ns: u64,
     id: *const u8,
     key: *const replicore_key,
@@ -356,15 +376,8 @@ pub unsafe extern "C" fn replicore_vault_failover(
         let group = unsafe { handle::str(group, "group") }?;
         let key = unsafe { handle::as_ref(key, "key") }?;
         let out_dir = unsafe { handle::str(out_dir, "out_dir") }?;
-        let s = match selector {
-            replicore_selector::REPLICORE_SELECT_LATEST => Selector::Latest,
-            replicore_selector::REPLICORE_SELECT_LATEST_APP => Selector::LatestAppConsistent,
-            replicore_selector::REPLICORE_SELECT_AT_OR_BEFORE => {
-                Selector::AtOrBefore(UNIX_EPOCH + Duration::from_nanos(time_ns))
-            }
-            // SAFETY: per this function's contract.
-            replicore_selector::REPLICORE_SELECT_ID => Selector::Id(unsafe { point_id(id) }?),
-        };
+        // SAFETY: per this function's contract.
+        let s = unsafe { to_selector(selector, time_ns, id) }?;
         let written = with_progress(callback, user, |p| {
             vault.failover(group, s, key, out_dir, p)
         })?;

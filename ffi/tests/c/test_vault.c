@@ -151,6 +151,7 @@ int main(void) {
                  REPLICORE_ERR_NOT_FOUND);
     CHECK_STATUS(replicore_vault_select(again, "vm-c", REPLICORE_SELECT_ID, 0, NULL, &picked),
                  REPLICORE_ERR_NULL_PARAMETER);
+    CHECK_STATUS(replicore_vault_select(again, "vm-c", 99, 0, NULL, &picked), REPLICORE_ERR_INVALID_ARGUMENT);
 
     /* Fail the group over at each point and compare every byte. */
     const unsigned char *want_os[] = {os0, os1, os};
