@@ -106,6 +106,23 @@ pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, V
     Ok((head, chain))
 }
 
+/// The point file `head` names (for listing: see [`PointFile::read_listing`]), checked to be it.
+pub(crate) fn tip(layout: &Layout, head: &Head) -> Result<PointFile> {
+    let path = layout
+        .points(&head.group)
+        .join(PointFile::file_name(head.seq, &head.point));
+    let file = PointFile::read_listing(&path)?;
+    if file.id() != head.point || file.header.group != head.group {
+        return Err(Error::corrupt(
+            format!("chain of group `{}`", head.group),
+            None,
+            "the head's point file holds another point",
+        )
+        .with_path(&path));
+    }
+    Ok(file)
+}
+
 /// Whether `id` is on the chain (used when the same bundle is ingested again).
 pub(crate) fn contains(chain: &[StoredPoint], id: &PointId) -> bool {
     chain.iter().any(|p| p.file.id() == *id)
