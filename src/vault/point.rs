@@ -164,9 +164,9 @@ impl PointFile {
     }
 
     /// Decodes a point file's body (trailer already checked); `whole` also reads the manifests.
-    pub fn decode(body: &[u8], whole: bool) -> Result<PointFile> {
-        let mut r = Reader::new(body, 0, "recovery-point file");
-        Preamble::decode(&mut r, FileKind::Manifest, VERSION_MAJOR)?;
+    /// Parses what comes before the manifests, up to and including their length.
+    fn decode_front(r: &mut Reader<'_>) -> Result<Front> {
+        Preamble::decode(r, FileKind::Manifest, VERSION_MAJOR)?;
         let merged = match r.u8("flags")? {
             0 => false,
             1 => true,
@@ -211,6 +211,24 @@ impl PointFile {
             disks.push(DiskInfo { name, size });
         }
         let ml = r.len_u64("manifests length", MAX_MANIFESTS_LEN)?;
+        Ok(Front {
+            merged,
+            headers,
+            header,
+            disks,
+            manifests_len: ml,
+        })
+    }
+
+    pub fn decode(body: &[u8], whole: bool) -> Result<PointFile> {
+        let mut r = Reader::new(body, 0, "recovery-point file");
+        let Front {
+            merged,
+            headers,
+            header,
+            disks,
+            manifests_len: ml,
+        } = Self::decode_front(&mut r)?;
         let m_at = r.offset();
         let manifests = r.bytes("manifests", ml)?;
         let tag = r.array("tag")?;
@@ -252,15 +270,73 @@ impl PointFile {
         Ok(p)
     }
 
-    /// Reads a point file for listing: neither its trailer nor its manifests are checked
-    /// (that is [`read`](Self::read)'s job, before anything relies on the data).
+    /// Reads a point file for listing: only what comes before its manifests (whose length must
+    /// fit the file's), so listing a chain does not read every manifest. Neither the trailer
+    /// nor the manifests are checked (that is [`read`](Self::read)'s job, before anything
+    /// relies on the data), and the tag is left zero.
     pub fn read_listing(path: &Path) -> Result<PointFile> {
-        let bytes = read_small(path, "recovery-point file", MAX_POINT_FILE)?;
-        let Some(body) = bytes.len().checked_sub(TRAILER_LEN).map(|n| &bytes[..n]) else {
-            return Err(Error::corrupt("recovery-point file", Some(0), "too short").with_path(path));
-        };
-        Self::decode(body, false).map_err(|e| e.with_path(path))
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                what: format!("recovery-point file {}", path.display()),
+            },
+            _ => Error::io("opening", Some(path), e),
+        })?;
+        let len = f
+            .metadata()
+            .map_err(|e| Error::io("reading the size of", Some(path), e))?
+            .len();
+        if len > MAX_POINT_FILE as u64 {
+            return Err(Error::corrupt(
+                "recovery-point file",
+                Some(0),
+                format!("{len} bytes; the largest is {MAX_POINT_FILE}"),
+            )
+            .with_path(path));
+        }
+        // Read a prefix; grow it while the front does not fit in it.
+        let mut want = len.min(64 << 10);
+        loop {
+            let mut buf = vec![0u8; want as usize];
+            f.read_exact_at(&mut buf, 0)
+                .map_err(|e| Error::io("reading", Some(path), e))?;
+            let mut r = Reader::new(&buf, 0, "recovery-point file");
+            match Self::decode_front(&mut r) {
+                Ok(front) => {
+                    let end = r.offset() as u128
+                        + front.manifests_len as u128
+                        + (TAG_LEN + TRAILER_LEN) as u128;
+                    if end != u128::from(len) {
+                        return Err(Error::corrupt(
+                            "recovery-point file",
+                            Some(r.offset()),
+                            "the manifests' length does not fit the file",
+                        )
+                        .with_path(path));
+                    }
+                    return Ok(PointFile {
+                        merged: front.merged,
+                        headers: front.headers,
+                        header: front.header,
+                        disks: front.disks,
+                        manifests: Vec::new(),
+                        tag: [0; TAG_LEN],
+                    });
+                }
+                Err(_) if want < len => want = len.min(want * 8),
+                Err(e) => return Err(e.with_path(path)),
+            }
+        }
     }
+}
+
+/// What comes before a point file's manifests.
+struct Front {
+    merged: bool,
+    headers: Vec<Vec<u8>>,
+    header: BundleHeader,
+    disks: Vec<DiskInfo>,
+    manifests_len: usize,
 }
 
 /// A point file on disk.
@@ -268,4 +344,75 @@ impl PointFile {
 pub(crate) struct StoredPoint {
     pub path: PathBuf,
     pub file: PointFile,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{KeyFile, MasterKey, Secret};
+
+    fn file(headers: usize) -> PointFile {
+        let (kf, _) = KeyFile::create(Secret::Key(&MasterKey::from_bytes([2; 32]))).unwrap();
+        let mut header = BundleHeader {
+            kind: BundleKind::Incremental,
+            consistency: MarkerKind::App,
+            chunk_size: 1 << 20,
+            seq: 0,
+            time_ns: 5,
+            parent: PointId([1; 32]),
+            epoch: [3; 16],
+            generation: 0,
+            group: "g".into(),
+            label: "l".repeat(200),
+            key_file: kf,
+            manifests_digest: [0; 32],
+            disk_count: 1,
+        };
+        let manifests =
+            crate::bundle::format::encode_manifests(&[crate::bundle::format::DiskManifest {
+                name: "d".into(),
+                extents: crate::ExtentMap::new(4096).unwrap(),
+            }])
+            .unwrap();
+        header.manifests_digest = *blake3::hash(&manifests).as_bytes();
+        let headers: Vec<Vec<u8>> = (0..headers)
+            .map(|i| {
+                header.seq = i as u64 + 1;
+                header.encode().unwrap()
+            })
+            .collect();
+        PointFile {
+            merged: false,
+            headers,
+            header,
+            disks: vec![DiskInfo {
+                name: "d".into(),
+                size: 4096,
+            }],
+            manifests,
+            tag: [9; TAG_LEN],
+        }
+    }
+
+    #[test]
+    fn listing_reads_the_front_of_small_and_large_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // 400 headers of about 400 bytes: the front outgrows the first 64 KiB read.
+        for n in [1, 400] {
+            let f = file(n);
+            let path = dir.path().join(format!("{n}.rcpt"));
+            std::fs::write(&path, f.encode().unwrap()).unwrap();
+            let listed = PointFile::read_listing(&path).unwrap();
+            assert_eq!(listed.headers, f.headers);
+            assert_eq!(listed.disks, f.disks);
+            assert_eq!(listed.id(), f.id());
+            let whole = PointFile::read(&path).unwrap();
+            assert_eq!(whole.manifests, f.manifests);
+            // Cut short: the manifests no longer fit.
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+            let e = PointFile::read_listing(&path).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{e}");
+        }
+    }
 }
