@@ -23,6 +23,7 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 
 /// Makes a rename or creation in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    fault::check(dir).map_err(|e| Error::io("syncing the directory", Some(dir), e))?;
     #[cfg(unix)]
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -51,6 +52,7 @@ impl AtomicFile {
             });
         }
         let tmp = with_suffix(path, ".tmp");
+        fault::check(&tmp).map_err(|e| Error::io("creating", Some(&tmp), e))?;
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -72,10 +74,12 @@ impl AtomicFile {
     /// Syncs the data, renames it into place and syncs the directory.
     pub fn commit(mut self) -> Result<()> {
         let file = self.file.take().expect("committed once");
-        file.sync_all()
+        fault::check(&self.tmp)
+            .and_then(|()| file.sync_all())
             .map_err(|e| Error::io("syncing", Some(&self.tmp), e))?;
         drop(file);
-        fs::rename(&self.tmp, &self.path)
+        fault::check(&self.path)
+            .and_then(|()| fs::rename(&self.tmp, &self.path))
             .map_err(|e| Error::io("renaming into place", Some(&self.path), e))?;
         sync_dir(parent_dir(&self.path))
     }
@@ -83,6 +87,7 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        fault::check(&self.tmp)?;
         self.file.as_mut().expect("not committed").write(buf)
     }
 
@@ -139,4 +144,47 @@ pub(crate) fn safe_stem(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Injected I/O failures for the crash-safety unit tests: every file creation, write, sync,
+/// rename and directory sync of [`AtomicFile`] (so every file a vault or bundle writer
+/// publishes) asks [`check`](fault::check) first. Compiled out of non-test builds.
+pub(crate) mod fault {
+    use std::path::Path;
+
+    #[cfg(test)]
+    static PLAN: std::sync::Mutex<Option<(std::path::PathBuf, usize)>> =
+        std::sync::Mutex::new(None);
+
+    /// Fails the operation on `path` when a test's plan says so.
+    #[cfg(test)]
+    pub fn check(path: &Path) -> std::io::Result<()> {
+        let mut plan = PLAN.lock().unwrap_or_else(|e| e.into_inner());
+        match plan.as_mut() {
+            Some((dir, left)) if path.starts_with(&*dir) => {
+                if *left == 0 {
+                    return Err(std::io::Error::other(format!(
+                        "injected failure at {}",
+                        path.display()
+                    )));
+                }
+                *left -= 1;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    #[cfg(not(test))]
+    #[inline(always)]
+    pub fn check(_: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// Makes the operation after `ok` successful ones under `dir` fail, and every one after
+    /// it (a dead disk); `None` stops injecting.
+    #[cfg(test)]
+    pub fn plan(dir: Option<(&Path, usize)>) {
+        *PLAN.lock().unwrap_or_else(|e| e.into_inner()) = dir.map(|(d, n)| (d.to_path_buf(), n));
+    }
 }

@@ -300,4 +300,89 @@ mod tests {
         assert_eq!(v.points("g").unwrap().len(), 1);
         assert!(v.verify(None, &mut |_, _| true).unwrap().is_ok());
     }
+
+    #[test]
+    fn an_ingest_failing_at_any_file_operation_keeps_the_committed_points() {
+        use crate::fsutil::fault;
+        use crate::log::MarkerKind;
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("d.img");
+        let mut disk: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&img, &disk).unwrap();
+        let (_, key) = KeyFile::create(Secret::Key(&MasterKey::from_bytes([3; 32]))).unwrap();
+        let opts = SeedOptions {
+            chunk_size: 16 << 10,
+            ..SeedOptions::default()
+        };
+        let ok = &mut |_, _| true;
+        let base = dir.path().join("base.rcb");
+        let disks = [("d", img.as_path())];
+        let mut s = seed(
+            "g",
+            &disks,
+            &key,
+            dir.path().join("l.rclog"),
+            &base,
+            &opts,
+            ok,
+        )
+        .unwrap();
+        let models = [disk.clone(), {
+            s.log.record_write(0, 1000, &[5; 40_000]).unwrap();
+            disk[1000..41_000].fill(5);
+            disk.clone()
+        }];
+        s.log.mark(MarkerKind::Crash, "").unwrap();
+        s.log.rotate(dir.path().join("s.rclog")).unwrap();
+        let shipped = crate::bundle::ship(
+            dir.path().join("s.rclog"),
+            &key,
+            &mut s.state,
+            dir.path(),
+            &Default::default(),
+            ok,
+        )
+        .unwrap();
+        let bundles = [base, shipped[0].path.clone()];
+        let root = dir.path().join("v");
+        Vault::create(&root).unwrap();
+        let mut cuts = 0;
+        for (i, b) in bundles.iter().enumerate() {
+            for n in 0.. {
+                let v = Vault::open(&root).unwrap();
+                fault::plan(Some((&root, n)));
+                let r = v.ingest(b, &mut |_, _| true);
+                fault::plan(None);
+                // Reopening removes what the failed ingest left.
+                let v = Vault::open(&root).unwrap();
+                let now = v.points("g").map_or(0, |p| p.len());
+                assert!(v.verify(Some(&key), &mut |_, _| true).unwrap().is_ok());
+                for (k, p) in v.points("g").into_iter().flatten().enumerate() {
+                    let out = dir.path().join(format!("m{i}-{n}-{k}.img"));
+                    v.materialize("g", p.id, "d", &key, &out, &mut |_, _| true)
+                        .unwrap();
+                    assert_eq!(std::fs::read(&out).unwrap(), models[k]);
+                    std::fs::remove_file(out).unwrap();
+                }
+                match r {
+                    Ok(done) => {
+                        assert!(done.added && now == i + 1);
+                        break;
+                    }
+                    Err(e) => {
+                        cuts += 1;
+                        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+                        if now == i + 1 {
+                            // Failed after the head was published (syncing its directory): the
+                            // point is committed, and ingesting it again is a no-op.
+                            assert!(!v.ingest(b, &mut |_, _| true).unwrap().added);
+                            break;
+                        }
+                        assert_eq!(now, i, "cut {n}: {e}");
+                    }
+                }
+            }
+        }
+        assert!(cuts >= 10, "{cuts} cuts");
+    }
 }
