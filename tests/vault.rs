@@ -382,3 +382,31 @@ fn pieces_across_the_materialize_window_edges_land_where_they_belong() {
         assert_eq!(first_diff, None, "point {i}");
     }
 }
+
+#[test]
+fn cancelling_ingest_failover_and_verify_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = seeded(dir.path(), key(13));
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    let stop = &mut |_: u64, _: u64| false;
+    let e = v.ingest(&g.base, stop).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Cancelled);
+    assert!(v.groups().unwrap().is_empty());
+    let packs = dir.path().join("vault/packs");
+    assert_eq!(
+        std::fs::read_dir(&packs).unwrap().count(),
+        0,
+        "no pack left"
+    );
+    v.ingest(&g.base, &mut ok).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let e = v
+        .failover("vm-01", Selector::Latest, &g.key, &out, stop)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Cancelled);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "no image left");
+    let e = v.verify(Some(&g.key), stop).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Cancelled);
+    assert!(v.verify(None, &mut ok).unwrap().is_ok());
+}
