@@ -11,8 +11,8 @@
 # bytes, XORed with the round number so that every round is new data); replicore records them
 # in the change log, ships and ingests the point; restic backs up the copy. Then: the vault's
 # size beside restic's repository; failing over the base point (every blob decrypted and
-# authenticated, the image written and synced) beside `restic restore` and `borg extract` of
-# base.img; the keyed verify beside `restic check --read-data`. Inputs and repositories are
+# authenticated, the image written and synced) beside `restic restore` (as is, and followed by
+# a sync of the restored image, so that both are durable) and `borg extract` of base.img; the keyed verify beside `restic check --read-data`. Inputs and repositories are
 # read from a warm page cache.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -90,6 +90,10 @@ rm -rf "$WORK/failover"
 warm "$WORK"/restic/data/*/*
 read -r s m < <(timed restic restore -q --repo "$WORK/restic" latest --tag base --target "$WORK/restic-out")
 printf 'restore\trestic restore\t%s\t-\t%s\t\n' "$s" "$m"
+rm -rf "$WORK/restic-out"
+# The same, durable like replicore's failover: the restored image synced to disk.
+read -r s m < <(timed sh -c "restic restore -q --repo '$WORK/restic' latest --tag base --target '$WORK/restic-out' && sync '$WORK/restic-out/disk.img'")
+printf 'restore\trestic restore + sync\t%s\t-\t%s\t\n' "$s" "$m"
 rm -rf "$WORK/restic-out"
 warm "$WORK"/borg/data/*/*
 mkdir -p "$WORK/borg-out"
