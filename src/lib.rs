@@ -67,6 +67,7 @@ pub mod format;
 mod fsutil;
 pub mod id;
 pub mod log;
+pub mod policy;
 pub mod resync;
 #[allow(unsafe_code)] // sync_file_range, fcntl: see sys.rs
 mod sys;
