@@ -194,6 +194,43 @@ typedef uint32_t replicore_selector;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// A protection state (see the Rust `ProtectionState`).
+enum replicore_protection_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Protection is being set up.
+  REPLICORE_STATE_ENABLING = 1,
+  // The seed is being copied.
+  REPLICORE_STATE_INITIAL_REPLICATION = 2,
+  // Changes replicate.
+  REPLICORE_STATE_PROTECTED = 3,
+  // A full resynchronization is needed.
+  REPLICORE_STATE_RESYNC_REQUIRED = 4,
+  // A full resynchronization is running.
+  REPLICORE_STATE_RESYNCHRONIZING = 5,
+  // Stopped on an error that needs an operator.
+  REPLICORE_STATE_CRITICAL = 6,
+  // A test failover runs beside replication.
+  REPLICORE_STATE_FAILED_OVER_TEST = 7,
+  // Failed over, planned.
+  REPLICORE_STATE_FAILED_OVER_PLANNED = 8,
+  // Failed over, unplanned.
+  REPLICORE_STATE_FAILED_OVER_UNPLANNED = 9,
+  // A failover was committed.
+  REPLICORE_STATE_COMMITTED = 10,
+  // Replicating back (failback).
+  REPLICORE_STATE_REPROTECTING = 11,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum replicore_protection_state replicore_protection_state;
+#else
+typedef uint32_t replicore_protection_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // An extent map of one disk (see the Rust `ExtentMap`). Created by
 // `replicore_extent_map_new`, freed by `replicore_extent_map_free`.
 //
@@ -318,6 +355,40 @@ typedef struct {
   // An interrupted rotation that was finished.
   replicore_rotation_recovery rotation;
 } replicore_recovery;
+
+// Which recovery points the recovery site keeps (see the Rust `RetentionPolicy`).
+typedef struct {
+  // Every point younger than this many hours is kept (1 to 72).
+  uint32_t window_hours;
+  // App-consistent points kept at this frequency in hours (1 to 12); 0 for none.
+  uint32_t app_every_hours;
+  // Extra hourly points beyond the window (0 to 24).
+  uint32_t extra_hourly;
+  // The newest this many points are always kept (1 to 100,000).
+  uint32_t keep_last;
+} replicore_retention_policy;
+
+// A group's replication policy (see the Rust `ReplicationPolicy`).
+typedef struct {
+  // Seconds between shipped points: 30, 300 or 900.
+  uint32_t frequency_seconds;
+  // Hours between app-consistent points (1 to 12, at most the retention window); 0 for none.
+  uint32_t app_consistent_every_hours;
+  // What the recovery site keeps.
+  replicore_retention_policy retention;
+} replicore_replication_policy;
+
+// When a full resync may start (see the Rust `ResyncWindow`).
+typedef struct {
+  // Office hours start, minutes after local midnight (0 to 1439).
+  uint32_t office_start_minute;
+  // Office hours end, minutes after local midnight (after the start, up to 1440).
+  uint32_t office_end_minute;
+  // Office days: bit 0 Monday ... bit 6 Sunday.
+  uint32_t office_days;
+  // The host's offset from UTC in minutes (-720 to 840).
+  int32_t utc_offset_minutes;
+} replicore_resync_window;
 
 // What computing a delta found.
 typedef struct {
@@ -718,6 +789,54 @@ replicore_status replicore_log_pending_bytes(const replicore_log *log, uint64_t 
 //
 // `log` is NULL or a live log; `out` is NULL or writable.
 replicore_status replicore_log_needs_resync(const replicore_log *log, bool *out);
+
+// Writes the default replication policy (5 minutes, no app-consistent points, 24-hour window,
+// keep the newest point) to `*policy_out`.
+//
+// # Safety
+//
+// `policy_out` is NULL or writable.
+replicore_status replicore_replication_policy_default(replicore_replication_policy *policy_out);
+
+// Checks a replication policy: `REPLICORE_ERR_INVALID_ARGUMENT` names the first field out of
+// range and its allowed range (see `replicore_last_error_message`).
+//
+// # Safety
+//
+// `policy` is NULL or readable.
+replicore_status replicore_replication_policy_validate(const replicore_replication_policy *policy);
+
+// Whether a failure with this status may go away by itself, so that the step should be
+// retried (after `replicore_retry_delay_seconds`); false for success, for calling errors and
+// for corruption, authentication, a broken chain or a required resync, which need an operator.
+bool replicore_status_is_recoverable(uint32_t status);
+
+// Seconds to wait before retry number `attempt` (1 for the first) of a failed step: 60, 120,
+// 240, 480 and 600, then 1800 for every later one.
+uint64_t replicore_retry_delay_seconds(uint32_t attempt);
+
+// Checks the move of a group from state `from` to state `to` (both
+// `replicore_protection_state` values): `REPLICORE_OK` when allowed, else
+// `REPLICORE_ERR_INVALID_ARGUMENT` naming both states.
+replicore_status replicore_protection_check_move(uint32_t from, uint32_t to);
+
+// Writes the default resync window (outside Monday to Friday, 08:00 to 18:00, UTC) to
+// `*window_out`; set `utc_offset_minutes` to the host's.
+//
+// # Safety
+//
+// `window_out` is NULL or writable.
+replicore_status replicore_resync_window_default(replicore_resync_window *window_out);
+
+// The earliest time at or after `now_ns` (nanoseconds since the Unix epoch) at which a resync
+// may start under `window`, to `*start_ns_out`.
+//
+// # Safety
+//
+// `window` is NULL or readable; `start_ns_out` is NULL or writable.
+replicore_status replicore_resync_window_next_start(const replicore_resync_window *window,
+                                                    uint64_t now_ns,
+                                                    uint64_t *start_ns_out);
 
 // Computes the signature of the image at `image` (a file or a block device) in chunks of
 // `chunk_size` bytes (a power of two from 4096 to 8388608; 65536 is the default choice),

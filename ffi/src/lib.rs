@@ -31,6 +31,7 @@ pub mod last_error;
 pub mod log;
 #[doc(hidden)]
 pub mod panic;
+pub mod policy;
 pub mod resync;
 pub mod status;
 pub mod vault;

@@ -42,6 +42,19 @@ impl Fallback for u32 {
     }
 }
 
+impl Fallback for u64 {
+    fn fallback() -> Self {
+        0
+    }
+}
+
+/// A panicked predicate answers no.
+impl Fallback for bool {
+    fn fallback() -> Self {
+        false
+    }
+}
+
 /// Records a caught panic as the thread's last error.
 pub(crate) fn record_panic(payload: Box<dyn Any + Send>) {
     let what = payload
