@@ -278,7 +278,15 @@ fn create_and_open_refuse_what_is_not_a_vault() {
         ErrorKind::AlreadyExists
     );
     let f = vd.join("replicore-vault");
-    let mut bytes = read(&f);
+    let good = read(&f);
+    // A newer major version (with a valid trailer) is refused, not guessed at.
+    let mut newer = good[..good.len() - 32].to_vec();
+    newer[8] = 2;
+    newer.extend_from_slice(blake3::hash(&newer).as_bytes());
+    std::fs::write(&f, &newer).unwrap();
+    let e = Vault::open(&vd).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnsupportedVersion, "{e}");
+    let mut bytes = good;
     bytes[20] ^= 1;
     std::fs::write(&f, bytes).unwrap();
     assert_eq!(Vault::open(&vd).unwrap_err().kind(), ErrorKind::Corrupt);
