@@ -52,7 +52,8 @@
 
 #![deny(missing_docs)]
 // unsafe only in the few named places that map files or call the OS (each with a SAFETY
-// comment): src/resync/image.rs and src/resync/apply.rs.
+// comment): src/resync/image.rs, src/resync/apply.rs and src/sys.rs (sync_file_range, fcntl,
+// flock).
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
