@@ -132,6 +132,15 @@ pub(crate) fn read_small(path: &Path, what: &str, max: usize) -> Result<Vec<u8>>
     fs::read(path).map_err(|e| Error::io(format!("reading the {what}"), Some(path), e))
 }
 
+/// The paths of the entries of `dir`.
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).map_err(|e| Error::io("listing", Some(dir), e))? {
+        out.push(e.map_err(|e| Error::io("listing", Some(dir), e))?.path());
+    }
+    Ok(out)
+}
+
 /// `name` usable as a file name: characters other than ASCII letters, digits, `.`, `_` and `-`
 /// replaced by `_`. (Group and disk names come from bundles: never trust them as paths.)
 pub(crate) fn safe_stem(name: &str) -> String {

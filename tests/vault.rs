@@ -418,3 +418,19 @@ fn cancelling_ingest_failover_and_verify_changes_nothing() {
     assert_eq!(e.kind(), ErrorKind::Cancelled);
     assert!(v.verify(None, &mut ok).unwrap().is_ok());
 }
+
+#[test]
+fn reopening_keeps_the_points_of_groups_whose_names_need_escaping() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = seeded_as(dir.path(), key(14), "vm.01/web tier");
+    let path = dir.path().join("vault");
+    Vault::create(&path)
+        .unwrap()
+        .ingest(&g.base, &mut ok)
+        .unwrap();
+    // Opening alone (no one else in the vault) cleans leftovers: a committed point is not one.
+    let v = Vault::open(&path).unwrap();
+    assert_eq!(v.points("vm.01/web tier").unwrap().len(), 1);
+    assert_eq!(v.groups().unwrap(), ["vm.01/web tier"]);
+    assert!(v.verify(None, &mut ok).unwrap().is_ok());
+}

@@ -7,7 +7,9 @@ use crate::format::header::{FileKind, Preamble};
 use crate::format::limits::MAX_NAME_LEN;
 use crate::format::trailer::verify_slice;
 use crate::format::{Reader, Writer};
-use crate::fsutil::{read_small, write_atomic};
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::{list_dir, read_small, write_atomic};
 use crate::id::PointId;
 
 const MAX_HEAD_LEN: usize = 16 + 2 + MAX_NAME_LEN + 8 + 32 + 8 + 32;
@@ -55,14 +57,36 @@ impl Head {
         })
     }
 
+    /// Reads the head file at `path`.
+    pub fn read(path: &Path) -> Result<Head> {
+        let bytes = read_small(path, "group head", MAX_HEAD_LEN)?;
+        Self::decode(&bytes).map_err(|e| e.with_path(path))
+    }
+
+    /// Every head file of the vault, sorted by path, with what reading it gave: a damaged one
+    /// is an error in the list, not a failure of the listing.
+    pub fn all(layout: &Layout) -> Result<Vec<(PathBuf, Result<Head>)>> {
+        let mut paths: Vec<PathBuf> = list_dir(&layout.heads())?
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "rchead"))
+            .collect();
+        paths.sort();
+        Ok(paths
+            .into_iter()
+            .map(|p| {
+                let h = Self::read(&p);
+                (p, h)
+            })
+            .collect())
+    }
+
     /// The head of `group`, or `None` when the group has none.
     pub fn load(layout: &Layout, group: &str) -> Result<Option<Head>> {
         let path = layout.head(group);
         if !path.exists() {
             return Ok(None);
         }
-        let bytes = read_small(&path, "group head", MAX_HEAD_LEN)?;
-        let head = Self::decode(&bytes).map_err(|e| e.with_path(&path))?;
+        let head = Self::read(&path)?;
         if head.group != group {
             return Err(crate::Error::corrupt(
                 "group head",

@@ -12,6 +12,7 @@ use super::{BlobIndex, Vault};
 use crate::bundle::Bundle;
 use crate::bundle::format::{BundleKind, encode_manifests};
 use crate::error::{Error, Result};
+use crate::fsutil::list_dir;
 use crate::id::{BlobId, PointId};
 use crate::resync::Progress;
 use crate::sys::LockMode;
@@ -311,50 +312,43 @@ pub(crate) fn clean_leftovers(layout: &Layout) -> Result<()> {
     let remove = |p: &Path| {
         std::fs::remove_file(p).map_err(|e| Error::io("removing a leftover", Some(p), e))
     };
-    let list = |dir: &Path| -> Result<Vec<std::path::PathBuf>> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(dir).map_err(|e| Error::io("listing", Some(dir), e))? {
-            out.push(e.map_err(|e| Error::io("listing", Some(dir), e))?.path());
-        }
-        Ok(out)
-    };
     let is = |p: &Path, ext: &str| p.extension().is_some_and(|e| e == ext);
-    for p in list(&layout.packs())? {
+    for p in list_dir(&layout.packs())? {
         let orphan = is(&p, "rcpack") && !p.with_extension("rcidx").exists();
         if is(&p, "tmp") || orphan {
             remove(&p)?;
         }
     }
-    for p in list(&layout.heads())? {
+    for p in list_dir(&layout.heads())? {
         if is(&p, "tmp") {
             remove(&p)?;
         }
     }
-    let points = layout.root().join("points");
-    let heads: Vec<String> = list(&layout.heads())?
-        .into_iter()
-        .filter(|p| is(p, "rchead"))
-        .filter_map(|p| {
-            let bytes = crate::fsutil::read_small(&p, "group head", 4096).ok()?;
-            Head::decode(&bytes).ok().map(|h| h.group)
-        })
-        .collect();
-    for dir in list(&points)? {
-        let group = heads.iter().find(|g| layout.points(g) == dir).cloned();
-        let keep: Vec<std::path::PathBuf> = match &group {
-            // A chain that does not load is damage for verify to report: touch nothing.
-            Some(g) => match chain::load(layout, g, false) {
-                Ok((_, c)) => c.into_iter().map(|p| p.path).collect(),
-                Err(_) => continue,
-            },
-            None => Vec::new(),
+    // A group's points directory and its head file share a name.
+    for dir in list_dir(&layout.root().join("points"))? {
+        let Some(stem) = dir.file_name() else {
+            continue;
         };
-        for p in list(&dir)? {
+        // (Not `set_extension`: group names may hold dots.)
+        let head_path = crate::fsutil::with_suffix(&layout.heads().join(stem), ".rchead");
+        let keep: Vec<std::path::PathBuf> = if !head_path.exists() {
+            // The first ingest of a group crashed before its head: nothing is committed.
+            Vec::new()
+        } else {
+            // A head or chain that does not load is damage for verify to report: touch nothing.
+            match Head::read(&head_path).and_then(|h| chain::load(layout, &h.group, false)) {
+                Ok((_, c)) if c.first().is_some_and(|p| p.path.parent() == Some(&dir)) => {
+                    c.into_iter().map(|p| p.path).collect()
+                }
+                _ => continue,
+            }
+        };
+        for p in list_dir(&dir)? {
             if !keep.contains(&p) {
                 remove(&p)?;
             }
         }
-        if group.is_none() {
+        if keep.is_empty() {
             let _ = std::fs::remove_dir(&dir);
         }
     }

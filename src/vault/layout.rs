@@ -49,6 +49,21 @@ impl Layout {
         self.packs().join(format!("{}.rcidx", id.to_hex()))
     }
 
+    /// Every pack that has an index (a pack exists for readers only then), sorted.
+    pub fn pack_ids(&self) -> Result<Vec<PackId>> {
+        let mut ids: Vec<PackId> = crate::fsutil::list_dir(&self.packs())?
+            .iter()
+            .filter_map(|p| {
+                p.file_name()?
+                    .to_str()?
+                    .strip_suffix(".rcidx")
+                    .and_then(PackId::from_hex)
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     pub fn points(&self, group: &str) -> PathBuf {
         self.root.join("points").join(group_dir(group))
     }

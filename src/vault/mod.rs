@@ -84,11 +84,11 @@ impl BlobIndex {
         self.blobs.contains_key(id)
     }
 
-    fn add(&mut self, index: PackIndex) {
+    fn add(&mut self, index: Arc<PackIndex>) {
         for e in &index.entries {
             self.blobs.entry(e.id).or_insert((index.pack, *e));
         }
-        self.packs.insert(index.pack, Arc::new(index));
+        self.packs.insert(index.pack, index);
     }
 }
 
@@ -129,27 +129,15 @@ impl Vault {
     /// added some).
     fn refreshed_index(&self) -> Result<std::sync::MutexGuard<'_, BlobIndex>> {
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = self.layout.packs();
-        let mut on_disk = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("listing", Some(&dir), e))? {
-            let entry = entry.map_err(|e| Error::io("listing", Some(&dir), e))?;
-            let name = entry.file_name();
-            if let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".rcidx"))
-                .and_then(PackId::from_hex)
-            {
-                on_disk.push(id);
-            }
-        }
+        let on_disk = self.layout.pack_ids()?;
         if on_disk.len() != index.packs.len()
             || on_disk.iter().any(|p| !index.packs.contains_key(p))
         {
             let mut fresh = BlobIndex::default();
             for id in on_disk {
                 match index.packs.get(&id) {
-                    Some(p) => fresh.add(PackIndex::clone(p)),
-                    None => fresh.add(PackIndex::load(&self.layout, &id)?),
+                    Some(p) => fresh.add(Arc::clone(p)),
+                    None => fresh.add(Arc::new(PackIndex::load(&self.layout, &id)?)),
                 }
             }
             *index = fresh;
@@ -157,10 +145,16 @@ impl Vault {
         Ok(index)
     }
 
-    /// Every group with at least one point, sorted by name.
+    /// Every group with at least one point, sorted by name; a damaged head is
+    /// [`Corrupt`](crate::ErrorKind::Corrupt) ([`verify`](Self::verify) reports it as damage).
     pub fn groups(&self) -> Result<Vec<String>> {
         let _lock = self.lock(LockMode::Shared)?;
-        self.group_names()
+        let mut groups = head::Head::all(&self.layout)?
+            .into_iter()
+            .map(|(_, h)| h.map(|h| h.group))
+            .collect::<Result<Vec<_>>>()?;
+        groups.sort();
+        Ok(groups)
     }
 
     /// The points of `group`, oldest first.
@@ -299,6 +293,33 @@ mod tests {
         }
         assert_eq!(v.points("g").unwrap().len(), 1);
         assert!(v.verify(None, &mut |_, _| true).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_damaged_head_is_reported_and_its_points_are_never_cleaned_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v, base) = setup(dir.path());
+        v.ingest(&base, &mut |_, _| true).unwrap();
+        let head = v.layout.head("g");
+        let mut bytes = std::fs::read(&head).unwrap();
+        bytes[20] ^= 1;
+        std::fs::write(&head, bytes).unwrap();
+        let points: Vec<PathBuf> = std::fs::read_dir(v.points_dir("g"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(points.len(), 1);
+        let v = Vault::open(v.path()).unwrap();
+        assert!(
+            points[0].exists(),
+            "open removed a point its damaged head names"
+        );
+        let r = v.verify(None, &mut |_, _| true).unwrap();
+        assert!(
+            r.damage.iter().any(|d| d.object.contains("rchead")),
+            "{r:?}"
+        );
+        assert_eq!(v.groups().unwrap_err().kind(), ErrorKind::Corrupt);
     }
 
     #[test]

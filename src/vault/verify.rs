@@ -69,7 +69,7 @@ impl Vault {
         let _lock = self.lock(LockMode::Shared)?;
         let mut report = VerifyReport::default();
         // Packs: every index, every stored byte.
-        let ids = self.pack_ids()?;
+        let ids = self.layout.pack_ids()?;
         let mut indexes = Vec::new();
         for id in &ids {
             match PackIndex::load(&self.layout, id) {
@@ -112,7 +112,18 @@ impl Vault {
         // Groups: chains, point files, references; with the key, manifests and blobs.
         let mut affected: HashMap<BlobId, Vec<(String, u64, PointId)>> = HashMap::new();
         let mut to_decrypt: HashSet<BlobId> = HashSet::new();
-        for group in self.group_names()? {
+        for (path, head) in super::head::Head::all(&self.layout)? {
+            let group = match head {
+                Ok(h) => h.group,
+                Err(e) => {
+                    report.damage.push(Damage {
+                        object: path.display().to_string(),
+                        detail: e.to_string(),
+                        points: Vec::new(),
+                    });
+                    continue;
+                }
+            };
             report.groups += 1;
             let chain = match chain::load(&self.layout, &group, true) {
                 Ok((_, c)) => c,
@@ -226,44 +237,6 @@ impl Vault {
             });
         }
         Ok(report)
-    }
-
-    fn pack_ids(&self) -> Result<Vec<PackId>> {
-        let dir = self.layout.packs();
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("listing", Some(&dir), e))? {
-            let entry = entry.map_err(|e| Error::io("listing", Some(&dir), e))?;
-            if let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".rcidx"))
-                .and_then(PackId::from_hex)
-            {
-                ids.push(id);
-            }
-        }
-        ids.sort();
-        Ok(ids)
-    }
-
-    pub(super) fn group_names(&self) -> Result<Vec<String>> {
-        let dir = self.layout.heads();
-        let mut groups = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("listing", Some(&dir), e))? {
-            let path = entry
-                .map_err(|e| Error::io("listing", Some(&dir), e))?
-                .path();
-            if path.extension().is_some_and(|e| e == "rchead") {
-                let bytes = crate::fsutil::read_small(&path, "group head", 4096)?;
-                groups.push(
-                    super::head::Head::decode(&bytes)
-                        .map_err(|e| e.with_path(&path))?
-                        .group,
-                );
-            }
-        }
-        groups.sort();
-        Ok(groups)
     }
 
     /// Reads a pack front to back against its index: each entry's header and stored bytes,
