@@ -434,3 +434,26 @@ fn reopening_keeps_the_points_of_groups_whose_names_need_escaping() {
     assert_eq!(v.groups().unwrap(), ["vm.01/web tier"]);
     assert!(v.verify(None, &mut ok).unwrap().is_ok());
 }
+
+#[test]
+fn verify_names_the_points_a_truncated_pack_takes_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = seeded(dir.path(), key(15));
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    v.ingest(&g.base, &mut ok).unwrap();
+    let pack = std::fs::read_dir(dir.path().join("vault/packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rcpack"))
+        .unwrap();
+    let bytes = read(&pack);
+    std::fs::write(&pack, &bytes[..bytes.len() / 2]).unwrap();
+    let r = v.verify(None, &mut ok).unwrap();
+    let blobs: Vec<_> = r
+        .damage
+        .iter()
+        .filter(|d| d.object.starts_with("blob "))
+        .collect();
+    assert!(!blobs.is_empty(), "{r:?}");
+    assert!(blobs.iter().all(|d| d.points.len() == 1), "{r:?}");
+}

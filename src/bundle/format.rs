@@ -27,6 +27,16 @@ pub(crate) const TAG_LEN: usize = 32;
 /// Blob entry tag byte.
 pub(crate) const ENTRY_BLOB: u8 = 1;
 
+/// The header of a blob entry (in a bundle, and in a vault pack): kind, reserved, stored
+/// length, id.
+pub(crate) fn blob_entry_header(id: &BlobId, stored_len: u32) -> [u8; BLOB_ENTRY_LEN] {
+    let mut h = [0u8; BLOB_ENTRY_LEN];
+    h[0] = ENTRY_BLOB;
+    h[4..8].copy_from_slice(&stored_len.to_le_bytes());
+    h[8..].copy_from_slice(id.as_bytes());
+    h
+}
+
 /// Whether a bundle starts a group's chain or continues it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BundleKind {

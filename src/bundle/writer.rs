@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::format::{
-    BLOB_ENTRY_LEN, BundleHeader, DiskManifest, ENTRY_BLOB, Footer, VERSION_MAJOR, VERSION_MINOR,
+    BundleHeader, DiskManifest, Footer, VERSION_MAJOR, VERSION_MINOR, blob_entry_header,
     encode_manifests,
 };
 use crate::blob::{self, EncodedBlob};
 use crate::crypto::Key;
 use crate::direct::DirectWriter;
 use crate::error::{Error, Result};
+use crate::format::TrailerWriter;
 use crate::format::header::{FileKind, Preamble};
-use crate::format::{TrailerWriter, Writer};
 use crate::fsutil::AtomicFile;
 use crate::id::{BlobId, PointId};
 use crate::resync::signature::is_zero;
@@ -295,12 +295,7 @@ fn write_entry(
     blob: &EncodedBlob,
     plain_bytes: &mut u64,
 ) -> Result<()> {
-    let mut h = Writer::with_capacity(BLOB_ENTRY_LEN);
-    h.u8(ENTRY_BLOB)
-        .zeros(3)
-        .u32(blob.bytes.len() as u32)
-        .bytes(blob.id.as_bytes());
-    out.write_all(h.as_bytes())
+    out.write_all(&blob_entry_header(&blob.id, blob.bytes.len() as u32))
         .and_then(|()| out.write_all(&blob.bytes))
         .map_err(|e| Error::io("writing the bundle", Some(path), e))?;
     *plain_bytes += blob::declared_len(&blob.bytes)? as u64;

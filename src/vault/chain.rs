@@ -22,17 +22,14 @@ pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, V
     let dir = layout.points(group);
     // Point files by the id prefix in their names.
     let mut by_prefix: HashMap<String, Vec<std::path::PathBuf>> = HashMap::new();
-    for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("listing", Some(&dir), e))? {
-        let entry = entry.map_err(|e| Error::io("listing", Some(&dir), e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some((_, rest)) = name.split_once('-')
-            && let Some(prefix) = rest.strip_suffix(".rcpt")
-        {
-            by_prefix
-                .entry(prefix.to_string())
-                .or_default()
-                .push(entry.path());
+    for path in crate::fsutil::list_dir(&dir)? {
+        let prefix = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(_, rest)| rest.strip_suffix(".rcpt"));
+        if let Some(prefix) = prefix {
+            by_prefix.entry(prefix.to_string()).or_default().push(path);
         }
     }
     let broken = |detail: String| {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use super::layout::{Layout, PackId, VERSION_MAJOR, VERSION_MINOR};
 use crate::blob::{BLOB_OVERHEAD, MAX_BLOB_LEN};
+use crate::bundle::format::blob_entry_header;
 use crate::direct::DirectWriter;
 use crate::error::{Error, Result};
 use crate::format::header::{FileKind, PREAMBLE_LEN, Preamble};
@@ -19,9 +20,8 @@ use crate::id::BlobId;
 
 /// A pack is closed once it holds this many bytes.
 pub(crate) const PACK_TARGET: u64 = 64 << 20;
-/// Bytes of a blob entry's header in a pack (kind, reserved, length, id), as in bundles.
-pub(crate) const ENTRY_LEN: usize = 40;
-const ENTRY_BLOB: u8 = 1;
+/// Bytes of a blob entry's header in a pack, as in bundles.
+pub(crate) const ENTRY_LEN: usize = crate::bundle::format::BLOB_ENTRY_LEN;
 /// The largest stored blob.
 const MAX_STORED: usize = MAX_BLOB_LEN + BLOB_OVERHEAD;
 /// The largest pack: the target plus one largest entry.
@@ -198,13 +198,8 @@ impl PackWriter {
 
     /// Appends a sealed blob; `hash` is the BLAKE3 of `stored`.
     pub fn add(&mut self, id: &BlobId, stored: &[u8], hash: [u8; 32]) -> Result<()> {
-        let mut h = Writer::with_capacity(ENTRY_LEN);
-        h.u8(ENTRY_BLOB)
-            .zeros(3)
-            .u32(stored.len() as u32)
-            .bytes(id.as_bytes());
         self.out
-            .write_all(h.as_bytes())
+            .write_all(&blob_entry_header(id, stored.len() as u32))
             .and_then(|()| self.out.write_all(stored))
             .map_err(|e| Error::io("writing a pack", Some(&self.path), e))?;
         self.entries.push(IndexEntry {

@@ -14,6 +14,7 @@ use super::chain;
 use super::pack::{ENTRY_LEN, PackIndex, read_stored};
 use super::{PackId, Vault};
 use crate::blob;
+use crate::bundle::format::blob_entry_header;
 use crate::crypto::Key;
 use crate::error::{Error, Result};
 use crate::extent::{ExtentMap, Source};
@@ -244,40 +245,24 @@ impl Vault {
     fn check_pack(&self, index: &PackIndex) -> (Vec<(BlobId, String)>, Option<String>) {
         let path: PathBuf = self.layout.pack(&index.pack);
         let mut bad = Vec::new();
+        let mut checked = 0;
         let whole = (|| -> Result<()> {
             let f = File::open(&path).map_err(|e| Error::io("opening", Some(&path), e))?;
-            let len = f
-                .metadata()
-                .map_err(|e| Error::io("reading the size of", Some(&path), e))?
-                .len();
-            if len != index.pack_len {
-                return Err(Error::corrupt(
-                    "pack",
-                    None,
-                    format!("{len} bytes; its index says {}", index.pack_len),
-                ));
-            }
             let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, f));
             Preamble::read(&mut r, FileKind::Pack, super::VERSION_MAJOR)?;
             let mut buf = Vec::new();
+            let mut eh = [0u8; ENTRY_LEN];
             for e in &index.entries {
-                let mut eh = [0u8; ENTRY_LEN];
-                r.read_exact(&mut eh)
-                    .map_err(|err| Error::io("reading", Some(&path), err))?;
+                let io = |err| Error::io("reading", Some(&path), err);
+                r.read_exact(&mut eh).map_err(io)?;
                 buf.resize(e.len as usize, 0);
-                r.read_exact(&mut buf)
-                    .map_err(|err| Error::io("reading", Some(&path), err))?;
-                let header_ok = eh[0] == 1
-                    && eh[1..4] == [0, 0, 0]
-                    && eh[4..8] == e.len.to_le_bytes()
-                    && eh[8..40] == *e.id.as_bytes();
-                if !header_ok {
+                r.read_exact(&mut buf).map_err(io)?;
+                checked += 1;
+                if eh != blob_entry_header(&e.id, e.len) {
+                    let at = e.offset - ENTRY_LEN as u64;
                     bad.push((
                         e.id,
-                        format!(
-                            "its entry header in the pack at {} is damaged",
-                            e.offset - ENTRY_LEN as u64
-                        ),
+                        format!("its entry header in the pack at {at} is damaged"),
                     ));
                 } else if *blake3::hash(&buf).as_bytes() != e.hash {
                     bad.push((
@@ -286,9 +271,14 @@ impl Vault {
                     ));
                 }
             }
-            r.finish("pack")?;
-            Ok(())
+            r.finish("pack").map(drop)
         })();
+        // Entries the pass did not reach (a truncated or unreadable pack) are damaged too.
+        if let Err(e) = &whole {
+            for en in &index.entries[checked..] {
+                bad.push((en.id, format!("its pack could not be read to it: {e}")));
+            }
+        }
         (bad, whole.err().map(|e| e.to_string()))
     }
 }
