@@ -51,8 +51,8 @@ impl DirectWriter {
         &self.file
     }
 
-    /// Whether the bytes written so far bypassed the page cache (tests and benches).
-    #[allow(dead_code)]
+    /// Whether the bytes written so far bypassed the page cache.
+    #[cfg(test)]
     pub fn is_direct(&self) -> bool {
         self.direct
     }

@@ -16,27 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-/tmp/rcbench/4g}
 WORK=${WORK:-/tmp/rcbench/bundle}
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cargo build --release --locked --example bundle >&2
-bin=${CARGO_TARGET_DIR:-target}/release/examples/bundle
-export RESTIC_PASSWORD=bench-password-not-secret BORG_PASSPHRASE=bench-password-not-secret
-export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
-
-python3 - "$DATA/manifest.json" "$WORK/writes.txt" <<'PY'
-import json, sys
-m = json.load(open(sys.argv[1]))["changed"]
-open(sys.argv[2], "w").write("".join(f"{o} {n}\n" for o, n, _ in m["write_list"]))
-PY
-
-# timed LABEL CMD...: runs CMD, prints "seconds<TAB>peak_rss_kib".
-timed() {
-    sync
-    /usr/bin/time -f "%e	%M" -o "$WORK/time.txt" "$@" > "$WORK/out.txt" 2>&1
-    cat "$WORK/time.txt"
-}
-size() { du -sb "$1" | cut -f1; }
-warm() { cat "$@" > /dev/null; }
+# shellcheck source=benches/peers/store_common.sh
+. benches/peers/store_common.sh
+setup_store_bench bundle
 
 printf 'step\ttool\tseconds\tbytes\tpeak_rss_kib\tdetail\n'
 warm "$DATA/base.img"

@@ -12,35 +12,18 @@
 # in the change log, ships and ingests the point; restic backs up the copy. Then: the vault's
 # size beside restic's repository; failing over the base point (every blob decrypted and
 # authenticated, the image written and synced) beside `restic restore` (as is, and followed by
-# a sync of the restored image, so that both are durable) and `borg extract` of base.img; the keyed verify beside `restic check --read-data`. Inputs and repositories are
-# read from a warm page cache.
+# a sync of the restored image, so that both are durable) and `borg extract` of base.img; the
+# keyed verify beside `restic check --read-data`. Inputs and repositories are read from a warm
+# page cache.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-/tmp/rcbench/4g}
 WORK=${WORK:-/tmp/rcbench/vault}
 ROUNDS=${ROUNDS:-10}
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cargo build --release --locked --example vault >&2
-bin=${CARGO_TARGET_DIR:-target}/release/examples/vault
-export RESTIC_PASSWORD=bench-password-not-secret BORG_PASSPHRASE=bench-password-not-secret
-export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
-
-python3 - "$DATA/manifest.json" "$WORK/writes.txt" <<'PY'
-import json, sys
-m = json.load(open(sys.argv[1]))["changed"]
-open(sys.argv[2], "w").write("".join(f"{o} {n}\n" for o, n, _ in m["write_list"]))
-PY
-
-# timed CMD...: runs CMD, prints "seconds<TAB>peak_rss_kib".
-timed() {
-    sync
-    /usr/bin/time -f "%e	%M" -o "$WORK/time.txt" "$@" > "$WORK/out.txt" 2>&1
-    cat "$WORK/time.txt"
-}
+# shellcheck source=benches/peers/store_common.sh
+. benches/peers/store_common.sh
+setup_store_bench vault
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" "$WORK/out.txt"; }
-size() { du -sb "$1" | cut -f1; }
-warm() { cat "$@" > /dev/null; }
 
 printf 'step\ttool\tseconds\tbytes\tpeak_rss_kib\tdetail\n'
 warm "$DATA/base.img"

@@ -128,13 +128,8 @@ pub unsafe extern "C" fn replicore_vault_create(
     path: *const c_char,
     vault_out: *mut *mut replicore_vault,
 ) -> replicore_status {
-    run(|| {
-        // SAFETY: per this function's contract (for each call).
-        let path = unsafe { handle::str(path, "path") }?;
-        let out = unsafe { handle::out(vault_out, "vault_out") }?;
-        *out = handle::into_raw::<replicore_vault>(Vault::create(path)?);
-        Ok(())
-    })
+    // SAFETY: per this function's contract.
+    unsafe { open_with(path, vault_out, |p| Vault::create(p)) }
 }
 
 /// Opens the vault in the directory `path` into `*vault_out` (free with
@@ -149,11 +144,25 @@ pub unsafe extern "C" fn replicore_vault_open(
     path: *const c_char,
     vault_out: *mut *mut replicore_vault,
 ) -> replicore_status {
+    // SAFETY: per this function's contract.
+    unsafe { open_with(path, vault_out, |p| Vault::open(p)) }
+}
+
+/// Makes a vault handle from `path` with `make`.
+///
+/// # Safety
+///
+/// `path` is NULL or NUL-terminated; `vault_out` is NULL or writable.
+unsafe fn open_with(
+    path: *const c_char,
+    vault_out: *mut *mut replicore_vault,
+    make: impl FnOnce(&str) -> replicore::Result<Vault>,
+) -> replicore_status {
     run(|| {
         // SAFETY: per this function's contract (for each call).
         let path = unsafe { handle::str(path, "path") }?;
         let out = unsafe { handle::out(vault_out, "vault_out") }?;
-        *out = handle::into_raw::<replicore_vault>(Vault::open(path)?);
+        *out = handle::into_raw::<replicore_vault>(make(path)?);
         Ok(())
     })
 }
