@@ -123,10 +123,8 @@ impl Vault {
         // Check the whole bundle and store what the vault lacks; nothing is referenced until
         // the head is replaced, so a failure leaves at most packs for GC.
         let mut stored = Stored::default();
-        {
-            let index = self.refreshed_index()?;
-            stored.write(&self.layout, &bundle, &index, progress)?;
-        }
+        let index = self.refreshed_index()?;
+        stored.write(&self.layout, &bundle, &index, progress)?;
         let manifests = encode_manifests(bundle.disks())?;
         if *blake3::hash(&manifests).as_bytes() != h.manifests_digest {
             return Err(Error::corrupt(

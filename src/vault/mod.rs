@@ -65,7 +65,9 @@ use crate::sys::LockMode;
 #[derive(Debug)]
 pub struct Vault {
     layout: Layout,
-    index: Mutex<BlobIndex>,
+    /// The latest snapshot of the blob index; operations hold their own `Arc` of it, so the
+    /// lock is held only while the snapshot is refreshed, never during an operation's I/O.
+    index: Mutex<Arc<BlobIndex>>,
 }
 
 /// Every stored blob's place, from the pack indexes.
@@ -111,7 +113,7 @@ impl Vault {
         }
         Ok(Vault {
             layout,
-            index: Mutex::new(BlobIndex::default()),
+            index: Mutex::new(Arc::default()),
         })
     }
 
@@ -127,7 +129,7 @@ impl Vault {
 
     /// The blob index, brought up to date with the packs on disk (another process may have
     /// added some).
-    fn refreshed_index(&self) -> Result<std::sync::MutexGuard<'_, BlobIndex>> {
+    fn refreshed_index(&self) -> Result<Arc<BlobIndex>> {
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         let on_disk = self.layout.pack_ids()?;
         if on_disk.len() != index.packs.len()
@@ -140,9 +142,9 @@ impl Vault {
                     None => fresh.add(Arc::new(PackIndex::load(&self.layout, &id)?)),
                 }
             }
-            *index = fresh;
+            *index = Arc::new(fresh);
         }
-        Ok(index)
+        Ok(Arc::clone(&index))
     }
 
     /// Every group with at least one point, sorted by name; a damaged head is
