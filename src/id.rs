@@ -65,6 +65,16 @@ impl PointId {
     pub fn to_hex(&self) -> String {
         blake3::Hash::from(self.0).to_hex().to_string()
     }
+
+    /// Parses [`to_hex`](Self::to_hex)'s form (64 hex digits, either case); `None` otherwise.
+    pub fn from_hex(s: &str) -> Option<PointId> {
+        if s.len() != 64 {
+            return None;
+        }
+        blake3::Hash::from_hex(s)
+            .ok()
+            .map(|h| PointId(*h.as_bytes()))
+    }
 }
 
 impl PartialEq for PointId {

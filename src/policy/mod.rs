@@ -6,11 +6,13 @@
 //! Pure values and functions: nothing here reads a clock or touches a file; times are passed
 //! in.
 
+mod plan;
 mod replication;
 mod retention;
 mod retry;
 mod state;
 
+pub use plan::{PlanPoint, Rule, plan};
 pub use replication::{ReplicationFrequency, ReplicationPolicy};
 pub use retention::RetentionPolicy;
 pub use retry::{RetrySchedule, is_recoverable};

@@ -12,9 +12,14 @@ use crate::id::PointId;
 /// The points of `group`, oldest first, with the head it was read from. `whole` reads and checks
 /// every file entirely (trailer, manifests); otherwise only what listing needs.
 ///
-/// A chain that does not link up (a missing or foreign point, a loop, a count that differs
-/// from the head's) is [`Corrupt`](crate::ErrorKind::Corrupt): committed points are never
-/// missing from an undamaged vault.
+/// Each point file links to the one before it by its first header's parent id (its own when it
+/// was not merged), and the headers inside a merged file form a hash chain (checked when it is
+/// read), so the shipped headers from the first point ever shipped to the head are one hash
+/// chain, before and after pruning. The head counts those headers, which pruning never changes.
+///
+/// A chain that does not link up (a missing or foreign point, a loop, a header count that
+/// differs from the head's) is [`Corrupt`](crate::ErrorKind::Corrupt): committed points are
+/// never missing from an undamaged vault.
 pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, Vec<StoredPoint>)> {
     let head = Head::load(layout, group)?.ok_or_else(|| Error::NotFound {
         what: format!("group `{group}` in vault {}", layout.root().display()),
@@ -35,13 +40,14 @@ pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, V
     let broken = |detail: String| {
         Error::corrupt(format!("chain of group `{group}`"), None, detail).with_path(&dir)
     };
-    let mut chain = Vec::new();
+    let mut chain: Vec<StoredPoint> = Vec::new();
     let mut want = head.point;
     let mut last_seq = None;
+    let mut headers = 0u64;
     loop {
-        if chain.len() as u64 >= head.count {
+        if headers >= head.count {
             return Err(broken(format!(
-                "the head counts {} points but the chain goes on past them",
+                "the head counts {} shipped points but the chain goes on past them",
                 head.count
             )));
         }
@@ -79,19 +85,28 @@ pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, V
                 h.seq
             )));
         }
-        last_seq = Some(h.seq);
-        let (kind, parent) = (h.kind, h.parent);
+        if let Some(next) = chain.last()
+            && next.file.header.key_id() != h.key_id()
+        {
+            return Err(broken(format!(
+                "point {} is sealed under another key than its successor",
+                want.to_hex()
+            )));
+        }
+        // The oldest merged header's sequence: the next point must be below it.
+        let (parent, kind, first_seq) = p.file.first;
+        last_seq = Some(first_seq);
+        headers += p.file.headers.len() as u64;
         chain.push(p);
         if kind == BundleKind::Base {
             break;
         }
         want = parent;
     }
-    if chain.len() as u64 != head.count {
+    if headers != head.count {
         return Err(broken(format!(
-            "the head counts {} points; the chain has {}",
+            "the head counts {} shipped points; the chain holds {headers}",
             head.count,
-            chain.len()
         )));
     }
     if chain[0].file.header.seq != head.seq {
@@ -120,7 +135,10 @@ pub(crate) fn tip(layout: &Layout, head: &Head) -> Result<PointFile> {
     Ok(file)
 }
 
-/// Whether `id` is on the chain (used when the same bundle is ingested again).
+/// Whether `id` was shipped into the chain, kept or since merged by pruning (used when the
+/// same bundle is ingested again).
 pub(crate) fn contains(chain: &[StoredPoint], id: &PointId) -> bool {
-    chain.iter().any(|p| p.file.id() == *id)
+    chain
+        .iter()
+        .any(|p| p.file.headers.iter().any(|h| PointId::of_header(h) == *id))
 }

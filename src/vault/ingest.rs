@@ -138,6 +138,7 @@ impl Vault {
             merged: false,
             headers: vec![bundle.header_bytes().to_vec()],
             header: h.clone(),
+            first: (h.parent, h.kind, h.seq),
             disks: bundle
                 .disks()
                 .iter()

@@ -78,6 +78,11 @@ impl Layout {
         self.root.join("heads")
     }
 
+    /// The directory of a group's pins (created when the first point is pinned).
+    pub fn pins(&self, group: &str) -> PathBuf {
+        self.root.join("pins").join(group_dir(group))
+    }
+
     pub fn group_lock(&self, group: &str) -> PathBuf {
         self.root
             .join("locks")

@@ -29,29 +29,35 @@
 //! | [`materialize`](Vault::materialize), [`failover`](Vault::failover) | shared | — |
 //! | [`verify`](Vault::verify) | shared | — |
 //! | cleaning leftovers in [`open`](Vault::open) | exclusive, tried; skipped when busy | — |
-//! | prune and GC (retention) | exclusive | — |
+//! | [`plan_prune`](Vault::plan_prune), [`pin`](Vault::pin), [`unpin`](Vault::unpin), [`pins`](Vault::pins) | shared | — |
+//! | [`prune`](Vault::prune), [`gc`](Vault::gc) | exclusive | — |
 //!
 //! So ingests of different groups, materializes and verifies run side by side; two ingests of
 //! one group do not (the second gets Locked); prune and GC run alone. Readers see a group as of
 //! its head when they read it: a point committed meanwhile is simply not seen yet.
 
 mod chain;
+mod gc;
 mod head;
 mod ingest;
 mod layout;
 mod materialize;
 mod pack;
+mod pins;
 mod point;
+mod prune;
 mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use gc::GcReport;
 pub use ingest::Ingested;
 pub use layout::{PackId, VERSION_MAJOR};
 pub use materialize::Materialized;
 pub use point::{DiskInfo, RecoveryPoint, Selector};
+pub use prune::{GroupPrune, Merge, PlannedPoint, PruneReport};
 pub use verify::{Damage, VerifyReport};
 
 use self::layout::{Layout, Lock, lock_vault};
@@ -151,12 +157,7 @@ impl Vault {
     /// [`Corrupt`](crate::ErrorKind::Corrupt) ([`verify`](Self::verify) reports it as damage).
     pub fn groups(&self) -> Result<Vec<String>> {
         let _lock = self.lock(LockMode::Shared)?;
-        let mut groups = head::Head::all(&self.layout)?
-            .into_iter()
-            .map(|(_, h)| h.map(|h| h.group))
-            .collect::<Result<Vec<_>>>()?;
-        groups.sort();
-        Ok(groups)
+        self.group_names()
     }
 
     /// The points of `group`, oldest first.

@@ -51,10 +51,14 @@ pub struct RecoveryPoint {
     pub consistency: MarkerKind,
     /// The marker's label.
     pub label: String,
-    /// The previous point's id ([`PointId::ZERO`] for the base).
+    /// The previous point's id in the chain as it stands ([`PointId::ZERO`] for the base):
+    /// after pruning, the newest kept point before it.
     pub parent: PointId,
-    /// Base (seed) or incremental.
+    /// Base (the chain's first point: a seed, or the oldest kept point after pruning) or
+    /// incremental.
     pub kind: BundleKind,
+    /// How many pruned points were merged into this one (0 for a point as shipped).
+    pub merged: u64,
     /// Every disk of the group at this point.
     pub disks: Vec<DiskInfo>,
 }
@@ -97,6 +101,9 @@ pub(crate) struct PointFile {
     pub headers: Vec<Vec<u8>>,
     /// The last header, decoded.
     pub header: BundleHeader,
+    /// The first header's parent, kind and sequence number: where this file links into the
+    /// chain.
+    pub first: (PointId, BundleKind, u64),
     pub disks: Vec<DiskInfo>,
     /// The manifests section (as shipped, unless merged); empty when only the prefix was read.
     pub manifests: Vec<u8>,
@@ -123,8 +130,9 @@ impl PointFile {
             time: UNIX_EPOCH + Duration::from_nanos(h.time_ns),
             consistency: h.consistency,
             label: h.label.clone(),
-            parent: h.parent,
-            kind: h.kind,
+            parent: self.first.0,
+            kind: self.first.1,
+            merged: self.headers.len() as u64 - 1,
             disks: self.disks.clone(),
         }
     }
@@ -181,9 +189,10 @@ impl PointFile {
         if n > r.remaining() / 2 {
             return Err(r.error("header count", "more headers than the file can hold"));
         }
-        let mut headers = Vec::with_capacity(n);
-        let mut header = None;
-        for i in 0..n {
+        let mut headers: Vec<Vec<u8>> = Vec::with_capacity(n);
+        let mut first = None;
+        let mut prev: Option<BundleHeader> = None;
+        for _ in 0..n {
             let at = r.offset();
             let len = usize::from(r.u16("header length")?);
             if len > MAX_HEADER_LEN {
@@ -191,12 +200,37 @@ impl PointFile {
             }
             let h = r.bytes("header", len)?;
             let decoded = BundleHeader::decode(h, at + 2)?;
-            if i + 1 == n {
-                header = Some(decoded);
+            // The merged headers are a hash chain: each names the one before it.
+            if let (Some(p), Some(last)) = (&prev, headers.last()) {
+                if decoded.kind != BundleKind::Incremental
+                    || decoded.parent != PointId::of_header(last)
+                    || decoded.seq <= p.seq
+                    || decoded.group != p.group
+                    || decoded.key_id() != p.key_id()
+                {
+                    return Err(Error::corrupt(
+                        "recovery-point file",
+                        Some(at),
+                        "its merged headers do not form a hash chain (each an incremental \
+                         of the same group and key, naming the one before it)",
+                    ));
+                }
+            } else {
+                first = Some((decoded.parent, decoded.kind, decoded.seq));
             }
+            prev = Some(decoded);
             headers.push(h.to_vec());
         }
-        let header = header.expect("n >= 1");
+        let (header, first) = (prev.expect("n >= 1"), first.expect("n >= 1"));
+        if merged != (n > 1) {
+            return Err(Error::corrupt(
+                "recovery-point file",
+                Some(16),
+                format!(
+                    "flag merged is {merged} with {n} headers: a point has one header unless pruning merged others into it"
+                ),
+            ));
+        }
         let dn = r.u32("disk count")?;
         if dn != header.disk_count {
             return Err(r.error(
@@ -215,6 +249,7 @@ impl PointFile {
             merged,
             headers,
             header,
+            first,
             disks,
             manifests_len: ml,
         })
@@ -226,6 +261,7 @@ impl PointFile {
             merged,
             headers,
             header,
+            first,
             disks,
             manifests_len: ml,
         } = Self::decode_front(&mut r)?;
@@ -237,6 +273,7 @@ impl PointFile {
             merged,
             headers,
             header,
+            first,
             disks,
             manifests: if whole {
                 manifests.to_vec()
@@ -318,6 +355,7 @@ impl PointFile {
                         merged: front.merged,
                         headers: front.headers,
                         header: front.header,
+                        first: front.first,
                         disks: front.disks,
                         manifests: Vec::new(),
                         tag: [0; TAG_LEN],
@@ -335,6 +373,7 @@ struct Front {
     merged: bool,
     headers: Vec<Vec<u8>>,
     header: BundleHeader,
+    first: (PointId, BundleKind, u64),
     disks: Vec<DiskInfo>,
     manifests_len: usize,
 }
@@ -375,16 +414,20 @@ mod tests {
             }])
             .unwrap();
         header.manifests_digest = *blake3::hash(&manifests).as_bytes();
-        let headers: Vec<Vec<u8>> = (0..headers)
-            .map(|i| {
-                header.seq = i as u64 + 1;
-                header.encode().unwrap()
-            })
-            .collect();
+        // A hash chain of headers, as pruning leaves them.
+        let mut chain: Vec<Vec<u8>> = Vec::new();
+        for i in 0..headers {
+            header.seq = i as u64 + 1;
+            if let Some(last) = chain.last() {
+                header.parent = PointId::of_header(last);
+            }
+            chain.push(header.encode().unwrap());
+        }
         PointFile {
-            merged: false,
-            headers,
+            merged: headers > 1,
+            headers: chain,
             header,
+            first: (PointId([1; 32]), BundleKind::Incremental, 1),
             disks: vec![DiskInfo {
                 name: "d".into(),
                 size: 4096,

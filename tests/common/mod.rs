@@ -189,6 +189,16 @@ pub fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
 /// A group with `intervals` shipped intervals of random writes, trims and markers; returns the
 /// group, every bundle (base first) and the model disks at each point (base first).
 pub fn history(dir: &Path, intervals: u32, seed: u64) -> (Group, Vec<PathBuf>, Vec<Vec<Vec<u8>>>) {
+    history_every(dir, intervals, seed, 30)
+}
+
+/// As [`history`], with points `step` seconds apart (the base at 1,700,000,000 s).
+pub fn history_every(
+    dir: &Path,
+    intervals: u32,
+    seed: u64,
+    step: u64,
+) -> (Group, Vec<PathBuf>, Vec<Vec<Vec<u8>>>) {
     let mut g = seeded(dir, key(3));
     let mut bundles = vec![g.base.clone()];
     let mut models = vec![g.model.clone()];
@@ -207,7 +217,7 @@ pub fn history(dir: &Path, intervals: u32, seed: u64) -> (Group, Vec<PathBuf>, V
                     g.write(d, at, &noise(len as usize, r(1 << 30)));
                 }
             }
-            secs += 30;
+            secs += step;
             let kind = if r(3) == 0 {
                 MarkerKind::App
             } else {

@@ -1,0 +1,251 @@
+//! Garbage collection, without the key: blobs that no point's manifests reference are dropped;
+//! packs that hold none of the others are removed, packs that are mostly dead are rewritten by
+//! copying their live blobs, still sealed, into new packs.
+//!
+//! # What GC may remove, and why a concurrent ingest or materialize never misses a blob
+//!
+//! GC holds the vault lock exclusively from its mark phase to its last removal; ingest,
+//! materialize, failover and verify hold it shared for their whole run. So while GC runs, no
+//! point is added and no blob is read, and a blob GC finds unreferenced stays unreferenced
+//! until it is gone. An ingest that ran before GC may have skipped storing a blob the vault
+//! held only for pruned points (deduplication): its point, committed under the shared lock,
+//! references the blob, so the next mark phase finds it live. A `Vault` handle's cached blob
+//! index notices that the set of packs changed and is rebuilt before it is used again.
+//!
+//! # Commit protocol
+//!
+//! New packs are published (pack, then index) before anything is removed; then the indexes of
+//! the packs that go are removed and the directory synced, then those packs. A crash leaves
+//! either the old packs, or old and new side by side (a blob stored twice: the next GC keeps
+//! one copy), or packs without an index, which are leftovers. A blob is always in some indexed
+//! pack from before GC began until after it ended.
+
+use std::collections::HashSet;
+use std::fs::File;
+
+use super::Vault;
+use super::chain;
+use super::head::Head;
+use super::ingest::clean_leftovers;
+use super::layout::PackId;
+use super::pack::{ENTRY_LEN, IndexEntry, PACK_TARGET, PackIndex, PackWriter, read_stored};
+use crate::error::{Error, ErrorKind, Result};
+use crate::extent::Source;
+use crate::format::header::PREAMBLE_LEN;
+use crate::format::trailer::TRAILER_LEN;
+use crate::fsutil::sync_dir;
+use crate::id::BlobId;
+use crate::resync::Progress;
+use crate::sys::LockMode;
+
+/// A pack is rewritten when more than this share of its blob bytes is dead (so after GC no
+/// pack is more than a quarter dead).
+const REWRITE_DEAD_PER_4: u64 = 1;
+
+/// What [`Vault::gc`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Packs before and after.
+    pub packs_before: u64,
+    /// Packs after.
+    pub packs_after: u64,
+    /// Packs removed because nothing in them was referenced.
+    pub packs_removed: u64,
+    /// Mostly dead packs whose live blobs were copied into new packs (and which were removed).
+    pub packs_rewritten: u64,
+    /// New packs written.
+    pub packs_written: u64,
+    /// Blobs referenced by some point.
+    pub live_blobs: u64,
+    /// Stored bytes of those blobs, entry headers included: what any vault holding these
+    /// points needs at least.
+    pub live_bytes: u64,
+    /// Blob copies dropped (unreferenced, or a second copy); dead blobs in packs that are
+    /// mostly live stay until their pack is rewritten.
+    pub blobs_removed: u64,
+    /// Pack bytes before and after.
+    pub bytes_before: u64,
+    /// Pack bytes after.
+    pub bytes_after: u64,
+    /// Packs left as they were because a blob to copy out of them did not match its recorded
+    /// hash (verify says which points that affects).
+    pub damaged_packs: Vec<PackId>,
+}
+
+/// One pack's fate.
+struct PackPlan {
+    index: std::sync::Arc<PackIndex>,
+    /// Its entries GC keeps (live, and this is the copy kept).
+    live: Vec<IndexEntry>,
+}
+
+impl PackPlan {
+    fn live_bytes(&self) -> u64 {
+        self.live
+            .iter()
+            .map(|e| ENTRY_LEN as u64 + u64::from(e.len))
+            .sum()
+    }
+
+    fn entry_bytes(&self) -> u64 {
+        self.index.pack_len - (PREAMBLE_LEN + TRAILER_LEN) as u64
+    }
+}
+
+impl Vault {
+    /// Collects garbage (see the module docs of `vault::gc`): removes what interrupted
+    /// operations left, then every blob no point references, rewriting packs that are more
+    /// than a quarter dead. Runs alone (the vault lock, exclusive); any chain that does not
+    /// load stops it before anything is removed. Progress counts the bytes of the packs to
+    /// rewrite, as they are copied.
+    pub fn gc(&self, progress: Progress<'_>) -> Result<GcReport> {
+        let _lock = self.lock(LockMode::Exclusive)?;
+        clean_leftovers(&self.layout)?;
+        let live = self.mark()?;
+        let index = self.refreshed_index()?;
+        let mut report = GcReport {
+            packs_before: index.packs.len() as u64,
+            ..GcReport::default()
+        };
+        // The copy of each live blob GC keeps: the one the blob index resolves to.
+        let mut plans: Vec<PackPlan> = Vec::new();
+        let mut pack_ids: Vec<&PackId> = index.packs.keys().collect();
+        pack_ids.sort();
+        for id in pack_ids {
+            let pi = &index.packs[id];
+            report.bytes_before += pi.pack_len;
+            let live: Vec<IndexEntry> = pi
+                .entries
+                .iter()
+                .filter(|e| live.contains(&e.id) && index.get(&e.id).is_some_and(|(p, _)| p == id))
+                .copied()
+                .collect();
+            plans.push(PackPlan {
+                index: std::sync::Arc::clone(pi),
+                live,
+            });
+        }
+        report.live_blobs = plans.iter().map(|p| p.live.len() as u64).sum();
+        report.live_bytes = plans.iter().map(PackPlan::live_bytes).sum();
+        let (mut gone, mut rewrite) = (Vec::new(), Vec::new());
+        for p in plans {
+            let (l, all) = (p.live_bytes(), p.entry_bytes());
+            if l == 0 {
+                gone.push(p);
+            } else if (all - l) * 4 > all * REWRITE_DEAD_PER_4 {
+                rewrite.push(p);
+            }
+        }
+        report.packs_removed = gone.len() as u64;
+        // Copy the live blobs of the packs to rewrite into new packs.
+        let total: u64 = rewrite.iter().map(PackPlan::live_bytes).sum();
+        let mut done = 0u64;
+        let mut out: Option<PackWriter> = None;
+        let mut written = Vec::new();
+        let mut copied = Vec::new();
+        for p in rewrite {
+            let path = self.layout.pack(&p.index.pack);
+            let f = File::open(&path).map_err(|e| Error::io("opening a pack", Some(&path), e))?;
+            let mut blobs = Vec::with_capacity(p.live.len());
+            let mut damaged = false;
+            for e in &p.live {
+                match read_stored(&f, &path, e, true) {
+                    Ok(b) => blobs.push(b),
+                    Err(err) if err.kind() == ErrorKind::Corrupt => {
+                        damaged = true;
+                        break;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            if damaged {
+                // Removing nothing from it, and copying nothing: verify reports the damage.
+                report.damaged_packs.push(p.index.pack);
+                continue;
+            }
+            for (e, b) in p.live.iter().zip(&blobs) {
+                let w = match out.as_mut() {
+                    Some(w) => w,
+                    None => out.insert(PackWriter::create(&self.layout)?),
+                };
+                w.add(&e.id, b, e.hash)?;
+                if w.len() >= PACK_TARGET {
+                    written.extend(out.take());
+                }
+                done += ENTRY_LEN as u64 + u64::from(e.len);
+                if !progress(done, total) {
+                    return Err(Error::Cancelled { what: "gc".into() });
+                }
+            }
+            copied.push(p);
+        }
+        written.extend(out);
+        report.packs_written = written.len() as u64;
+        for w in written {
+            w.finish(&self.layout)?;
+        }
+        report.packs_rewritten = copied.len() as u64;
+        report.blobs_removed = gone
+            .iter()
+            .chain(&copied)
+            .map(|p| (p.index.entries.len() - p.live.len()) as u64)
+            .sum();
+        // The new packs are published: now the old ones go, indexes first.
+        let old: Vec<PackId> = gone.iter().chain(&copied).map(|p| p.index.pack).collect();
+        remove_packs(&self.layout, &old)?;
+        let after = self.refreshed_index()?;
+        report.packs_after = after.packs.len() as u64;
+        report.bytes_after = after.packs.values().map(|p| p.pack_len).sum();
+        Ok(report)
+    }
+
+    /// Every blob some point of some group references. A head or chain that does not load
+    /// stops GC: it could not tell what that group needs.
+    fn mark(&self) -> Result<HashSet<BlobId>> {
+        let mut live = HashSet::new();
+        for (path, head) in Head::all(&self.layout)? {
+            let group = head
+                .map_err(|e| {
+                    Error::corrupt(
+                        "group head",
+                        None,
+                        format!("garbage collection needs every group's chain: {e}"),
+                    )
+                    .with_path(&path)
+                })?
+                .group;
+            let (_, points) = chain::load(&self.layout, &group, true)?;
+            for p in &points {
+                for d in p.file.decode_disks()? {
+                    for e in d.extents.iter() {
+                        if let Source::Blob { id, .. } = e.source {
+                            live.insert(id);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(live)
+    }
+}
+
+/// Removes packs: their indexes first (a pack without an index is a leftover), the directory
+/// synced, then the packs.
+fn remove_packs(layout: &super::layout::Layout, ids: &[PackId]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let rm = |p: std::path::PathBuf| {
+        crate::fsutil::fault::check(&p)
+            .and_then(|()| std::fs::remove_file(&p))
+            .map_err(|e| Error::io("removing", Some(&p), e))
+    };
+    for id in ids {
+        rm(layout.pack_index(id))?;
+    }
+    sync_dir(&layout.packs())?;
+    for id in ids {
+        rm(layout.pack(id))?;
+    }
+    sync_dir(&layout.packs())
+}

@@ -1,0 +1,302 @@
+//! Pruning by retention policy, without the key: each pruned point's changes are merged into
+//! the next kept point, so every kept point materializes exactly as before and the chain stays
+//! one hash chain of shipped headers (`docs/FORMAT.md` §15.4, §15.7).
+//!
+//! # Commit protocol
+//!
+//! A run of pruned points `P1 .. Pk` before a kept point `K` becomes one point file for `K`:
+//! the headers of `P1 .. Pk, K` (a hash chain), and the manifests of `P1 .. Pk, K` folded
+//! (newer wins). When `P1` is the chain's first point, the fold is a full base. The new file
+//! replaces `K`'s (same name, same id) by an atomic rename. The head never changes: it names
+//! the newest point (never pruned) and counts shipped headers, which merging keeps.
+//!
+//! So after a crash at any instant, each kept point's file is either the old one or the merged
+//! one, and both chains link: from a merged `K` the walk goes to the point before `P1`; from an
+//! old `K` it goes through `Pk .. P1`, whose files are only removed after every merged file is
+//! published. Every kept point materializes the same either way; what pruning had not finished
+//! is done by the next prune (the plan at the same `now` is the same), and pruned files left
+//! behind are leftovers that [`Vault::open`] and GC remove. Blobs only pruned points used stay
+//! in their packs until [`Vault::gc`].
+
+use std::time::SystemTime;
+
+use super::chain;
+use super::pins;
+use super::point::{PointFile, RecoveryPoint, StoredPoint};
+use super::{Vault, head::Head};
+use crate::bundle::format::DiskManifest;
+use crate::bundle::format::{BundleKind, MAX_MANIFESTS_LEN, encode_manifests};
+use crate::error::{Error, Result};
+use crate::fsutil::{sync_dir, write_atomic};
+use crate::id::PointId;
+use crate::log::MarkerKind;
+use crate::policy::{PlanPoint, RetentionPolicy, Rule, plan};
+use crate::sys::LockMode;
+
+/// One point and what the plan decided for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPoint {
+    /// The point, as it was before pruning.
+    pub point: RecoveryPoint,
+    /// Whether an operator pinned it.
+    pub pinned: bool,
+    /// The rule that keeps it, or [`Rule::Expired`] when it is pruned.
+    pub rule: Rule,
+}
+
+/// Pruned points merged into the kept point after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merge {
+    /// The kept point that took their changes.
+    pub into: PointId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// The pruned points, oldest first.
+    pub pruned: Vec<PointId>,
+    /// Whether `into` became the chain's new base (the pruned points began the chain).
+    pub new_base: bool,
+}
+
+/// What pruning planned, and did, for one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPrune {
+    /// The group.
+    pub group: String,
+    /// Every point of the chain before pruning, oldest first, with its decision.
+    pub points: Vec<PlannedPoint>,
+    /// The merges (planned, for a dry run).
+    pub merges: Vec<Merge>,
+}
+
+/// What [`Vault::prune`] or [`Vault::plan_prune`] reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PruneReport {
+    /// False for a dry run ([`Vault::plan_prune`]): nothing was changed.
+    pub applied: bool,
+    /// Every group, sorted by name.
+    pub groups: Vec<GroupPrune>,
+}
+
+impl PruneReport {
+    /// Points pruned (or that would be).
+    pub fn pruned(&self) -> usize {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.points)
+            .filter(|p| !p.rule.keeps())
+            .count()
+    }
+
+    /// Points kept.
+    pub fn kept(&self) -> usize {
+        self.groups.iter().map(|g| g.points.len()).sum::<usize>() - self.pruned()
+    }
+}
+
+impl Vault {
+    /// The retention plan for every group at `now`, changing nothing (a dry run of
+    /// [`prune`](Self::prune)). Runs beside ingests and readers.
+    pub fn plan_prune(&self, policy: &RetentionPolicy, now: SystemTime) -> Result<PruneReport> {
+        policy.validate()?;
+        let _lock = self.lock(LockMode::Shared)?;
+        let mut report = PruneReport::default();
+        for group in self.group_names()? {
+            let (_, chain) = chain::load(&self.layout, &group, false)?;
+            report
+                .groups
+                .push(self.plan_group(&group, &chain, policy, now)?);
+        }
+        Ok(report)
+    }
+
+    /// Prunes every group by `policy` at `now`, without the key (see the module docs of
+    /// `vault::prune`): each pruned point is merged into the next kept one, the oldest kept
+    /// point becoming the base when the chain's first points go; then the chain is read back
+    /// and checked. Runs alone (the vault lock, exclusive: [`Locked`](crate::ErrorKind::Locked)
+    /// while anyone else works in the vault). Space is given back by [`gc`](Self::gc).
+    pub fn prune(&self, policy: &RetentionPolicy, now: SystemTime) -> Result<PruneReport> {
+        policy.validate()?;
+        let _lock = self.lock(LockMode::Exclusive)?;
+        let mut report = PruneReport {
+            applied: true,
+            groups: Vec::new(),
+        };
+        for group in self.group_names()? {
+            let (head, chain) = chain::load(&self.layout, &group, true)?;
+            let planned = self.plan_group(&group, &chain, policy, now)?;
+            let ids: Vec<PointId> = chain.iter().map(|p| p.file.id()).collect();
+            if planned.merges.is_empty() {
+                report.groups.push(planned);
+                continue;
+            }
+            let keep: Vec<bool> = planned.points.iter().map(|p| p.rule.keeps()).collect();
+            let merged = merge(&chain, &keep)?;
+            for (p, file) in &merged {
+                write_atomic(&p.path, &file.encode()?, true)?;
+            }
+            // Every kept point now links past the pruned ones: their files are leftovers.
+            for (p, k) in chain.iter().zip(&keep) {
+                if !k {
+                    std::fs::remove_file(&p.path)
+                        .map_err(|e| Error::io("removing a pruned point", Some(&p.path), e))?;
+                }
+            }
+            sync_dir(&self.layout.points(&group))?;
+            // Read back: the chain links, counts the same shipped points, and holds the kept
+            // ones in order.
+            let (after_head, after) = chain::load(&self.layout, &group, false)?;
+            let kept: Vec<PointId> = ids
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(id, _)| *id)
+                .collect();
+            let now_ids: Vec<PointId> = after.iter().map(|p| p.file.id()).collect();
+            if after_head != head || now_ids != kept {
+                return Err(Error::corrupt(
+                    format!("chain of group `{group}`"),
+                    None,
+                    "after pruning it does not hold exactly the kept points",
+                ));
+            }
+            report.groups.push(planned);
+        }
+        Ok(report)
+    }
+
+    /// Every group's name, from the heads (a damaged head stops the operation).
+    pub(super) fn group_names(&self) -> Result<Vec<String>> {
+        let mut names = Head::all(&self.layout)?
+            .into_iter()
+            .map(|(_, h)| h.map(|h| h.group))
+            .collect::<Result<Vec<_>>>()?;
+        names.sort();
+        Ok(names)
+    }
+
+    fn plan_group(
+        &self,
+        group: &str,
+        chain: &[StoredPoint],
+        policy: &RetentionPolicy,
+        now: SystemTime,
+    ) -> Result<GroupPrune> {
+        let pinned = pins::read(&self.layout, group)?;
+        let infos: Vec<RecoveryPoint> = chain.iter().map(|p| p.file.info()).collect();
+        let facts: Vec<PlanPoint> = infos
+            .iter()
+            .map(|p| PlanPoint {
+                time: p.time,
+                app_consistent: p.consistency == MarkerKind::App,
+                pinned: pinned.contains(&p.id),
+            })
+            .collect();
+        let rules = plan(&facts, policy, now)?;
+        let mut merges = Vec::new();
+        let mut run: Vec<PointId> = Vec::new();
+        for (i, (p, r)) in infos.iter().zip(&rules).enumerate() {
+            if !r.keeps() {
+                run.push(p.id);
+            } else if !run.is_empty() {
+                merges.push(Merge {
+                    into: p.id,
+                    seq: p.seq,
+                    new_base: run.len() == i,
+                    pruned: std::mem::take(&mut run),
+                });
+            }
+        }
+        Ok(GroupPrune {
+            group: group.to_string(),
+            points: infos
+                .into_iter()
+                .zip(facts)
+                .zip(rules)
+                .map(|((point, f), rule)| PlannedPoint {
+                    point,
+                    pinned: f.pinned,
+                    rule,
+                })
+                .collect(),
+            merges,
+        })
+    }
+}
+
+/// The new files of the kept points that take pruned ones: for each, the stored point it
+/// replaces. `chain` is read whole; `keep` has one flag per point and keeps the last.
+fn merge<'a>(chain: &'a [StoredPoint], keep: &[bool]) -> Result<Vec<(&'a StoredPoint, PointFile)>> {
+    let mut out = Vec::new();
+    // The pruned run so far: its headers, its manifests folded, where it links in.
+    let mut headers: Vec<Vec<u8>> = Vec::new();
+    let mut folded: Option<Vec<DiskManifest>> = None;
+    let mut first = None;
+    for (p, &k) in chain.iter().zip(keep) {
+        let Some(run) = folded.as_mut() else {
+            if k {
+                continue;
+            }
+            folded = Some(p.file.decode_disks()?);
+            headers = p.file.headers.clone();
+            first = Some(p.file.first);
+            continue;
+        };
+        for d in p.file.decode_disks()? {
+            overlay(run, d, p)?;
+        }
+        headers.extend(p.file.headers.iter().cloned());
+        if !k {
+            continue;
+        }
+        let run = folded.take().expect("a run");
+        // Keep the disks in this point's order.
+        let manifests: Vec<DiskManifest> = p
+            .file
+            .disks
+            .iter()
+            .filter_map(|d| run.iter().find(|m| m.name == d.name).cloned())
+            .collect();
+        let bytes = encode_manifests(&manifests)?;
+        if bytes.len() > MAX_MANIFESTS_LEN {
+            return Err(Error::limit_exceeded(
+                "merged manifests of a point",
+                MAX_MANIFESTS_LEN as u64,
+                bytes.len() as u64,
+            ));
+        }
+        let first = first.take().expect("a run has a first point");
+        debug_assert!(first.1 == BundleKind::Base || first.0 != PointId::ZERO);
+        out.push((
+            p,
+            PointFile {
+                merged: true,
+                headers: std::mem::take(&mut headers),
+                header: p.file.header.clone(),
+                first,
+                disks: p.file.disks.clone(),
+                manifests: bytes,
+                tag: p.file.tag,
+            },
+        ));
+    }
+    if folded.is_some() {
+        return Err(Error::invalid_argument(
+            "keep",
+            "the newest point is always kept: a pruned run must end in a kept point",
+        ));
+    }
+    Ok(out)
+}
+
+/// Lays disk `d` of point `p` over the run's disk of the same name.
+fn overlay(run: &mut [DiskManifest], d: DiskManifest, p: &StoredPoint) -> Result<()> {
+    let Some(m) = run.iter_mut().find(|m| m.name == d.name) else {
+        return Err(Error::corrupt(
+            "recovery-point file",
+            None,
+            format!("disk `{}` is not in the points before it", d.name),
+        )
+        .with_path(&p.path));
+    };
+    m.extents.overlay(&d.extents)
+}
