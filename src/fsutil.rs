@@ -104,6 +104,13 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Removes a file (`what` names it in errors); the removal asks [`fault::check`] first.
+pub(crate) fn remove(path: &Path, what: &str) -> Result<()> {
+    fault::check(path)
+        .and_then(|()| fs::remove_file(path))
+        .map_err(|e| Error::io(format!("removing {what}"), Some(path), e))
+}
+
 /// Writes `bytes` to `path` crash-safely (see [`AtomicFile`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
     let mut f = AtomicFile::create(path, replace)?;
@@ -157,7 +164,7 @@ pub(crate) fn safe_stem(name: &str) -> String {
 
 /// Injected I/O failures for the crash-safety unit tests: every file creation, write, sync,
 /// rename and directory sync of [`AtomicFile`] (so every file a vault or bundle writer
-/// publishes) asks [`check`](fault::check) first. Compiled out of non-test builds.
+/// publishes), and every [`remove`] asks [`check`](fault::check) first. Compiled out of non-test builds.
 pub(crate) mod fault {
     use std::path::Path;
 

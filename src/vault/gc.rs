@@ -33,7 +33,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::extent::Source;
 use crate::format::header::PREAMBLE_LEN;
 use crate::format::trailer::TRAILER_LEN;
-use crate::fsutil::sync_dir;
+use crate::fsutil::{remove, sync_dir};
 use crate::id::BlobId;
 use crate::resync::Progress;
 use crate::sys::LockMode;
@@ -235,17 +235,12 @@ fn remove_packs(layout: &super::layout::Layout, ids: &[PackId]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let rm = |p: std::path::PathBuf| {
-        crate::fsutil::fault::check(&p)
-            .and_then(|()| std::fs::remove_file(&p))
-            .map_err(|e| Error::io("removing", Some(&p), e))
-    };
     for id in ids {
-        rm(layout.pack_index(id))?;
+        remove(&layout.pack_index(id), "a pack index")?;
     }
     sync_dir(&layout.packs())?;
     for id in ids {
-        rm(layout.pack(id))?;
+        remove(&layout.pack(id), "a pack")?;
     }
     sync_dir(&layout.packs())
 }

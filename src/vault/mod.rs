@@ -46,6 +46,8 @@ mod pack;
 mod pins;
 mod point;
 mod prune;
+#[cfg(test)]
+mod retention_crash_tests;
 mod verify;
 
 use std::collections::HashMap;

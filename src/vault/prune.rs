@@ -27,7 +27,7 @@ use super::{Vault, head::Head};
 use crate::bundle::format::DiskManifest;
 use crate::bundle::format::{BundleKind, MAX_MANIFESTS_LEN, encode_manifests};
 use crate::error::{Error, Result};
-use crate::fsutil::{sync_dir, write_atomic};
+use crate::fsutil::{remove, sync_dir, write_atomic};
 use crate::id::PointId;
 use crate::log::MarkerKind;
 use crate::policy::{PlanPoint, RetentionPolicy, Rule, plan};
@@ -137,8 +137,7 @@ impl Vault {
             // Every kept point now links past the pruned ones: their files are leftovers.
             for (p, k) in chain.iter().zip(&keep) {
                 if !k {
-                    std::fs::remove_file(&p.path)
-                        .map_err(|e| Error::io("removing a pruned point", Some(&p.path), e))?;
+                    remove(&p.path, "a pruned point")?;
                 }
             }
             sync_dir(&self.layout.points(&group))?;
