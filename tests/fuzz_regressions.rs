@@ -453,6 +453,21 @@ fn vault_seed_corpora_are_valid() {
             }
         }
     }
+    // A merged point file: the base pruned into the incremental.
+    let far = std::time::SystemTime::now() + std::time::Duration::from_secs(1 << 30);
+    let policy = replicore::policy::RetentionPolicy {
+        window_hours: 1,
+        ..Default::default()
+    };
+    let pruned = v.prune(&policy, far).unwrap();
+    assert_eq!(pruned.pruned(), 1, "{pruned:?}");
+    for g in v.groups().unwrap() {
+        for p in std::fs::read_dir(v.points_dir(&g)).unwrap() {
+            let bytes = std::fs::read(p.unwrap().path()).unwrap();
+            assert_eq!(bytes[16], 1, "the one point left is merged");
+            files.push(("pointmerged".into(), [&[1][..], &strip_trailer(bytes)].concat()));
+        }
+    }
     files.sort();
     // Names by kind and sequence, not by random pack ids: a regeneration replaces them.
     let mut named: Seeds = Vec::new();
