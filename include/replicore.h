@@ -231,6 +231,37 @@ typedef uint32_t replicore_protection_state;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Why the plan keeps a point, or that it prunes it (`REPLICORE_RULE_EXPIRED`).
+enum replicore_rule
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Pruned: no rule keeps it.
+  REPLICORE_RULE_EXPIRED = 0,
+  // Kept: pinned by an operator.
+  REPLICORE_RULE_PINNED = 1,
+  // Kept: the newest point.
+  REPLICORE_RULE_NEWEST = 2,
+  // Kept: the newest app-consistent point.
+  REPLICORE_RULE_NEWEST_APP = 3,
+  // Kept: among the newest `keep_last`.
+  REPLICORE_RULE_KEEP_LAST = 4,
+  // Kept: within the window.
+  REPLICORE_RULE_WINDOW = 5,
+  // Kept: the newest point of one of the extra hours past the window.
+  REPLICORE_RULE_EXTRA_HOURLY = 6,
+  // Kept: the newest app-consistent point of its slot past the window.
+  REPLICORE_RULE_APP_EVERY = 7,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum replicore_rule replicore_rule;
+#else
+typedef uint32_t replicore_rule;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // An extent map of one disk (see the Rust `ExtentMap`). Created by
 // `replicore_extent_map_new`, freed by `replicore_extent_map_free`.
 //
@@ -415,6 +446,54 @@ typedef struct {
   // The target's size afterwards.
   uint64_t final_size;
 } replicore_apply_stats;
+
+// What the plan needs of one point.
+typedef struct {
+  // When it was taken, nanoseconds since the Unix epoch.
+  uint64_t time_ns;
+  // 1 when app-consistent, else 0.
+  uint32_t app_consistent;
+  // 1 when pinned by an operator, else 0.
+  uint32_t pinned;
+} replicore_plan_point;
+
+// What `replicore_vault_prune` did (or, for a dry run, would do).
+typedef struct {
+  // Groups planned.
+  uint64_t groups;
+  // Points kept.
+  uint64_t points_kept;
+  // Points pruned (merged into the kept point after them).
+  uint64_t points_pruned;
+  // Kept points that took pruned ones.
+  uint64_t merges;
+} replicore_prune_info;
+
+// What `replicore_vault_gc` did.
+typedef struct {
+  // Packs before.
+  uint64_t packs_before;
+  // Packs after.
+  uint64_t packs_after;
+  // Packs removed because nothing in them was referenced.
+  uint64_t packs_removed;
+  // Mostly dead packs whose live blobs were copied into new packs.
+  uint64_t packs_rewritten;
+  // New packs written.
+  uint64_t packs_written;
+  // Blobs some point references.
+  uint64_t live_blobs;
+  // Their stored bytes (entry headers included).
+  uint64_t live_bytes;
+  // Blob copies dropped.
+  uint64_t blobs_removed;
+  // Pack bytes before.
+  uint64_t bytes_before;
+  // Pack bytes after.
+  uint64_t bytes_after;
+  // Packs left as they were because a blob in them is damaged (see `replicore_vault_verify`).
+  uint64_t damaged_packs;
+} replicore_gc_info;
 
 // What `replicore_vault_ingest` did.
 typedef struct {
@@ -929,6 +1008,88 @@ replicore_status replicore_resync(const char *source,
                                   replicore_progress_callback callback,
                                   void *user,
                                   replicore_apply_stats *stats_out);
+
+// Checks a retention policy: `REPLICORE_ERR_INVALID_ARGUMENT` names the first field out of
+// range and its allowed range.
+//
+// # Safety
+//
+// `policy` is NULL or readable.
+replicore_status replicore_retention_policy_validate(const replicore_retention_policy *policy);
+
+// Plans retention for one chain, a pure function: `points` (`count` of them, oldest first, the
+// last the newest) at `now_ns` under `policy`; one `replicore_rule` per point goes to
+// `rules_out` (`count` entries). Never prunes the newest point, the newest app-consistent
+// point or a pinned one. `points` and `rules_out` may be NULL when `count` is 0.
+//
+// # Safety
+//
+// `points` is NULL or readable for `count` entries; `policy` is NULL or readable;
+// `rules_out` is NULL or writable for `count` entries.
+replicore_status replicore_retention_plan(const replicore_plan_point *points,
+                                          size_t count,
+                                          const replicore_retention_policy *policy,
+                                          uint64_t now_ns,
+                                          uint32_t *rules_out);
+
+// The vault's retention plan for `group` at `now_ns` (pins included), changing nothing: one
+// `replicore_rule` per point, in the order of `replicore_vault_points`. The first `capacity`
+// go to `rules_out` (NULL when `capacity` is 0) and the number of points to `*count_out`.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `policy` is NULL or
+// readable; `rules_out` is NULL or writable for `capacity` entries; `count_out` is NULL or
+// writable.
+replicore_status replicore_vault_plan_prune(const replicore_vault *vault,
+                                            const char *group,
+                                            const replicore_retention_policy *policy,
+                                            uint64_t now_ns,
+                                            uint32_t *rules_out,
+                                            size_t capacity,
+                                            size_t *count_out);
+
+// Prunes every group of the vault by `policy` at `now_ns`, without the key: each pruned point
+// is merged into the next kept one (the oldest kept point becomes the base), crash-safely.
+// With `dry_run` non-zero nothing changes and `*info_out` says what would. Runs alone:
+// `REPLICORE_ERR_LOCKED` while anyone else works in the vault. `info_out` may be NULL.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `policy` is NULL or readable; `info_out` is NULL or
+// writable.
+replicore_status replicore_vault_prune(const replicore_vault *vault,
+                                       const replicore_retention_policy *policy,
+                                       uint64_t now_ns,
+                                       uint32_t dry_run,
+                                       replicore_prune_info *info_out);
+
+// Collects garbage without the key: blobs no point references are dropped; packs more than a
+// quarter dead are rewritten by copying their live blobs, still sealed. Crash-safe; runs alone
+// (`REPLICORE_ERR_LOCKED` while anyone else works in the vault). Progress counts the bytes
+// copied. `info_out` may be NULL.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `callback` may be called with `user`; `info_out` is NULL or
+// writable.
+replicore_status replicore_vault_gc(const replicore_vault *vault,
+                                    replicore_progress_callback callback,
+                                    void *user,
+                                    replicore_gc_info *info_out);
+
+// Pins (`pin` non-zero) or unpins the point of `group` whose id is the 32 bytes at
+// `point_id`: pruning keeps a pinned point. Pinning a point not in the chain is
+// `REPLICORE_ERR_NOT_FOUND`; pinning twice or unpinning an unpinned point changes nothing.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `point_id` is NULL or
+// readable for 32 bytes.
+replicore_status replicore_vault_pin(const replicore_vault *vault,
+                                     const char *group,
+                                     const uint8_t *point_id,
+                                     uint32_t pin);
 
 // The name of a status value (`"REPLICORE_ERR_CORRUPT"`), or NULL for a value that is not a
 // status. The string is static: never free it.

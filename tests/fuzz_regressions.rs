@@ -465,7 +465,10 @@ fn vault_seed_corpora_are_valid() {
         for p in std::fs::read_dir(v.points_dir(&g)).unwrap() {
             let bytes = std::fs::read(p.unwrap().path()).unwrap();
             assert_eq!(bytes[16], 1, "the one point left is merged");
-            files.push(("pointmerged".into(), [&[1][..], &strip_trailer(bytes)].concat()));
+            files.push((
+                "pointmerged".into(),
+                [&[1][..], &strip_trailer(bytes)].concat(),
+            ));
         }
     }
     files.sort();

@@ -33,6 +33,7 @@ pub mod log;
 pub mod panic;
 pub mod policy;
 pub mod resync;
+pub mod retention;
 pub mod status;
 pub mod vault;
 pub mod version;

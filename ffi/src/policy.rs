@@ -84,7 +84,7 @@ pub struct replicore_resync_window {
     pub utc_offset_minutes: i32,
 }
 
-fn to_retention(p: &replicore_retention_policy) -> RetentionPolicy {
+pub(crate) fn to_retention(p: &replicore_retention_policy) -> RetentionPolicy {
     RetentionPolicy {
         window_hours: p.window_hours,
         app_every_hours: (p.app_every_hours != 0).then_some(p.app_every_hours),

@@ -312,7 +312,7 @@ unsafe fn to_selector(
 /// # Safety
 ///
 /// `id` is NULL or readable for 32 bytes.
-unsafe fn point_id(id: *const u8) -> Result<PointId, handle::Failure> {
+pub(crate) unsafe fn point_id(id: *const u8) -> Result<PointId, handle::Failure> {
     // SAFETY: per this function's contract.
     let b = unsafe { handle::bytes(id, REPLICORE_POINT_ID_LEN, "id") }?;
     let mut a = [0u8; REPLICORE_POINT_ID_LEN];
