@@ -1,0 +1,350 @@
+//! The command line's verbs and arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Disaster-recovery replication for virtual machine disks: change logs, encrypted bundles,
+/// recovery-point vaults, retention, failover and resync.
+#[derive(Debug, Parser)]
+#[command(name = "replicore", version, propagate_version = true)]
+#[command(
+    after_help = "Exit codes: 0 success, 2 usage or invalid argument, 3 corruption, \
+4 authentication, 5 broken chain, conflict or locked, 6 I/O or not found, 7 resync required, \
+1 anything else."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Creates a passphrase-protected key file (the passphrase: see --passphrase-env).
+    Keygen(KeygenArgs),
+    /// Key file operations.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Seeds a group: reads its disk images into a base bundle and starts its change log.
+    Seed(SeedArgs),
+    /// Change log operations (on the primary).
+    #[command(subcommand)]
+    Log(LogCmd),
+    /// Ships a sealed change log as one bundle per recovery point; prints their paths.
+    Ship(ShipArgs),
+    /// Vault operations (on the recovery site; no key needed but for verify --key).
+    #[command(subcommand)]
+    Vault(VaultCmd),
+    /// Writes every disk of a group at a recovery point as DIR/NAME.img.
+    Failover(FailoverArgs),
+    /// Resynchronization by fixed-chunk checksums (failback is the same, reversed).
+    #[command(subcommand)]
+    Resync(ResyncCmd),
+    /// Runs the whole job on a sample disk in a temporary directory and reports.
+    Demo,
+}
+
+/// Where a key file's passphrase comes from.
+#[derive(Debug, Args, Clone)]
+pub struct Passphrase {
+    /// Read the key file's passphrase from this environment variable (default:
+    /// REPLICORE_PASSPHRASE, else asked on the terminal).
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The key file to create (it must not exist).
+    #[arg(long, value_name = "KEYFILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub pass: Passphrase,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Rewraps a key file under a new passphrase (same key: existing bundles stay readable).
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The current key file.
+    #[arg(long, value_name = "KEYFILE")]
+    pub key: PathBuf,
+    /// The new key file to write.
+    #[arg(long, value_name = "NEWKEYFILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub pass: Passphrase,
+    /// Read the new passphrase from this environment variable (default:
+    /// REPLICORE_NEW_PASSPHRASE, else asked on the terminal).
+    #[arg(long, value_name = "VAR")]
+    pub new_passphrase_env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// The group's key file.
+    #[arg(long, value_name = "KEYFILE")]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub pass: Passphrase,
+    /// The group's name.
+    #[arg(long, value_name = "NAME")]
+    pub group: String,
+    /// A disk of the group and its image (repeat for each disk).
+    #[arg(long = "disk", value_name = "NAME=IMAGE", required = true)]
+    pub disks: Vec<String>,
+    /// The change log to create (the ship state goes beside it as GROUP.rcship).
+    #[arg(long, value_name = "LOGFILE")]
+    pub log: PathBuf,
+    /// The base bundle to write.
+    #[arg(long, value_name = "BUNDLE")]
+    pub out: PathBuf,
+    /// Chunk size: a power of two from 4K to 8M (default 1M).
+    #[arg(long, value_name = "SIZE")]
+    pub chunk_size: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCmd {
+    /// Records ranges of an image as guest writes (extents JSON: [{"start":..,"length":..}],
+    /// as `qemu-img map --output=json` prints; "zero": true records a trim).
+    Capture(CaptureArgs),
+    /// Closes a recovery point with a crash- or app-consistent marker.
+    Mark(MarkArgs),
+    /// Seals the log as SEALEDFILE and starts a new one in its place.
+    Rotate(RotateLogArgs),
+    /// Describes a change log (active or sealed).
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// The active change log.
+    pub logfile: PathBuf,
+    /// The disk written to.
+    #[arg(long, value_name = "NAME")]
+    pub disk: String,
+    /// The image the written bytes are read from.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// The extents file, or - for standard input.
+    #[arg(long, value_name = "FILE|-")]
+    pub extents: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    /// Crash-consistent.
+    Crash,
+    /// Application-consistent (applications quiesced).
+    App,
+}
+
+#[derive(Debug, Args)]
+pub struct MarkArgs {
+    /// The active change log.
+    pub logfile: PathBuf,
+    /// The point's consistency.
+    #[arg(long, value_enum)]
+    pub kind: Kind,
+    /// A label for the point.
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// The point's time, RFC 3339 (default: now).
+    #[arg(long, value_name = "RFC3339")]
+    pub time: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateLogArgs {
+    /// The active change log.
+    pub logfile: PathBuf,
+    /// Where the sealed log goes.
+    #[arg(long, value_name = "SEALEDFILE")]
+    pub sealed_out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The change log.
+    pub logfile: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShipArgs {
+    /// The group's key file.
+    #[arg(long, value_name = "KEYFILE")]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub pass: Passphrase,
+    /// The sealed change log.
+    pub sealed: PathBuf,
+    /// Where the bundles go.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// The group's ship state (default: GROUP.rcship beside the sealed log, as seed left it
+    /// beside the change log).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCmd {
+    /// Creates a vault in a new or empty directory.
+    Init {
+        /// The vault's directory.
+        dir: PathBuf,
+    },
+    /// Ingests bundles (in order), without the key.
+    Ingest {
+        /// The vault.
+        dir: PathBuf,
+        /// The bundles, oldest first.
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+    },
+    /// Lists recovery points, oldest first.
+    Points {
+        /// The vault.
+        dir: PathBuf,
+        /// Only this group.
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prunes every group by a retention policy, without the key.
+    Prune(PruneArgs),
+    /// Removes data no point references (after prune).
+    Gc {
+        /// The vault.
+        dir: PathBuf,
+    },
+    /// Checks every stored byte; with --key also decrypts every blob.
+    Verify {
+        /// The vault.
+        dir: PathBuf,
+        /// The key file of the groups to check deeply.
+        #[arg(long, value_name = "KEYFILE")]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        pass: Passphrase,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The vault.
+    pub dir: PathBuf,
+    /// Keep every point younger than this many hours (1 to 72).
+    #[arg(long, value_name = "HOURS")]
+    pub window: u32,
+    /// Keep app-consistent points at this frequency in hours (1 to 12) for another window.
+    #[arg(long, value_name = "HOURS")]
+    pub app_every: Option<u32>,
+    /// Keep the newest point of each of this many hours past the window (0 to 24).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub extra_hourly: u32,
+    /// Always keep the newest N points (1 to 100000).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub keep_last: u32,
+    /// Plan as of this time, RFC 3339 (default: now).
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Show the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    /// The vault.
+    pub dir: PathBuf,
+    /// The group.
+    #[arg(long, value_name = "NAME")]
+    pub group: String,
+    /// latest, latest-app, a point id, or at:RFC3339 (the newest point at or before).
+    #[arg(long, value_name = "POINT")]
+    pub point: String,
+    /// The group's key file.
+    #[arg(long, value_name = "KEYFILE")]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub pass: Passphrase,
+    /// Where the images go (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResyncCmd {
+    /// Computes the fixed-chunk signature of an image (the side to be updated).
+    Signature {
+        /// The image.
+        image: PathBuf,
+        /// The signature file to write.
+        #[arg(long, value_name = "SIGFILE")]
+        out: PathBuf,
+        /// Chunk size: a power of two from 4K to 8M (default 64K).
+        #[arg(long, value_name = "SIZE")]
+        chunk_size: Option<String>,
+    },
+    /// Computes the chunks of SOURCE that differ from a signature.
+    Delta {
+        /// The up-to-date image.
+        source: PathBuf,
+        /// The other side's signature.
+        #[arg(long, value_name = "SIGFILE")]
+        signature: PathBuf,
+        /// The delta file to write.
+        #[arg(long, value_name = "DELTAFILE")]
+        out: PathBuf,
+    },
+    /// Applies a delta to the image its signature was taken of.
+    Apply {
+        /// The image to update.
+        target: PathBuf,
+        /// The delta.
+        delta: PathBuf,
+    },
+    /// Makes TARGET identical to SOURCE (both local), copying only differing chunks.
+    Run {
+        /// The up-to-date image.
+        source: PathBuf,
+        /// The image to update (created if missing).
+        target: PathBuf,
+        /// Chunk size: a power of two from 4K to 8M (default 64K).
+        #[arg(long, value_name = "SIZE")]
+        chunk_size: Option<String>,
+    },
+}
+
+/// Parses a size: a number with an optional K, M or G suffix (powers of 1024).
+pub fn size(s: &str) -> Result<u32, crate::Failure> {
+    let bad = || crate::Failure::Usage(format!("`{s}` is not a size (like 65536, 64K or 1M)"));
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    n.checked_mul(mul)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(bad)
+}

@@ -1,0 +1,318 @@
+//! `replicore vault ...` and `replicore failover`: on the recovery site.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use replicore::PointId;
+use replicore::log::MarkerKind;
+use replicore::policy::RetentionPolicy;
+use replicore::vault::{RecoveryPoint, Selector, Vault};
+use serde_json::{Value, json};
+
+use crate::args::{FailoverArgs, PruneArgs, VaultCmd};
+use crate::keys;
+use crate::out::{Bar, bytes, format_time, parse_time};
+use crate::{CmdResult, Failure};
+
+pub fn run(c: VaultCmd) -> CmdResult {
+    match c {
+        VaultCmd::Init { dir } => {
+            Vault::create(&dir)?;
+            println!("created vault {}", dir.display());
+            Ok(())
+        }
+        VaultCmd::Ingest { dir, bundles } => {
+            let v = Vault::open(&dir)?;
+            for b in bundles {
+                let bar = Bar::new("ingest");
+                let i = v.ingest(&b, &mut bar.callback())?;
+                drop(bar);
+                println!(
+                    "{} {}: group `{}` point {} {}; {} blobs stored ({}), {} already held",
+                    b.display(),
+                    if i.added {
+                        "ingested"
+                    } else {
+                        "already in the vault"
+                    },
+                    i.group,
+                    i.seq,
+                    &i.point.to_hex()[..16],
+                    i.blobs_stored,
+                    bytes(i.bytes_stored),
+                    i.blobs_deduplicated
+                );
+            }
+            Ok(())
+        }
+        VaultCmd::Points { dir, group, json } => points(&dir, group.as_deref(), json),
+        VaultCmd::Prune(a) => prune(a),
+        VaultCmd::Gc { dir } => {
+            let v = Vault::open(&dir)?;
+            let bar = Bar::new("gc");
+            let r = v.gc(&mut bar.callback())?;
+            drop(bar);
+            println!(
+                "packs {} -> {} ({} removed, {} rewritten into {}); {} -> {} ({} live); {} blob copies dropped",
+                r.packs_before,
+                r.packs_after,
+                r.packs_removed,
+                r.packs_rewritten,
+                r.packs_written,
+                bytes(r.bytes_before),
+                bytes(r.bytes_after),
+                bytes(r.live_bytes),
+                r.blobs_removed
+            );
+            if !r.damaged_packs.is_empty() {
+                eprintln!(
+                    "replicore: note: {} damaged packs were left as they are; run `replicore vault verify`",
+                    r.damaged_packs.len()
+                );
+            }
+            Ok(())
+        }
+        VaultCmd::Verify {
+            dir,
+            key,
+            pass,
+            json: as_json,
+        } => {
+            let v = Vault::open(&dir)?;
+            let key = key.map(|k| keys::load(&k, &pass)).transpose()?;
+            let bar = Bar::new("verify");
+            let r = v.verify(key.as_ref(), &mut bar.callback())?;
+            drop(bar);
+            if as_json {
+                let v = json!({
+                    "ok": r.is_ok(),
+                    "packs": r.packs, "blobs": r.blobs, "groups": r.groups, "points": r.points,
+                    "blobs_decrypted": r.blobs_decrypted,
+                    "other_key_groups": r.other_key_groups,
+                    "damage": r.damage.iter().map(|d| json!({
+                        "object": d.object, "detail": d.detail,
+                        "points": d.points.iter().map(|(g, s, id)| json!({"group": g, "seq": s, "id": id.to_hex()})).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                });
+                println!("{v:#}");
+            } else {
+                println!(
+                    "checked {} packs ({} blobs), {} groups, {} points; {} blobs decrypted",
+                    r.packs, r.blobs, r.groups, r.points, r.blobs_decrypted
+                );
+                for g in &r.other_key_groups {
+                    println!("group `{g}` is sealed under another key: checked without it");
+                }
+                for d in &r.damage {
+                    println!(
+                        "DAMAGED {}: {} ({} points affected)",
+                        d.object,
+                        d.detail,
+                        d.points.len()
+                    );
+                }
+            }
+            if r.is_ok() {
+                Ok(())
+            } else {
+                Err(Failure::Damage(format!(
+                    "{} damaged: {}",
+                    r.damage.len(),
+                    r.damage[0].detail
+                )))
+            }
+        }
+    }
+}
+
+fn kind(k: MarkerKind) -> &'static str {
+    match k {
+        MarkerKind::Crash => "crash",
+        MarkerKind::App => "app",
+    }
+}
+
+fn point_json(p: &RecoveryPoint) -> Value {
+    json!({
+        "id": p.id.to_hex(),
+        "seq": p.seq,
+        "group": p.group,
+        "time": format_time(p.time),
+        "kind": kind(p.consistency),
+        "label": p.label,
+        "disks": p.disks.iter().map(|d| json!({"name": d.name, "size": d.size})).collect::<Vec<_>>(),
+        "merged": p.merged,
+    })
+}
+
+fn points(dir: &Path, group: Option<&str>, as_json: bool) -> CmdResult {
+    let v = Vault::open(dir)?;
+    let groups = match group {
+        Some(g) => vec![g.to_string()],
+        None => v.groups()?,
+    };
+    let mut all = Vec::new();
+    for g in &groups {
+        all.extend(v.points(g)?);
+    }
+    if as_json {
+        println!("{:#}", Value::Array(all.iter().map(point_json).collect()));
+        return Ok(());
+    }
+    for p in &all {
+        println!(
+            "{} {:>6} {} {:<5} {} {}{}",
+            p.group,
+            p.seq,
+            format_time(p.time),
+            kind(p.consistency),
+            &p.id.to_hex()[..16],
+            p.label,
+            if p.merged > 0 {
+                format!(" (holds {} pruned points)", p.merged)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
+
+fn prune(a: PruneArgs) -> CmdResult {
+    let policy = RetentionPolicy {
+        window_hours: a.window,
+        app_every_hours: a.app_every,
+        extra_hourly: a.extra_hourly,
+        keep_last: a.keep_last,
+    };
+    let now = match &a.now {
+        Some(t) => parse_time(t, "--now")?,
+        None => SystemTime::now(),
+    };
+    let v = Vault::open(&a.dir)?;
+    let r = if a.dry_run {
+        v.plan_prune(&policy, now)?
+    } else {
+        v.prune(&policy, now)?
+    };
+    if a.json {
+        let groups: Vec<Value> = r
+            .groups
+            .iter()
+            .map(|g| {
+                json!({
+                    "group": g.group,
+                    "points": g.points.iter().map(|p| {
+                        let mut o = point_json(&p.point);
+                        o["keep"] = json!(p.rule.keeps());
+                        o["rule"] = json!(p.rule.name());
+                        o["pinned"] = json!(p.pinned);
+                        o
+                    }).collect::<Vec<_>>(),
+                    "merges": g.merges.iter().map(|m| json!({
+                        "into": m.into.to_hex(),
+                        "seq": m.seq,
+                        "pruned": m.pruned.iter().map(PointId::to_hex).collect::<Vec<_>>(),
+                        "new_base": m.new_base,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let v = json!({
+            "dry_run": a.dry_run,
+            "now": format_time(now),
+            "kept": r.kept(),
+            "pruned": r.pruned(),
+            "groups": groups,
+        });
+        println!("{v:#}");
+        return Ok(());
+    }
+    for g in &r.groups {
+        for p in &g.points {
+            println!(
+                "{} {:>6} {} {:<5} {} {}",
+                g.group,
+                p.point.seq,
+                format_time(p.point.time),
+                kind(p.point.consistency),
+                if p.rule.keeps() { "keep " } else { "prune" },
+                p.rule.name()
+            );
+        }
+    }
+    println!(
+        "{}{} points kept, {} pruned",
+        if a.dry_run { "dry run: " } else { "" },
+        r.kept(),
+        r.pruned()
+    );
+    if !a.dry_run && r.pruned() > 0 {
+        println!("run `replicore vault gc` to give the space back");
+    }
+    Ok(())
+}
+
+/// Parses `latest`, `latest-app`, a point id (64 hex digits, or a unique prefix of at least 8
+/// among the group's points) or `at:RFC3339`.
+fn selector(v: &Vault, group: &str, s: &str) -> Result<Selector, Failure> {
+    Ok(match s {
+        "latest" => Selector::Latest,
+        "latest-app" => Selector::LatestAppConsistent,
+        _ if s.starts_with("at:") => Selector::AtOrBefore(parse_time(&s[3..], "--point at:")?),
+        _ => {
+            if let Some(id) = PointId::from_hex(s) {
+                return Ok(Selector::Id(id));
+            }
+            let lower = s.to_ascii_lowercase();
+            if lower.len() < 8 || !lower.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return Err(Failure::Usage(format!(
+                    "--point `{s}`: expected latest, latest-app, at:RFC3339 or a point id (at least 8 hex digits)"
+                )));
+            }
+            let found: Vec<PointId> = v
+                .points(group)?
+                .iter()
+                .filter(|p| p.id.to_hex().starts_with(&lower))
+                .map(|p| p.id)
+                .collect();
+            match found.as_slice() {
+                [id] => Selector::Id(*id),
+                [] => {
+                    return Err(Failure::Lib(replicore::Error::NotFound {
+                        what: format!("a point of group `{group}` whose id starts with {lower}"),
+                    }));
+                }
+                _ => {
+                    return Err(Failure::Usage(format!(
+                        "--point {lower} matches {} points: give more digits",
+                        found.len()
+                    )));
+                }
+            }
+        }
+    })
+}
+
+pub fn failover(a: FailoverArgs) -> CmdResult {
+    let v = Vault::open(&a.dir)?;
+    let sel = selector(&v, &a.group, &a.point)?;
+    let key = keys::load(&a.key, &a.pass)?;
+    std::fs::create_dir_all(&a.out_dir)
+        .map_err(|e| replicore::Error::io("creating", Some(&a.out_dir), e))?;
+    let bar = Bar::new("failover");
+    let written = v.failover(&a.group, sel, &key, &a.out_dir, &mut bar.callback())?;
+    drop(bar);
+    for m in &written {
+        println!("{}", m.path.display());
+    }
+    if let Some(m) = written.first() {
+        eprintln!(
+            "failed group `{}` over to point {}: {} disks",
+            a.group,
+            &m.point.to_hex()[..16],
+            written.len()
+        );
+    }
+    Ok(())
+}
