@@ -1,0 +1,691 @@
+//! The `replicore` binary through whole scenarios, and bad input.
+//!
+//! Protects: every verb works as the README's walkthrough uses it (keygen, seed, log capture
+//! from a qemu-img style extents list with a trim, marks, inspect, rotate, ship, vault init,
+//! ingest, points --json, prune dry run and real, gc, verify, failover by every selector form,
+//! resync signature/delta/apply and run, key rotate, demo), with the images failed over equal
+//! to the disks as they were; bad input gives the documented exit code and a one-line error.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const PASS: &str = "correct horse battery staple";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the binary with `args` (no terminal, REPLICORE_PASSPHRASE from `pass`).
+fn rc(args: &[&str], pass: Option<&str>) -> Run {
+    rc_in(args, pass, None)
+}
+
+fn rc_in(args: &[&str], pass: Option<&str>, stdin: Option<&str>) -> Run {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_replicore"));
+    c.args(args)
+        .env_remove("REPLICORE_PASSPHRASE")
+        .env_remove("REPLICORE_NEW_PASSPHRASE")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(p) = pass {
+        c.env("REPLICORE_PASSPHRASE", p);
+    }
+    let mut child = c.spawn().unwrap();
+    if let Some(s) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8(stdout).unwrap(),
+        stderr: String::from_utf8(stderr).unwrap(),
+    }
+}
+
+/// Runs and expects success.
+fn ok(args: &[&str], pass: Option<&str>) -> String {
+    let r = rc(args, pass);
+    assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    r.stdout
+}
+
+/// Runs and expects exit `code` with a one-line error naming `needle`.
+fn fails(args: &[&str], pass: Option<&str>, code: i32, needle: &str) {
+    let r = rc(args, pass);
+    assert_eq!(r.code, code, "{args:?}: {}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(
+        lines.len() == 1 || code == 2,
+        "{args:?}: not one line: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(needle),
+        "{args:?}: {:?} lacks {needle:?}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Primary {
+    dir: PathBuf,
+    key: PathBuf,
+    os: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+/// A keyed, seeded two-disk group in `dir`.
+fn primary(dir: &Path) -> Primary {
+    let p = Primary {
+        dir: dir.to_path_buf(),
+        key: dir.join("g.rckey"),
+        os: dir.join("os.img"),
+        data: dir.join("data.img"),
+        log: dir.join("vm.rclog"),
+    };
+    let mut os = common::noise(3 << 20, 1);
+    os[1 << 20..2 << 20].fill(0);
+    std::fs::write(&p.os, &os).unwrap();
+    std::fs::write(&p.data, b"data disk ".repeat(100_000)).unwrap();
+    let out = ok(&["keygen", "--out", s(&p.key)], Some(PASS));
+    assert!(out.contains("key "), "{out}");
+    let out = ok(
+        &[
+            "seed",
+            "--key",
+            s(&p.key),
+            "--group",
+            "vm 1",
+            "--disk",
+            &format!("os={}", s(&p.os)),
+            "--disk",
+            &format!("data={}", s(&p.data)),
+            "--log",
+            s(&p.log),
+            "--out",
+            s(&dir.join("base.rcb")),
+            "--chunk-size",
+            "64K",
+        ],
+        Some(PASS),
+    );
+    assert_eq!(out.trim(), s(&dir.join("base.rcb")));
+    assert!(dir.join("vm_1.rcship").exists());
+    p
+}
+
+fn patch(path: &Path, at: u64, data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(data, at).unwrap();
+}
+
+#[test]
+fn the_whole_job_through_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = primary(tmp.path());
+    let dir = &p.dir;
+    let base_os = std::fs::read(&p.os).unwrap();
+    let base_data = std::fs::read(&p.data).unwrap();
+    // Point 1 (crash): the guest wrote 100 KiB of os at 5000 and trimmed 64 KiB of data.
+    patch(&p.os, 5000, &[0xab; 100_000]);
+    std::fs::write(
+        dir.join("ext.json"),
+        r#"[{"start": 5000, "length": 100000, "depth": 0, "data": true}]"#,
+    )
+    .unwrap();
+    let out = ok(
+        &[
+            "log",
+            "capture",
+            s(&p.log),
+            "--disk",
+            "os",
+            "--image",
+            s(&p.os),
+            "--extents",
+            s(&dir.join("ext.json")),
+        ],
+        None,
+    );
+    assert!(out.contains("1 writes"), "{out}");
+    patch(&p.data, 65536, &[0; 65536]);
+    let r = rc_in(
+        &[
+            "log",
+            "capture",
+            s(&p.log),
+            "--disk",
+            "data",
+            "--image",
+            s(&p.data),
+            "--extents",
+            "-",
+        ],
+        None,
+        Some(r#"[{"start": 65536, "length": 65536, "zero": true}]"#),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("1 trims"), "{}", r.stdout);
+    ok(
+        &[
+            "log",
+            "mark",
+            s(&p.log),
+            "--kind",
+            "crash",
+            "--label",
+            "five",
+            "--time",
+            "2026-11-25T10:00:00Z",
+        ],
+        None,
+    );
+    let p1_os = std::fs::read(&p.os).unwrap();
+    let p1_data = std::fs::read(&p.data).unwrap();
+    // Point 2 (app), an hour later.
+    patch(&p.data, 10, b"application consistent");
+    std::fs::write(dir.join("ext2.json"), r#"[{"start": 10, "length": 22}]"#).unwrap();
+    ok(
+        &[
+            "log",
+            "capture",
+            s(&p.log),
+            "--disk",
+            "data",
+            "--image",
+            s(&p.data),
+            "--extents",
+            s(&dir.join("ext2.json")),
+        ],
+        None,
+    );
+    ok(
+        &[
+            "log",
+            "mark",
+            s(&p.log),
+            "--kind",
+            "app",
+            "--label",
+            "vss",
+            "--time",
+            "2026-11-25T11:00:00+00:00",
+        ],
+        None,
+    );
+    let inspect: Value =
+        serde_json::from_str(&ok(&["log", "inspect", s(&p.log), "--json"], None)).unwrap();
+    assert_eq!(inspect["group"], "vm 1");
+    assert_eq!(inspect["sealed"], false);
+    assert_eq!(inspect["writes"], 2);
+    assert_eq!(inspect["trims"], 1);
+    assert_eq!(inspect["points"][1]["kind"], "app");
+    assert_eq!(inspect["points"][0]["time"], "2026-11-25T10:00:00Z");
+    let sealed = dir.join("sealed-1.rclog");
+    ok(
+        &["log", "rotate", s(&p.log), "--sealed-out", s(&sealed)],
+        None,
+    );
+    assert!(ok(&["log", "inspect", s(&sealed)], None).contains("sealed change log"));
+    let out_dir = dir.join("out");
+    let shipped = ok(
+        &[
+            "ship",
+            "--key",
+            s(&p.key),
+            s(&sealed),
+            "--out-dir",
+            s(&out_dir),
+        ],
+        Some(PASS),
+    );
+    let bundles: Vec<&str> = shipped.lines().collect();
+    assert_eq!(bundles.len(), 2, "{shipped}");
+
+    // Recovery site.
+    let vault = dir.join("vault");
+    ok(&["vault", "init", s(&vault)], None);
+    let base = dir.join("base.rcb");
+    let mut ingest = vec!["vault", "ingest", s(&vault), s(&base)];
+    ingest.extend(&bundles);
+    let out = ok(&ingest, None);
+    assert_eq!(out.matches(" ingested").count(), 3, "{out}");
+    let points: Value =
+        serde_json::from_str(&ok(&["vault", "points", s(&vault), "--json"], None)).unwrap();
+    let pts = points.as_array().unwrap();
+    assert_eq!(pts.len(), 3);
+    assert_eq!(pts[1]["seq"], 1);
+    assert_eq!(pts[1]["group"], "vm 1");
+    assert_eq!(pts[1]["kind"], "crash");
+    assert_eq!(pts[1]["label"], "five");
+    assert_eq!(pts[1]["time"], "2026-11-25T10:00:00Z");
+    assert_eq!(pts[2]["kind"], "app");
+    assert_eq!(pts[0]["disks"][0]["name"], "os");
+    assert_eq!(pts[0]["disks"][1]["size"], 1_000_000);
+    let id1 = pts[1]["id"].as_str().unwrap().to_string();
+    assert_eq!(id1.len(), 64);
+
+    // Failover by every selector form.
+    let n = std::cell::Cell::new(0);
+    let check = |point: &str, os: &[u8], data: &[u8]| {
+        n.set(n.get() + 1);
+        let fo = dir.join(format!("fo-{}", n.get()));
+        let out = ok(
+            &[
+                "failover",
+                s(&vault),
+                "--group",
+                "vm 1",
+                "--point",
+                point,
+                "--key",
+                s(&p.key),
+                "--out-dir",
+                s(&fo),
+            ],
+            Some(PASS),
+        );
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert_eq!(std::fs::read(fo.join("os.img")).unwrap(), os, "{point}");
+        assert_eq!(std::fs::read(fo.join("data.img")).unwrap(), data, "{point}");
+    };
+    let p2_os = std::fs::read(&p.os).unwrap();
+    let p2_data = std::fs::read(&p.data).unwrap();
+    check("latest", &p2_os, &p2_data);
+    check("latest-app", &p2_os, &p2_data);
+    check(&id1, &p1_os, &p1_data);
+    check(&id1[..12], &p1_os, &p1_data);
+    check("at:2026-11-25T10:30:00Z", &p1_os, &p1_data);
+    let base_id = pts[0]["id"].as_str().unwrap();
+    check(base_id, &base_os, &base_data);
+
+    // Retention: a dry run, then the real prune 30 hours on (window 24 h): only the newest
+    // point (also the newest app-consistent one) stays, and the base is merged into it.
+    let prune = |dry: bool| {
+        let mut a = vec![
+            "vault",
+            "prune",
+            s(&vault),
+            "--window",
+            "24",
+            "--now",
+            "2026-11-26T17:00:00Z",
+            "--json",
+        ];
+        if dry {
+            a.push("--dry-run");
+        }
+        serde_json::from_str::<Value>(&ok(&a, None)).unwrap()
+    };
+    let plan = prune(true);
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["pruned"], 2);
+    assert_eq!(plan["groups"][0]["points"][0]["rule"], "expired");
+    assert_eq!(plan["groups"][0]["points"][2]["rule"], "newest");
+    let pts_after_dry: Value =
+        serde_json::from_str(&ok(&["vault", "points", s(&vault), "--json"], None)).unwrap();
+    assert_eq!(pts_after_dry.as_array().unwrap().len(), 3);
+    let done = prune(false);
+    assert_eq!(done["pruned"], 2);
+    assert!(ok(&["vault", "gc", s(&vault)], None).contains("packs"));
+    let left: Value = serde_json::from_str(&ok(
+        &["vault", "points", s(&vault), "--group", "vm 1", "--json"],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["merged"], 2);
+    let v: Value = serde_json::from_str(&ok(
+        &["vault", "verify", s(&vault), "--key", s(&p.key), "--json"],
+        Some(PASS),
+    ))
+    .unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["blobs_decrypted"].as_u64().unwrap() > 0);
+    check("latest", &p2_os, &p2_data);
+
+    // Failback: the failed-over os disk changed on the recovery site; resync it back, by
+    // signature + delta + apply, and by a local run.
+    let fo_os = dir.join("fo-1/os.img");
+    patch(&fo_os, 70_000, &[0x77; 200_000]);
+    let sig = dir.join("os.rcsig");
+    let delta = dir.join("os.rcdelta");
+    ok(
+        &[
+            "resync",
+            "signature",
+            s(&p.os),
+            "--out",
+            s(&sig),
+            "--chunk-size",
+            "16K",
+        ],
+        None,
+    );
+    ok(
+        &[
+            "resync",
+            "delta",
+            s(&fo_os),
+            "--signature",
+            s(&sig),
+            "--out",
+            s(&delta),
+        ],
+        None,
+    );
+    ok(&["resync", "apply", s(&p.os), s(&delta)], None);
+    assert_eq!(
+        std::fs::read(&p.os).unwrap(),
+        std::fs::read(&fo_os).unwrap()
+    );
+    let copy = dir.join("copy.img");
+    ok(&["resync", "run", s(&fo_os), s(&copy)], None);
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(&fo_os).unwrap()
+    );
+
+    // Key rotation: the new file opens with the new passphrase only; bundles stay readable.
+    let new_key = dir.join("new.rckey");
+    let r = {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_replicore"));
+        c.args([
+            "key",
+            "rotate",
+            "--key",
+            s(&p.key),
+            "--out",
+            s(&new_key),
+            "--passphrase-env",
+            "OLD_PW",
+            "--new-passphrase-env",
+            "NEW_PW",
+        ])
+        .env("OLD_PW", PASS)
+        .env("NEW_PW", "a new one")
+        .stdin(Stdio::null());
+        c.output().unwrap()
+    };
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let fo = dir.join("fo-new");
+    ok(
+        &[
+            "failover",
+            s(&vault),
+            "--group",
+            "vm 1",
+            "--point",
+            "latest",
+            "--key",
+            s(&new_key),
+            "--out-dir",
+            s(&fo),
+        ],
+        Some("a new one"),
+    );
+    fails(
+        &[
+            "failover",
+            s(&vault),
+            "--group",
+            "vm 1",
+            "--point",
+            "latest",
+            "--key",
+            s(&new_key),
+            "--out-dir",
+            s(&dir.join("fo-x")),
+        ],
+        Some(PASS),
+        4,
+        "passphrase",
+    );
+}
+
+#[test]
+fn bad_input_gives_the_documented_exit_code_and_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = primary(tmp.path());
+    let dir = &p.dir;
+    let vault = dir.join("vault");
+    ok(&["vault", "init", s(&vault)], None);
+    let base = dir.join("base.rcb");
+    let bytes = std::fs::read(&base).unwrap();
+    // Truncated and flipped bundles: corruption (3); nothing committed.
+    let cut = dir.join("cut.rcb");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    fails(&["vault", "ingest", s(&vault), s(&cut)], None, 3, "error:");
+    let flipped = dir.join("flipped.rcb");
+    let mut f = bytes.clone();
+    f[bytes.len() / 3] ^= 0x40;
+    std::fs::write(&flipped, &f).unwrap();
+    fails(
+        &["vault", "ingest", s(&vault), s(&flipped)],
+        None,
+        3,
+        "error:",
+    );
+    assert_eq!(ok(&["vault", "points", s(&vault)], None), "");
+    // Missing files: 6.
+    fails(
+        &["vault", "ingest", s(&vault), s(&dir.join("nope.rcb"))],
+        None,
+        6,
+        "nope.rcb",
+    );
+    fails(
+        &["vault", "points", s(&dir.join("no-vault"))],
+        None,
+        6,
+        "no-vault",
+    );
+    fails(
+        &["log", "inspect", s(&dir.join("none.rclog"))],
+        None,
+        6,
+        "none.rclog",
+    );
+    // Wrong passphrase: 4. No passphrase and no terminal: 2.
+    let sealed = dir.join("s.rclog");
+    ok(&["log", "mark", s(&p.log), "--kind", "crash"], None);
+    ok(
+        &["log", "rotate", s(&p.log), "--sealed-out", s(&sealed)],
+        None,
+    );
+    let out_dir = dir.join("out");
+    fails(
+        &[
+            "ship",
+            "--key",
+            s(&p.key),
+            s(&sealed),
+            "--out-dir",
+            s(&out_dir),
+        ],
+        Some("wrong"),
+        4,
+        "passphrase",
+    );
+    fails(
+        &[
+            "ship",
+            "--key",
+            s(&p.key),
+            s(&sealed),
+            "--out-dir",
+            s(&out_dir),
+        ],
+        None,
+        2,
+        "no passphrase",
+    );
+    fails(
+        &[
+            "ship",
+            "--key",
+            s(&p.key),
+            s(&sealed),
+            "--out-dir",
+            s(&out_dir),
+            "--passphrase-env",
+            "UNSET_VAR_X",
+        ],
+        None,
+        2,
+        "UNSET_VAR_X",
+    );
+    // An incremental before its base: broken chain (5).
+    let inc = ok(
+        &[
+            "ship",
+            "--key",
+            s(&p.key),
+            s(&sealed),
+            "--out-dir",
+            s(&out_dir),
+        ],
+        Some(PASS),
+    );
+    fails(
+        &["vault", "ingest", s(&vault), inc.trim()],
+        None,
+        5,
+        "base bundle first",
+    );
+    ok(&["vault", "ingest", s(&vault), s(&base), inc.trim()], None);
+    // Wrong key for failover: 4 (another key file, its own passphrase).
+    let other = dir.join("other.rckey");
+    ok(&["keygen", "--out", s(&other)], Some("other"));
+    fails(
+        &[
+            "failover",
+            s(&vault),
+            "--group",
+            "vm 1",
+            "--point",
+            "latest",
+            "--key",
+            s(&other),
+            "--out-dir",
+            s(&dir.join("fo")),
+        ],
+        Some("other"),
+        4,
+        "key",
+    );
+    // Bad arguments: 2.
+    fails(
+        &["vault", "prune", s(&vault), "--window", "0"],
+        None,
+        2,
+        "window_hours",
+    );
+    fails(
+        &[
+            "vault",
+            "prune",
+            s(&vault),
+            "--window",
+            "24",
+            "--now",
+            "yesterday",
+        ],
+        None,
+        2,
+        "RFC 3339",
+    );
+    fails(
+        &[
+            "failover",
+            s(&vault),
+            "--group",
+            "vm 1",
+            "--point",
+            "zz",
+            "--key",
+            s(&p.key),
+            "--out-dir",
+            "x",
+        ],
+        Some(PASS),
+        2,
+        "--point",
+    );
+    fails(&["frobnicate"], None, 2, "frobnicate");
+    fails(&["seed", "--key", s(&p.key)], None, 2, "required");
+    fails(
+        &[
+            "resync",
+            "signature",
+            s(&p.os),
+            "--out",
+            s(&dir.join("x.sig")),
+            "--chunk-size",
+            "3K",
+        ],
+        None,
+        2,
+        "chunk",
+    );
+    fails(
+        &[
+            "log",
+            "capture",
+            s(&p.log),
+            "--disk",
+            "os",
+            "--image",
+            s(&p.os),
+            "--extents",
+            "-",
+        ],
+        None,
+        2,
+        "extents",
+    );
+    // A keygen onto an existing file: conflict (5).
+    fails(&["keygen", "--out", s(&p.key)], Some(PASS), 5, "exists");
+    // A flipped byte in a pack: verify says corruption (3).
+    let pack = std::fs::read_dir(vault.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rcpack"))
+        .unwrap();
+    let mut b = std::fs::read(&pack).unwrap();
+    b[200] ^= 1;
+    std::fs::write(&pack, b).unwrap();
+    fails(&["vault", "verify", s(&vault)], None, 3, "damaged");
+    // Help and version succeed.
+    assert!(ok(&["--help"], None).contains("Exit codes"));
+    assert!(ok(&["--version"], None).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn the_demo_runs_the_whole_job_and_checks_it() {
+    let out = ok(&["demo"], None);
+    assert_eq!(out.matches("every byte checked").count(), 2, "{out}");
+    assert!(out.contains("points kept"), "{out}");
+}
