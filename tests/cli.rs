@@ -135,6 +135,24 @@ fn primary(dir: &Path) -> Primary {
     p
 }
 
+/// `log capture` of `disk` from `image` with the extents file `extents`.
+fn capture(p: &Primary, disk: &str, image: &Path, extents: &Path) -> String {
+    ok(
+        &[
+            "log",
+            "capture",
+            s(&p.log),
+            "--disk",
+            disk,
+            "--image",
+            s(image),
+            "--extents",
+            s(extents),
+        ],
+        None,
+    )
+}
+
 fn patch(path: &Path, at: u64, data: &[u8]) {
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
@@ -155,20 +173,7 @@ fn the_whole_job_through_the_command_line() {
         r#"[{"start": 5000, "length": 100000, "depth": 0, "data": true}]"#,
     )
     .unwrap();
-    let out = ok(
-        &[
-            "log",
-            "capture",
-            s(&p.log),
-            "--disk",
-            "os",
-            "--image",
-            s(&p.os),
-            "--extents",
-            s(&dir.join("ext.json")),
-        ],
-        None,
-    );
+    let out = capture(&p, "os", &p.os, &dir.join("ext.json"));
     assert!(out.contains("1 writes"), "{out}");
     patch(&p.data, 65536, &[0; 65536]);
     let r = rc_in(
@@ -207,20 +212,7 @@ fn the_whole_job_through_the_command_line() {
     // Point 2 (app), an hour later.
     patch(&p.data, 10, b"application consistent");
     std::fs::write(dir.join("ext2.json"), r#"[{"start": 10, "length": 22}]"#).unwrap();
-    ok(
-        &[
-            "log",
-            "capture",
-            s(&p.log),
-            "--disk",
-            "data",
-            "--image",
-            s(&p.data),
-            "--extents",
-            s(&dir.join("ext2.json")),
-        ],
-        None,
-    );
+    capture(&p, "data", &p.data, &dir.join("ext2.json"));
     ok(
         &[
             "log",

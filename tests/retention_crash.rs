@@ -57,19 +57,6 @@ fn child(work: &Path) {
     v.gc(&mut ok).unwrap();
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let target = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &target);
-        } else {
-            std::fs::copy(&p, &target).unwrap();
-        }
-    }
-}
-
 fn kills() {
     let root = tempfile::tempdir().unwrap();
     let (g, bundles, models) = history_every(root.path(), 8, 41, 1200);

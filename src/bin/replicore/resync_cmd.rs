@@ -20,6 +20,11 @@ fn finish(mut w: BufWriter<std::fs::File>, path: &std::path::Path) -> Result<(),
         .map_err(|e| replicore::Error::io("writing", Some(path), e))
 }
 
+/// The chunk size given, or the default (64K).
+fn chunk(arg: Option<&str>) -> Result<u32, crate::Failure> {
+    Ok(arg.map(size).transpose()?.unwrap_or(DEFAULT_CHUNK_SIZE))
+}
+
 pub fn run(c: ResyncCmd) -> CmdResult {
     match c {
         ResyncCmd::Signature {
@@ -27,11 +32,7 @@ pub fn run(c: ResyncCmd) -> CmdResult {
             out,
             chunk_size,
         } => {
-            let cs = chunk_size
-                .as_deref()
-                .map(size)
-                .transpose()?
-                .unwrap_or(DEFAULT_CHUNK_SIZE);
+            let cs = chunk(chunk_size.as_deref())?;
             let bar = Bar::new("signature");
             let sig = Signature::compute(&image, cs, &mut bar.callback())?;
             drop(bar);
@@ -87,11 +88,7 @@ pub fn run(c: ResyncCmd) -> CmdResult {
             target,
             chunk_size,
         } => {
-            let cs = chunk_size
-                .as_deref()
-                .map(size)
-                .transpose()?
-                .unwrap_or(DEFAULT_CHUNK_SIZE);
+            let cs = chunk(chunk_size.as_deref())?;
             let bar = Bar::new("resync");
             let st = resync(&source, &target, cs, &mut bar.callback())?;
             drop(bar);
