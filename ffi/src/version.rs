@@ -77,4 +77,14 @@ mod tests {
         let s = unsafe { std::ffi::CStr::from_ptr(replicore_version()) };
         assert_eq!(s.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
     }
+
+    #[test]
+    fn abi_version_matches_the_soname() {
+        assert_eq!(
+            REPLICORE_ABI_VERSION.to_string(),
+            env!("REPLICORE_SONAME_ABI"),
+            "bump the ABI in ffi/build.rs together with REPLICORE_ABI_VERSION"
+        );
+        assert_eq!(replicore_abi_version(), REPLICORE_ABI_VERSION);
+    }
 }
