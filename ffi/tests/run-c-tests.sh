@@ -45,6 +45,9 @@ run_c() { # NAME SOURCE [C compiler flags...]: ASan, valgrind, shared
 for t in ffi/tests/c/*.c; do
     run_c "$(basename "$t" .c)" "$t" -Iffi/tests/c
 done
+# Every function, once per pointer argument, with that argument NULL (generated from the header).
+python3 ffi/tests/null_walk.py include/replicore.h > "$out/null_walk.c"
+run_c null_walk "$out/null_walk.c"
 for e in ffi/examples/*.c; do
     [ -e "$e" ] || continue
     run_c "example-$(basename "$e" .c)" "$e" -D_GNU_SOURCE -pthread
