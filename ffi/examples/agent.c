@@ -8,8 +8,9 @@
  *                   printing progress through the callback, and checks every byte.
  *
  * Build (after ffi/install.sh --prefix PREFIX):
- *   cc -std=c11 -D_GNU_SOURCE -pthread agent.c $(pkg-config --cflags --libs replicore)
+ *   cc -std=c11 -pthread agent.c $(pkg-config --cflags --libs replicore)
  */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>

@@ -43,14 +43,25 @@ run_c() { # NAME SOURCE [C compiler flags...]: ASan, valgrind, shared
 }
 
 for t in ffi/tests/c/*.c; do
-    run_c "$(basename "$t" .c)" "$t" -Iffi/tests/c
+    run_c "$(basename "$t" .c)" "$t" -Iffi/tests/c -pthread
+done
+# The threaded programs under ThreadSanitizer too, against the shared library: it checks the C
+# side's sharing (the library is not instrumented; its own locking is what the Rust tests check).
+for t in ffi/tests/c/test_threads.c ffi/examples/agent.c; do
+    name=$(basename "$t" .c)
+    echo "== $name: ThreadSanitizer"
+    gcc "${cflags[@]}" -Iffi/tests/c -pthread -g -fsanitize=thread "$t" "${shared_libs[@]}" \
+        -o "$out/$name-tsan"
+    TSAN_OPTIONS="halt_on_error=1 suppressions=$root/ffi/tests/tsan.supp" "$out/$name-tsan" \
+        > "$out/$name-tsan.log" 2>&1 || { cat "$out/$name-tsan.log"; exit 1; }
+    tail -n 1 "$out/$name-tsan.log"
 done
 # Every function, once per pointer argument, with that argument NULL (generated from the header).
 python3 ffi/tests/null_walk.py include/replicore.h > "$out/null_walk.c"
 run_c null_walk "$out/null_walk.c"
 for e in ffi/examples/*.c; do
     [ -e "$e" ] || continue
-    run_c "example-$(basename "$e" .c)" "$e" -D_GNU_SOURCE -pthread
+    run_c "example-$(basename "$e" .c)" "$e" -pthread
 done
 
 echo "== header as C++"

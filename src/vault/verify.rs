@@ -69,6 +69,9 @@ impl Vault {
     pub fn verify(&self, key: Option<&Key>, progress: Progress<'_>) -> Result<VerifyReport> {
         let _lock = self.lock(LockMode::Shared)?;
         let mut report = VerifyReport::default();
+        // The chains first, then the packs: an ingest running beside this publishes a point's
+        // packs before its head, so every pack a chain read here needs is listed below.
+        let chains = self.load_chains()?;
         // Packs: every index, every stored byte.
         let ids = self.layout.pack_ids()?;
         let mut indexes = Vec::new();
@@ -113,30 +116,18 @@ impl Vault {
         // Groups: chains, point files, references; with the key, manifests and blobs.
         let mut affected: HashMap<BlobId, Vec<(String, u64, PointId)>> = HashMap::new();
         let mut to_decrypt: HashSet<BlobId> = HashSet::new();
-        for (path, head) in super::head::Head::all(&self.layout)? {
-            let group = match head {
-                Ok(h) => h.group,
-                Err(e) => {
-                    report.damage.push(Damage {
-                        object: path.display().to_string(),
-                        detail: e.to_string(),
-                        points: Vec::new(),
-                    });
+        for (group, chain) in chains {
+            if group.is_some() {
+                report.groups += 1;
+            }
+            let chain = match chain {
+                Ok(c) => c,
+                Err(damage) => {
+                    report.damage.push(damage);
                     continue;
                 }
             };
-            report.groups += 1;
-            let chain = match chain::load(&self.layout, &group, true) {
-                Ok((_, c)) => c,
-                Err(e) => {
-                    report.damage.push(Damage {
-                        object: format!("group `{group}`"),
-                        detail: e.to_string(),
-                        points: Vec::new(),
-                    });
-                    continue;
-                }
-            };
+            let group = group.unwrap_or_default();
             let keyed = key.filter(|k| chain[0].file.header.key_id() == k.id());
             if key.is_some() && keyed.is_none() {
                 report.other_key_groups.push(group.clone());
@@ -238,6 +229,42 @@ impl Vault {
             });
         }
         Ok(report)
+    }
+
+    /// Every group's chain as of now (read whole), or the damage that stops reading it. The
+    /// group is `None` for a head that does not read.
+    #[allow(clippy::type_complexity)]
+    fn load_chains(
+        &self,
+    ) -> Result<
+        Vec<(
+            Option<String>,
+            std::result::Result<Vec<super::point::StoredPoint>, Damage>,
+        )>,
+    > {
+        Ok(super::head::Head::all(&self.layout)?
+            .into_iter()
+            .map(|(path, head)| match head {
+                Err(e) => (
+                    None,
+                    Err(Damage {
+                        object: path.display().to_string(),
+                        detail: e.to_string(),
+                        points: Vec::new(),
+                    }),
+                ),
+                Ok(h) => {
+                    let chain = chain::load(&self.layout, &h.group, true)
+                        .map(|(_, c)| c)
+                        .map_err(|e| Damage {
+                            object: format!("group `{}`", h.group),
+                            detail: e.to_string(),
+                            points: Vec::new(),
+                        });
+                    (Some(h.group), chain)
+                }
+            })
+            .collect())
     }
 
     /// Reads a pack front to back against its index: each entry's header and stored bytes,
