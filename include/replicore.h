@@ -511,6 +511,10 @@ typedef struct {
   uint64_t blobs_deduplicated;
 } replicore_ingest_info;
 
+// Called once per group by `replicore_vault_groups`, in name order; return 0 to go on,
+// non-zero to stop (`REPLICORE_ERR_CANCELLED`). The name is valid during the call only.
+typedef int (*replicore_group_callback)(void *user, const char *group);
+
 // A recovery point (from `replicore_vault_points` and `replicore_vault_select`).
 typedef struct {
   // The point's id (the BLAKE3 of the header it was shipped with).
@@ -1133,6 +1137,18 @@ replicore_status replicore_vault_ingest(const replicore_vault *vault,
                                         replicore_progress_callback callback,
                                         void *user,
                                         replicore_ingest_info *info_out);
+
+// Lists the vault's groups (those with at least one point) through `on_group` (may be NULL to
+// only count them), and their number to `*count_out` unless NULL.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `on_group` may be called with `user`; `count_out` is NULL
+// or writable.
+replicore_status replicore_vault_groups(const replicore_vault *vault,
+                                        replicore_group_callback on_group,
+                                        void *user,
+                                        size_t *count_out);
 
 // Lists the points of `group`, oldest first: the first `capacity` of them go to `points_out`
 // (which may be NULL when `capacity` is 0) and their total number to `*count_out`. Call with

@@ -1,7 +1,7 @@
 //! The vault from C: create or open, ingest bundles, list and select points, materialize a
 //! disk or fail a group over, verify.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{CString, c_char, c_int, c_void};
 use std::time::{Duration, UNIX_EPOCH};
 
 use replicore::PointId;
@@ -210,6 +210,53 @@ pub unsafe extern "C" fn replicore_vault_ingest(
                 bytes_stored: i.bytes_stored,
                 blobs_deduplicated: i.blobs_deduplicated,
             };
+        }
+        Ok(())
+    })
+}
+
+/// Called once per group by `replicore_vault_groups`, in name order; return 0 to go on,
+/// non-zero to stop (`REPLICORE_ERR_CANCELLED`). The name is valid during the call only.
+#[allow(non_camel_case_types)]
+pub type replicore_group_callback =
+    Option<unsafe extern "C" fn(user: *mut c_void, group: *const c_char) -> c_int>;
+
+/// Lists the vault's groups (those with at least one point) through `on_group` (may be NULL to
+/// only count them), and their number to `*count_out` unless NULL.
+///
+/// # Safety
+///
+/// `vault` is NULL or a live vault; `on_group` may be called with `user`; `count_out` is NULL
+/// or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_groups(
+    vault: *const replicore_vault,
+    on_group: replicore_group_callback,
+    user: *mut c_void,
+    count_out: *mut usize,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract.
+        let vault = unsafe { handle::as_ref(vault, "vault") }?;
+        let groups = vault.groups()?;
+        if let Some(cb) = on_group {
+            for g in &groups {
+                // Group names come from bundles, which refuse NUL bytes; say so if one slipped.
+                let name = CString::new(g.as_str()).map_err(|_| {
+                    replicore::Error::corrupt("group name", None, "it holds a NUL byte")
+                })?;
+                // SAFETY: the caller vouches for the callback and its user pointer.
+                if unsafe { cb(user, name.as_ptr()) } != 0 {
+                    return Err(replicore::Error::Cancelled {
+                        what: "listing groups (by the callback)".into(),
+                    }
+                    .into());
+                }
+            }
+        }
+        if !count_out.is_null() {
+            // SAFETY: per this function's contract.
+            *unsafe { handle::out(count_out, "count_out") }? = groups.len();
         }
         Ok(())
     })

@@ -51,6 +51,18 @@ static int on_bundle(void *user, const char *path, uint64_t seq) {
     return 0;
 }
 
+static int on_group(void *user, const char *group) {
+    int *seen = user;
+    *seen += strcmp(group, "vm-r") == 0 ? 1 : 100;
+    return 0;
+}
+
+static int stop_at_first(void *user, const char *group) {
+    (void)user;
+    (void)group;
+    return 1;
+}
+
 static void pure_plan(void) {
     replicore_retention_policy p = {.window_hours = 2, .app_every_hours = 0, .extra_hourly = 1, .keep_last = 1};
     replicore_plan_point pts[5] = {
@@ -147,6 +159,14 @@ int main(void) {
         CHECK_STATUS(replicore_vault_ingest(vault, shipped.paths[i], NULL, NULL, NULL), REPLICORE_OK);
     CHECK_STATUS(replicore_vault_points(vault, "vm-r", before, POINTS + 2, &n), REPLICORE_OK);
     CHECK(n == POINTS + 1);
+    {
+        int seen = 0;
+        size_t groups = 0;
+        CHECK_STATUS(replicore_vault_groups(vault, on_group, &seen, &groups), REPLICORE_OK);
+        CHECK(seen == 1 && groups == 1);
+        CHECK_STATUS(replicore_vault_groups(vault, stop_at_first, NULL, NULL), REPLICORE_ERR_CANCELLED);
+        CHECK_STATUS(replicore_vault_groups(NULL, NULL, NULL, &groups), REPLICORE_ERR_NULL_PARAMETER);
+    }
 
     /* Pin point 2; plan at point 8 + 30 min with a 2-hour window and one extra hour. */
     replicore_retention_policy p = {.window_hours = 2, .app_every_hours = 0, .extra_hourly = 1, .keep_last = 1};
