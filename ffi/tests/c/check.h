@@ -4,6 +4,8 @@
 #define REPLICORE_TEST_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "replicore.h"
 
@@ -31,5 +33,24 @@ static int passed, failed;
                     #expected, replicore_last_error_message());                        \
         }                                                                              \
     } while (0)
+
+/* Writes `len` bytes to a new file at `path` (aborts on failure: a test fixture). */
+static inline void write_file(const char *path, const unsigned char *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (f == NULL || fwrite(data, 1, len, f) != len) abort();
+    fclose(f);
+}
+
+/* Whether the file at `path` holds exactly the `len` bytes at `want`. */
+static inline int same_file(const char *path, const unsigned char *want, size_t len) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return 0;
+    unsigned char *got = malloc(len + 1);
+    size_t n = got ? fread(got, 1, len + 1, f) : 0;
+    fclose(f);
+    int same = got != NULL && n == len && memcmp(got, want, len) == 0;
+    free(got);
+    return same;
+}
 
 #endif

@@ -35,12 +35,6 @@ static int on_bundle(void *user, const char *path, uint64_t seq) {
     return 0;
 }
 
-static void write_file(const char *path, const unsigned char *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (f == NULL || fwrite(data, 1, len, f) != len) abort();
-    fclose(f);
-}
-
 int main(void) {
     char dir[] = "/tmp/replicore-c-bundle-XXXXXX";
     char img[256], keyp[256], key2p[256], keypw[256], logp[256], statep[256], basep[256];

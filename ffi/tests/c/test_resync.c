@@ -29,12 +29,6 @@ static int on_progress(void *user, uint64_t done, uint64_t total) {
     return p->cancel;
 }
 
-static void write_file(const char *path, const unsigned char *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (f == NULL || fwrite(data, 1, len, f) != len) abort();
-    fclose(f);
-}
-
 static int same_as(const char *path, const unsigned char *data, size_t len) {
     FILE *f = fopen(path, "rb");
     unsigned char *buf = malloc(len + 1);

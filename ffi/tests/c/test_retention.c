@@ -22,22 +22,6 @@
 /* 2026-11-23 00:00 UTC, in nanoseconds. */
 #define T0_NS 1795392000000000000ull
 
-static void write_file(const char *path, const unsigned char *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (f == NULL || fwrite(data, 1, len, f) != len) abort();
-    fclose(f);
-}
-
-static int same_file(const char *path, const unsigned char *want, size_t len) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return 0;
-    unsigned char *got = malloc(len + 1);
-    size_t n = fread(got, 1, len + 1, f);
-    fclose(f);
-    int same = n == len && memcmp(got, want, len) == 0;
-    free(got);
-    return same;
-}
 
 struct names {
     char paths[POINTS + 2][512];

@@ -18,23 +18,6 @@
 #define OS_LEN (1u << 20)
 #define DATA_LEN (300000u)
 
-static void write_file(const char *path, const unsigned char *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (f == NULL || fwrite(data, 1, len, f) != len) abort();
-    fclose(f);
-}
-
-/* Whether the file at `path` holds exactly `len` bytes equal to `want`. */
-static int same_file(const char *path, const unsigned char *want, size_t len) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return 0;
-    unsigned char *got = malloc(len + 1);
-    size_t n = fread(got, 1, len + 1, f);
-    fclose(f);
-    int same = n == len && memcmp(got, want, len) == 0;
-    free(got);
-    return same;
-}
 
 struct names {
     char paths[8][512];
