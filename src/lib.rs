@@ -7,13 +7,21 @@
 //! failover and failback. replicore does no networking: it produces and consumes files, and the
 //! host moves them.
 //!
-//! This release holds the foundation every layer stands on:
+//! The pieces, bottom to top:
 //!
 //! - [`Error`] and its stable [`ErrorKind`], which the C ABI maps to status codes;
-//! - [`format`](mod@format): magic and version preambles, checked little-endian codecs with hard caps, and
-//!   the BLAKE3 trailer, as specified in `docs/FORMAT.md`;
+//! - [`format`](mod@format): magic and version preambles, checked little-endian codecs with hard
+//!   caps, and the BLAKE3 trailer, as specified in `docs/FORMAT.md`;
 //! - [`ExtentMap`]: which bytes of a disk come from which blob, with "newer wins" insertion,
-//!   overlay and chain folding, the operation a recovery point's materialization is built on.
+//!   overlay and chain folding, the operation a recovery point's materialization is built on;
+//! - [`log`]: the crash-safe change log of guest writes, trims and markers;
+//! - [`crypto`] and [`blob`]: key files, derived keys, sealed and deduplicated blobs;
+//! - [`bundle`]: seeding disk images and shipping sealed logs as encrypted bundles;
+//! - [`vault`]: the recovery site's store: ingest, points, failover, verify, and retention
+//!   (prune and garbage collection) without the key;
+//! - [`resync`]: fixed-chunk signatures, deltas and apply, for resync and failback;
+//! - [`policy`]: replication and retention policies, the retention plan, retry back-off, the
+//!   protection state machine.
 //!
 //! ## Example: fold a chain of recovery points
 //!
