@@ -469,3 +469,35 @@ fn an_invalid_policy_is_refused_before_anything_is_read() {
     assert_eq!((r.pruned(), r.kept()), (0, 0));
     assert_eq!(v.gc(&mut ok).unwrap().packs_after, 0);
 }
+
+#[test]
+fn gc_combines_many_small_packs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, bundles, models) = history_every(dir.path(), 12, 31, 60);
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    ingest_all(&v, &bundles);
+    let packs = |v: &Vault| {
+        std::fs::read_dir(v.path().join("packs"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "rcpack")
+            })
+            .count()
+    };
+    let before = packs(&v);
+    assert!(before >= 16, "{before} packs");
+    let gc = v.gc(&mut ok).unwrap();
+    assert_eq!(gc.packs_after, 1, "{gc:?}");
+    assert_eq!(packs(&v), 1);
+    assert_eq!(gc.blobs_removed, 0, "nothing was dead: {gc:?}");
+    assert!(v.verify(Some(&g.key), &mut ok).unwrap().is_ok());
+    let ids: Vec<PointId> = v.points("vm-01").unwrap().iter().map(|p| p.id).collect();
+    let all: Vec<&Vec<Vec<u8>>> = models.iter().collect();
+    check_points(&v, &g.key, &ids, &all, dir.path());
+    let again = v.gc(&mut ok).unwrap();
+    assert_eq!((again.packs_rewritten, again.packs_written), (0, 0));
+}

@@ -1,6 +1,7 @@
 //! Garbage collection, without the key: blobs that no point's manifests reference are dropped;
 //! packs that hold none of the others are removed, packs that are mostly dead are rewritten by
-//! copying their live blobs, still sealed, into new packs.
+//! copying their live blobs, still sealed, into new packs, and many small packs are combined
+//! the same way.
 //!
 //! # What GC may remove, and why a concurrent ingest or materialize never misses a blob
 //!
@@ -42,6 +43,11 @@ use crate::sys::LockMode;
 /// pack is more than a quarter dead).
 const REWRITE_DEAD_PER_4: u64 = 1;
 
+/// A pack holding fewer entry bytes than this is small...
+const SMALL_PACK: u64 = PACK_TARGET / 8;
+/// ...and this many small packs are combined into full ones.
+const SMALL_PACKS_TO_COMBINE: usize = 16;
+
 /// What [`Vault::gc`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -51,7 +57,8 @@ pub struct GcReport {
     pub packs_after: u64,
     /// Packs removed because nothing in them was referenced.
     pub packs_removed: u64,
-    /// Mostly dead packs whose live blobs were copied into new packs (and which were removed).
+    /// Packs whose live blobs were copied into new packs (and which were removed): those more
+    /// than a quarter dead, and small ones when there are many.
     pub packs_rewritten: u64,
     /// New packs written.
     pub packs_written: u64,
@@ -95,7 +102,7 @@ impl PackPlan {
 impl Vault {
     /// Collects garbage (see the module docs of `vault::gc`): removes what interrupted
     /// operations left, then every blob no point references, rewriting packs that are more
-    /// than a quarter dead. Runs alone (the vault lock, exclusive); any chain that does not
+    /// than a quarter dead; sixteen or more small packs (under 8 MiB) are combined. Runs alone (the vault lock, exclusive); any chain that does not
     /// load stops it before anything is removed. Progress counts the bytes of the packs to
     /// rewrite, as they are copied.
     pub fn gc(&self, progress: Progress<'_>) -> Result<GcReport> {
@@ -127,14 +134,20 @@ impl Vault {
         }
         report.live_blobs = plans.iter().map(|p| p.live.len() as u64).sum();
         report.live_bytes = plans.iter().map(PackPlan::live_bytes).sum();
-        let (mut gone, mut rewrite) = (Vec::new(), Vec::new());
+        let (mut gone, mut rewrite, mut small) = (Vec::new(), Vec::new(), Vec::new());
         for p in plans {
             let (l, all) = (p.live_bytes(), p.entry_bytes());
             if l == 0 {
                 gone.push(p);
             } else if (all - l) * 4 > all * REWRITE_DEAD_PER_4 {
                 rewrite.push(p);
+            } else if all < SMALL_PACK {
+                small.push(p);
             }
+        }
+        // Many small packs (an ingest every 30 seconds writes one each) are combined.
+        if small.len() >= SMALL_PACKS_TO_COMBINE {
+            rewrite.append(&mut small);
         }
         report.packs_removed = gone.len() as u64;
         // Copy the live blobs of the packs to rewrite into new packs.
