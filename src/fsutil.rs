@@ -197,6 +197,14 @@ pub(crate) mod fault {
         Ok(())
     }
 
+    /// Serializes the tests that inject failures: the plan is one for the whole process, so a
+    /// test's `plan(None)` must not end another's injection. Hold it for the whole test.
+    #[cfg(test)]
+    pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Makes the operation after `ok` successful ones under `dir` fail, and every one after
     /// it (a dead disk); `None` stops injecting.
     #[cfg(test)]

@@ -331,6 +331,7 @@ mod tests {
     fn an_ingest_failing_at_any_file_operation_keeps_the_committed_points() {
         use crate::fsutil::fault;
         use crate::log::MarkerKind;
+        let _alone = fault::exclusive();
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("d.img");
         let mut disk: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();

@@ -126,6 +126,7 @@ fn check(
 
 #[test]
 fn prune_and_gc_cut_at_any_file_operation_keep_every_kept_point() {
+    let _alone = fault::exclusive();
     let dir = tempfile::tempdir().unwrap();
     let (pristine, key, models) = chain(dir.path());
     let policy = RetentionPolicy {
