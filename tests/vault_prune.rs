@@ -471,11 +471,29 @@ fn an_invalid_policy_is_refused_before_anything_is_read() {
 }
 
 #[test]
-fn gc_combines_many_small_packs() {
+fn gc_combines_many_small_packs_once_they_fill_a_pack() {
+    use replicore::bundle::{SeedOptions, seed, ship};
+    // An 8 MiB disk; each point rewrites 3 MiB of it with new bytes, so every ingest writes one
+    // small (3 MiB) pack.
     let dir = tempfile::tempdir().unwrap();
-    let (g, bundles, models) = history_every(dir.path(), 12, 31, 60);
+    let img = dir.path().join("d.img");
+    let mut disk = noise(8 << 20, 5);
+    std::fs::write(&img, &disk).unwrap();
+    let k = key(9);
+    let opts = SeedOptions::default();
+    let base = dir.path().join("base.rcb");
+    let mut s = seed(
+        "big",
+        &[("d", img.as_path())],
+        &k,
+        dir.path().join("l.rclog"),
+        &base,
+        &opts,
+        &mut ok,
+    )
+    .unwrap();
     let v = Vault::create(dir.path().join("vault")).unwrap();
-    ingest_all(&v, &bundles);
+    v.ingest(&base, &mut ok).unwrap();
     let packs = |v: &Vault| {
         std::fs::read_dir(v.path().join("packs"))
             .unwrap()
@@ -488,16 +506,57 @@ fn gc_combines_many_small_packs() {
             })
             .count()
     };
+    let mut round = |i: u64| {
+        let at = (i % 2) * (4 << 20);
+        let data = noise(3 << 20, 100 + 2 * i); // (noise's seeds 2k and 2k+1 agree)
+        s.log.record_write(0, at, &data).unwrap();
+        disk[at as usize..at as usize + data.len()].copy_from_slice(&data);
+        s.log.mark(MarkerKind::Crash, "").unwrap();
+        let sealed = dir.path().join(format!("s{i}.rclog"));
+        s.log.rotate(&sealed).unwrap();
+        for b in ship(
+            &sealed,
+            &k,
+            &mut s.state,
+            dir.path(),
+            &Default::default(),
+            &mut ok,
+        )
+        .unwrap()
+        {
+            assert!(v.ingest(&b.path, &mut ok).unwrap().added);
+        }
+    };
+    // Sixteen small packs, 48 MiB, short of a full pack's worth: left as they are.
+    for i in 1..=16 {
+        round(i);
+    }
     let before = packs(&v);
-    assert!(before >= 16, "{before} packs");
     let gc = v.gc(&mut ok).unwrap();
-    assert_eq!(gc.packs_after, 1, "{gc:?}");
-    assert_eq!(packs(&v), 1);
-    assert_eq!(gc.blobs_removed, 0, "nothing was dead: {gc:?}");
-    assert!(v.verify(Some(&g.key), &mut ok).unwrap().is_ok());
-    let ids: Vec<PointId> = v.points("vm-01").unwrap().iter().map(|p| p.id).collect();
-    let all: Vec<&Vec<Vec<u8>>> = models.iter().collect();
-    check_points(&v, &g.key, &ids, &all, dir.path());
+    assert_eq!(gc.packs_rewritten, 0, "{gc:?}");
+    assert_eq!(gc.packs_after as usize, before);
+    assert!(before >= 17, "{before} packs");
+    // Six more: the small packs now hold 66 MiB and are combined; nothing is lost.
+    for i in 17..=22 {
+        round(i);
+    }
+    let before = packs(&v);
+    let gc = v.gc(&mut ok).unwrap();
+    assert!(gc.packs_rewritten >= 16, "{gc:?}");
+    assert!(
+        packs(&v) <= before - 14,
+        "{} packs after {before}: {gc:?}",
+        packs(&v)
+    );
+    assert!(v.verify(Some(&k), &mut ok).unwrap().is_ok());
+    let out = dir.path().join("last.img");
+    let last = v.points("big").unwrap().last().unwrap().id;
+    v.materialize("big", last, "d", &k, &out, &mut ok).unwrap();
+    assert!(std::fs::read(&out).unwrap() == disk);
     let again = v.gc(&mut ok).unwrap();
-    assert_eq!((again.packs_rewritten, again.packs_written), (0, 0));
+    assert_eq!(
+        (again.packs_rewritten, again.packs_written),
+        (0, 0),
+        "{again:?}"
+    );
 }
