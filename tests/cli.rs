@@ -313,8 +313,10 @@ fn the_whole_job_through_the_command_line() {
     let base_id = pts[0]["id"].as_str().unwrap();
     check(base_id, &base_os, &base_data);
 
-    // Retention: a dry run, then the real prune 30 hours on (window 24 h): only the newest
-    // point (also the newest app-consistent one) stays, and the base is merged into it.
+    // Retention: a dry run, then the real prune, years on (window 24 h; the base is stamped
+    // with the real time, so a fixed time just after the points would not stay past it): only
+    // the newest point (also the newest app-consistent one) stays, and the base and point 1
+    // are merged into it.
     let prune = |dry: bool| {
         let mut a = vec![
             "vault",
@@ -323,7 +325,7 @@ fn the_whole_job_through_the_command_line() {
             "--window",
             "24",
             "--now",
-            "2026-11-26T17:00:00Z",
+            "2036-01-01T00:00:00Z",
             "--json",
         ];
         if dry {
