@@ -531,6 +531,12 @@ impl Key {
         crate::BlobId(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
     }
 
+    /// A subkey of the data key for one job, named by its BLAKE3 `derive_key` context (each
+    /// context string is listed in `docs/FORMAT.md` §11 and used for exactly one job).
+    pub(crate) fn subkey(&self, context: &str) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(context, self.data.as_ref()))
+    }
+
     /// A hasher keyed by the manifest-authentication subkey.
     pub(crate) fn manifest_hasher(&self) -> blake3::Hasher {
         blake3::Hasher::new_keyed(&self.manifest_key)
