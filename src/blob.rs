@@ -9,7 +9,7 @@
 //! no wrong plaintext ever comes out.
 
 use crate::compress::compress_into;
-use crate::crypto::{Key, NONCE_LEN, TAG_LEN, random_nonce};
+use crate::crypto::{Key, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::format::Reader;
 use crate::id::BlobId;
@@ -35,6 +35,9 @@ pub struct EncodedBlob {
     pub bytes: Vec<u8>,
     /// Whether the stored form is compressed.
     pub compressed: bool,
+    /// BLAKE3 of the stored bytes: what a point's signature covers, and with the id the
+    /// vault's identity of a stored blob.
+    pub sealed_hash: [u8; 32],
 }
 
 impl std::fmt::Debug for EncodedBlob {
@@ -43,6 +46,7 @@ impl std::fmt::Debug for EncodedBlob {
             .field("id", &self.id)
             .field("stored_len", &self.bytes.len())
             .field("compressed", &self.compressed)
+            .field("sealed_hash", &crate::id::hex(&self.sealed_hash))
             .finish()
     }
 }
@@ -91,6 +95,21 @@ fn scratch_of(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
     &mut scratch[..len]
 }
 
+/// The nonce of a blob (`docs/FORMAT.md` §12): the keyed BLAKE3 (blob-nonce subkey) of its
+/// header's first 8 bytes, its id and, when compressed, the compressed body (a raw body is the
+/// plaintext, which the id fixes). So honest copies of one blob are byte-identical, and two
+/// different bodies never share a nonce.
+fn derived_nonce(key: &Key, header8: &[u8], id: &BlobId, body: &[u8], encoding: u8) -> [u8; NONCE_LEN] {
+    let mut h = key.nonce_hasher();
+    h.update(header8).update(id.as_bytes());
+    if encoding == ZSTD {
+        h.update(body);
+    }
+    let mut n = [0u8; NONCE_LEN];
+    n.copy_from_slice(&h.finalize().as_bytes()[..NONCE_LEN]);
+    n
+}
+
 /// Writes a blob to `out`: header, `body` (the plaintext or its compression) encrypted straight
 /// from where it is (no copy first), tag. `out` is resized, not cleared: a recycled buffer of
 /// the same length is overwritten without being filled with zeros first.
@@ -106,7 +125,7 @@ fn seal_into(
     let (header, sealed) = out.split_at_mut(BLOB_HEADER_LEN);
     header[..4].copy_from_slice(&[encoding, 0, 0, 0]);
     header[4..8].copy_from_slice(&(plain_len as u32).to_le_bytes());
-    let nonce = random_nonce()?;
+    let nonce = derived_nonce(key, &header[..8], id, body, encoding);
     header[8..].copy_from_slice(&nonce);
     let aad = aad(id, key, header);
     let tag = key.seal_from(&nonce, &aad, body, sealed)?;
@@ -165,6 +184,7 @@ pub(crate) fn encode_into(
     }
     Ok(EncodedBlob {
         id,
+        sealed_hash: *blake3::hash(&out).as_bytes(),
         bytes: out,
         compressed: encoding == ZSTD,
     })
@@ -222,6 +242,13 @@ pub fn decode(key: &Key, id: &BlobId, stored: &[u8]) -> Result<Vec<u8>> {
                 key.id()
             ),
         });
+    }
+    if derived_nonce(key, &stored[..8], id, &body, encoding) != nonce {
+        return Err(Error::corrupt(
+            format!("blob {id}"),
+            Some(8),
+            "its nonce is not the one derived from its id and body, as every blob is sealed",
+        ));
     }
     let plain = if encoding == ZSTD {
         let p = zstd::bulk::decompress(&body, len)

@@ -6,7 +6,10 @@
 //!   └─ wraps (AES-256-GCM) ─> data key (random, 32 bytes, in the key file)
 //!                               ├─ derive_key("… blob id")      -> keyed BLAKE3 of plaintext = blob id
 //!                               ├─ derive_key("… blob encryption") -> AES-256-GCM key of blobs
-//!                               ├─ derive_key("… manifest authentication") -> bundle tag key
+//!                               ├─ derive_key("… blob nonce")    -> keyed BLAKE3 -> AES-GCM nonces
+//!                               ├─ derive_key("… point signing") -> Ed25519 signing key (points,
+//!                               │                                   checkpoints); its verifying key
+//!                               │                                   is public, in every header
 //!                               └─ derive_key("… key id")       -> public key id (16 bytes)
 //! ```
 //!
@@ -44,7 +47,14 @@ const CTX_WRAP: &str = "replicore 2026-11-22 key wrapping v1";
 const CTX_KEY_ID: &str = "replicore 2026-11-22 key id v1";
 const CTX_BLOB_ID: &str = "replicore 2026-11-22 blob id v1";
 const CTX_BLOB_ENC: &str = "replicore 2026-11-22 blob encryption v1";
-const CTX_MANIFEST: &str = "replicore 2026-11-22 manifest authentication v1";
+const CTX_SIGNING: &str = "replicore 2026-12-01 point signing v1";
+const CTX_BLOB_NONCE: &str = "replicore 2026-12-01 blob nonce v1";
+/// Domain of a point signature's message (`docs/FORMAT.md` §13).
+pub(crate) const SIGNED_POINT: &[u8] = b"replicore 2026-12-01 signed point v1\0";
+/// Domain of a checkpoint signature's message (`docs/FORMAT.md` §15.4).
+pub(crate) const SIGNED_CHECKPOINT: &[u8] = b"replicore 2026-12-01 signed checkpoint v1\0";
+/// Bytes of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
 
 fn random<const N: usize>(what: &str) -> Result<[u8; N]> {
     let mut b = [0u8; N];
@@ -490,12 +500,68 @@ fn key_id_of(data: &[u8; 32]) -> [u8; 16] {
     id
 }
 
+/// The public half of a group's point-signing key: every bundle header carries it, and anyone
+/// can check with it that a point (or a checkpoint) was made by the holder of the group's key.
+/// It reveals nothing about the data key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VerifyingKey(pub [u8; 32]);
+
+impl VerifyingKey {
+    /// 64 lower-case hex digits.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Result<VerifyingKey> {
+        let bad = || Error::invalid_argument("verifying key", format!("`{s}` is not 64 hex digits"));
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut b = [0u8; 32];
+        for (i, out) in b.iter_mut().enumerate() {
+            *out = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(VerifyingKey(b))
+    }
+
+    /// Whether `signature` is this key's (strict Ed25519 verification) over `domain ‖ message`.
+    pub(crate) fn verifies(&self, domain: &[u8], message: &[u8; 32], signature: &[u8; SIGNATURE_LEN]) -> bool {
+        let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
+            return false;
+        };
+        let sig = ed25519_dalek::Signature::from_bytes(signature);
+        vk.verify_strict(&signed_message(domain, message), &sig).is_ok()
+    }
+}
+
+/// What a signature signs: a domain string, then a 32-byte digest of the signed content.
+fn signed_message(domain: &[u8], digest: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(domain.len() + 32);
+    m.extend_from_slice(domain);
+    m.extend_from_slice(digest);
+    m
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifyingKey({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
 /// An unlocked data key with its derived subkeys. Zeroized on drop; `Debug` prints only the
 /// key id. Cheap to share by reference between threads.
 pub struct Key {
     data: Zeroizing<[u8; 32]>,
     id_key: Zeroizing<[u8; 32]>,
-    manifest_key: Zeroizing<[u8; 32]>,
+    nonce_key: Zeroizing<[u8; 32]>,
+    signing: ed25519_dalek::SigningKey,
     cipher: Aes256Gcm,
     file: KeyFile,
 }
@@ -503,14 +569,17 @@ pub struct Key {
 impl Key {
     fn new(data: Zeroizing<[u8; 32]>, file: KeyFile) -> Key {
         let id_key = Zeroizing::new(blake3::derive_key(CTX_BLOB_ID, data.as_ref()));
-        let manifest_key = Zeroizing::new(blake3::derive_key(CTX_MANIFEST, data.as_ref()));
+        let nonce_key = Zeroizing::new(blake3::derive_key(CTX_BLOB_NONCE, data.as_ref()));
+        let seed = Zeroizing::new(blake3::derive_key(CTX_SIGNING, data.as_ref()));
+        let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
         let mut enc = blake3::derive_key(CTX_BLOB_ENC, data.as_ref());
         let cipher = Aes256Gcm::new(&enc.into());
         enc.zeroize();
         Key {
             data,
             id_key,
-            manifest_key,
+            nonce_key,
+            signing,
             cipher,
             file,
         }
@@ -533,13 +602,25 @@ impl Key {
 
     /// A subkey of the data key for one job, named by its BLAKE3 `derive_key` context (each
     /// context string is listed in `docs/FORMAT.md` §11 and used for exactly one job).
+    #[allow(dead_code)] // the resync sealing's, on its way
     pub(crate) fn subkey(&self, context: &str) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(blake3::derive_key(context, self.data.as_ref()))
     }
 
-    /// A hasher keyed by the manifest-authentication subkey.
-    pub(crate) fn manifest_hasher(&self) -> blake3::Hasher {
-        blake3::Hasher::new_keyed(&self.manifest_key)
+    /// A hasher keyed by the blob-nonce subkey (`docs/FORMAT.md` §12).
+    pub(crate) fn nonce_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.nonce_key)
+    }
+
+    /// The public half of the group's point-signing key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        VerifyingKey(self.signing.verifying_key().to_bytes())
+    }
+
+    /// Signs `domain ‖ digest` (Ed25519, deterministic).
+    pub(crate) fn sign(&self, domain: &[u8], digest: &[u8; 32]) -> [u8; SIGNATURE_LEN] {
+        use ed25519_dalek::Signer;
+        self.signing.sign(&signed_message(domain, digest)).to_bytes()
     }
 
     /// Encrypts `src` into `dst` (of the same length); returns the tag.

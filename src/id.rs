@@ -2,6 +2,11 @@
 
 use std::fmt;
 
+/// `bytes` as lower-case hex digits.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The id of a blob: a keyed BLAKE3 hash of its plaintext (see `docs/FORMAT.md`).
 ///
 /// Equality is constant-time, as for every digest the crate compares.

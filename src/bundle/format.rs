@@ -1,6 +1,6 @@
 //! The bytes of a bundle's header, manifests and footer (`docs/FORMAT.md` §13).
 
-use crate::crypto::{KEY_FILE_LEN, KeyFile, KeyId};
+use crate::crypto::{KEY_FILE_LEN, KeyFile, KeyId, VerifyingKey};
 use crate::error::{Error, Result};
 use crate::extent::{ExtentMap, Source};
 use crate::format::limits::{MAX_DISKS_PER_GROUP, MAX_LABEL_LEN, MAX_NAME_LEN};
@@ -9,11 +9,13 @@ use crate::id::{BlobId, PointId};
 use crate::log::MarkerKind;
 
 /// Major format version of `.rcb` this build reads and writes.
-pub const VERSION_MAJOR: u16 = 1;
+pub const VERSION_MAJOR: u16 = 2;
 pub(crate) const VERSION_MINOR: u16 = 0;
 /// The largest header.
 pub(crate) const MAX_HEADER_LEN: usize =
-    116 + 2 + MAX_NAME_LEN + 2 + MAX_LABEL_LEN + 2 + KEY_FILE_LEN;
+    HEADER_FIXED + 2 + MAX_NAME_LEN + 2 + MAX_LABEL_LEN + 2 + KEY_FILE_LEN;
+/// Bytes of a header before its group name.
+const HEADER_FIXED: usize = 180;
 /// The largest manifests section (1 GiB: 16 M extents).
 pub(crate) const MAX_MANIFESTS_LEN: usize = 1 << 30;
 /// Bytes of one manifest extent.
@@ -21,9 +23,13 @@ pub(crate) const EXTENT_LEN: usize = 64;
 /// Bytes of a blob entry's header (before the stored bytes).
 pub(crate) const BLOB_ENTRY_LEN: usize = 8 + 32;
 /// Bytes of the footer.
-pub(crate) const FOOTER_LEN: usize = 32;
-/// Bytes of the authentication tag.
-pub(crate) const TAG_LEN: usize = 32;
+pub(crate) const FOOTER_LEN: usize = 40;
+/// Bytes of the point's signature.
+pub(crate) const SIGNATURE_LEN: usize = crate::crypto::SIGNATURE_LEN;
+/// Bytes of one row of a blob table.
+pub(crate) const TABLE_ROW_LEN: usize = 72;
+/// The most blobs one bundle may list: as many as the largest manifests could name (16 M).
+pub(crate) const MAX_TABLE_ROWS: u64 = (MAX_MANIFESTS_LEN / EXTENT_LEN) as u64;
 /// Blob entry tag byte.
 pub(crate) const ENTRY_BLOB: u8 = 1;
 
@@ -75,6 +81,11 @@ pub struct BundleHeader {
     pub key_file: KeyFile,
     /// BLAKE3 of the manifests section.
     pub manifests_digest: [u8; 32],
+    /// BLAKE3 of the blob table (every blob the bundle carries, with the hash of its sealed
+    /// bytes).
+    pub blobs_digest: [u8; 32],
+    /// The public key the point is signed with (derived from the group's data key).
+    pub verifying_key: VerifyingKey,
     /// Disks in the manifests.
     pub disk_count: u32,
 }
@@ -102,7 +113,10 @@ impl BundleHeader {
         w.bytes(&self.parent.0)
             .bytes(&self.epoch)
             .u64(self.generation);
-        w.bytes(&self.manifests_digest).u32(self.disk_count);
+        w.bytes(&self.manifests_digest)
+            .bytes(&self.blobs_digest)
+            .bytes(&self.verifying_key.0)
+            .u32(self.disk_count);
         w.string_u16("group", &self.group, MAX_NAME_LEN)?;
         w.string_u16("label", &self.label, MAX_LABEL_LEN)?;
         let kf = self.key_file.to_bytes();
@@ -133,6 +147,8 @@ impl BundleHeader {
         let epoch = r.array("epoch")?;
         let generation = r.u64("generation")?;
         let manifests_digest = r.array("manifests digest")?;
+        let blobs_digest = r.array("blob table digest")?;
+        let verifying_key = VerifyingKey(r.array("verifying key")?);
         let disk_count = r.u32("disk count")?;
         if disk_count == 0 || disk_count as usize > MAX_DISKS_PER_GROUP {
             return Err(r.error("disk count", format!("{disk_count} is not 1..256")));
@@ -169,9 +185,57 @@ impl BundleHeader {
             label,
             key_file,
             manifests_digest,
+            blobs_digest,
+            verifying_key,
             disk_count,
         })
     }
+}
+
+/// One row of a blob table: a blob a point carries, and the hash of its sealed bytes that the
+/// point's signature covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableRow {
+    pub id: BlobId,
+    pub hash: [u8; 32],
+    pub len: u32,
+}
+
+/// A blob table's bytes (`docs/FORMAT.md` §13).
+pub(crate) fn encode_table(rows: &[TableRow]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(8 + rows.len() * TABLE_ROW_LEN);
+    w.u64(rows.len() as u64);
+    for r in rows {
+        w.bytes(r.id.as_bytes()).bytes(&r.hash).u32(r.len).zeros(4);
+    }
+    w.into_bytes()
+}
+
+/// Decodes a blob table of at most `max_rows` rows (the count is checked against the cap and
+/// the bytes before anything is allocated). Ids are unique.
+pub(crate) fn decode_table(bytes: &[u8], at: u64, max_rows: u64) -> Result<Vec<TableRow>> {
+    let mut r = Reader::new(bytes, at, "blob table");
+    let n = r.u64("row count")?;
+    if n > max_rows || n.checked_mul(TABLE_ROW_LEN as u64) != Some(r.remaining() as u64) {
+        return Err(r.error(
+            "row count",
+            format!("{n} rows do not fill the {} bytes left (at most {max_rows})", r.remaining()),
+        ));
+    }
+    let mut rows = Vec::with_capacity(n as usize);
+    let mut seen = std::collections::HashSet::with_capacity(n as usize);
+    for _ in 0..n {
+        let id = BlobId(r.array("blob id")?);
+        let hash = r.array("sealed hash")?;
+        let len = r.u32("stored length")?;
+        r.reserved("reserved", 4)?;
+        if !seen.insert(id) {
+            return Err(r.error("blob id", format!("blob {id} is listed twice")));
+        }
+        rows.push(TableRow { id, hash, len });
+    }
+    r.finish()?;
+    Ok(rows)
 }
 
 /// One disk of a recovery point: its ranges mapped to blobs or zeros. In a base bundle the
@@ -267,6 +331,7 @@ pub(crate) struct Footer {
     pub header_offset: u64,
     pub header_len: u64,
     pub manifests_len: u64,
+    pub table_len: u64,
     pub blob_count: u64,
 }
 
@@ -276,6 +341,7 @@ impl Footer {
         w.u64(self.header_offset)
             .u64(self.header_len)
             .u64(self.manifests_len)
+            .u64(self.table_len)
             .u64(self.blob_count);
         let mut out = [0u8; FOOTER_LEN];
         out.copy_from_slice(w.as_bytes());
@@ -288,6 +354,7 @@ impl Footer {
             header_offset: r.u64("header offset")?,
             header_len: r.u64("header length")?,
             manifests_len: r.u64("manifests length")?,
+            table_len: r.u64("blob table length")?,
             blob_count: r.u64("blob count")?,
         };
         r.finish()?;
@@ -316,12 +383,17 @@ mod tests {
             label: "l".repeat(MAX_LABEL_LEN),
             key_file: kf,
             manifests_digest: [6; 32],
+            blobs_digest: [7; 32],
+            verifying_key: VerifyingKey([8; 32]),
             disk_count: 2,
         };
         let b = h.encode().unwrap();
         assert_eq!(b.len(), MAX_HEADER_LEN);
         assert_eq!(&b[24..56], &[3; 32]);
         assert_eq!(&b[80..112], &[6; 32]);
+        assert_eq!(&b[112..144], &[7; 32]);
+        assert_eq!(&b[144..176], &[8; 32]);
+        assert_eq!(&b[HEADER_FIXED..HEADER_FIXED + 2], &(MAX_NAME_LEN as u16).to_le_bytes());
         assert_eq!(BundleHeader::decode(&b, 0).unwrap(), h);
         h.parent = PointId::ZERO;
         let e = BundleHeader::decode(&h.encode().unwrap(), 0).unwrap_err();

@@ -19,6 +19,7 @@ mod writer;
 
 pub use format::{BundleHeader, BundleKind, DiskManifest, VERSION_MAJOR};
 pub use reader::{Bundle, BundleStats};
+pub(crate) use reader::check_sealed;
 pub use seed::{DEFAULT_SEED_CHUNK, SeedOptions, Seeded, seed};
 pub use ship::{ShipOptions, bundle_file_name, ship};
 pub use state::ShipState;

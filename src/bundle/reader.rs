@@ -2,18 +2,20 @@
 //! every byte without the key; [`Bundle::verify_with_key`] also authenticates every blob.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use super::format::{
     BLOB_ENTRY_LEN, BundleHeader, DiskManifest, ENTRY_BLOB, FOOTER_LEN, Footer, MAX_HEADER_LEN,
-    MAX_MANIFESTS_LEN, TAG_LEN, VERSION_MAJOR, decode_manifests,
+    MAX_MANIFESTS_LEN, MAX_TABLE_ROWS, SIGNATURE_LEN, TABLE_ROW_LEN, TableRow, VERSION_MAJOR,
+    decode_manifests, decode_table,
 };
 use crate::blob::{self, BLOB_OVERHEAD, MAX_BLOB_LEN};
-use crate::crypto::Key;
+use crate::crypto::{Key, SIGNED_POINT, VerifyingKey};
 use crate::error::{Error, Result};
 use crate::extent::Source;
 use crate::format::header::{FileKind, PREAMBLE_LEN, Preamble};
@@ -32,7 +34,12 @@ pub struct Bundle {
     header: BundleHeader,
     header_bytes: Vec<u8>,
     disks: Vec<DiskManifest>,
-    tag: [u8; TAG_LEN],
+    /// The manifests' bytes as shipped (what the header's digest names).
+    manifests: Arc<Vec<u8>>,
+    /// The blob table's bytes and rows.
+    table: Arc<Vec<u8>>,
+    rows: Arc<Vec<TableRow>>,
+    signature: [u8; SIGNATURE_LEN],
     footer: Footer,
     point: PointId,
 }
@@ -69,7 +76,7 @@ impl Bundle {
         })?;
         let len = f.metadata().map_err(io_err(path))?.len();
         Preamble::read(&mut f, FileKind::Bundle, VERSION_MAJOR)?;
-        let fixed = (PREAMBLE_LEN + TAG_LEN + FOOTER_LEN + TRAILER_LEN) as u64;
+        let fixed = (PREAMBLE_LEN + SIGNATURE_LEN + FOOTER_LEN + TRAILER_LEN) as u64;
         if len < fixed {
             return Err(Error::corrupt(
                 WHAT,
@@ -85,19 +92,28 @@ impl Bundle {
         let bad = |d: String| Err(Error::corrupt("bundle footer", Some(footer_at), d));
         if footer.header_len > MAX_HEADER_LEN as u64
             || footer.manifests_len > MAX_MANIFESTS_LEN as u64
+            || footer.blob_count > MAX_TABLE_ROWS
         {
             return bad(format!(
-                "header of {} bytes or manifests of {} bytes beyond the caps",
-                footer.header_len, footer.manifests_len
+                "header of {} bytes, manifests of {} bytes or {} blobs beyond the caps",
+                footer.header_len, footer.manifests_len, footer.blob_count
+            ));
+        }
+        // The count is capped: the table's length follows from it.
+        if footer.table_len != 8 + footer.blob_count * TABLE_ROW_LEN as u64 {
+            return bad(format!(
+                "a blob table of {} bytes does not list {} blobs",
+                footer.table_len, footer.blob_count
             ));
         }
         let end = checked::add(footer.header_offset, footer.header_len, "header end")
             .and_then(|e| checked::add(e, footer.manifests_len, "manifests end"))
-            .and_then(|e| checked::add(e, TAG_LEN as u64, "tag end"));
+            .and_then(|e| checked::add(e, footer.table_len, "blob table end"))
+            .and_then(|e| checked::add(e, SIGNATURE_LEN as u64, "signature end"));
         if footer.header_offset < PREAMBLE_LEN as u64 || end.ok() != Some(footer_at) {
             return bad(format!(
-                "sections at {}+{}+{} do not end at the footer ({footer_at})",
-                footer.header_offset, footer.header_len, footer.manifests_len
+                "sections at {}+{}+{}+{} do not end at the footer ({footer_at})",
+                footer.header_offset, footer.header_len, footer.manifests_len, footer.table_len
             ));
         }
         if footer.blob_count > (footer.header_offset - PREAMBLE_LEN as u64) / BLOB_ENTRY_LEN as u64
@@ -109,7 +125,7 @@ impl Bundle {
         }
         f.seek(SeekFrom::Start(footer.header_offset))
             .map_err(io_err(path))?;
-        // Lengths checked against caps and the file's size above.
+        // Every length below was checked against its cap and against the file's size above.
         let mut header_bytes = vec![0u8; footer.header_len as usize];
         read_full(
             &mut f,
@@ -129,15 +145,34 @@ impl Bundle {
             ));
         }
         let disks = decode_manifests(&manifests, m_at, header.disk_count)?;
-        let mut tag = [0u8; TAG_LEN];
-        read_full(&mut f, &mut tag, "bundle tag", footer_at - TAG_LEN as u64)?;
+        let t_at = m_at + footer.manifests_len;
+        let mut table = vec![0u8; footer.table_len as usize];
+        read_full(&mut f, &mut table, "bundle blob table", t_at)?;
+        if *blake3::hash(&table).as_bytes() != header.blobs_digest {
+            return Err(Error::corrupt(
+                "bundle blob table",
+                Some(t_at),
+                "it does not match the digest in the header",
+            ));
+        }
+        let rows = decode_table(&table, t_at, footer.blob_count)?;
+        let mut signature = [0u8; SIGNATURE_LEN];
+        read_full(
+            &mut f,
+            &mut signature,
+            "bundle signature",
+            footer_at - SIGNATURE_LEN as u64,
+        )?;
         Ok(Bundle {
             path: path.to_path_buf(),
             point: PointId::of_header(&header_bytes),
             header,
             header_bytes,
             disks,
-            tag,
+            manifests: Arc::new(manifests),
+            table: Arc::new(table),
+            rows: Arc::new(rows),
+            signature,
             footer,
         })
     }
@@ -177,62 +212,71 @@ impl Bundle {
         self.footer.header_offset - PREAMBLE_LEN as u64
     }
 
-    /// The manifests' authentication tag.
-    pub(crate) fn tag(&self) -> &[u8; TAG_LEN] {
-        &self.tag
+    /// The point's signature.
+    pub(crate) fn signature(&self) -> &[u8; SIGNATURE_LEN] {
+        &self.signature
     }
 
-    /// Checks every byte without the key: the trailer, every blob entry's shape, each blob id
-    /// present once, every blob referenced and every reference present, extents within their
-    /// blobs' declared sizes, and the sections unchanged since [`open`](Self::open).
-    pub fn verify(&self) -> Result<BundleStats> {
-        self.for_each_blob(|_, _| Ok(()))
+    /// The manifests' bytes, as shipped.
+    pub(crate) fn manifests_bytes(&self) -> &Arc<Vec<u8>> {
+        &self.manifests
     }
 
-    /// As [`verify`](Self::verify), and with the key: the header names this key, the manifests'
-    /// authentication tag holds, and every blob decrypts, decompresses and hashes to its id.
-    pub fn verify_with_key(&self, key: &Key) -> Result<BundleStats> {
-        if self.header.key_id() != key.id() {
+    /// The blob table's bytes, as shipped.
+    pub(crate) fn table_bytes(&self) -> &Arc<Vec<u8>> {
+        &self.table
+    }
+
+    /// The blob table: every blob the bundle carries, in order, with its signed sealed hash.
+    pub(crate) fn rows(&self) -> &[TableRow] {
+        &self.rows
+    }
+
+    /// Checks the point's signature against `vk` (the group's verifying key), without the data
+    /// key: [`Authentication`](crate::ErrorKind::Authentication) unless the header names `vk`
+    /// and the signature is `vk`'s over the point id (which hashes the header, and through its
+    /// digests the manifests and the blob table).
+    pub fn check_signature(&self, vk: &VerifyingKey) -> Result<()> {
+        let what = || format!("bundle {}", self.path.display());
+        if self.header.verifying_key != *vk {
             return Err(Error::Authentication {
-                what: format!("bundle {}", self.path.display()),
+                what: what(),
                 detail: format!(
-                    "it is sealed under key {}, not {}",
-                    self.header.key_id(),
-                    key.id()
+                    "it is signed by key {}, not by the group's key {vk}",
+                    self.header.verifying_key
                 ),
             });
         }
-        let mut mac = key.manifest_hasher();
-        mac.update(&self.header_bytes);
-        let mut manifests_reader = self.section_reader()?;
-        let mut left = self.footer.manifests_len;
-        let mut buf = vec![0u8; 1 << 16];
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            manifests_reader
-                .read_exact(&mut buf[..n])
-                .map_err(io_err(&self.path))?;
-            mac.update(&buf[..n]);
-            left -= n as u64;
-        }
-        if mac.finalize() != blake3::Hash::from(self.tag) {
+        if !vk.verifies(SIGNED_POINT, &self.point.0, &self.signature) {
             return Err(Error::Authentication {
-                what: format!("bundle {}", self.path.display()),
-                detail: "the header and manifests do not authenticate under this key".into(),
+                what: what(),
+                detail: "its signature does not verify: it was not made by the holder of the \
+                         group's key, or the point was altered"
+                    .into(),
             });
         }
-        let mut batch: Vec<(BlobId, Vec<u8>)> = Vec::new();
+        Ok(())
+    }
+
+    /// Checks every byte without the key: the trailer, the point's signature by the key its
+    /// header names, every blob entry's shape and its sealed bytes against the signed blob
+    /// table, every blob referenced and every reference present, extents within their blobs'
+    /// declared sizes, and the sections unchanged since [`open`](Self::open).
+    pub fn verify(&self) -> Result<BundleStats> {
+        self.check_signature(&self.header.verifying_key)?;
+        let mut batch: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut batch_bytes = 0usize;
-        let flush = |batch: &mut Vec<(BlobId, Vec<u8>)>| -> Result<()> {
+        let rows = Arc::clone(&self.rows);
+        let flush = |batch: &mut Vec<(usize, Vec<u8>)>| -> Result<()> {
             batch
                 .par_iter()
-                .try_for_each(|(id, stored)| blob::decode(key, id, stored).map(|_| ()))?;
+                .try_for_each(|(i, stored)| check_sealed(&rows[*i], stored))?;
             batch.clear();
             Ok(())
         };
-        let stats = self.for_each_blob(|id, stored| {
+        let stats = self.for_each_blob(|i, _, stored| {
             batch_bytes += stored.len();
-            batch.push((*id, stored.to_vec()));
+            batch.push((i, stored.to_vec()));
             if batch_bytes >= VERIFY_BATCH {
                 batch_bytes = 0;
                 flush(&mut batch)?;
@@ -243,21 +287,52 @@ impl Bundle {
         Ok(stats)
     }
 
-    fn section_reader(&self) -> Result<BufReader<File>> {
-        let mut f = File::open(&self.path).map_err(io_err(&self.path))?;
-        f.seek(SeekFrom::Start(
-            self.footer.header_offset + self.footer.header_len,
-        ))
-        .map_err(io_err(&self.path))?;
-        Ok(BufReader::new(f))
+    /// As [`verify`](Self::verify), and with the key: the header names this key, the manifests'
+    /// authentication tag holds, and every blob decrypts, decompresses and hashes to its id.
+    pub fn verify_with_key(&self, key: &Key) -> Result<BundleStats> {
+        if self.header.key_id() != key.id() || self.header.verifying_key != key.verifying_key() {
+            return Err(Error::Authentication {
+                what: format!("bundle {}", self.path.display()),
+                detail: format!(
+                    "it is sealed under key {}, not {}",
+                    self.header.key_id(),
+                    key.id()
+                ),
+            });
+        }
+        self.check_signature(&key.verifying_key())?;
+        let mut batch: Vec<(usize, BlobId, Vec<u8>)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let rows = Arc::clone(&self.rows);
+        let flush = |batch: &mut Vec<(usize, BlobId, Vec<u8>)>| -> Result<()> {
+            batch.par_iter().try_for_each(|(i, id, stored)| {
+                check_sealed(&rows[*i], stored)?;
+                blob::decode(key, id, stored).map(|_| ())
+            })?;
+            batch.clear();
+            Ok(())
+        };
+        let stats = self.for_each_blob(|i, id, stored| {
+            batch_bytes += stored.len();
+            batch.push((i, *id, stored.to_vec()));
+            if batch_bytes >= VERIFY_BATCH {
+                batch_bytes = 0;
+                flush(&mut batch)?;
+            }
+            Ok(())
+        })?;
+        flush(&mut batch)?;
+        Ok(stats)
     }
 
-    /// Reads the blobs in order, handing each id and stored bytes to `f`, and checks the whole
-    /// file as [`verify`](Self::verify) does. Nothing `f` saw is verified until this returns
-    /// `Ok`: a caller storing blobs commits only then.
-    pub fn for_each_blob(
+    /// Reads the blobs in order, handing each one's row in the blob table, id and stored bytes
+    /// to `f`, and checks the file's shape as [`verify`](Self::verify) does, except the sealed
+    /// bytes against the table's hashes: that is `f`'s job (see [`check_sealed`]), done where
+    /// the caller hashes anyway. Nothing `f` saw is verified until this returns `Ok`: a caller
+    /// storing blobs commits only then.
+    pub(crate) fn for_each_blob(
         &self,
-        mut f: impl FnMut(&BlobId, &[u8]) -> Result<()>,
+        mut f: impl FnMut(usize, &BlobId, &[u8]) -> Result<()>,
     ) -> Result<BundleStats> {
         self.for_each_inner(&mut f)
             .map_err(|e| e.with_path(&self.path))
@@ -265,13 +340,13 @@ impl Bundle {
 
     fn for_each_inner(
         &self,
-        f: &mut dyn FnMut(&BlobId, &[u8]) -> Result<()>,
+        f: &mut dyn FnMut(usize, &BlobId, &[u8]) -> Result<()>,
     ) -> Result<BundleStats> {
         let file = File::open(&self.path).map_err(io_err(&self.path))?;
         let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, file));
         Preamble::read(&mut r, FileKind::Bundle, VERSION_MAJOR)?;
-        // Every blob's declared plaintext length, to check the references against.
-        let mut lens: HashMap<BlobId, u64> = HashMap::new();
+        // Every blob's declared plaintext length, by its row (at most the footer's count).
+        let mut lens: Vec<u64> = Vec::with_capacity(self.rows.len());
         let mut stats = BundleStats {
             blobs: 0,
             stored_bytes: 0,
@@ -290,6 +365,23 @@ impl Bundle {
             if kind != ENTRY_BLOB {
                 return Err(er.error("kind", format!("unknown entry kind {kind}")));
             }
+            // Stop at the first entry the signed table does not list (in its order).
+            let i = lens.len();
+            match self.rows.get(i) {
+                Some(row) if row.id == id && row.len as usize == n => {}
+                Some(_) => {
+                    return Err(er.error(
+                        "blob id",
+                        format!("entry {i} (blob {id}) is not the blob table's row {i}"),
+                    ));
+                }
+                None => {
+                    return Err(er.error(
+                        "kind",
+                        format!("more blobs than the {} the footer counts", self.rows.len()),
+                    ));
+                }
+            }
             if r.position() + n as u64 > self.footer.header_offset {
                 return Err(er.error("stored length", "the blob runs into the header"));
             }
@@ -303,17 +395,11 @@ impl Bundle {
             let plain = blob::declared_len(&stored)
                 .map_err(|e| Error::corrupt(format!("bundle blob {id}"), Some(at), e.to_string()))?
                 as u64;
-            if lens.insert(id, plain).is_some() {
-                return Err(Error::corrupt(
-                    WHAT,
-                    Some(at),
-                    format!("blob {id} appears twice"),
-                ));
-            }
+            lens.push(plain);
             stats.blobs += 1;
             stats.stored_bytes += n as u64;
             stats.plain_bytes += plain;
-            f(&id, &stored)?;
+            f(i, &id, &stored)?;
         }
         // The sections after the blobs must be what `open` read.
         let mut head = vec![0u8; self.header_bytes.len()];
@@ -324,23 +410,25 @@ impl Bundle {
             self.footer.header_offset,
         )?;
         let m_at = r.position();
-        let mut mh = blake3::Hasher::new();
-        let mut left = self.footer.manifests_len;
+        let mut rest = blake3::Hasher::new();
+        let mut left = self.footer.manifests_len + self.footer.table_len;
         let mut buf = vec![0u8; 1 << 16];
         while left > 0 {
             let n = left.min(buf.len() as u64) as usize;
-            read_full(&mut r, &mut buf[..n], "bundle manifests", m_at)?;
-            mh.update(&buf[..n]);
+            read_full(&mut r, &mut buf[..n], "bundle manifests and table", m_at)?;
+            rest.update(&buf[..n]);
             left -= n as u64;
         }
-        let mut tail = [0u8; TAG_LEN + FOOTER_LEN];
+        let mut tail = [0u8; SIGNATURE_LEN + FOOTER_LEN];
         let t_at = r.position();
-        read_full(&mut r, &mut tail, "bundle tag and footer", t_at)?;
+        read_full(&mut r, &mut tail, "bundle signature and footer", t_at)?;
         r.finish(WHAT)?;
+        let mut opened = blake3::Hasher::new();
+        opened.update(&self.manifests).update(&self.table);
         if head != self.header_bytes
-            || *mh.finalize().as_bytes() != self.header.manifests_digest
-            || tail[..TAG_LEN] != self.tag
-            || tail[TAG_LEN..] != self.footer.encode()
+            || rest.finalize() != opened.finalize()
+            || tail[..SIGNATURE_LEN] != self.signature
+            || tail[SIGNATURE_LEN..] != self.footer.encode()
         {
             return Err(Error::corrupt(
                 WHAT,
@@ -363,7 +451,14 @@ impl Bundle {
     }
 
     /// Every reference present and within its blob; every blob referenced.
-    fn check_references(&self, lens: &HashMap<BlobId, u64>, at: u64) -> Result<()> {
+    fn check_references(&self, lens: &[u64], at: u64) -> Result<()> {
+        let by_id: HashMap<BlobId, u64> = self
+            .rows
+            .iter()
+            .zip(lens)
+            .map(|(r, l)| (r.id, *l))
+            .collect();
+        let lens = &by_id;
         let mut used: HashMap<BlobId, bool> = lens.keys().map(|k| (*k, false)).collect();
         for d in &self.disks {
             for e in d.extents.iter() {
@@ -402,4 +497,16 @@ impl Bundle {
         }
         Ok(())
     }
+}
+
+/// Checks a blob's sealed bytes against its row of a signed blob table.
+pub(crate) fn check_sealed(row: &TableRow, stored: &[u8]) -> Result<()> {
+    if *blake3::hash(stored).as_bytes() != row.hash {
+        return Err(Error::corrupt(
+            format!("blob {}", row.id),
+            None,
+            "its sealed bytes do not match the hash the point's signature covers",
+        ));
+    }
+    Ok(())
 }

@@ -171,6 +171,8 @@ pub fn ship(
             label: marker.label,
             key_file: key.key_file().clone(),
             manifests_digest: [0; 32],
+            blobs_digest: [0; 32],
+            verifying_key: key.verifying_key(),
             disk_count: 0,
         };
         let written = writer.finish(header, &disks, key)?;

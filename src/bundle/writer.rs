@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::format::{
-    BundleHeader, DiskManifest, Footer, VERSION_MAJOR, VERSION_MINOR, blob_entry_header,
-    encode_manifests,
+    BundleHeader, DiskManifest, Footer, TableRow, VERSION_MAJOR, VERSION_MINOR,
+    blob_entry_header, encode_manifests, encode_table,
 };
 use crate::blob::{self, EncodedBlob};
 use crate::crypto::Key;
@@ -117,6 +117,8 @@ pub struct BundleWriter {
     out: TrailerWriter<DirectWriter>,
     path: PathBuf,
     seen: HashSet<BlobId>,
+    /// Every blob written, in order: the blob table the signature covers.
+    rows: Vec<TableRow>,
     plain_bytes: u64,
     /// Bytes written when write-back was last started.
     kicked: u64,
@@ -144,6 +146,7 @@ impl BundleWriter {
             out,
             path: path.to_path_buf(),
             seen: HashSet::new(),
+            rows: Vec::new(),
             plain_bytes: 0,
             kicked: 0,
         })
@@ -159,7 +162,7 @@ impl BundleWriter {
         if !self.seen.insert(blob.id) {
             return Ok(false);
         }
-        write_entry(&mut self.out, &self.path, blob, &mut self.plain_bytes)?;
+        write_entry(&mut self.out, &self.path, blob, &mut self.plain_bytes, &mut self.rows)?;
         Ok(true)
     }
 
@@ -173,11 +176,12 @@ impl BundleWriter {
         produce: impl FnOnce(&mut Stage<'_>) -> Result<R>,
     ) -> Result<R> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<EncodedBlob>>(QUEUE);
-        let (out, path, plain, kicked) = (
+        let (out, path, plain, kicked, rows) = (
             &mut self.out,
             &self.path,
             &mut self.plain_bytes,
             &mut self.kicked,
+            &mut self.rows,
         );
         let seen = &mut self.seen;
         let spare = Spare::default();
@@ -186,7 +190,7 @@ impl BundleWriter {
             let writer = scope.spawn(move || -> Result<()> {
                 for batch in rx {
                     for b in &batch {
-                        write_entry(out, path, b, plain)?;
+                        write_entry(out, path, b, plain, rows)?;
                     }
                     let mut s = spare_w.lock().unwrap_or_else(|e| e.into_inner());
                     let mut kept: usize = s.iter().map(Vec::capacity).sum();
@@ -222,8 +226,9 @@ impl BundleWriter {
         })
     }
 
-    /// Writes the header (its manifests digest and disk count filled in here), the manifests,
-    /// the authentication tag under `key`, the footer and the trailer; syncs and publishes.
+    /// Writes the header (its manifests and blob table digests, verifying key and disk count
+    /// filled in here), the manifests, the blob table, the point's signature under `key`, the
+    /// footer and the trailer; syncs and publishes.
     ///
     /// Every blob the manifests reference must have been added.
     pub fn finish(
@@ -254,22 +259,26 @@ impl BundleWriter {
             ));
         }
         let manifests = encode_manifests(disks)?;
+        let table = encode_table(&self.rows);
         header.manifests_digest = *blake3::hash(&manifests).as_bytes();
+        header.blobs_digest = *blake3::hash(&table).as_bytes();
+        header.verifying_key = key.verifying_key();
         header.disk_count = disks.len() as u32;
         let head = header.encode()?;
         let point = PointId::of_header(&head);
-        let mut mac = key.manifest_hasher();
-        mac.update(&head).update(&manifests);
+        let signature = key.sign(crate::crypto::SIGNED_POINT, &point.0);
         let footer = Footer {
             header_offset: self.out.written(),
             header_len: head.len() as u64,
             manifests_len: manifests.len() as u64,
+            table_len: table.len() as u64,
             blob_count: self.seen.len() as u64,
         };
         let io = |e| Error::io("writing the bundle", Some(&self.path), e);
         self.out.write_all(&head).map_err(io)?;
         self.out.write_all(&manifests).map_err(io)?;
-        self.out.write_all(mac.finalize().as_bytes()).map_err(io)?;
+        self.out.write_all(&table).map_err(io)?;
+        self.out.write_all(&signature).map_err(io)?;
         self.out.write_all(&footer.encode()).map_err(io)?;
         let (buf, _) = self.out.finish().map_err(io)?;
         let file = buf.into_inner().map_err(io)?;
@@ -294,10 +303,16 @@ fn write_entry(
     path: &Path,
     blob: &EncodedBlob,
     plain_bytes: &mut u64,
+    rows: &mut Vec<TableRow>,
 ) -> Result<()> {
     out.write_all(&blob_entry_header(&blob.id, blob.bytes.len() as u32))
         .and_then(|()| out.write_all(&blob.bytes))
         .map_err(|e| Error::io("writing the bundle", Some(path), e))?;
     *plain_bytes += blob::declared_len(&blob.bytes)? as u64;
+    rows.push(TableRow {
+        id: blob.id,
+        hash: blob.sealed_hash,
+        len: blob.bytes.len() as u32,
+    });
     Ok(())
 }

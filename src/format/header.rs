@@ -50,11 +50,13 @@ pub enum FileKind {
     GroupHead,
     /// Shipping state of a group on its primary.
     ShipState,
+    /// A group's pinned verifying key in a vault.
+    Trust,
 }
 
 impl FileKind {
     /// Every kind.
-    pub const ALL: [FileKind; 11] = [
+    pub const ALL: [FileKind; 12] = [
         FileKind::ChangeLog,
         FileKind::Bundle,
         FileKind::Signature,
@@ -66,6 +68,7 @@ impl FileKind {
         FileKind::Manifest,
         FileKind::GroupHead,
         FileKind::ShipState,
+        FileKind::Trust,
     ];
 
     /// The magic this kind's files start with.
@@ -82,6 +85,7 @@ impl FileKind {
             FileKind::Manifest => magic::MANIFEST,
             FileKind::GroupHead => magic::GROUP_HEAD,
             FileKind::ShipState => magic::SHIP_STATE,
+            FileKind::Trust => magic::TRUST,
         }
     }
 

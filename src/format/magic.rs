@@ -31,9 +31,11 @@ pub const GROUP_HEAD: [u8; 8] = *b"\x89RCHED\r\n";
 
 /// Shipping state of a group on its primary (`.rcship`).
 pub const SHIP_STATE: [u8; 8] = *b"\x89RCSHP\r\n";
+/// A group's pinned verifying key in a vault (`.rctrust`).
+pub const TRUST: [u8; 8] = *b"\x89RCTRU\r\n";
 
 /// All magics with their file-type names, for diagnostics and uniqueness tests.
-pub const ALL: [([u8; 8], &str); 11] = [
+pub const ALL: [([u8; 8], &str); 12] = [
     (CHANGE_LOG, "change log"),
     (BUNDLE, "bundle"),
     (SIGNATURE, "signature"),
@@ -45,6 +47,7 @@ pub const ALL: [([u8; 8], &str); 11] = [
     (MANIFEST, "manifest"),
     (GROUP_HEAD, "group head"),
     (SHIP_STATE, "ship state"),
+    (TRUST, "pinned verifying key"),
 ];
 
 #[cfg(test)]

@@ -12,14 +12,17 @@ use crate::id::PointId;
 /// The points of `group`, oldest first, with the head it was read from. `whole` reads and checks
 /// every file entirely (trailer, manifests); otherwise only what listing needs.
 ///
-/// Each point file links to the one before it by its first header's parent id (its own when it
-/// was not merged), and the headers inside a merged file form a hash chain (checked when it is
-/// read), so the shipped headers from the first point ever shipped to the head are one hash
-/// chain, before and after pruning. The head counts those headers, which pruning never changes.
+/// Each point file links to the one before it by its first record's parent id, and the records
+/// inside a file form a hash chain (checked when it is read), so the shipped headers from the
+/// first point ever shipped (or from a checkpoint the key holder signed) to the head are one
+/// hash chain, before and after pruning. The head counts the shipped points, which pruning
+/// never changes. Every file must be signed by one verifying key, the group's pinned one when
+/// it has a pin.
 ///
-/// A chain that does not link up (a missing or foreign point, a loop, a header count that
-/// differs from the head's) is [`Corrupt`](crate::ErrorKind::Corrupt): committed points are
-/// never missing from an undamaged vault.
+/// A chain that does not link up (a missing or foreign point, a loop, a count that differs
+/// from the head's) is [`Corrupt`](crate::ErrorKind::Corrupt): committed points are never
+/// missing from an undamaged vault. A point signed by another key than the rest of the chain
+/// (or than the pin) is [`Authentication`](crate::ErrorKind::Authentication).
 pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, Vec<StoredPoint>)> {
     let head = Head::load(layout, group)?.ok_or_else(|| Error::NotFound {
         what: format!("group `{group}` in vault {}", layout.root().display()),
@@ -86,17 +89,25 @@ pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, V
             )));
         }
         if let Some(next) = chain.last()
-            && next.file.header.key_id() != h.key_id()
+            && (next.file.header.key_id() != h.key_id()
+                || next.file.header.verifying_key != h.verifying_key)
         {
-            return Err(broken(format!(
-                "point {} is sealed under another key than its successor",
-                want.to_hex()
-            )));
+            return Err(Error::Authentication {
+                what: format!("chain of group `{group}`"),
+                detail: format!(
+                    "point {} is sealed or signed under another key than its successor",
+                    want.to_hex()
+                ),
+            }
+            .with_path(&p.path));
+        }
+        if chain.is_empty() {
+            super::trust::check(layout, group, &h.verifying_key)?;
         }
         // The oldest merged header's sequence: the next point must be below it.
         let (parent, kind, first_seq) = p.file.first;
         last_seq = Some(first_seq);
-        headers += p.file.headers.len() as u64;
+        headers = headers.saturating_add(p.file.shipped);
         chain.push(p);
         if kind == BundleKind::Base {
             break;
@@ -135,10 +146,16 @@ pub(crate) fn tip(layout: &Layout, head: &Head) -> Result<PointFile> {
     Ok(file)
 }
 
-/// Whether `id` was shipped into the chain, kept or since merged by pruning (used when the
-/// same bundle is ingested again).
-pub(crate) fn contains(chain: &[StoredPoint], id: &PointId) -> bool {
-    chain
+/// Whether point `id` of sequence `seq` was shipped into the chain, kept or since merged by
+/// pruning (used when a bundle is ingested again): the file whose records span `seq` is read.
+pub(crate) fn contains(chain: &[StoredPoint], id: &PointId, seq: u64) -> Result<bool> {
+    let Some(p) = chain.iter().find(|p| p.file.header.seq >= seq) else {
+        return Ok(false);
+    };
+    if p.file.first.2 > seq {
+        return Ok(false);
+    }
+    Ok(super::repair::record_ids(&p.path)?
         .iter()
-        .any(|p| p.file.headers.iter().any(|h| PointId::of_header(h) == *id))
+        .any(|(s, i)| *s == seq && i == id))
 }

@@ -27,7 +27,7 @@ use std::fs::File;
 use super::Vault;
 use super::chain;
 use super::head::Head;
-use super::ingest::clean_leftovers;
+use super::repair::clean_leftovers;
 use super::layout::PackId;
 use super::pack::{ENTRY_LEN, IndexEntry, PACK_TARGET, PackIndex, PackWriter, read_stored};
 use crate::error::{Error, ErrorKind, Result};
@@ -125,7 +125,10 @@ impl Vault {
             let live: Vec<IndexEntry> = pi
                 .entries
                 .iter()
-                .filter(|e| live.contains(&e.id) && index.get(&e.id).is_some_and(|(p, _)| p == id))
+                .filter(|e| {
+                    live.contains(&(e.id, e.hash))
+                        && index.get(&e.id, &e.hash).is_some_and(|(p, _)| p == id)
+                })
                 .copied()
                 .collect();
             plans.push(PackPlan {
@@ -218,7 +221,9 @@ impl Vault {
 
     /// Every blob some point of some group references. A head or chain that does not load
     /// stops GC: it could not tell what that group needs.
-    fn mark(&self) -> Result<HashSet<BlobId>> {
+    /// Every stored form of a blob some point reads that its signatures cover: (id, sealed
+    /// hash). A copy of another form (a forged one, another group's under the same id) is dead.
+    fn mark(&self) -> Result<HashSet<(BlobId, [u8; 32])>> {
         let mut live = HashSet::new();
         for (path, head) in Head::all(&self.layout)? {
             let group = head
@@ -233,10 +238,11 @@ impl Vault {
                 .group;
             let (_, points) = chain::load(&self.layout, &group, true)?;
             for p in &points {
-                for d in p.file.decode_disks()? {
+                let body = p.file.body()?;
+                for d in &body.folded {
                     for e in d.extents.iter() {
                         if let Source::Blob { id, .. } = e.source {
-                            live.insert(id);
+                            live.extend(body.hashes.of(&id).map(|h| (id, h)));
                         }
                     }
                 }

@@ -6,13 +6,13 @@ use std::path::Path;
 use super::chain;
 use super::head::Head;
 use super::layout::{Layout, lock};
-use super::pack::{PACK_TARGET, PackWriter};
+use super::pack::{PACK_TARGET, PackIndex, PackWriter};
 use super::point::{DiskInfo, PointFile};
-use super::{BlobIndex, Vault};
+use super::records::{put, shipped_record};
+use super::{BlobIndex, Vault, repair, trust};
 use crate::bundle::Bundle;
-use crate::bundle::format::{BundleKind, encode_manifests};
+use crate::bundle::format::BundleKind;
 use crate::error::{Error, Result};
-use crate::fsutil::list_dir;
 use crate::id::{BlobId, PointId};
 use crate::resync::Progress;
 use crate::sys::LockMode;
@@ -39,13 +39,17 @@ pub struct Ingested {
 }
 
 impl Vault {
-    /// Ingests a bundle, without the key. Its integrity is checked (as
-    /// [`Bundle::verify`]); a base bundle starts a group; an incremental one must name the
-    /// group's newest point as its parent, cover every disk of the group at the same sizes, and
-    /// be sealed under the group's key id, else [`ChainBroken`](crate::ErrorKind::ChainBroken)
-    /// (gaps, forks, unknown groups). The same bundle again is a no-op, reported by
-    /// [`Ingested::added`]. Only blobs the vault lacks are stored; the point is committed
-    /// atomically. Progress counts the bundle's stored blob bytes.
+    /// Ingests a bundle, without the key. Its integrity is checked (as [`Bundle::verify`]),
+    /// and its authenticity: the point must be signed by the group's key (the one pinned with
+    /// [`pin_key`](Self::pin_key), else the one the group's base named), else
+    /// [`Authentication`](crate::ErrorKind::Authentication). A base bundle starts a group; an
+    /// incremental one must name the group's newest point as its parent, cover every disk of
+    /// the group at the same sizes, and be sealed under the group's key id, else
+    /// [`ChainBroken`](crate::ErrorKind::ChainBroken) (gaps, forks, unknown groups). A bundle
+    /// of a point already in the chain is a no-op, reported by [`Ingested::added`]. A blob is
+    /// stored unless the vault holds it with the same sealed bytes; nothing is published
+    /// before every check passed, and the point is committed atomically. Progress counts the
+    /// bundle's stored blob bytes.
     pub fn ingest(&self, bundle: impl AsRef<Path>, progress: Progress<'_>) -> Result<Ingested> {
         let bundle = Bundle::open(bundle)?;
         let h = bundle.header().clone();
@@ -88,6 +92,7 @@ impl Vault {
             (Some(head), BundleKind::Incremental) if head.point == h.parent => {
                 // Only the newest point is read: ingest stays O(1) in the chain's length.
                 let tip = chain::tip(&self.layout, head)?;
+                bundle.check_signature(&tip.header.verifying_key)?;
                 check_fits(&bundle, &tip).map_err(broken)?;
                 if h.seq <= head.seq {
                     return Err(broken(format!(
@@ -99,7 +104,7 @@ impl Vault {
             }
             (Some(head), kind) => {
                 let (_, c) = chain::load(&self.layout, &h.group, false)?;
-                if chain::contains(&c, &id) {
+                if chain::contains(&c, &id, h.seq)? {
                     return Ok(not_added());
                 }
                 return Err(broken(match kind {
@@ -120,25 +125,48 @@ impl Vault {
                 }));
             }
         };
-        // Check the whole bundle and store what the vault lacks; nothing is referenced until
-        // the head is replaced, so a failure leaves at most packs for GC.
+        if count == 1 {
+            // A base: signed by the key it names, and by the pinned one when there is a pin.
+            trust::check(&self.layout, &h.group, &h.verifying_key)?;
+            bundle.check_signature(&h.verifying_key)?;
+        }
+        // Check the whole bundle and store what the vault lacks; nothing is published before
+        // every byte checked out, and nothing is referenced until the head is replaced.
         let mut stored = Stored::default();
         let index = self.refreshed_index()?;
-        stored.write(&self.layout, &bundle, &index, progress)?;
-        let manifests = encode_manifests(bundle.disks())?;
-        if *blake3::hash(&manifests).as_bytes() != h.manifests_digest {
-            return Err(Error::corrupt(
-                "bundle manifests",
-                None,
-                "they do not encode back to the bytes the header's digest names",
-            )
-            .with_path(bundle.path()));
+        let packs = stored.write(&self.layout, &bundle, &index, progress)?;
+        let committed = self.commit(&bundle, count);
+        if committed.is_err() {
+            // Best effort: the packs no point references are GC's otherwise.
+            for p in &packs {
+                let _ = std::fs::remove_file(self.layout.pack_index(&p.pack));
+                let _ = std::fs::remove_file(self.layout.pack(&p.pack));
+            }
         }
+        committed?;
+        Ok(Ingested {
+            added: true,
+            blobs_stored: stored.blobs,
+            bytes_stored: stored.bytes,
+            blobs_deduplicated: stored.deduplicated,
+            ..not_added()
+        })
+    }
+}
+
+impl Vault {
+    /// Publishes the point file of `bundle` and then the head naming it (the commit), inside
+    /// the group's in-progress marker.
+    fn commit(&self, bundle: &Bundle, count: u64) -> Result<()> {
+        let h = bundle.header();
+        let id = bundle.point_id();
         let file = PointFile {
-            merged: false,
-            headers: vec![bundle.header_bytes().to_vec()],
+            header_bytes: bundle.header_bytes().to_vec(),
             header: h.clone(),
             first: (h.parent, h.kind, h.seq),
+            records: 1,
+            shipped: 1,
+            checkpoint: false,
             disks: bundle
                 .disks()
                 .iter()
@@ -147,13 +175,20 @@ impl Vault {
                     size: d.size(),
                 })
                 .collect(),
-            manifests,
-            tag: *bundle.tag(),
+            body: None,
         };
-        let dir = self.layout.points(&h.group);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", Some(&dir), e))?;
-        let path = dir.join(PointFile::file_name(h.seq, &id));
-        crate::fsutil::write_atomic(&path, &file.encode()?, true)?;
+        let record = shipped_record(
+            bundle.header_bytes(),
+            bundle.manifests_bytes(),
+            bundle.table_bytes(),
+            bundle.signature(),
+        );
+        repair::begin(&self.layout, &h.group)?;
+        let path = self
+            .layout
+            .points(&h.group)
+            .join(PointFile::file_name(h.seq, &id));
+        file.publish(&path, true, |w| put(w, &record, &path))?;
         Head {
             group: h.group.clone(),
             seq: h.seq,
@@ -161,13 +196,7 @@ impl Vault {
             count,
         }
         .store(&self.layout)?;
-        Ok(Ingested {
-            added: true,
-            blobs_stored: stored.blobs,
-            bytes_stored: stored.bytes,
-            blobs_deduplicated: stored.deduplicated,
-            ..not_added()
-        })
+        repair::end(&self.layout, &h.group)
     }
 }
 
@@ -221,10 +250,10 @@ impl Stored {
         bundle: &Bundle,
         index: &BlobIndex,
         progress: Progress<'_>,
-    ) -> Result<()> {
+    ) -> Result<Vec<PackIndex>> {
         let total = bundle.blob_section_len();
         let mut done = 0u64;
-        std::thread::scope(|scope| -> Result<()> {
+        std::thread::scope(|scope| -> Result<Vec<PackIndex>> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Hashed>>(2);
             let writer = scope.spawn(move || -> Result<Vec<PackWriter>> {
                 let mut open: Option<PackWriter> = None;
@@ -244,16 +273,18 @@ impl Stored {
                 full.extend(open);
                 Ok(full)
             });
-            let mut batch: Vec<(BlobId, Vec<u8>)> = Vec::new();
+            let mut batch: Vec<(usize, BlobId, Vec<u8>)> = Vec::new();
             let mut batch_bytes = 0usize;
-            let send = |batch: &mut Vec<(BlobId, Vec<u8>)>| -> Result<()> {
+            let rows = bundle.rows();
+            let send = |batch: &mut Vec<(usize, BlobId, Vec<u8>)>| -> Result<()> {
+                // Each blob's sealed bytes must be the ones the signed table names.
                 let hashed: Vec<Hashed> = std::mem::take(batch)
                     .into_par_iter()
-                    .map(|(id, b)| {
-                        let h = *blake3::hash(&b).as_bytes();
-                        (id, b, h)
+                    .map(|(i, id, b)| {
+                        crate::bundle::check_sealed(&rows[i], &b)?;
+                        Ok((id, b, rows[i].hash))
                     })
-                    .collect();
+                    .collect::<Result<_>>()?;
                 tx.send(hashed).map_err(|_| {
                     Error::io(
                         "writing a pack",
@@ -262,15 +293,15 @@ impl Stored {
                     )
                 })
             };
-            let read = bundle.for_each_blob(|id, bytes| {
+            let read = bundle.for_each_blob(|i, id, bytes| {
                 done += (super::pack::ENTRY_LEN + bytes.len()) as u64;
-                if index.contains(id) {
+                if index.contains(id, &rows[i].hash) {
                     self.deduplicated += 1;
                 } else {
                     self.blobs += 1;
                     self.bytes += bytes.len() as u64;
                     batch_bytes += bytes.len();
-                    batch.push((*id, bytes.to_vec()));
+                    batch.push((i, *id, bytes.to_vec()));
                     if batch_bytes >= HASH_BATCH {
                         batch_bytes = 0;
                         send(&mut batch)?;
@@ -290,10 +321,20 @@ impl Stored {
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
             // The bundle's own error explains a failed send; report it first.
             sent?;
+            let mut published: Vec<PackIndex> = Vec::new();
             for w in packs? {
-                w.finish(layout)?;
+                match w.finish(layout) {
+                    Ok(i) => published.push(i),
+                    Err(e) => {
+                        for p in &published {
+                            let _ = std::fs::remove_file(layout.pack_index(&p.pack));
+                            let _ = std::fs::remove_file(layout.pack(&p.pack));
+                        }
+                        return Err(e);
+                    }
+                }
             }
-            Ok(())
+            Ok(published)
         })
     }
 }
@@ -303,53 +344,3 @@ const HASH_BATCH: usize = 32 << 20;
 
 /// A blob to store: id, stored bytes, their BLAKE3.
 type Hashed = (BlobId, Vec<u8>, [u8; 32]);
-
-/// Removes what interrupted operations left: temporary files, packs without an index, point
-/// files their group's head does not reach (or of a group without a head). Runs only under the
-/// exclusive vault lock. Indexed packs nothing references are garbage collection's job.
-pub(crate) fn clean_leftovers(layout: &Layout) -> Result<()> {
-    let remove = |p: &Path| {
-        std::fs::remove_file(p).map_err(|e| Error::io("removing a leftover", Some(p), e))
-    };
-    let is = |p: &Path, ext: &str| p.extension().is_some_and(|e| e == ext);
-    for p in list_dir(&layout.packs())? {
-        let orphan = is(&p, "rcpack") && !p.with_extension("rcidx").exists();
-        if is(&p, "tmp") || orphan {
-            remove(&p)?;
-        }
-    }
-    for p in list_dir(&layout.heads())? {
-        if is(&p, "tmp") {
-            remove(&p)?;
-        }
-    }
-    // A group's points directory and its head file share a name.
-    for dir in list_dir(&layout.root().join("points"))? {
-        let Some(stem) = dir.file_name() else {
-            continue;
-        };
-        // (Not `set_extension`: group names may hold dots.)
-        let head_path = crate::fsutil::with_suffix(&layout.heads().join(stem), ".rchead");
-        let keep: Vec<std::path::PathBuf> = if !head_path.exists() {
-            // The first ingest of a group crashed before its head: nothing is committed.
-            Vec::new()
-        } else {
-            // A head or chain that does not load is damage for verify to report: touch nothing.
-            match Head::read(&head_path).and_then(|h| chain::load(layout, &h.group, false)) {
-                Ok((_, c)) if c.first().is_some_and(|p| p.path.parent() == Some(&dir)) => {
-                    c.into_iter().map(|p| p.path).collect()
-                }
-                _ => continue,
-            }
-        };
-        for p in list_dir(&dir)? {
-            if !keep.contains(&p) {
-                remove(&p)?;
-            }
-        }
-        if keep.is_empty() {
-            let _ = std::fs::remove_dir(&dir);
-        }
-    }
-    Ok(())
-}

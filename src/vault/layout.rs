@@ -11,13 +11,15 @@ use crate::fsutil::{read_small, sync_dir, write_atomic};
 use crate::sys::{LockMode, try_lock};
 
 /// Major version of the vault layout and of its files.
-pub const VERSION_MAJOR: u16 = 1;
+pub const VERSION_MAJOR: u16 = 2;
 /// Minor version written.
 pub const VERSION_MINOR: u16 = 0;
 
 /// The format file at the vault's root.
 pub(crate) const FORMAT_FILE: &str = "replicore-vault";
 const LOCK_FILE: &str = "lock";
+/// The name of a group's in-progress marker in its points directory.
+pub(crate) const PENDING: &str = "in-progress";
 const FORMAT_FILE_LEN: usize = 16 + 16 + 8 + TRAILER_LEN;
 
 /// Paths inside a vault.
@@ -81,6 +83,19 @@ impl Layout {
     /// The directory of a group's pins (created when the first point is pinned).
     pub fn pins(&self, group: &str) -> PathBuf {
         self.root.join("pins").join(group_dir(group))
+    }
+
+    /// The group's pinned verifying key (`docs/FORMAT.md` §15.8).
+    pub fn trust(&self, group: &str) -> PathBuf {
+        self.root
+            .join("trust")
+            .join(format!("{}.rctrust", group_dir(group)))
+    }
+
+    /// The marker of an operation in progress on a group's point files (§15.7): while it
+    /// exists, point files the head does not reach are leftovers.
+    pub fn pending(&self, group: &str) -> PathBuf {
+        self.points(group).join(PENDING)
     }
 
     pub fn group_lock(&self, group: &str) -> PathBuf {

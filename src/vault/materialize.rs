@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use super::chain;
 use super::pack::{IndexEntry, read_stored};
 use super::point::StoredPoint;
+use super::records::SignedHashes;
 use super::{PackId, Selector, Vault};
 use crate::blob;
 use crate::crypto::Key;
@@ -54,7 +55,7 @@ impl Vault {
         progress: Progress<'_>,
     ) -> Result<Materialized> {
         let _lock = self.lock(LockMode::Shared)?;
-        let maps = self.folded(group, point, key)?;
+        let (maps, hashes) = self.folded(group, point, key)?;
         let Some((_, map)) = maps.iter().find(|(n, _)| n == disk) else {
             return Err(Error::NotFound {
                 what: format!("disk `{disk}` in group `{group}`"),
@@ -66,7 +67,7 @@ impl Vault {
             done += n;
             progress(done, total)
         };
-        self.write_disk(point, disk, map, key, out.as_ref(), &mut report)
+        self.write_disk(point, disk, map, &hashes, key, out.as_ref(), &mut report)
     }
 
     /// Fails a group over: writes every disk of the point `selector` picks as
@@ -82,7 +83,7 @@ impl Vault {
     ) -> Result<Vec<Materialized>> {
         let point = self.select(group, selector)?.id;
         let _lock = self.lock(LockMode::Shared)?;
-        let maps = self.folded(group, point, key)?;
+        let (maps, hashes) = self.folded(group, point, key)?;
         let mut names: Vec<String> = Vec::new();
         for (disk, _) in &maps {
             let name = image_name(disk);
@@ -104,19 +105,20 @@ impl Vault {
             .zip(&names)
             .map(|((disk, map), name)| {
                 let out = out_dir.as_ref().join(name);
-                self.write_disk(point, disk, map, key, &out, &mut report)
+                self.write_disk(point, disk, map, &hashes, key, &out, &mut report)
             })
             .collect()
     }
 
-    /// Every disk of `group` at `point`: the chain's manifests folded, after checking the key
-    /// and authenticating each point's manifests.
+    /// Every disk of `group` at `point`: the chain's signed manifests folded, after checking
+    /// that every point is signed by `key`'s verifying key; and every blob they carry with its
+    /// signed sealed hashes.
     fn folded(
         &self,
         group: &str,
         point: PointId,
         key: &Key,
-    ) -> Result<Vec<(String, ExtentMap<Source>)>> {
+    ) -> Result<(Vec<(String, ExtentMap<Source>)>, SignedHashes)> {
         let (_, chain) = chain::load(&self.layout, group, true)?;
         let Some(at) = chain.iter().position(|p| p.file.id() == point) else {
             return Err(Error::NotFound {
@@ -125,8 +127,10 @@ impl Vault {
         };
         let chain = &chain[..=at];
         let mut folded: Option<Vec<(String, ExtentMap<Source>)>> = None;
+        let mut hashes = SignedHashes::default();
         for p in chain {
             authenticate(p, key)?;
+            hashes.extend(&p.file.body()?.hashes);
             let disks = p.file.decode_disks()?;
             match folded.as_mut() {
                 None => {
@@ -147,7 +151,7 @@ impl Vault {
                 }
             }
         }
-        Ok(folded.expect("a chain has a base"))
+        Ok((folded.expect("a chain has a base"), hashes))
     }
 
     fn write_disk(
@@ -155,6 +159,7 @@ impl Vault {
         point: PointId,
         disk: &str,
         map: &ExtentMap<Source>,
+        hashes: &SignedHashes,
         key: &Key,
         out: &Path,
         progress: &mut dyn FnMut(u64) -> bool,
@@ -171,7 +176,7 @@ impl Vault {
                 Source::Zero => None,
             })
             .collect();
-        let locs = self.locate(&pieces, disk, point)?;
+        let locs = self.locate(&pieces, hashes, disk, point)?;
         let file = AtomicFile::create(out, false)?;
         let image = file.file();
         // Around the page cache where the file system allows it (see `crate::direct`).
@@ -253,8 +258,15 @@ impl Vault {
         })
     }
 
-    /// Where each blob `pieces` read is stored, with its pack opened.
-    fn locate(&self, pieces: &[Piece], disk: &str, point: PointId) -> Result<Locations> {
+    /// Where each blob `pieces` read is stored in a form its signature covers, with its pack
+    /// opened.
+    fn locate(
+        &self,
+        pieces: &[Piece],
+        hashes: &SignedHashes,
+        disk: &str,
+        point: PointId,
+    ) -> Result<Locations> {
         let index = self.refreshed_index()?;
         let mut blobs = HashMap::new();
         let mut packs: HashMap<PackId, (File, PathBuf)> = HashMap::new();
@@ -262,11 +274,15 @@ impl Vault {
             if blobs.contains_key(&p.id) {
                 continue;
             }
-            let Some((pack, e)) = index.get(&p.id) else {
+            let Some((pack, e)) = hashes.of(&p.id).find_map(|h| index.get(&p.id, &h)) else {
                 return Err(Error::corrupt(
                     format!("disk `{disk}` at point {}", point.to_hex()),
                     None,
-                    format!("it references blob {}, which the vault lacks", p.id),
+                    format!(
+                        "it reads blob {}, which the vault lacks in the form the points' \
+                         signatures cover (missing, or only a forged or damaged copy)",
+                        p.id
+                    ),
                 ));
             };
             if !packs.contains_key(pack) {
@@ -381,7 +397,8 @@ fn fill(
     groups.into_par_iter().try_for_each(|(id, targets)| {
         let (pack, e) = &locs.blobs[&id];
         let (f, path) = &locs.packs[pack];
-        let stored = read_stored(f, path, e, false)?;
+        // Checked against the signed hash first: damage is Corrupt, not a decryption failure.
+        let stored = read_stored(f, path, e, true)?;
         let plain = blob::decode(key, &id, &stored).map_err(|err| err.with_path(path))?;
         for (t, off) in targets {
             let piece = off
@@ -406,31 +423,22 @@ fn fill(
     Ok((runs, n))
 }
 
-/// Checks that `key` is the point's and, unless pruning merged it, that its manifests
-/// authenticate.
+/// Checks that the point is sealed under `key` and signed by its verifying key (its file's
+/// signatures were checked when it was read whole).
 pub(super) fn authenticate(p: &StoredPoint, key: &Key) -> Result<()> {
     let h = &p.file.header;
-    if h.key_id() != key.id() {
+    if h.key_id() != key.id() || h.verifying_key != key.verifying_key() {
         return Err(Error::Authentication {
             what: format!("group `{}`", h.group),
             detail: format!(
-                "its points are sealed under key {}, not {}",
+                "its points are sealed under key {} and signed by {}, not by key {}",
                 h.key_id(),
+                h.verifying_key,
                 key.id()
             ),
         });
     }
-    if !p.file.merged {
-        let mut mac = key.manifest_hasher();
-        mac.update(p.file.headers.last().expect("a header"))
-            .update(&p.file.manifests);
-        if mac.finalize() != blake3::Hash::from(p.file.tag) {
-            return Err(Error::Authentication {
-                what: format!("recovery point {} of group `{}`", h.seq, h.group),
-                detail: "its header and manifests do not authenticate under this key".into(),
-            });
-        }
-    }
+    p.file.body()?;
     Ok(())
 }
 

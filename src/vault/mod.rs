@@ -37,6 +37,7 @@
 //! its head when they read it: a point committed meanwhile is simply not seen yet.
 
 mod chain;
+mod compact;
 mod gc;
 mod head;
 mod ingest;
@@ -46,6 +47,9 @@ mod pack;
 mod pins;
 mod point;
 mod prune;
+mod records;
+mod repair;
+mod trust;
 #[cfg(test)]
 mod retention_crash_tests;
 mod verify;
@@ -54,12 +58,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use compact::Compacted;
 pub use gc::GcReport;
 pub use ingest::Ingested;
 pub use layout::{PackId, VERSION_MAJOR};
 pub use materialize::Materialized;
 pub use point::{DiskInfo, RecoveryPoint, Selector};
 pub use prune::{GroupPrune, Merge, PlannedPoint, PruneReport};
+pub use repair::RebuiltHead;
 pub use verify::{Damage, VerifyReport};
 
 use self::layout::{Layout, Lock, lock_vault};
@@ -78,25 +84,27 @@ pub struct Vault {
     index: Mutex<Arc<BlobIndex>>,
 }
 
-/// Every stored blob's place, from the pack indexes.
+/// Every stored blob's place, from the pack indexes. A stored blob is known by its id and the
+/// BLAKE3 of its sealed bytes together: a copy whose bytes differ from the signed ones (another
+/// group's garbage under a known id, a damaged copy) is never taken for it.
 #[derive(Debug, Default)]
 pub(crate) struct BlobIndex {
     packs: HashMap<PackId, Arc<PackIndex>>,
-    blobs: HashMap<BlobId, (PackId, IndexEntry)>,
+    blobs: HashMap<(BlobId, [u8; 32]), (PackId, IndexEntry)>,
 }
 
 impl BlobIndex {
-    pub fn get(&self, id: &BlobId) -> Option<&(PackId, IndexEntry)> {
-        self.blobs.get(id)
+    pub fn get(&self, id: &BlobId, hash: &[u8; 32]) -> Option<&(PackId, IndexEntry)> {
+        self.blobs.get(&(*id, *hash))
     }
 
-    pub fn contains(&self, id: &BlobId) -> bool {
-        self.blobs.contains_key(id)
+    pub fn contains(&self, id: &BlobId, hash: &[u8; 32]) -> bool {
+        self.blobs.contains_key(&(*id, *hash))
     }
 
     fn add(&mut self, index: Arc<PackIndex>) {
         for e in &index.entries {
-            self.blobs.entry(e.id).or_insert((index.pack, *e));
+            self.blobs.entry((e.id, e.hash)).or_insert((index.pack, *e));
         }
         self.packs.insert(index.pack, index);
     }
@@ -116,7 +124,7 @@ impl Vault {
         let layout = Layout::new(dir.as_ref());
         layout::check(&layout)?;
         if let Ok(lock) = lock_vault(&layout, LockMode::Exclusive) {
-            ingest::clean_leftovers(&layout)?;
+            repair::clean_leftovers(&layout)?;
             drop(lock);
         }
         Ok(Vault {
@@ -185,6 +193,34 @@ impl Vault {
     pub fn points_dir(&self, group: &str) -> PathBuf {
         self.layout.points(group)
     }
+
+    /// Where the head of `group` is (for tools and tests).
+    pub fn head_path(&self, group: &str) -> PathBuf {
+        self.layout.head(group)
+    }
+
+    /// Refuses a head behind the last sequence number the primary shipped (its ship state
+    /// holds it): a vault rolled back (a head pointed at an older point, newer files removed)
+    /// is [`ChainBroken`](crate::ErrorKind::ChainBroken) instead of an old point taken for the
+    /// latest. Returns the head's sequence number.
+    pub fn expect_seq(&self, group: &str, seq: u64) -> Result<u64> {
+        let _lock = self.lock(LockMode::Shared)?;
+        let head = head::Head::load(&self.layout, group)?.ok_or_else(|| Error::NotFound {
+            what: format!("group `{group}` in vault {}", self.layout.root().display()),
+        })?;
+        if head.seq < seq {
+            return Err(Error::ChainBroken {
+                group: group.to_string(),
+                detail: format!(
+                    "its newest point has sequence {}, but the primary shipped up to {seq}: the \
+                     vault was rolled back or lost points; do not fail over to it as the latest \
+                     before finding out why",
+                    head.seq
+                ),
+            });
+        }
+        Ok(head.seq)
+    }
 }
 
 /// Parsers of the vault's files for the fuzz targets (not a stable API): each decodes untrusted
@@ -198,12 +234,15 @@ pub mod fuzzing {
         super::pack::PackIndex::decode(bytes).map(|i| i.encode())
     }
 
-    /// A recovery-point file's body (without its trailer), manifests included.
-    pub fn point_file(body: &[u8]) -> Result<Vec<u8>> {
-        let p = super::point::PointFile::decode(body, true)?;
-        let mut bytes = p.encode()?;
-        bytes.truncate(bytes.len() - 32);
-        Ok(bytes)
+    /// A recovery-point file, read whole and checked (its trailer included), written again
+    /// from what was read: the same bytes.
+    pub fn point_file(bytes: &[u8]) -> Result<Vec<u8>> {
+        let p = super::point::PointFile::read_from(bytes, bytes.len() as u64)?;
+        let span = p.body()?.span;
+        let path = std::path::Path::new("fuzz");
+        p.write(Vec::new(), path, |w| {
+            super::records::put(w, &bytes[span.0 as usize..span.1 as usize], path)
+        })
     }
 
     /// A group head (with its trailer).
@@ -280,11 +319,18 @@ mod tests {
             root.join("heads/y.rchead.tmp"),
             v.points_dir("g").join("000000000009-0000000000000000.rcpt"),
             root.join("points/other-0000000000000000/000000000000-0000000000000000.rcpt"),
+            // The in-progress markers that make the point files above leftovers.
+            v.points_dir("g").join(layout::PENDING),
+            root.join("points/other-0000000000000000").join(layout::PENDING),
         ];
         for l in &leftovers {
             std::fs::create_dir_all(l.parent().unwrap()).unwrap();
             std::fs::write(l, b"left").unwrap();
         }
+        // Without a marker, point files are never taken for leftovers, whatever their head.
+        let kept = root.join("points/third-0000000000000000/000000000000-0000000000000000.rcpt");
+        std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+        std::fs::write(&kept, b"maybe data").unwrap();
         let busy = lock_vault(&v.layout, LockMode::Shared).unwrap();
         Vault::open(&root).unwrap();
         assert!(
@@ -296,6 +342,8 @@ mod tests {
         for l in &leftovers {
             assert!(!l.exists(), "{} left", l.display());
         }
+        assert!(kept.exists(), "a point file without a marker was removed");
+        std::fs::remove_dir_all(kept.parent().unwrap()).unwrap();
         assert_eq!(v.points("g").unwrap().len(), 1);
         assert!(v.verify(None, &mut |_, _| true).unwrap().is_ok());
     }

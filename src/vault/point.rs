@@ -1,31 +1,24 @@
 //! Recovery-point files (immutable; `docs/FORMAT.md` §15.4) and what a caller sees of a point.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::layout::{VERSION_MAJOR, VERSION_MINOR};
-use crate::bundle::format::{
-    BundleHeader, BundleKind, DiskManifest, MAX_HEADER_LEN, MAX_MANIFESTS_LEN, TAG_LEN,
-    decode_manifests,
+use super::records::{
+    In, MIN_RECORD_LEN, RECORD_CHECKPOINT, RECORD_SHIPPED, Record, SignedHashes, check_follows,
+    put,
 };
+use crate::bundle::format::{BundleHeader, BundleKind, DiskManifest, MAX_HEADER_LEN};
+use crate::crypto::VerifyingKey;
 use crate::error::{Error, Result};
-use crate::format::header::{FileKind, Preamble};
-use crate::format::limits::{MAX_DISKS_PER_GROUP, MAX_NAME_LEN};
-use crate::format::trailer::{TRAILER_LEN, verify_slice};
-use crate::format::{Reader, Writer};
-use crate::fsutil::read_small;
+use crate::format::header::{FileKind, PREAMBLE_LEN, Preamble};
+use crate::format::limits::MAX_NAME_LEN;
+use crate::format::trailer::{HashingReader, TRAILER_LEN, TrailerWriter};
+use crate::format::Writer;
+use crate::fsutil::AtomicFile;
 use crate::id::PointId;
 use crate::log::MarkerKind;
-
-/// The most shipped headers one point file may carry (its own and those pruning merged in).
-pub(crate) const MAX_HEADERS: usize = 1 << 20;
-/// The largest point file.
-const MAX_POINT_FILE: usize = 64
-    + MAX_HEADERS.saturating_mul(2 + 512)
-    + MAX_DISKS_PER_GROUP * (2 + MAX_NAME_LEN + 8)
-    + MAX_MANIFESTS_LEN
-    + TAG_LEN
-    + TRAILER_LEN;
 
 /// One disk of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +50,14 @@ pub struct RecoveryPoint {
     /// Base (the chain's first point: a seed, or the oldest kept point after pruning) or
     /// incremental.
     pub kind: BundleKind,
-    /// How many pruned points were merged into this one (0 for a point as shipped).
+    /// How many earlier shipped points this one stands for besides itself (pruned points
+    /// merged into it, or those a checkpoint replaced; 0 for a point as shipped).
     pub merged: u64,
+    /// Whether the point's file starts with a checkpoint the key holder signed (`vault
+    /// compact`), which stands for every shipped point before it.
+    pub checkpoint: bool,
+    /// The public key that signed the point (derived from the group's key).
+    pub verifying_key: VerifyingKey,
     /// Every disk of the group at this point.
     pub disks: Vec<DiskInfo>,
 }
@@ -91,29 +90,45 @@ impl Selector {
     }
 }
 
-/// A point file's content.
+/// A point file: its summary, and for a whole read what its records map.
 #[derive(Debug, Clone)]
 pub(crate) struct PointFile {
-    /// Set once pruning merged earlier points in: the tag then covers only the last header's
-    /// original manifests, which are no longer stored.
-    pub merged: bool,
-    /// Shipped headers, oldest first; the last is this point's own.
-    pub headers: Vec<Vec<u8>>,
-    /// The last header, decoded.
+    /// The point's own header (its last record's), as shipped: the point's id is its BLAKE3.
+    pub header_bytes: Vec<u8>,
     pub header: BundleHeader,
-    /// The first header's parent, kind and sequence number: where this file links into the
+    /// The first record's parent, kind and sequence number: where this file links into the
     /// chain.
     pub first: (PointId, BundleKind, u64),
+    /// Records in the file.
+    pub records: u64,
+    /// Shipped points the records stand for (a checkpoint stands for many).
+    pub shipped: u64,
+    /// Whether the first record is a checkpoint.
+    pub checkpoint: bool,
     pub disks: Vec<DiskInfo>,
-    /// The manifests section (as shipped, unless merged); empty when only the prefix was read.
-    pub manifests: Vec<u8>,
-    pub tag: [u8; TAG_LEN],
+    /// What the records map: set by a whole read only.
+    pub body: Option<Body>,
+}
+
+/// What a point file's records map, from a whole read.
+#[derive(Debug, Clone)]
+pub(crate) struct Body {
+    /// The records' manifests folded (newer wins): a full map of every disk when the first
+    /// record is a base or a checkpoint, the changes since the previous point file otherwise.
+    pub folded: Vec<DiskManifest>,
+    /// Every blob the records carry, with its signed sealed hashes.
+    pub hashes: SignedHashes,
+    /// Byte range of the records in the file.
+    pub span: (u64, u64),
+    /// The first point the chain ever shipped, when this file starts the chain (a base record's
+    /// id, or what a checkpoint states).
+    pub first_point: Option<PointId>,
 }
 
 impl PointFile {
     /// The point's id.
     pub fn id(&self) -> PointId {
-        PointId::of_header(self.headers.last().expect("at least one header"))
+        PointId::of_header(&self.header_bytes)
     }
 
     /// File name in the group's directory.
@@ -132,250 +147,272 @@ impl PointFile {
             label: h.label.clone(),
             parent: self.first.0,
             kind: self.first.1,
-            merged: self.headers.len() as u64 - 1,
+            merged: self.shipped - 1,
+            checkpoint: self.checkpoint,
+            verifying_key: h.verifying_key,
             disks: self.disks.clone(),
         }
     }
 
-    /// The manifests, decoded (the file must have been read whole).
-    pub fn decode_disks(&self) -> Result<Vec<DiskManifest>> {
-        decode_manifests(&self.manifests, 0, self.header.disk_count)
+    /// What the records map (the file must have been read whole).
+    pub fn body(&self) -> Result<&Body> {
+        self.body.as_ref().ok_or_else(|| {
+            Error::invalid_argument("point file", "only its summary was read, not its records")
+        })
     }
 
-    pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut w = Writer::with_capacity(256 + self.manifests.len());
+    /// The records' manifests, folded (the file must have been read whole).
+    pub fn decode_disks(&self) -> Result<Vec<DiskManifest>> {
+        Ok(self.body()?.folded.clone())
+    }
+
+    /// The summary's bytes: everything before the records.
+    fn summary_bytes(&self) -> Result<Vec<u8>> {
+        let mut w = Writer::with_capacity(256);
         Preamble::new(FileKind::Manifest, VERSION_MAJOR, VERSION_MINOR).encode(&mut w);
-        w.u8(u8::from(self.merged)).zeros(3);
-        w.u32(self.headers.len() as u32);
-        for h in &self.headers {
-            w.u16(h.len() as u16).bytes(h);
-        }
+        w.u64(self.records).u64(self.shipped);
+        w.u8(if self.checkpoint {
+            RECORD_CHECKPOINT
+        } else {
+            RECORD_SHIPPED
+        });
+        w.u8(match self.first.1 {
+            BundleKind::Base => 1,
+            BundleKind::Incremental => 2,
+        });
+        w.zeros(6).u64(self.first.2).bytes(&self.first.0.0);
+        w.u16(self.header_bytes.len() as u16)
+            .bytes(&self.header_bytes);
         w.u32(self.disks.len() as u32);
         for d in &self.disks {
             w.string_u16("disk name", &d.name, MAX_NAME_LEN)?;
             w.u64(d.size);
         }
-        w.u64(self.manifests.len() as u64)
-            .bytes(&self.manifests)
-            .bytes(&self.tag);
-        let mut bytes = w.into_bytes();
-        let h = blake3::hash(&bytes);
-        bytes.extend_from_slice(h.as_bytes());
-        Ok(bytes)
+        Ok(w.into_bytes())
     }
 
-    /// Reads and checks a whole point file: trailer, shape, manifests digest (unless merged).
-    pub fn read(path: &Path) -> Result<PointFile> {
-        let bytes = read_small(path, "recovery-point file", MAX_POINT_FILE)?;
-        let body = verify_slice(&bytes, "recovery-point file").map_err(|e| e.with_path(path))?;
-        Self::decode(body, true).map_err(|e| e.with_path(path))
+    /// Writes this summary and then `records` (written by the closure) to `w`, then the
+    /// trailer. The caller guarantees that the records are the ones the summary describes;
+    /// every read checks it.
+    pub fn write<W: Write>(
+        &self,
+        w: W,
+        path: &Path,
+        records: impl FnOnce(&mut TrailerWriter<W>) -> Result<()>,
+    ) -> Result<W> {
+        let mut out = TrailerWriter::new(w);
+        put(&mut out, &self.summary_bytes()?, path)?;
+        records(&mut out)?;
+        let (w, _) = out
+            .finish()
+            .map_err(|e| Error::io("writing a recovery-point file", Some(path), e))?;
+        Ok(w)
     }
 
-    /// Decodes a point file's body (trailer already checked); `whole` also reads the manifests.
-    /// Parses what comes before the manifests, up to and including their length.
-    fn decode_front(r: &mut Reader<'_>) -> Result<Front> {
-        Preamble::decode(r, FileKind::Manifest, VERSION_MAJOR)?;
-        let merged = match r.u8("flags")? {
-            0 => false,
-            1 => true,
-            f => return Err(r.error("flags", format!("unknown flags {f:#x}"))),
-        };
-        r.reserved("reserved", 3)?;
-        let n = r.u32("header count")? as usize;
-        if n == 0 || n > MAX_HEADERS {
-            return Err(r.error("header count", format!("{n} is not 1..{MAX_HEADERS}")));
-        }
-        // Each header takes at least its length field: the count is bounded by the bytes left.
-        if n > r.remaining() / 2 {
-            return Err(r.error("header count", "more headers than the file can hold"));
-        }
-        let mut headers: Vec<Vec<u8>> = Vec::with_capacity(n);
-        let mut first = None;
-        let mut prev: Option<BundleHeader> = None;
-        for _ in 0..n {
-            let at = r.offset();
-            let len = usize::from(r.u16("header length")?);
-            if len > MAX_HEADER_LEN {
-                return Err(r.error("header length", format!("{len} > {MAX_HEADER_LEN}")));
-            }
-            let h = r.bytes("header", len)?;
-            let decoded = BundleHeader::decode(h, at + 2)?;
-            // The merged headers are a hash chain: each names the one before it.
-            if let (Some(p), Some(last)) = (&prev, headers.last()) {
-                if decoded.kind != BundleKind::Incremental
-                    || decoded.parent != PointId::of_header(last)
-                    || decoded.seq <= p.seq
-                    || decoded.group != p.group
-                    || decoded.key_id() != p.key_id()
-                {
-                    return Err(Error::corrupt(
-                        "recovery-point file",
-                        Some(at),
-                        "its merged headers do not form a hash chain (each an incremental \
-                         of the same group and key, naming the one before it)",
-                    ));
-                }
-            } else {
-                first = Some((decoded.parent, decoded.kind, decoded.seq));
-            }
-            prev = Some(decoded);
-            headers.push(h.to_vec());
-        }
-        let (header, first) = (prev.expect("n >= 1"), first.expect("n >= 1"));
-        if merged != (n > 1) {
-            return Err(Error::corrupt(
-                "recovery-point file",
-                Some(16),
-                format!(
-                    "flag merged is {merged} with {n} headers: a point has one header unless pruning merged others into it"
-                ),
+    /// Publishes this summary and `records` at `path` crash-safely (replacing a file there
+    /// only when `replace`).
+    pub fn publish(
+        &self,
+        path: &Path,
+        replace: bool,
+        records: impl FnOnce(&mut TrailerWriter<std::io::BufWriter<AtomicFile>>) -> Result<()>,
+    ) -> Result<()> {
+        let file = AtomicFile::create(path, replace)?;
+        let w = self.write(std::io::BufWriter::with_capacity(1 << 20, file), path, records)?;
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io("writing a recovery-point file", Some(path), e.into_error()))?;
+        file.commit()
+    }
+
+    /// Reads a point file's summary from `r`.
+    pub(crate) fn read_summary<R: Read>(r: &mut In<R>) -> Result<PointFile> {
+        let mut pre = [0u8; PREAMBLE_LEN];
+        r.inner
+            .read_exact(&mut pre)
+            .map_err(|_| r.err("preamble", "truncated"))?;
+        Preamble::decode_slice(&pre, FileKind::Manifest, VERSION_MAJOR)?;
+        r.at += PREAMBLE_LEN as u64;
+        r.left = r.left.saturating_sub(PREAMBLE_LEN as u64);
+        let records = r.u64("record count")?;
+        let shipped = r.u64("shipped count")?;
+        if records == 0 || records > r.left / MIN_RECORD_LEN || shipped < records {
+            return Err(r.err(
+                "record count",
+                format!("{records} records standing for {shipped} points cannot be in this file"),
             ));
         }
+        let checkpoint = match r.u8("first record kind")? {
+            RECORD_SHIPPED => false,
+            RECORD_CHECKPOINT => true,
+            k => return Err(r.err("first record kind", format!("unknown kind {k}"))),
+        };
+        let kind = match r.u8("link kind")? {
+            1 => BundleKind::Base,
+            2 => BundleKind::Incremental,
+            k => return Err(r.err("link kind", format!("unknown kind {k}"))),
+        };
+        r.reserved("reserved", 6)?;
+        let seq = r.u64("link sequence")?;
+        let parent = PointId(r.array("link parent")?);
+        let h_at = r.at + 2;
+        let hl = u64::from(r.u16("header length")?);
+        let header_bytes = r.vec("header", hl, MAX_HEADER_LEN as u64)?;
+        let header = BundleHeader::decode(&header_bytes, h_at)?;
         let dn = r.u32("disk count")?;
         if dn != header.disk_count {
-            return Err(r.error(
+            return Err(r.err(
                 "disk count",
                 format!("{dn} disks; the header says {}", header.disk_count),
             ));
         }
         let mut disks = Vec::with_capacity(dn as usize);
         for _ in 0..dn {
-            let name = r.string_u16("disk name", MAX_NAME_LEN)?.to_string();
+            let n = u64::from(r.u16("disk name length")?);
+            let name = String::from_utf8(r.vec("disk name", n, MAX_NAME_LEN as u64)?)
+                .map_err(|_| r.err("disk name", "not UTF-8"))?;
             let size = r.u64("disk size")?;
             disks.push(DiskInfo { name, size });
         }
-        let ml = r.len_u64("manifests length", MAX_MANIFESTS_LEN)?;
-        Ok(Front {
-            merged,
-            headers,
+        Ok(PointFile {
+            header_bytes,
             header,
-            first,
+            first: (parent, kind, seq),
+            records,
+            shipped,
+            checkpoint,
             disks,
-            manifests_len: ml,
+            body: None,
         })
     }
 
-    pub fn decode(body: &[u8], whole: bool) -> Result<PointFile> {
-        let mut r = Reader::new(body, 0, "recovery-point file");
-        let Front {
-            merged,
-            headers,
-            header,
-            first,
-            disks,
-            manifests_len: ml,
-        } = Self::decode_front(&mut r)?;
-        let m_at = r.offset();
-        let manifests = r.bytes("manifests", ml)?;
-        let tag = r.array("tag")?;
-        r.finish()?;
-        let p = PointFile {
-            merged,
-            headers,
-            header,
-            first,
-            disks,
-            manifests: if whole {
-                manifests.to_vec()
-            } else {
-                Vec::new()
-            },
-            tag,
+    /// Reads and checks a whole point file from `r` (`len` bytes, trailer included): the
+    /// summary, every record (digests, hash chain, signatures under the key the headers name),
+    /// the summary against the records, the trailer.
+    pub fn read_from<R: Read>(r: R, len: u64) -> Result<PointFile> {
+        let mut r = In {
+            inner: HashingReader::new(r),
+            at: 0,
+            left: len
+                .checked_sub(TRAILER_LEN as u64)
+                .ok_or_else(|| Error::corrupt("recovery-point file", Some(0), "truncated"))?,
+            what: "recovery-point file",
         };
-        if whole {
-            if !merged && *blake3::hash(manifests).as_bytes() != p.header.manifests_digest {
-                return Err(Error::corrupt(
-                    "recovery-point file",
-                    Some(m_at),
-                    "the manifests do not match the digest in the point's header",
-                ));
+        let mut file = Self::read_summary(&mut r)?;
+        let start = r.at;
+        let mut folded: Vec<DiskManifest> = Vec::new();
+        let mut hashes = SignedHashes::default();
+        let mut shipped = 0u64;
+        // Of the first record: its link, checkpoint, kind and id.
+        let mut first = None;
+        let mut prev: Option<Record> = None;
+        for _ in 0..file.records {
+            let mut rec = Record::read(&mut r)?;
+            let manifests = std::mem::take(&mut rec.manifests);
+            match &prev {
+                Some(p) => {
+                    check_follows(p, &rec)?;
+                    for d in manifests {
+                        let Some(m) = folded.iter_mut().find(|m| m.name == d.name) else {
+                            return Err(Error::corrupt(
+                                "recovery-point file",
+                                Some(rec.span.0),
+                                format!("disk `{}` is not in the records before it", d.name),
+                            ));
+                        };
+                        m.extents.overlay(&d.extents)?;
+                    }
+                }
+                None => {
+                    folded = manifests;
+                    first = Some((rec.link(), rec.checkpoint, rec.header.kind, rec.id()));
+                }
             }
-            let decoded = p.decode_disks()?;
-            let same = decoded.len() == p.disks.len()
-                && decoded
-                    .iter()
-                    .zip(&p.disks)
-                    .all(|(m, d)| m.name == d.name && m.size() == d.size);
-            if !same {
-                return Err(Error::corrupt(
-                    "recovery-point file",
-                    Some(m_at),
-                    "the disk list does not match the manifests",
-                ));
+            for row in std::mem::take(&mut rec.rows) {
+                hashes.add(&row);
             }
+            shipped = shipped
+                .checked_add(rec.checkpoint.map_or(1, |c| c.0))
+                .ok_or_else(|| r.err("shipped count", "overflows"))?;
+            prev = Some(rec);
         }
-        Ok(p)
+        let end = r.at;
+        let In { inner, .. } = r;
+        inner.finish("recovery-point file")?;
+        let (first, last) = (first.expect("records >= 1"), prev.expect("records >= 1"));
+        let (link, checkpoint, first_kind, first_id) = first;
+        // The last shipped record's signature covers every header before it (their ids are
+        // its ancestors'); a checkpoint's signature was checked when it was read.
+        if last.checkpoint.is_none() {
+            last.check_signature()?;
+        }
+        let bad = |d: &str| Err(Error::corrupt("recovery-point file", Some(16), d.to_string()));
+        if last.header_bytes != file.header_bytes {
+            return bad("its summary names another point than its last record");
+        }
+        if link != file.first || file.checkpoint != checkpoint.is_some() {
+            return bad("its summary links it into the chain elsewhere than its first record");
+        }
+        if shipped != file.shipped {
+            return bad("its summary counts other shipped points than its records");
+        }
+        let same = folded.len() == file.disks.len()
+            && folded
+                .iter()
+                .zip(&file.disks)
+                .all(|(m, d)| m.name == d.name && m.size() == d.size);
+        if !same {
+            return bad("its disk list does not match its records");
+        }
+        let first_point = match checkpoint {
+            Some((_, p)) => Some(p),
+            None if first_kind == BundleKind::Base => Some(first_id),
+            None => None,
+        };
+        file.body = Some(Body {
+            folded,
+            hashes,
+            span: (start, end),
+            first_point,
+        });
+        Ok(file)
     }
 
-    /// Reads a point file for listing: only what comes before its manifests (whose length must
-    /// fit the file's), so listing a chain does not read every manifest. Neither the trailer
-    /// nor the manifests are checked (that is [`read`](Self::read)'s job, before anything
-    /// relies on the data), and the tag is left zero.
+    /// Reads and checks a whole point file (see [`read_from`](Self::read_from)).
+    pub fn read(path: &Path) -> Result<PointFile> {
+        let (f, len) = open(path)?;
+        Self::read_from(std::io::BufReader::with_capacity(1 << 20, f), len)
+            .map_err(|e| e.with_path(path))
+    }
+
+    /// Reads a point file for listing: its summary only, so listing a chain does not read its
+    /// records. Nothing is checked beyond the summary's shape ([`read`](Self::read) checks
+    /// everything before anything relies on the data).
     pub fn read_listing(path: &Path) -> Result<PointFile> {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound {
-                what: format!("recovery-point file {}", path.display()),
-            },
-            _ => Error::io("opening", Some(path), e),
-        })?;
-        let len = f
-            .metadata()
-            .map_err(|e| Error::io("reading the size of", Some(path), e))?
-            .len();
-        if len > MAX_POINT_FILE as u64 {
-            return Err(Error::corrupt(
-                "recovery-point file",
-                Some(0),
-                format!("{len} bytes; the largest is {MAX_POINT_FILE}"),
-            )
-            .with_path(path));
-        }
-        // Read a prefix; grow it while the front does not fit in it.
-        let mut want = len.min(64 << 10);
-        loop {
-            let mut buf = vec![0u8; want as usize];
-            f.read_exact_at(&mut buf, 0)
-                .map_err(|e| Error::io("reading", Some(path), e))?;
-            let mut r = Reader::new(&buf, 0, "recovery-point file");
-            match Self::decode_front(&mut r) {
-                Ok(front) => {
-                    let end = r.offset() as u128
-                        + front.manifests_len as u128
-                        + (TAG_LEN + TRAILER_LEN) as u128;
-                    if end != u128::from(len) {
-                        return Err(Error::corrupt(
-                            "recovery-point file",
-                            Some(r.offset()),
-                            "the manifests' length does not fit the file",
-                        )
-                        .with_path(path));
-                    }
-                    return Ok(PointFile {
-                        merged: front.merged,
-                        headers: front.headers,
-                        header: front.header,
-                        first: front.first,
-                        disks: front.disks,
-                        manifests: Vec::new(),
-                        tag: [0; TAG_LEN],
-                    });
-                }
-                Err(_) if want < len => want = len.min(want * 8),
-                Err(e) => return Err(e.with_path(path)),
-            }
-        }
+        let (f, len) = open(path)?;
+        let mut r = In {
+            inner: std::io::BufReader::with_capacity(64 << 10, f),
+            at: 0,
+            left: len.saturating_sub(TRAILER_LEN as u64),
+            what: "recovery-point file",
+        };
+        Self::read_summary(&mut r).map_err(|e| e.with_path(path))
     }
 }
 
-/// What comes before a point file's manifests.
-struct Front {
-    merged: bool,
-    headers: Vec<Vec<u8>>,
-    header: BundleHeader,
-    first: (PointId, BundleKind, u64),
-    disks: Vec<DiskInfo>,
-    manifests_len: usize,
+/// Opens a point file and gives its length.
+pub(crate) fn open(path: &Path) -> Result<(std::fs::File, u64)> {
+    let f = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            what: format!("recovery-point file {}", path.display()),
+        },
+        _ => Error::io("opening", Some(path), e),
+    })?;
+    let len = f
+        .metadata()
+        .map_err(|e| Error::io("reading the size of", Some(path), e))?
+        .len();
+    Ok((f, len))
 }
 
 /// A point file on disk.
@@ -386,12 +423,21 @@ pub(crate) struct StoredPoint {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::crypto::{KeyFile, MasterKey, Secret};
+    use crate::bundle::format::{encode_manifests, encode_table};
+    use crate::crypto::{Key, KeyFile, MasterKey, SIGNED_POINT, Secret};
+    use crate::vault::records::shipped_record;
 
-    fn file(headers: usize) -> PointFile {
-        let (kf, _) = KeyFile::create(Secret::Key(&MasterKey::from_bytes([2; 32]))).unwrap();
+    /// A point file of `n` signed records of an incremental chain (one 4 KiB disk, no
+    /// changes), as pruning leaves them, written to `path`.
+    pub(crate) fn synthetic(path: &Path, n: u64, key: &Key) -> PointFile {
+        let manifests = encode_manifests(&[DiskManifest {
+            name: "d".into(),
+            extents: crate::ExtentMap::new(4096).unwrap(),
+        }])
+        .unwrap();
+        let table = encode_table(&[]);
         let mut header = BundleHeader {
             kind: BundleKind::Incremental,
             consistency: MarkerKind::App,
@@ -402,60 +448,81 @@ mod tests {
             epoch: [3; 16],
             generation: 0,
             group: "g".into(),
-            label: "l".repeat(200),
-            key_file: kf,
-            manifests_digest: [0; 32],
+            label: String::new(),
+            key_file: key.key_file().clone(),
+            manifests_digest: *blake3::hash(&manifests).as_bytes(),
+            blobs_digest: *blake3::hash(&table).as_bytes(),
+            verifying_key: key.verifying_key(),
             disk_count: 1,
         };
-        let manifests =
-            crate::bundle::format::encode_manifests(&[crate::bundle::format::DiskManifest {
-                name: "d".into(),
-                extents: crate::ExtentMap::new(4096).unwrap(),
-            }])
-            .unwrap();
-        header.manifests_digest = *blake3::hash(&manifests).as_bytes();
-        // A hash chain of headers, as pruning leaves them.
-        let mut chain: Vec<Vec<u8>> = Vec::new();
-        for i in 0..headers {
-            header.seq = i as u64 + 1;
-            if let Some(last) = chain.last() {
-                header.parent = PointId::of_header(last);
-            }
-            chain.push(header.encode().unwrap());
-        }
-        PointFile {
-            merged: headers > 1,
-            headers: chain,
-            header,
+        let mut file = PointFile {
+            header_bytes: Vec::new(),
+            header: header.clone(),
             first: (PointId([1; 32]), BundleKind::Incremental, 1),
+            records: n,
+            shipped: n,
+            checkpoint: false,
             disks: vec![DiskInfo {
                 name: "d".into(),
                 size: 4096,
             }],
-            manifests,
-            tag: [9; TAG_LEN],
+            body: None,
+        };
+        // The records are written as they are made; the summary needs the last header, so
+        // it is computed first (headers are cheap).
+        let mut parent = PointId([1; 32]);
+        for i in 0..n {
+            header.seq = i + 1;
+            header.parent = parent;
+            parent = PointId::of_header(&header.encode().unwrap());
         }
+        file.header = header.clone();
+        file.header_bytes = header.encode().unwrap();
+        let out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        file.write(out, path, |w| {
+            let mut parent = PointId([1; 32]);
+            for i in 0..n {
+                header.seq = i + 1;
+                header.parent = parent;
+                let bytes = header.encode().unwrap();
+                parent = PointId::of_header(&bytes);
+                // Only the last record's signature is checked on read; sign it alone.
+                let sig = if i + 1 == n {
+                    key.sign(SIGNED_POINT, &parent.0)
+                } else {
+                    [0; 64]
+                };
+                put(w, &shipped_record(&bytes, &manifests, &table, &sig), path)?;
+            }
+            Ok(())
+        })
+        .unwrap()
+        .into_inner()
+        .unwrap();
+        file
     }
 
     #[test]
-    fn listing_reads_the_front_of_small_and_large_files() {
+    fn records_read_whole_and_for_listing_and_refuse_damage() {
         let dir = tempfile::tempdir().unwrap();
-        // 400 headers of about 400 bytes: the front outgrows the first 64 KiB read.
+        let (_, key) = KeyFile::create(Secret::Key(&MasterKey::from_bytes([2; 32]))).unwrap();
         for n in [1, 400] {
-            let f = file(n);
             let path = dir.path().join(format!("{n}.rcpt"));
-            std::fs::write(&path, f.encode().unwrap()).unwrap();
+            let f = synthetic(&path, n, &key);
             let listed = PointFile::read_listing(&path).unwrap();
-            assert_eq!(listed.headers, f.headers);
-            assert_eq!(listed.disks, f.disks);
-            assert_eq!(listed.id(), f.id());
+            assert_eq!((listed.id(), listed.records, &listed.disks), (f.id(), n, &f.disks));
             let whole = PointFile::read(&path).unwrap();
-            assert_eq!(whole.manifests, f.manifests);
-            // Cut short: the manifests no longer fit.
+            assert_eq!((whole.id(), whole.shipped), (f.id(), n));
+            assert_eq!(whole.decode_disks().unwrap().len(), 1);
+            // Cut short, or a flipped byte in the last record (its signature's coverage).
             let bytes = std::fs::read(&path).unwrap();
             std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
-            let e = PointFile::read_listing(&path).unwrap_err();
-            assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{e}");
+            assert_eq!(PointFile::read(&path).unwrap_err().kind(), crate::ErrorKind::Corrupt);
+            let mut flipped = bytes.clone();
+            let at = bytes.len() - 32 - 64 - 20;
+            flipped[at] ^= 1;
+            std::fs::write(&path, &flipped).unwrap();
+            assert!(PointFile::read(&path).is_err());
         }
     }
 }

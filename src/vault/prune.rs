@@ -5,10 +5,12 @@
 //! # Commit protocol
 //!
 //! A run of pruned points `P1 .. Pk` before a kept point `K` becomes one point file for `K`:
-//! the headers of `P1 .. Pk, K` (a hash chain), and the manifests of `P1 .. Pk, K` folded
-//! (newer wins). When `P1` is the chain's first point, the fold is a full base. The new file
-//! replaces `K`'s (same name, same id) by an atomic rename. The head never changes: it names
-//! the newest point (never pruned) and counts shipped headers, which merging keeps.
+//! the records of `P1 .. Pk, K` copied as they are (signed headers, manifests and blob tables:
+//! a hash chain), which every read folds (newer wins). When `P1` is the chain's first point,
+//! the fold is a full base. Nothing the vault computes is stored, so nothing a keyless pruner
+//! wrote can change a map. The new file replaces `K`'s (same name, same id) by an atomic
+//! rename, inside the group's in-progress marker. The head never changes: it names the newest
+//! point (never pruned) and counts shipped points, which merging keeps.
 //!
 //! So after a crash at any instant, each kept point's file is either the old one or the merged
 //! one, and both chains link: from a merged `K` the walk goes to the point before `P1`; from an
@@ -24,10 +26,10 @@ use super::chain;
 use super::pins;
 use super::point::{PointFile, RecoveryPoint, StoredPoint};
 use super::{Vault, head::Head};
-use crate::bundle::format::DiskManifest;
-use crate::bundle::format::{BundleKind, MAX_MANIFESTS_LEN, encode_manifests};
+use super::records::copy_span;
+use crate::bundle::format::BundleKind;
 use crate::error::{Error, Result};
-use crate::fsutil::{remove, sync_dir, write_atomic};
+use crate::fsutil::{remove, sync_dir};
 use crate::id::PointId;
 use crate::log::MarkerKind;
 use crate::policy::{PlanPoint, RetentionPolicy, Rule, plan};
@@ -131,8 +133,14 @@ impl Vault {
             }
             let keep: Vec<bool> = planned.points.iter().map(|p| p.rule.keeps()).collect();
             let merged = merge(&chain, &keep)?;
-            for (p, file) in &merged {
-                write_atomic(&p.path, &file.encode()?, true)?;
+            super::repair::begin(&self.layout, &group)?;
+            for (p, file, sources) in &merged {
+                file.publish(&p.path, true, |w| {
+                    for s in sources {
+                        copy_span(&s.path, s.file.body()?.span, w, &p.path)?;
+                    }
+                    Ok(())
+                })?;
             }
             // Every kept point now links past the pruned ones: their files are leftovers.
             for (p, k) in chain.iter().zip(&keep) {
@@ -141,6 +149,7 @@ impl Vault {
                 }
             }
             sync_dir(&self.layout.points(&group))?;
+            super::repair::end(&self.layout, &group)?;
             // Read back: the chain links, counts the same shipped points, and holds the kept
             // ones in order.
             let (after_head, after) = chain::load(&self.layout, &group, false)?;
@@ -223,79 +232,49 @@ impl Vault {
 }
 
 /// The new files of the kept points that take pruned ones: for each, the stored point it
-/// replaces. `chain` is read whole; `keep` has one flag per point and keeps the last.
-fn merge<'a>(chain: &'a [StoredPoint], keep: &[bool]) -> Result<Vec<(&'a StoredPoint, PointFile)>> {
+/// replaces, its summary, and the files whose records it holds, in order. `chain` is read
+/// whole; `keep` has one flag per point and keeps the last.
+#[allow(clippy::type_complexity)]
+fn merge<'a>(
+    chain: &'a [StoredPoint],
+    keep: &[bool],
+) -> Result<Vec<(&'a StoredPoint, PointFile, Vec<&'a StoredPoint>)>> {
     let mut out = Vec::new();
-    // The pruned run so far: its headers, its manifests folded, where it links in.
-    let mut headers: Vec<Vec<u8>> = Vec::new();
-    let mut folded: Option<Vec<DiskManifest>> = None;
-    let mut first = None;
+    let mut run: Vec<&StoredPoint> = Vec::new();
     for (p, &k) in chain.iter().zip(keep) {
-        let Some(run) = folded.as_mut() else {
-            if k {
-                continue;
-            }
-            folded = Some(p.file.decode_disks()?);
-            headers = p.file.headers.clone();
-            first = Some(p.file.first);
-            continue;
-        };
-        for d in p.file.decode_disks()? {
-            overlay(run, d, p)?;
-        }
-        headers.extend(p.file.headers.iter().cloned());
         if !k {
+            run.push(p);
             continue;
         }
-        let run = folded.take().expect("a run");
-        // Keep the disks in this point's order.
-        let manifests: Vec<DiskManifest> = p
-            .file
-            .disks
-            .iter()
-            .filter_map(|d| run.iter().find(|m| m.name == d.name).cloned())
-            .collect();
-        let bytes = encode_manifests(&manifests)?;
-        if bytes.len() > MAX_MANIFESTS_LEN {
-            return Err(Error::limit_exceeded(
-                "merged manifests of a point",
-                MAX_MANIFESTS_LEN as u64,
-                bytes.len() as u64,
-            ));
+        if run.is_empty() {
+            continue;
         }
-        let first = first.take().expect("a run has a first point");
-        debug_assert!(first.1 == BundleKind::Base || first.0 != PointId::ZERO);
-        out.push((
-            p,
-            PointFile {
-                merged: true,
-                headers: std::mem::take(&mut headers),
-                header: p.file.header.clone(),
-                first,
-                disks: p.file.disks.clone(),
-                manifests: bytes,
-                tag: p.file.tag,
-            },
-        ));
+        run.push(p);
+        let first = run[0];
+        let mut records = 0u64;
+        let mut shipped = 0u64;
+        for s in &run {
+            records = records.saturating_add(s.file.records);
+            shipped = shipped.saturating_add(s.file.shipped);
+        }
+        debug_assert!(first.file.first.1 == BundleKind::Base || first.file.first.0 != PointId::ZERO);
+        let file = PointFile {
+            header_bytes: p.file.header_bytes.clone(),
+            header: p.file.header.clone(),
+            first: first.file.first,
+            records,
+            shipped,
+            checkpoint: first.file.checkpoint,
+            disks: p.file.disks.clone(),
+            body: None,
+        };
+        out.push((p, file, std::mem::take(&mut run)));
     }
-    if folded.is_some() {
+    if !run.is_empty() {
         return Err(Error::invalid_argument(
             "keep",
             "the newest point is always kept: a pruned run must end in a kept point",
         ));
     }
     Ok(out)
-}
-
-/// Lays disk `d` of point `p` over the run's disk of the same name.
-fn overlay(run: &mut [DiskManifest], d: DiskManifest, p: &StoredPoint) -> Result<()> {
-    let Some(m) = run.iter_mut().find(|m| m.name == d.name) else {
-        return Err(Error::corrupt(
-            "recovery-point file",
-            None,
-            format!("disk `{}` is not in the points before it", d.name),
-        )
-        .with_path(&p.path));
-    };
-    m.extents.overlay(&d.extents)
 }

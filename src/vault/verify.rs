@@ -87,14 +87,16 @@ impl Vault {
         }
         let total: u64 = indexes.iter().map(|i| i.pack_len).sum();
         let mut done = 0u64;
+        // Damaged stored copies, by (pack, offset); problems of blobs points read, by id.
+        let mut bad_copies: HashMap<(PackId, u64), String> = HashMap::new();
         let mut bad_blobs: HashMap<BlobId, String> = HashMap::new();
-        let mut stored: HashMap<BlobId, (PackId, super::pack::IndexEntry)> = HashMap::new();
+        let mut stored: HashMap<BlobId, Vec<(PackId, super::pack::IndexEntry)>> = HashMap::new();
         for index in &indexes {
             report.packs += 1;
             let (bad, whole) = self.check_pack(index);
             report.blobs += index.entries.len() as u64;
-            for (id, why) in bad {
-                bad_blobs.insert(id, why);
+            for (offset, why) in bad {
+                bad_copies.insert((index.pack, offset), why);
             }
             if let Some(why) = whole {
                 report.damage.push(Damage {
@@ -104,7 +106,7 @@ impl Vault {
                 });
             }
             for e in &index.entries {
-                stored.entry(e.id).or_insert((index.pack, *e));
+                stored.entry(e.id).or_default().push((index.pack, *e));
             }
             done += index.pack_len;
             if !progress(done, total) {
@@ -115,7 +117,8 @@ impl Vault {
         }
         // Groups: chains, point files, references; with the key, manifests and blobs.
         let mut affected: HashMap<BlobId, Vec<(String, u64, PointId)>> = HashMap::new();
-        let mut to_decrypt: HashSet<BlobId> = HashSet::new();
+        // The intact stored copy of each blob a point reads, in a form its signature covers.
+        let mut to_decrypt: HashMap<BlobId, (PackId, super::pack::IndexEntry)> = HashMap::new();
         for (group, chain) in chains {
             if group.is_some() {
                 report.groups += 1;
@@ -133,6 +136,7 @@ impl Vault {
                 report.other_key_groups.push(group.clone());
             }
             let mut folded: HashMap<String, ExtentMap<Source>> = HashMap::new();
+            let mut hashes = super::records::SignedHashes::default();
             for p in &chain {
                 report.points += 1;
                 let h = &p.file.header;
@@ -145,6 +149,9 @@ impl Vault {
                         detail: e.to_string(),
                         points: vec![me.clone()],
                     });
+                }
+                if let Ok(b) = p.file.body() {
+                    hashes.extend(&b.hashes);
                 }
                 let disks = match p.file.decode_disks() {
                     Ok(d) => d,
@@ -180,16 +187,18 @@ impl Vault {
                         if let Source::Blob { id, .. } = e.source
                             && seen.insert(id)
                         {
-                            if !stored.contains_key(&id) {
-                                bad_blobs
-                                    .entry(id)
-                                    .or_insert_with(|| "the vault lacks it".into());
+                            match intact_copy(&id, &hashes, &stored, &bad_copies) {
+                                Ok(copy) => {
+                                    if keyed.is_some() {
+                                        to_decrypt.insert(id, copy);
+                                    }
+                                }
+                                Err(why) => {
+                                    bad_blobs.entry(id).or_insert(why);
+                                }
                             }
                             if bad_blobs.contains_key(&id) || keyed.is_some() {
                                 affected.entry(id).or_default().push(me.clone());
-                            }
-                            if keyed.is_some() {
-                                to_decrypt.insert(id);
                             }
                         }
                     }
@@ -200,8 +209,8 @@ impl Vault {
         if let Some(k) = key {
             let list: Vec<(BlobId, PackId, super::pack::IndexEntry)> = to_decrypt
                 .iter()
-                .filter(|id| !bad_blobs.contains_key(id))
-                .filter_map(|id| stored.get(id).map(|(p, e)| (*id, *p, *e)))
+                .filter(|(id, _)| !bad_blobs.contains_key(id))
+                .map(|(id, (p, e))| (*id, *p, *e))
                 .collect();
             report.blobs_decrypted = list.len() as u64;
             let failed: Vec<(BlobId, String)> = list
@@ -268,8 +277,9 @@ impl Vault {
     }
 
     /// Reads a pack front to back against its index: each entry's header and stored bytes,
-    /// then the trailer. Returns the damaged blobs, and what is wrong with the pack as a whole.
-    fn check_pack(&self, index: &PackIndex) -> (Vec<(BlobId, String)>, Option<String>) {
+    /// then the trailer. Returns the damaged copies (by offset), and what is wrong with the
+    /// pack as a whole.
+    fn check_pack(&self, index: &PackIndex) -> (Vec<(u64, String)>, Option<String>) {
         let path: PathBuf = self.layout.pack(&index.pack);
         let mut bad = Vec::new();
         let mut checked = 0;
@@ -288,12 +298,12 @@ impl Vault {
                 if eh != blob_entry_header(&e.id, e.len) {
                     let at = e.offset - ENTRY_LEN as u64;
                     bad.push((
-                        e.id,
+                        e.offset,
                         format!("its entry header in the pack at {at} is damaged"),
                     ));
                 } else if *blake3::hash(&buf).as_bytes() != e.hash {
                     bad.push((
-                        e.id,
+                        e.offset,
                         "its stored bytes do not match the BLAKE3 in the pack index".into(),
                     ));
                 }
@@ -303,9 +313,43 @@ impl Vault {
         // Entries the pass did not reach (a truncated or unreadable pack) are damaged too.
         if let Err(e) = &whole {
             for en in &index.entries[checked..] {
-                bad.push((en.id, format!("its pack could not be read to it: {e}")));
+                bad.push((en.offset, format!("its pack could not be read to it: {e}")));
             }
         }
         (bad, whole.err().map(|e| e.to_string()))
     }
+}
+
+/// The intact stored copy of blob `id` whose sealed bytes a point's signature covers, or why
+/// there is none.
+fn intact_copy(
+    id: &BlobId,
+    hashes: &super::records::SignedHashes,
+    stored: &HashMap<BlobId, Vec<(PackId, super::pack::IndexEntry)>>,
+    bad: &HashMap<(PackId, u64), String>,
+) -> std::result::Result<(PackId, super::pack::IndexEntry), String> {
+    let copies = stored.get(id).map(Vec::as_slice).unwrap_or_default();
+    let signed: Vec<[u8; 32]> = hashes.of(id).collect();
+    if signed.is_empty() {
+        return Err("no point's signed blob table lists it".into());
+    }
+    let mut why = None;
+    for (p, e) in copies {
+        if !signed.contains(&e.hash) {
+            continue;
+        }
+        match bad.get(&(*p, e.offset)) {
+            None => return Ok((*p, *e)),
+            Some(w) => why = Some(w.clone()),
+        }
+    }
+    Err(why.unwrap_or_else(|| {
+        if copies.is_empty() {
+            "the vault lacks it".into()
+        } else {
+            "the vault holds it only with sealed bytes no point's signature covers (forged or \
+             altered)"
+                .into()
+        }
+    }))
 }

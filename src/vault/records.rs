@@ -1,0 +1,408 @@
+//! The records of a recovery-point file (`docs/FORMAT.md` §15.4): each shipped point's signed
+//! metadata (header, manifests, blob table, signature), or one checkpoint the key holder
+//! signed, read as a stream in memory that grows with what the records map, not with how many
+//! there are.
+//!
+//! Nothing in a point file is computed by the vault and trusted: a file's map is the fold of
+//! its records' manifests, computed on every read, and every record is covered by a signature
+//! (the last shipped record's signature covers the records before it through the parent ids of
+//! their headers, a checkpoint's its own bytes).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use crate::bundle::format::{
+    BundleHeader, BundleKind, DiskManifest, MAX_HEADER_LEN, MAX_MANIFESTS_LEN, MAX_TABLE_ROWS,
+    SIGNATURE_LEN, TABLE_ROW_LEN, TableRow, decode_manifests, decode_table,
+};
+use crate::crypto::{SIGNED_CHECKPOINT, SIGNED_POINT, VerifyingKey};
+use crate::error::{Error, Result};
+use crate::extent::Source;
+use crate::format::codec::read_full;
+use crate::format::Writer;
+use crate::id::{BlobId, PointId};
+
+/// A record as the shipped bundle's metadata.
+pub(crate) const RECORD_SHIPPED: u8 = 1;
+/// A record as a checkpoint signed by the key holder.
+pub(crate) const RECORD_CHECKPOINT: u8 = 2;
+/// The largest blob table of one record.
+pub(crate) const MAX_TABLE_LEN: u64 = 8 + MAX_TABLE_ROWS * TABLE_ROW_LEN as u64;
+/// The fewest bytes a record takes (kind, lengths, a minimal header, an empty table,
+/// signature): bounds a stored record count by the bytes of the file.
+pub(crate) const MIN_RECORD_LEN: u64 = 8 + 2 + 180 + 8 + 8 + 8 + SIGNATURE_LEN as u64;
+
+/// Every signed (id, sealed hash) pair of some records: the stored copies of a blob that may
+/// stand for it. One id may have more than one honest sealed form (a chunk sealed at another
+/// compression level); each is signed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SignedHashes {
+    first: HashMap<BlobId, ([u8; 32], u32)>,
+    more: Vec<TableRow>,
+}
+
+impl SignedHashes {
+    pub fn add(&mut self, row: &TableRow) {
+        match self.first.get(&row.id) {
+            None => {
+                self.first.insert(row.id, (row.hash, row.len));
+            }
+            Some((h, _)) if *h == row.hash => {}
+            Some(_) => {
+                if !self.more.iter().any(|r| r.id == row.id && r.hash == row.hash) {
+                    self.more.push(*row);
+                }
+            }
+        }
+    }
+
+    pub fn extend(&mut self, other: &SignedHashes) {
+        for row in other.rows() {
+            self.add(&row);
+        }
+    }
+
+    /// The signed rows of `id` (none when no record carries it).
+    pub fn rows_of(&self, id: &BlobId) -> impl Iterator<Item = TableRow> + '_ {
+        let id = *id;
+        self.first
+            .get(&id)
+            .map(|(hash, len)| TableRow {
+                id,
+                hash: *hash,
+                len: *len,
+            })
+            .into_iter()
+            .chain(self.more.iter().filter(move |r| r.id == id).copied())
+    }
+
+    /// The signed sealed hashes of `id`.
+    pub fn of(&self, id: &BlobId) -> impl Iterator<Item = [u8; 32]> + '_ {
+        self.rows_of(id).map(|r| r.hash)
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = TableRow> + '_ {
+        self.first
+            .iter()
+            .map(|(id, (hash, len))| TableRow {
+                id: *id,
+                hash: *hash,
+                len: *len,
+            })
+            .chain(self.more.iter().copied())
+    }
+}
+
+/// A shipped record's bytes.
+pub(crate) fn shipped_record(
+    header: &[u8],
+    manifests: &[u8],
+    table: &[u8],
+    signature: &[u8; SIGNATURE_LEN],
+) -> Vec<u8> {
+    let mut w = Writer::with_capacity(40 + header.len() + manifests.len() + table.len());
+    w.u8(RECORD_SHIPPED).zeros(7);
+    w.u16(header.len() as u16).bytes(header);
+    w.u64(manifests.len() as u64).bytes(manifests);
+    w.u64(table.len() as u64).bytes(table);
+    w.bytes(signature);
+    w.into_bytes()
+}
+
+/// What a checkpoint states (and its signature covers): the point it stands at, how many
+/// shipped points it stands for, the first point the chain ever shipped, the full map of every
+/// disk there, and the blobs that map reads.
+pub(crate) struct Checkpoint<'a> {
+    pub shipped: u64,
+    pub first_point: PointId,
+    pub header: &'a [u8],
+    pub manifests: &'a [u8],
+    pub table: &'a [u8],
+}
+
+impl Checkpoint<'_> {
+    /// The bytes the signature covers (the record after its kind, up to the signature).
+    pub fn body(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64 + self.header.len() + self.manifests.len());
+        w.u64(self.shipped).bytes(&self.first_point.0);
+        w.u16(self.header.len() as u16).bytes(self.header);
+        w.u64(self.manifests.len() as u64).bytes(self.manifests);
+        w.u64(self.table.len() as u64).bytes(self.table);
+        w.into_bytes()
+    }
+
+    /// The record's bytes, with `signature`.
+    pub fn record(&self, signature: &[u8; SIGNATURE_LEN]) -> Vec<u8> {
+        let mut b = vec![RECORD_CHECKPOINT, 0, 0, 0, 0, 0, 0, 0];
+        b.extend_from_slice(&self.body());
+        b.extend_from_slice(signature);
+        b
+    }
+
+    /// The digest a checkpoint signature signs.
+    pub fn digest(&self) -> [u8; 32] {
+        *blake3::hash(&self.body()).as_bytes()
+    }
+}
+
+/// A stream of a point file's bytes, with how many are left before the trailer, so that no
+/// length read from it allocates more than the file holds.
+pub(crate) struct In<R: Read> {
+    pub inner: R,
+    pub at: u64,
+    pub left: u64,
+    pub what: &'static str,
+}
+
+impl<R: Read> In<R> {
+    pub fn err(&self, field: &str, detail: impl Into<String>) -> Error {
+        Error::corrupt(
+            format!("{} field `{field}`", self.what),
+            Some(self.at),
+            detail,
+        )
+    }
+
+    pub fn array<const N: usize>(&mut self, field: &str) -> Result<[u8; N]> {
+        let mut b = [0u8; N];
+        self.fill(field, &mut b)?;
+        Ok(b)
+    }
+
+    fn fill(&mut self, field: &str, buf: &mut [u8]) -> Result<()> {
+        let n = buf.len() as u64;
+        if n > self.left {
+            return Err(self.err(field, "truncated: the file ends within it"));
+        }
+        read_full(&mut self.inner, buf, self.what, self.at)?;
+        self.at += n;
+        self.left -= n;
+        Ok(())
+    }
+
+    pub fn u8(&mut self, field: &str) -> Result<u8> {
+        Ok(self.array::<1>(field)?[0])
+    }
+
+    pub fn u16(&mut self, field: &str) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.array(field)?))
+    }
+
+    pub fn u32(&mut self, field: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(field)?))
+    }
+
+    pub fn u64(&mut self, field: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(field)?))
+    }
+
+    /// `n` bytes, `n` checked against `cap` and against the bytes left first.
+    pub fn vec(&mut self, field: &str, n: u64, cap: u64) -> Result<Vec<u8>> {
+        if n > cap || n > self.left {
+            return Err(self.err(
+                field,
+                format!("{n} bytes; at most {cap}, and {} are left", self.left),
+            ));
+        }
+        let mut b = vec![0u8; n as usize];
+        self.fill(field, &mut b)?;
+        Ok(b)
+    }
+
+    pub fn reserved(&mut self, field: &str, n: usize) -> Result<()> {
+        let mut b = [0u8; 8];
+        let b = &mut b[..n.min(8)];
+        self.fill(field, b)?;
+        if b.iter().any(|&x| x != 0) {
+            return Err(self.err(field, "reserved bytes are not zero"));
+        }
+        Ok(())
+    }
+}
+
+/// One record, decoded and checked on its own.
+pub(crate) struct Record {
+    pub header_bytes: Vec<u8>,
+    pub header: BundleHeader,
+    pub manifests: Vec<DiskManifest>,
+    pub rows: Vec<TableRow>,
+    /// For a checkpoint: shipped points it stands for, first point ever shipped.
+    pub checkpoint: Option<(u64, PointId)>,
+    pub signature: [u8; SIGNATURE_LEN],
+    /// Byte range of the record in the file.
+    pub span: (u64, u64),
+}
+
+impl Record {
+    pub fn id(&self) -> PointId {
+        PointId::of_header(&self.header_bytes)
+    }
+
+    /// Reads one record: its digests checked against its header, its manifests' references
+    /// against its blob table (a shipped record's tables list exactly what it references).
+    pub fn read<R: Read>(r: &mut In<R>) -> Result<Record> {
+        let start = r.at;
+        let kind = r.u8("record kind")?;
+        r.reserved("reserved", 7)?;
+        let checkpoint = match kind {
+            RECORD_SHIPPED => None,
+            RECORD_CHECKPOINT => Some((r.u64("shipped count")?, PointId(r.array("first point")?))),
+            k => return Err(r.err("record kind", format!("unknown record kind {k}"))),
+        };
+        let h_at = r.at + 2;
+        let hl = u64::from(r.u16("header length")?);
+        let header_bytes = r.vec("header", hl, MAX_HEADER_LEN as u64)?;
+        let header = BundleHeader::decode(&header_bytes, h_at)?;
+        let m_at = r.at + 8;
+        let ml = r.u64("manifests length")?;
+        let manifests_bytes = r.vec("manifests", ml, MAX_MANIFESTS_LEN as u64)?;
+        let t_at = r.at + 8;
+        let tl = r.u64("blob table length")?;
+        let table_bytes = r.vec("blob table", tl, MAX_TABLE_LEN)?;
+        let signature = r.array("signature")?;
+        let rows = decode_table(&table_bytes, t_at, MAX_TABLE_ROWS)?;
+        let manifests = decode_manifests(&manifests_bytes, m_at, header.disk_count)?;
+        match checkpoint {
+            None => {
+                if *blake3::hash(&manifests_bytes).as_bytes() != header.manifests_digest
+                    || *blake3::hash(&table_bytes).as_bytes() != header.blobs_digest
+                {
+                    return Err(Error::corrupt(
+                        "recovery-point record",
+                        Some(start),
+                        "its manifests or blob table do not match the digests in its header",
+                    ));
+                }
+            }
+            Some((shipped, first)) => {
+                let c = Checkpoint {
+                    shipped,
+                    first_point: first,
+                    header: &header_bytes,
+                    manifests: &manifests_bytes,
+                    table: &table_bytes,
+                };
+                if shipped == 0 {
+                    return Err(r.err("shipped count", "a checkpoint stands for at least one point"));
+                }
+                if !header.verifying_key.verifies(SIGNED_CHECKPOINT, &c.digest(), &signature) {
+                    return Err(Error::Authentication {
+                        what: format!("checkpoint of group `{}` at sequence {}", header.group, header.seq),
+                        detail: "its signature does not verify under the key its header names: it was not made by the holder of the group's key, or it was altered".into(),
+                    });
+                }
+            }
+        }
+        check_references(&manifests, &rows, start)?;
+        Ok(Record {
+            header_bytes,
+            header,
+            manifests,
+            rows,
+            checkpoint,
+            signature,
+            span: (start, r.at),
+        })
+    }
+
+    /// Checks a shipped record's signature under the key its header names.
+    pub fn check_signature(&self) -> Result<()> {
+        let vk: &VerifyingKey = &self.header.verifying_key;
+        if !vk.verifies(SIGNED_POINT, &self.id().0, &self.signature) {
+            return Err(Error::Authentication {
+                what: format!(
+                    "recovery point {} of group `{}`",
+                    self.header.seq, self.header.group
+                ),
+                detail: "its signature does not verify under the key its header names: it was \
+                         not made by the holder of the group's key, or it was altered"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Where a file starting with this record links into its chain: (parent, kind, sequence).
+    pub fn link(&self) -> (PointId, BundleKind, u64) {
+        if self.checkpoint.is_some() {
+            (PointId::ZERO, BundleKind::Base, self.header.seq)
+        } else {
+            (self.header.parent, self.header.kind, self.header.seq)
+        }
+    }
+}
+
+/// Every blob the manifests read is in the table.
+fn check_references(manifests: &[DiskManifest], rows: &[TableRow], at: u64) -> Result<()> {
+    let ids: std::collections::HashSet<BlobId> = rows.iter().map(|r| r.id).collect();
+    for d in manifests {
+        for e in d.extents.iter() {
+            if let Source::Blob { id, .. } = e.source
+                && !ids.contains(&id)
+            {
+                return Err(Error::corrupt(
+                    "recovery-point record",
+                    Some(at),
+                    format!(
+                        "disk `{}` reads blob {id}, which the record's blob table lacks",
+                        d.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `next` continues `prev` inside one file: an incremental of the same group, key
+/// and verifying key, naming `prev` as its parent, with a higher sequence number.
+pub(crate) fn check_follows(prev: &Record, next: &Record) -> Result<()> {
+    let (p, n) = (&prev.header, &next.header);
+    if next.checkpoint.is_some()
+        || n.kind != BundleKind::Incremental
+        || n.parent != prev.id()
+        || n.seq <= p.seq
+        || n.group != p.group
+        || n.key_id() != p.key_id()
+        || n.verifying_key != p.verifying_key
+    {
+        return Err(Error::corrupt(
+            "recovery-point file",
+            Some(next.span.0),
+            "its records do not form a hash chain (each an incremental of the same group and \
+             key, naming the one before it; a checkpoint only first)",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `w`, mapping the error.
+pub(crate) fn put(w: &mut impl Write, bytes: &[u8], path: &std::path::Path) -> Result<()> {
+    w.write_all(bytes)
+        .map_err(|e| Error::io("writing a recovery-point file", Some(path), e))
+}
+
+/// Reads the bytes of `span` of the file at `path`.
+pub(crate) fn copy_span(
+    path: &std::path::Path,
+    span: (u64, u64),
+    out: &mut impl Write,
+    out_path: &std::path::Path,
+) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io("opening", Some(path), e))?;
+    f.seek(SeekFrom::Start(span.0))
+        .map_err(|e| Error::io("reading", Some(path), e))?;
+    let want = span.1 - span.0;
+    let n = std::io::copy(&mut f.take(want), out)
+        .map_err(|e| Error::io("copying records into", Some(out_path), e))?;
+    if n != want {
+        return Err(Error::corrupt(
+            "recovery-point file",
+            Some(span.0),
+            "it changed while its records were copied",
+        )
+        .with_path(path));
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Leftovers of interrupted operations, and a head rebuilt from intact point files. Opening a
+//! vault never deletes what might be data: only an explicit in-progress marker
+//! (`points/<group>/in-progress`, `docs/FORMAT.md` §15.7) proves that point files the head does
+//! not reach are unfinished work.
+
+use std::path::{Path, PathBuf};
+
+use super::Vault;
+use super::chain;
+use super::head::Head;
+use super::layout::{Layout, PENDING};
+use super::point::{PointFile, StoredPoint, open};
+use super::records::{In, Record};
+use crate::bundle::format::BundleKind;
+use crate::error::{Error, Result};
+use crate::format::trailer::TRAILER_LEN;
+use crate::fsutil::{list_dir, remove, sync_dir, write_atomic};
+use crate::id::PointId;
+use crate::sys::LockMode;
+
+/// The (sequence, id) of every record of a point file, oldest first (a checkpoint gives the
+/// point it stands at).
+pub(crate) fn record_ids(path: &Path) -> Result<Vec<(u64, PointId)>> {
+    let (f, len) = open(path)?;
+    let mut r = In {
+        inner: std::io::BufReader::with_capacity(1 << 20, f),
+        at: 0,
+        left: len.saturating_sub(TRAILER_LEN as u64),
+        what: "recovery-point file",
+    };
+    let summary = PointFile::read_summary(&mut r).map_err(|e| e.with_path(path))?;
+    let mut out = Vec::new();
+    for _ in 0..summary.records {
+        let rec = Record::read(&mut r).map_err(|e| e.with_path(path))?;
+        out.push((rec.header.seq, rec.id()));
+    }
+    Ok(out)
+}
+
+/// Marks `group`'s point files as being changed (before an ingest or prune writes any).
+pub(crate) fn begin(layout: &Layout, group: &str) -> Result<()> {
+    let dir = layout.points(group);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", Some(&dir), e))?;
+    write_atomic(&layout.pending(group), &[], true)
+}
+
+/// Ends what [`begin`] started, once the head and every file are published.
+pub(crate) fn end(layout: &Layout, group: &str) -> Result<()> {
+    remove(&layout.pending(group), "an in-progress marker")?;
+    sync_dir(&layout.points(group))
+}
+
+/// Removes what interrupted operations left: temporary files, packs without an index, and, in a
+/// group whose in-progress marker says an operation did not finish, the point files its head
+/// does not reach (all of them when the group has no head: its first ingest did not commit).
+/// Point files of a group without a marker are never removed, whatever their head: a missing
+/// or damaged head is damage for verify to report and [`Vault::rebuild_head`] to repair. Runs
+/// only under the exclusive vault lock. Indexed packs nothing references are GC's job.
+pub(crate) fn clean_leftovers(layout: &Layout) -> Result<()> {
+    let remove_leftover = |p: &Path| remove(p, "a leftover");
+    let is = |p: &Path, ext: &str| p.extension().is_some_and(|e| e == ext);
+    for p in list_dir(&layout.packs())? {
+        let orphan = is(&p, "rcpack") && !p.with_extension("rcidx").exists();
+        if is(&p, "tmp") || orphan {
+            remove_leftover(&p)?;
+        }
+    }
+    for p in list_dir(&layout.heads())? {
+        if is(&p, "tmp") {
+            remove_leftover(&p)?;
+        }
+    }
+    for dir in list_dir(&layout.root().join("points"))? {
+        let marker = dir.join(PENDING);
+        if !marker.exists() {
+            continue;
+        }
+        let Some(stem) = dir.file_name() else {
+            continue;
+        };
+        // A group's points directory and its head file share a name (not `set_extension`:
+        // group names may hold dots).
+        let head_path = crate::fsutil::with_suffix(&layout.heads().join(stem), ".rchead");
+        let keep: Vec<PathBuf> = if !head_path.exists() {
+            Vec::new()
+        } else {
+            // A head or chain that does not load is damage: touch nothing.
+            match Head::read(&head_path).and_then(|h| chain::load(layout, &h.group, false)) {
+                Ok((_, c)) if c.first().is_some_and(|p| p.path.parent() == Some(&dir)) => {
+                    c.into_iter().map(|p| p.path).collect()
+                }
+                _ => continue,
+            }
+        };
+        for p in list_dir(&dir)? {
+            if !keep.contains(&p) && p != marker {
+                remove_leftover(&p)?;
+            }
+        }
+        remove_leftover(&marker)?;
+        sync_dir(&dir)?;
+        if keep.is_empty() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+    Ok(())
+}
+
+/// What [`Vault::rebuild_head`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuiltHead {
+    /// The newest point whose chain links back to a base through intact, signed files.
+    pub point: PointId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Point files in the chain.
+    pub points: u64,
+    /// Point files that did not read, or were signed by another key (left where they are).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl Vault {
+    /// Writes a head for `group` from its point files, when the head is missing or damaged:
+    /// every file is read whole and its signature checked (under the group's pinned key, or the
+    /// one its files agree on), and the head names the newest point whose chain links back to
+    /// a base. Without the key. A head that reads is [`AlreadyExists`](crate::ErrorKind::AlreadyExists).
+    ///
+    /// It cannot tell a rolled-back chain (newest files removed): check the result against the
+    /// last sequence number the primary shipped ([`expect_seq`](Self::expect_seq)).
+    pub fn rebuild_head(&self, group: &str) -> Result<RebuiltHead> {
+        let _lock = self.lock(LockMode::Exclusive)?;
+        if let Ok(Some(h)) = Head::load(&self.layout, group) {
+            return Err(Error::AlreadyExists {
+                what: format!(
+                    "the head of group `{group}` (sequence {}): it reads, nothing to rebuild",
+                    h.seq
+                ),
+            });
+        }
+        let dir = self.layout.points(group);
+        let pinned = super::trust::load(&self.layout, group)?;
+        let mut files: Vec<StoredPoint> = Vec::new();
+        let mut skipped = Vec::new();
+        for path in list_dir(&dir)? {
+            if path.extension().is_none_or(|e| e != "rcpt") {
+                continue;
+            }
+            match PointFile::read(&path) {
+                Ok(f) if f.header.group != group => {
+                    skipped.push((path, format!("a point of group `{}`", f.header.group)))
+                }
+                Ok(f) if pinned.is_some_and(|k| k != f.header.verifying_key) => {
+                    skipped.push((path, "signed by another key than the pinned one".into()))
+                }
+                Ok(file) => files.push(StoredPoint { path, file }),
+                Err(e) => skipped.push((path, e.to_string())),
+            }
+        }
+        files.sort_by_key(|p| std::cmp::Reverse(p.file.header.seq));
+        for tip in &files {
+            let mut count = 0u64;
+            let mut n = 0u64;
+            let mut at = tip;
+            let linked = loop {
+                count = count.saturating_add(at.file.shipped);
+                n += 1;
+                let (parent, kind, first_seq) = at.file.first;
+                if kind == BundleKind::Base {
+                    break true;
+                }
+                let Some(prev) = files.iter().find(|p| {
+                    p.file.id() == parent
+                        && p.file.header.seq < first_seq
+                        && p.file.header.verifying_key == tip.file.header.verifying_key
+                }) else {
+                    break false;
+                };
+                at = prev;
+            };
+            if linked {
+                let head = Head {
+                    group: group.to_string(),
+                    seq: tip.file.header.seq,
+                    point: tip.file.id(),
+                    count,
+                };
+                std::fs::create_dir_all(self.layout.heads())
+                    .map_err(|e| Error::io("creating", Some(&self.layout.heads()), e))?;
+                write_atomic(&self.layout.head(group), &head.encode()?, true)?;
+                chain::load(&self.layout, group, true)?;
+                return Ok(RebuiltHead {
+                    point: head.point,
+                    seq: head.seq,
+                    points: n,
+                    skipped,
+                });
+            }
+        }
+        Err(Error::NotFound {
+            what: format!(
+                "a chain of intact, signed point files of group `{group}` in {} that links back \
+                 to a base",
+                dir.display()
+            ),
+        })
+    }
+}
