@@ -281,7 +281,7 @@ fn create_and_open_refuse_what_is_not_a_vault() {
     let good = read(&f);
     // A newer major version (with a valid trailer) is refused, not guessed at.
     let mut newer = good[..good.len() - 32].to_vec();
-    newer[8] = 2;
+    newer[8] = 3;
     newer.extend_from_slice(blake3::hash(&newer).as_bytes());
     std::fs::write(&f, &newer).unwrap();
     let e = Vault::open(&vd).unwrap_err();

@@ -408,29 +408,44 @@ fn verify_finds_a_merged_header_tampered_with_or_left_out() {
     let files = replicore_files(&v.points_dir("vm-01"));
     assert_eq!(files.len(), 1);
     let good = std::fs::read(&files[0]).unwrap();
-    // Header count at 20, then each header's u16 length and bytes.
-    let count = u32::from_le_bytes(good[20..24].try_into().unwrap()) as usize;
+    // The summary (docs/FORMAT.md §15.4): record count at 16, shipped count at 24, the point's
+    // header at 82 (its length at 80), then the disk list; the records follow.
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes(b[at..at + 2].try_into().unwrap()) as usize;
+    let count = u64::from_le_bytes(good[16..24].try_into().unwrap()) as usize;
     assert_eq!(count, bundles.len());
-    let first_len = u16::from_le_bytes(good[24..26].try_into().unwrap()) as usize;
+    let mut at = 82 + u16_at(&good, 80);
+    let disks = u32::from_le_bytes(good[at..at + 4].try_into().unwrap());
+    at += 4;
+    for _ in 0..disks {
+        at += 2 + u16_at(&good, at) + 8;
+    }
+    // The first record: kind and 7 reserved bytes, its header's length and bytes, ...
+    let first_header = at + 10;
+    let first_len = u16_at(&good, at + 8);
     let retrail = |mut body: Vec<u8>| {
         body.truncate(body.len() - 32);
         let h = blake3::hash(&body);
         body.extend_from_slice(h.as_bytes());
         body
     };
-    // A flipped byte in the oldest header's label area, trailer recomputed: the next header
-    // no longer names it.
+    // A flipped byte in the oldest record's header, trailer recomputed: the next record no
+    // longer names it.
     let mut flipped = good.clone();
-    flipped[26 + first_len - 1] ^= 1;
-    // The oldest header left out (a spliced chain), count lowered, trailer recomputed.
-    let mut spliced = good[..24].to_vec();
-    spliced[20..24].copy_from_slice(&(count as u32 - 1).to_le_bytes());
-    spliced.extend_from_slice(&good[26 + first_len..]);
+    flipped[first_header + first_len - 1] ^= 1;
+    // The oldest record left out (a spliced chain), counts lowered, trailer recomputed.
+    let ml_at = first_header + first_len;
+    let ml = u64::from_le_bytes(good[ml_at..ml_at + 8].try_into().unwrap()) as usize;
+    let tl_at = ml_at + 8 + ml;
+    let tl = u64::from_le_bytes(good[tl_at..tl_at + 8].try_into().unwrap()) as usize;
+    let record_end = tl_at + 8 + tl + 64;
+    let mut spliced = good[..at].to_vec();
+    spliced[16..24].copy_from_slice(&(count as u64 - 1).to_le_bytes());
+    spliced[24..32].copy_from_slice(&(count as u64 - 1).to_le_bytes());
+    spliced.extend_from_slice(&good[record_end..]);
     for bad in [retrail(flipped), retrail(spliced)] {
         std::fs::write(&files[0], bad).unwrap();
         let r = v.verify(None, &mut ok).unwrap();
         assert!(!r.is_ok(), "tampering not found");
-        assert!(v.points("vm-01").is_err());
     }
     std::fs::write(&files[0], good).unwrap();
     assert!(v.verify(None, &mut ok).unwrap().is_ok());

@@ -263,7 +263,6 @@ impl Bundle {
     /// table, every blob referenced and every reference present, extents within their blobs'
     /// declared sizes, and the sections unchanged since [`open`](Self::open).
     pub fn verify(&self) -> Result<BundleStats> {
-        self.check_signature(&self.header.verifying_key)?;
         let mut batch: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut batch_bytes = 0usize;
         let rows = Arc::clone(&self.rows);
@@ -274,7 +273,7 @@ impl Bundle {
             batch.clear();
             Ok(())
         };
-        let stats = self.for_each_blob(|i, _, stored| {
+        let stats = self.for_each_entry(|i, _, stored| {
             batch_bytes += stored.len();
             batch.push((i, stored.to_vec()));
             if batch_bytes >= VERIFY_BATCH {
@@ -284,6 +283,8 @@ impl Bundle {
             Ok(())
         })?;
         flush(&mut batch)?;
+        // After the trailer held: damage is Corrupt, a forgery Authentication.
+        self.check_signature(&self.header.verifying_key)?;
         Ok(stats)
     }
 
@@ -300,7 +301,6 @@ impl Bundle {
                 ),
             });
         }
-        self.check_signature(&key.verifying_key())?;
         let mut batch: Vec<(usize, BlobId, Vec<u8>)> = Vec::new();
         let mut batch_bytes = 0usize;
         let rows = Arc::clone(&self.rows);
@@ -312,7 +312,7 @@ impl Bundle {
             batch.clear();
             Ok(())
         };
-        let stats = self.for_each_blob(|i, id, stored| {
+        let stats = self.for_each_entry(|i, id, stored| {
             batch_bytes += stored.len();
             batch.push((i, *id, stored.to_vec()));
             if batch_bytes >= VERIFY_BATCH {
@@ -322,15 +322,28 @@ impl Bundle {
             Ok(())
         })?;
         flush(&mut batch)?;
+        self.check_signature(&key.verifying_key())?;
         Ok(stats)
     }
 
-    /// Reads the blobs in order, handing each one's row in the blob table, id and stored bytes
-    /// to `f`, and checks the file's shape as [`verify`](Self::verify) does, except the sealed
-    /// bytes against the table's hashes: that is `f`'s job (see [`check_sealed`]), done where
-    /// the caller hashes anyway. Nothing `f` saw is verified until this returns `Ok`: a caller
-    /// storing blobs commits only then.
-    pub(crate) fn for_each_blob(
+    /// Reads the blobs in order, handing each id and stored bytes to `f` once they match the
+    /// signed blob table, and checks the whole file as [`verify`](Self::verify) does (the
+    /// signature aside). Nothing `f` saw is verified until this returns `Ok`: a caller storing
+    /// blobs commits only then.
+    pub fn for_each_blob(
+        &self,
+        mut f: impl FnMut(&BlobId, &[u8]) -> Result<()>,
+    ) -> Result<BundleStats> {
+        self.for_each_entry(|i, id, stored| {
+            check_sealed(&self.rows[i], stored)?;
+            f(id, stored)
+        })
+    }
+
+    /// As [`for_each_blob`](Self::for_each_blob), handing each blob's row in the blob table
+    /// too, without checking the sealed bytes against the table's hashes: that is `f`'s job
+    /// (see [`check_sealed`]), done where the caller hashes anyway (on the pool).
+    pub(crate) fn for_each_entry(
         &self,
         mut f: impl FnMut(usize, &BlobId, &[u8]) -> Result<()>,
     ) -> Result<BundleStats> {

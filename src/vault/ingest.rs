@@ -78,6 +78,8 @@ impl Vault {
             group: h.group.clone(),
             detail,
         };
+        // The key the point must be signed by: the group's (the base's or the pinned one).
+        let mut signer = h.verifying_key;
         let count = match (&head, h.kind) {
             (None, BundleKind::Base) => 1,
             (None, BundleKind::Incremental) => {
@@ -92,8 +94,8 @@ impl Vault {
             (Some(head), BundleKind::Incremental) if head.point == h.parent => {
                 // Only the newest point is read: ingest stays O(1) in the chain's length.
                 let tip = chain::tip(&self.layout, head)?;
-                bundle.check_signature(&tip.header.verifying_key)?;
                 check_fits(&bundle, &tip).map_err(broken)?;
+                signer = tip.header.verifying_key;
                 if h.seq <= head.seq {
                     return Err(broken(format!(
                         "sequence {} does not follow the head's {}",
@@ -125,16 +127,17 @@ impl Vault {
                 }));
             }
         };
-        if count == 1 {
-            // A base: signed by the key it names, and by the pinned one when there is a pin.
-            trust::check(&self.layout, &h.group, &h.verifying_key)?;
-            bundle.check_signature(&h.verifying_key)?;
-        }
+        // A base is signed by the key it names; every point by the pinned one, if pinned.
+        trust::check(&self.layout, &h.group, &signer)?;
         // Check the whole bundle and store what the vault lacks; nothing is published before
         // every byte checked out, and nothing is referenced until the head is replaced.
         let mut stored = Stored::default();
         let index = self.refreshed_index()?;
-        let packs = stored.write(&self.layout, &bundle, &index, progress)?;
+        // The signature is checked once the whole bundle read back sound (damage is Corrupt, a
+        // forgery Authentication), before anything is published.
+        let packs = stored.write(&self.layout, &bundle, &index, progress, || {
+            bundle.check_signature(&signer)
+        })?;
         let committed = self.commit(&bundle, count);
         if committed.is_err() {
             // Best effort: the packs no point references are GC's otherwise.
@@ -250,6 +253,7 @@ impl Stored {
         bundle: &Bundle,
         index: &BlobIndex,
         progress: Progress<'_>,
+        authentic: impl FnOnce() -> Result<()>,
     ) -> Result<Vec<PackIndex>> {
         let total = bundle.blob_section_len();
         let mut done = 0u64;
@@ -293,7 +297,7 @@ impl Stored {
                     )
                 })
             };
-            let read = bundle.for_each_blob(|i, id, bytes| {
+            let read = bundle.for_each_entry(|i, id, bytes| {
                 done += (super::pack::ENTRY_LEN + bytes.len()) as u64;
                 if index.contains(id, &rows[i].hash) {
                     self.deduplicated += 1;
@@ -321,8 +325,10 @@ impl Stored {
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
             // The bundle's own error explains a failed send; report it first.
             sent?;
+            let packs = packs?;
+            authentic()?;
             let mut published: Vec<PackIndex> = Vec::new();
-            for w in packs? {
+            for w in packs {
                 match w.finish(layout) {
                     Ok(i) => published.push(i),
                     Err(e) => {

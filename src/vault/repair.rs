@@ -70,7 +70,21 @@ pub(crate) fn clean_leftovers(layout: &Layout) -> Result<()> {
             remove_leftover(&p)?;
         }
     }
+    let trust = layout.root().join("trust");
+    if trust.exists() {
+        for p in list_dir(&trust)? {
+            if is(&p, "tmp") {
+                remove_leftover(&p)?;
+            }
+        }
+    }
     for dir in list_dir(&layout.root().join("points"))? {
+        // A temporary file is never committed data (publishing renames it away).
+        for p in list_dir(&dir)? {
+            if is(&p, "tmp") {
+                remove_leftover(&p)?;
+            }
+        }
         let marker = dir.join(PENDING);
         if !marker.exists() {
             continue;
