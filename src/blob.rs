@@ -99,7 +99,13 @@ fn scratch_of(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
 /// header's first 8 bytes, its id and, when compressed, the compressed body (a raw body is the
 /// plaintext, which the id fixes). So honest copies of one blob are byte-identical, and two
 /// different bodies never share a nonce.
-fn derived_nonce(key: &Key, header8: &[u8], id: &BlobId, body: &[u8], encoding: u8) -> [u8; NONCE_LEN] {
+fn derived_nonce(
+    key: &Key,
+    header8: &[u8],
+    id: &BlobId,
+    body: &[u8],
+    encoding: u8,
+) -> [u8; NONCE_LEN] {
     let mut h = key.nonce_hasher();
     h.update(header8).update(id.as_bytes());
     if encoding == ZSTD {

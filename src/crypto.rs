@@ -514,7 +514,8 @@ impl VerifyingKey {
 
     /// Parses 64 hex digits.
     pub fn from_hex(s: &str) -> Result<VerifyingKey> {
-        let bad = || Error::invalid_argument("verifying key", format!("`{s}` is not 64 hex digits"));
+        let bad =
+            || Error::invalid_argument("verifying key", format!("`{s}` is not 64 hex digits"));
         if s.len() != 64 || !s.is_ascii() {
             return Err(bad());
         }
@@ -526,12 +527,18 @@ impl VerifyingKey {
     }
 
     /// Whether `signature` is this key's (strict Ed25519 verification) over `domain ‖ message`.
-    pub(crate) fn verifies(&self, domain: &[u8], message: &[u8; 32], signature: &[u8; SIGNATURE_LEN]) -> bool {
+    pub(crate) fn verifies(
+        &self,
+        domain: &[u8],
+        message: &[u8; 32],
+        signature: &[u8; SIGNATURE_LEN],
+    ) -> bool {
         let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
             return false;
         };
         let sig = ed25519_dalek::Signature::from_bytes(signature);
-        vk.verify_strict(&signed_message(domain, message), &sig).is_ok()
+        vk.verify_strict(&signed_message(domain, message), &sig)
+            .is_ok()
     }
 }
 
@@ -620,7 +627,9 @@ impl Key {
     /// Signs `domain ‖ digest` (Ed25519, deterministic).
     pub(crate) fn sign(&self, domain: &[u8], digest: &[u8; 32]) -> [u8; SIGNATURE_LEN] {
         use ed25519_dalek::Signer;
-        self.signing.sign(&signed_message(domain, digest)).to_bytes()
+        self.signing
+            .sign(&signed_message(domain, digest))
+            .to_bytes()
     }
 
     /// Encrypts `src` into `dst` (of the same length); returns the tag.

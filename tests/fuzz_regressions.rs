@@ -464,7 +464,11 @@ fn vault_seed_corpora_are_valid() {
     for g in v.groups().unwrap() {
         for p in std::fs::read_dir(v.points_dir(&g)).unwrap() {
             let bytes = std::fs::read(p.unwrap().path()).unwrap();
-            assert_eq!(bytes[16..24], 2u64.to_le_bytes(), "the one point left holds both records");
+            assert_eq!(
+                bytes[16..24],
+                2u64.to_le_bytes(),
+                "the one point left holds both records"
+            );
             files.push((
                 "pointmerged".into(),
                 [&[1][..], &strip_trailer(bytes)].concat(),

@@ -410,7 +410,8 @@ fn verify_finds_a_merged_header_tampered_with_or_left_out() {
     let good = std::fs::read(&files[0]).unwrap();
     // The summary (docs/FORMAT.md §15.4): record count at 16, shipped count at 24, the point's
     // header at 82 (its length at 80), then the disk list; the records follow.
-    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes(b[at..at + 2].try_into().unwrap()) as usize;
+    let u16_at =
+        |b: &[u8], at: usize| u16::from_le_bytes(b[at..at + 2].try_into().unwrap()) as usize;
     let count = u64::from_le_bytes(good[16..24].try_into().unwrap()) as usize;
     assert_eq!(count, bundles.len());
     let mut at = 82 + u16_at(&good, 80);

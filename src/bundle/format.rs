@@ -219,7 +219,10 @@ pub(crate) fn decode_table(bytes: &[u8], at: u64, max_rows: u64) -> Result<Vec<T
     if n > max_rows || n.checked_mul(TABLE_ROW_LEN as u64) != Some(r.remaining() as u64) {
         return Err(r.error(
             "row count",
-            format!("{n} rows do not fill the {} bytes left (at most {max_rows})", r.remaining()),
+            format!(
+                "{n} rows do not fill the {} bytes left (at most {max_rows})",
+                r.remaining()
+            ),
         ));
     }
     let mut rows = Vec::with_capacity(n as usize);
@@ -393,7 +396,10 @@ mod tests {
         assert_eq!(&b[80..112], &[6; 32]);
         assert_eq!(&b[112..144], &[7; 32]);
         assert_eq!(&b[144..176], &[8; 32]);
-        assert_eq!(&b[HEADER_FIXED..HEADER_FIXED + 2], &(MAX_NAME_LEN as u16).to_le_bytes());
+        assert_eq!(
+            &b[HEADER_FIXED..HEADER_FIXED + 2],
+            &(MAX_NAME_LEN as u16).to_le_bytes()
+        );
         assert_eq!(BundleHeader::decode(&b, 0).unwrap(), h);
         h.parent = PointId::ZERO;
         let e = BundleHeader::decode(&h.encode().unwrap(), 0).unwrap_err();

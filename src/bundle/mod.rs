@@ -18,8 +18,8 @@ mod state;
 mod writer;
 
 pub use format::{BundleHeader, BundleKind, DiskManifest, VERSION_MAJOR};
-pub use reader::{Bundle, BundleStats};
 pub(crate) use reader::check_sealed;
+pub use reader::{Bundle, BundleStats};
 pub use seed::{DEFAULT_SEED_CHUNK, SeedOptions, Seeded, seed};
 pub use ship::{ShipOptions, bundle_file_name, ship};
 pub use state::ShipState;

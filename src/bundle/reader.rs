@@ -2,10 +2,10 @@
 //! every byte without the key; [`Bundle::verify_with_key`] also authenticates every blob.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -26,6 +26,9 @@ use crate::id::{BlobId, PointId};
 const WHAT: &str = "bundle";
 /// Stored bytes of blobs decoded together by `verify_with_key`.
 const VERIFY_BATCH: usize = 64 << 20;
+
+/// What [`Bundle::for_each_entry`] hands each blob to: its row, id and stored bytes.
+type EntryFn<'a> = dyn FnMut(usize, &BlobId, &[u8]) -> Result<()> + 'a;
 
 /// An opened bundle: header and manifests read and checked for shape; blobs not read yet.
 #[derive(Debug, Clone)]
@@ -351,10 +354,7 @@ impl Bundle {
             .map_err(|e| e.with_path(&self.path))
     }
 
-    fn for_each_inner(
-        &self,
-        f: &mut dyn FnMut(usize, &BlobId, &[u8]) -> Result<()>,
-    ) -> Result<BundleStats> {
+    fn for_each_inner(&self, f: &mut EntryFn<'_>) -> Result<BundleStats> {
         let file = File::open(&self.path).map_err(io_err(&self.path))?;
         let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, file));
         Preamble::read(&mut r, FileKind::Bundle, VERSION_MAJOR)?;

@@ -183,8 +183,8 @@ fn write_base(
         label: options.label.clone(),
         key_file: key.key_file().clone(),
         manifests_digest: [0; 32],
-            blobs_digest: [0; 32],
-            verifying_key: key.verifying_key(),
+        blobs_digest: [0; 32],
+        verifying_key: key.verifying_key(),
         disk_count: 0,
     };
     let bundle = writer.finish(header, &manifests, key)?;

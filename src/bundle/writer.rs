@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::format::{
-    BundleHeader, DiskManifest, Footer, TableRow, VERSION_MAJOR, VERSION_MINOR,
-    blob_entry_header, encode_manifests, encode_table,
+    BundleHeader, DiskManifest, Footer, TableRow, VERSION_MAJOR, VERSION_MINOR, blob_entry_header,
+    encode_manifests, encode_table,
 };
 use crate::blob::{self, EncodedBlob};
 use crate::crypto::Key;
@@ -162,7 +162,13 @@ impl BundleWriter {
         if !self.seen.insert(blob.id) {
             return Ok(false);
         }
-        write_entry(&mut self.out, &self.path, blob, &mut self.plain_bytes, &mut self.rows)?;
+        write_entry(
+            &mut self.out,
+            &self.path,
+            blob,
+            &mut self.plain_bytes,
+            &mut self.rows,
+        )?;
         Ok(true)
     }
 

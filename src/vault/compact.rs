@@ -16,7 +16,9 @@ use super::Vault;
 use super::chain;
 use super::point::PointFile;
 use super::records::{Checkpoint, put};
-use crate::bundle::format::{BundleKind, MAX_MANIFESTS_LEN, TableRow, encode_manifests, encode_table};
+use crate::bundle::format::{
+    BundleKind, MAX_MANIFESTS_LEN, TableRow, encode_manifests, encode_table,
+};
 use crate::crypto::{Key, SIGNED_CHECKPOINT};
 use crate::error::{Error, Result};
 use crate::extent::Source;

@@ -27,9 +27,9 @@ use std::fs::File;
 use super::Vault;
 use super::chain;
 use super::head::Head;
-use super::repair::clean_leftovers;
 use super::layout::PackId;
 use super::pack::{ENTRY_LEN, IndexEntry, PACK_TARGET, PackIndex, PackWriter, read_stored};
+use super::repair::clean_leftovers;
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent::Source;
 use crate::format::header::PREAMBLE_LEN;
@@ -224,6 +224,15 @@ impl Vault {
     /// Every stored form of a blob some point reads that its signatures cover: (id, sealed
     /// hash). A copy of another form (a forged one, another group's under the same id) is dead.
     fn mark(&self) -> Result<HashSet<(BlobId, [u8; 32])>> {
+        // A group whose head is lost still owns its blobs: stop before anything is removed.
+        if let Some((dir, why)) = super::repair::headless_groups(&self.layout)?.pop() {
+            return Err(Error::corrupt(
+                "vault",
+                None,
+                format!("garbage collection needs every group's chain: {why}"),
+            )
+            .with_path(&dir));
+        }
         let mut live = HashSet::new();
         for (path, head) in Head::all(&self.layout)? {
             let group = head

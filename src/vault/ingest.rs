@@ -94,8 +94,11 @@ impl Vault {
             (Some(head), BundleKind::Incremental) if head.point == h.parent => {
                 // Only the newest point is read: ingest stays O(1) in the chain's length.
                 let tip = chain::tip(&self.layout, head)?;
-                check_fits(&bundle, &tip).map_err(broken)?;
                 signer = tip.header.verifying_key;
+                if h.verifying_key != signer {
+                    return Err(not_signed_by(&bundle, &signer));
+                }
+                check_fits(&bundle, &tip).map_err(broken)?;
                 if h.seq <= head.seq {
                     return Err(broken(format!(
                         "sequence {} does not follow the head's {}",
@@ -128,7 +131,11 @@ impl Vault {
             }
         };
         // A base is signed by the key it names; every point by the pinned one, if pinned.
-        trust::check(&self.layout, &h.group, &signer)?;
+        if let Some(pinned) = trust::load(&self.layout, &h.group)?
+            && pinned != signer
+        {
+            return Err(not_signed_by(&bundle, &pinned));
+        }
         // Check the whole bundle and store what the vault lacks; nothing is published before
         // every byte checked out, and nothing is referenced until the head is replaced.
         let mut stored = Stored::default();
@@ -200,6 +207,29 @@ impl Vault {
         }
         .store(&self.layout)?;
         repair::end(&self.layout, &h.group)
+    }
+}
+
+/// The error for a bundle whose header names another signer than the group's: transport damage
+/// (the trailer does not hold) is `Corrupt`; a sound bundle signed by someone else is
+/// `Authentication`.
+fn not_signed_by(bundle: &Bundle, group_key: &crate::crypto::VerifyingKey) -> Error {
+    let damaged = std::fs::File::open(bundle.path())
+        .map_err(|e| Error::io("opening the bundle", Some(bundle.path()), e))
+        .and_then(|f| {
+            crate::format::trailer::verify_stream(&mut std::io::BufReader::new(f), "bundle")
+        });
+    match damaged {
+        Err(e) => e.with_path(bundle.path()),
+        Ok(_) => Error::Authentication {
+            what: format!("bundle {}", bundle.path().display()),
+            detail: format!(
+                "it is signed by key {}, not by group `{}`'s key {group_key}: it was not made by \
+                 the holder of the group's key",
+                bundle.header().verifying_key,
+                bundle.header().group
+            ),
+        },
     }
 }
 

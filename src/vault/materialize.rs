@@ -67,7 +67,13 @@ impl Vault {
             done += n;
             progress(done, total)
         };
-        self.write_disk(point, disk, map, &hashes, key, out.as_ref(), &mut report)
+        self.write_disk(
+            (point, disk),
+            (map, &hashes),
+            key,
+            out.as_ref(),
+            &mut report,
+        )
     }
 
     /// Fails a group over: writes every disk of the point `selector` picks as
@@ -105,7 +111,7 @@ impl Vault {
             .zip(&names)
             .map(|((disk, map), name)| {
                 let out = out_dir.as_ref().join(name);
-                self.write_disk(point, disk, map, &hashes, key, &out, &mut report)
+                self.write_disk((point, disk), (map, &hashes), key, &out, &mut report)
             })
             .collect()
     }
@@ -113,12 +119,7 @@ impl Vault {
     /// Every disk of `group` at `point`: the chain's signed manifests folded, after checking
     /// that every point is signed by `key`'s verifying key; and every blob they carry with its
     /// signed sealed hashes.
-    fn folded(
-        &self,
-        group: &str,
-        point: PointId,
-        key: &Key,
-    ) -> Result<(Vec<(String, ExtentMap<Source>)>, SignedHashes)> {
+    fn folded(&self, group: &str, point: PointId, key: &Key) -> Result<(Disks, SignedHashes)> {
         let (_, chain) = chain::load(&self.layout, group, true)?;
         let Some(at) = chain.iter().position(|p| p.file.id() == point) else {
             return Err(Error::NotFound {
@@ -126,7 +127,7 @@ impl Vault {
             });
         };
         let chain = &chain[..=at];
-        let mut folded: Option<Vec<(String, ExtentMap<Source>)>> = None;
+        let mut folded: Option<Disks> = None;
         let mut hashes = SignedHashes::default();
         for p in chain {
             authenticate(p, key)?;
@@ -154,12 +155,12 @@ impl Vault {
         Ok((folded.expect("a chain has a base"), hashes))
     }
 
+    /// Writes disk `disk` of `point`, whose map is `map` and whose blobs' signed forms are
+    /// `hashes`.
     fn write_disk(
         &self,
-        point: PointId,
-        disk: &str,
-        map: &ExtentMap<Source>,
-        hashes: &SignedHashes,
+        (point, disk): (PointId, &str),
+        (map, hashes): (&ExtentMap<Source>, &SignedHashes),
         key: &Key,
         out: &Path,
         progress: &mut dyn FnMut(u64) -> bool,
@@ -296,6 +297,9 @@ impl Vault {
         Ok(Locations { blobs, packs })
     }
 }
+
+/// Every disk of a point by name, with its map.
+type Disks = Vec<(String, ExtentMap<Source>)>;
 
 /// Bytes of the image assembled in memory and written together.
 const WINDOW: u64 = 32 << 20;

@@ -49,9 +49,9 @@ mod point;
 mod prune;
 mod records;
 mod repair;
-mod trust;
 #[cfg(test)]
 mod retention_crash_tests;
+mod trust;
 mod verify;
 
 use std::collections::HashMap;
@@ -321,7 +321,8 @@ mod tests {
             root.join("points/other-0000000000000000/000000000000-0000000000000000.rcpt"),
             // The in-progress markers that make the point files above leftovers.
             v.points_dir("g").join(layout::PENDING),
-            root.join("points/other-0000000000000000").join(layout::PENDING),
+            root.join("points/other-0000000000000000")
+                .join(layout::PENDING),
         ];
         for l in &leftovers {
             std::fs::create_dir_all(l.parent().unwrap()).unwrap();

@@ -6,16 +6,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::layout::{VERSION_MAJOR, VERSION_MINOR};
 use super::records::{
-    In, MIN_RECORD_LEN, RECORD_CHECKPOINT, RECORD_SHIPPED, Record, SignedHashes, check_follows,
-    put,
+    In, MIN_RECORD_LEN, RECORD_CHECKPOINT, RECORD_SHIPPED, Record, SignedHashes, check_follows, put,
 };
 use crate::bundle::format::{BundleHeader, BundleKind, DiskManifest, MAX_HEADER_LEN};
 use crate::crypto::VerifyingKey;
 use crate::error::{Error, Result};
+use crate::format::Writer;
 use crate::format::header::{FileKind, PREAMBLE_LEN, Preamble};
 use crate::format::limits::MAX_NAME_LEN;
 use crate::format::trailer::{HashingReader, TRAILER_LEN, TrailerWriter};
-use crate::format::Writer;
 use crate::fsutil::AtomicFile;
 use crate::id::PointId;
 use crate::log::MarkerKind;
@@ -218,7 +217,11 @@ impl PointFile {
         records: impl FnOnce(&mut TrailerWriter<std::io::BufWriter<AtomicFile>>) -> Result<()>,
     ) -> Result<()> {
         let file = AtomicFile::create(path, replace)?;
-        let w = self.write(std::io::BufWriter::with_capacity(1 << 20, file), path, records)?;
+        let w = self.write(
+            std::io::BufWriter::with_capacity(1 << 20, file),
+            path,
+            records,
+        )?;
         let file = w
             .into_inner()
             .map_err(|e| Error::io("writing a recovery-point file", Some(path), e.into_error()))?;
@@ -346,7 +349,13 @@ impl PointFile {
         if last.checkpoint.is_none() {
             last.check_signature()?;
         }
-        let bad = |d: &str| Err(Error::corrupt("recovery-point file", Some(16), d.to_string()));
+        let bad = |d: &str| {
+            Err(Error::corrupt(
+                "recovery-point file",
+                Some(16),
+                d.to_string(),
+            ))
+        };
         if last.header_bytes != file.header_bytes {
             return bad("its summary names another point than its last record");
         }
@@ -510,14 +519,20 @@ pub(crate) mod tests {
             let path = dir.path().join(format!("{n}.rcpt"));
             let f = synthetic(&path, n, &key);
             let listed = PointFile::read_listing(&path).unwrap();
-            assert_eq!((listed.id(), listed.records, &listed.disks), (f.id(), n, &f.disks));
+            assert_eq!(
+                (listed.id(), listed.records, &listed.disks),
+                (f.id(), n, &f.disks)
+            );
             let whole = PointFile::read(&path).unwrap();
             assert_eq!((whole.id(), whole.shipped), (f.id(), n));
             assert_eq!(whole.decode_disks().unwrap().len(), 1);
             // Cut short, or a flipped byte in the last record (its signature's coverage).
             let bytes = std::fs::read(&path).unwrap();
             std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
-            assert_eq!(PointFile::read(&path).unwrap_err().kind(), crate::ErrorKind::Corrupt);
+            assert_eq!(
+                PointFile::read(&path).unwrap_err().kind(),
+                crate::ErrorKind::Corrupt
+            );
             let mut flipped = bytes.clone();
             let at = bytes.len() - 32 - 64 - 20;
             flipped[at] ^= 1;

@@ -25,8 +25,8 @@ use std::time::SystemTime;
 use super::chain;
 use super::pins;
 use super::point::{PointFile, RecoveryPoint, StoredPoint};
-use super::{Vault, head::Head};
 use super::records::copy_span;
+use super::{Vault, head::Head};
 use crate::bundle::format::BundleKind;
 use crate::error::{Error, Result};
 use crate::fsutil::{remove, sync_dir};
@@ -257,7 +257,9 @@ fn merge<'a>(
             records = records.saturating_add(s.file.records);
             shipped = shipped.saturating_add(s.file.shipped);
         }
-        debug_assert!(first.file.first.1 == BundleKind::Base || first.file.first.0 != PointId::ZERO);
+        debug_assert!(
+            first.file.first.1 == BundleKind::Base || first.file.first.0 != PointId::ZERO
+        );
         let file = PointFile {
             header_bytes: p.file.header_bytes.clone(),
             header: p.file.header.clone(),

@@ -18,8 +18,8 @@ use crate::bundle::format::{
 use crate::crypto::{SIGNED_CHECKPOINT, SIGNED_POINT, VerifyingKey};
 use crate::error::{Error, Result};
 use crate::extent::Source;
-use crate::format::codec::read_full;
 use crate::format::Writer;
+use crate::format::codec::read_full;
 use crate::id::{BlobId, PointId};
 
 /// A record as the shipped bundle's metadata.
@@ -49,7 +49,11 @@ impl SignedHashes {
             }
             Some((h, _)) if *h == row.hash => {}
             Some(_) => {
-                if !self.more.iter().any(|r| r.id == row.id && r.hash == row.hash) {
+                if !self
+                    .more
+                    .iter()
+                    .any(|r| r.id == row.id && r.hash == row.hash)
+                {
                     self.more.push(*row);
                 }
             }
@@ -283,9 +287,15 @@ impl Record {
                     table: &table_bytes,
                 };
                 if shipped == 0 {
-                    return Err(r.err("shipped count", "a checkpoint stands for at least one point"));
+                    return Err(r.err(
+                        "shipped count",
+                        "a checkpoint stands for at least one point",
+                    ));
                 }
-                if !header.verifying_key.verifies(SIGNED_CHECKPOINT, &c.digest(), &signature) {
+                if !header
+                    .verifying_key
+                    .verifies(SIGNED_CHECKPOINT, &c.digest(), &signature)
+                {
                     return Err(Error::Authentication {
                         what: format!("checkpoint of group `{}` at sequence {}", header.group, header.seq),
                         detail: "its signature does not verify under the key its header names: it was not made by the holder of the group's key, or it was altered".into(),

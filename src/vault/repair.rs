@@ -120,6 +120,38 @@ pub(crate) fn clean_leftovers(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// Point directories holding point files but no head (a lost head: open never removes such
+/// files without an in-progress marker; [`Vault::rebuild_head`] writes the head again), each
+/// with what to tell the operator.
+pub(crate) fn headless_groups(layout: &Layout) -> Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    for dir in list_dir(&layout.root().join("points"))? {
+        let Some(stem) = dir.file_name() else {
+            continue;
+        };
+        let head = crate::fsutil::with_suffix(&layout.heads().join(stem), ".rchead");
+        if head.exists() {
+            continue;
+        }
+        let points = list_dir(&dir)?
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "rcpt"))
+            .count();
+        if points > 0 {
+            out.push((
+                dir,
+                format!(
+                    "{points} point files and no head ({} is missing): the group's newest point \
+                     is unknown; `replicore vault rebuild-head` writes the head again from the \
+                     intact, signed point files",
+                    head.display()
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// What [`Vault::rebuild_head`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuiltHead {

@@ -72,6 +72,13 @@ impl Vault {
         // The chains first, then the packs: an ingest running beside this publishes a point's
         // packs before its head, so every pack a chain read here needs is listed below.
         let chains = self.load_chains()?;
+        for (dir, detail) in super::repair::headless_groups(&self.layout)? {
+            report.damage.push(Damage {
+                object: dir.display().to_string(),
+                detail,
+                points: Vec::new(),
+            });
+        }
         // Packs: every index, every stored byte.
         let ids = self.layout.pack_ids()?;
         let mut indexes = Vec::new();
@@ -259,6 +266,19 @@ impl Vault {
                     Err(Damage {
                         object: path.display().to_string(),
                         detail: e.to_string(),
+                        points: Vec::new(),
+                    }),
+                ),
+                Ok(h) if self.layout.head(&h.group) != path => (
+                    None,
+                    Err(Damage {
+                        object: path.display().to_string(),
+                        detail: format!(
+                            "it is the head of group `{}`, whose head is {}: a head moved \
+                             between groups",
+                            h.group,
+                            self.layout.head(&h.group).display()
+                        ),
                         points: Vec::new(),
                     }),
                 ),
