@@ -360,6 +360,129 @@ fn the_whole_job_through_the_command_line() {
     assert!(v["blobs_decrypted"].as_u64().unwrap() > 0);
     check("latest", &p2_os, &p2_data);
 
+    // Trust (issue 15): the verifying key pinned, the merged first point compacted into a
+    // signed checkpoint, a head behind the shipped sequence refused, a lost head rebuilt.
+    let shown: Value = serde_json::from_str(&ok(
+        &["key", "show", "--key", s(&p.key), "--json"],
+        Some(PASS),
+    ))
+    .unwrap();
+    let vk = shown["verifying_key"].as_str().unwrap().to_string();
+    assert_eq!(vk.len(), 64);
+    assert_eq!(left[0]["verifying_key"], vk.as_str());
+    ok(
+        &[
+            "vault",
+            "pin-key",
+            s(&vault),
+            "--group",
+            "vm 1",
+            "--verifying-key",
+            &vk,
+        ],
+        None,
+    );
+    fails(
+        &[
+            "vault",
+            "pin-key",
+            s(&vault),
+            "--group",
+            "vm 1",
+            "--verifying-key",
+            &"ab".repeat(32),
+            "--replace",
+        ],
+        None,
+        4,
+        "signed by key",
+    );
+    assert!(
+        ok(
+            &[
+                "vault",
+                "compact",
+                s(&vault),
+                "--group",
+                "vm 1",
+                "--key",
+                s(&p.key)
+            ],
+            Some(PASS)
+        )
+        .contains("checkpoint")
+    );
+    let compacted: Value = serde_json::from_str(&ok(
+        &["vault", "points", s(&vault), "--group", "vm 1", "--json"],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(compacted[0]["checkpoint"], true);
+    let head_seq = compacted[0]["seq"].as_u64().unwrap();
+    let ahead = (head_seq + 1).to_string();
+    let exact = head_seq.to_string();
+    ok(
+        &[
+            "vault",
+            "verify",
+            s(&vault),
+            "--group",
+            "vm 1",
+            "--expect-seq",
+            &exact,
+        ],
+        None,
+    );
+    fails(
+        &[
+            "vault",
+            "verify",
+            s(&vault),
+            "--group",
+            "vm 1",
+            "--expect-seq",
+            &ahead,
+        ],
+        None,
+        5,
+        "rolled back",
+    );
+    fails(
+        &[
+            "failover",
+            s(&vault),
+            "--group",
+            "vm 1",
+            "--point",
+            "latest",
+            "--key",
+            s(&p.key),
+            "--out-dir",
+            s(&dir.join("fo-rollback")),
+            "--expect-seq",
+            &ahead,
+        ],
+        Some(PASS),
+        5,
+        "rolled back",
+    );
+    for h in std::fs::read_dir(vault.join("heads")).unwrap() {
+        std::fs::remove_file(h.unwrap().path()).unwrap();
+    }
+    fails(&["vault", "verify", s(&vault)], None, 3, "no head");
+    assert!(
+        ok(
+            &["vault", "rebuild-head", s(&vault), "--group", "vm 1"],
+            None
+        )
+        .contains("head written")
+    );
+    ok(
+        &["vault", "verify", s(&vault), "--key", s(&p.key)],
+        Some(PASS),
+    );
+    check("latest", &p2_os, &p2_data);
+
     // Failback: the failed-over os disk changed on the recovery site; resync it back, by
     // signature + delta + apply, and by a local run.
     let fo_os = dir.join("fo-1/os.img");

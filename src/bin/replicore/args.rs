@@ -66,6 +66,18 @@ pub struct KeygenArgs {
 pub enum KeyCmd {
     /// Rewraps a key file under a new passphrase (same key: existing bundles stay readable).
     Rotate(RotateArgs),
+    /// Prints a key's id and the verifying key its points are signed with (public: give it to
+    /// `vault pin-key` at the recovery site).
+    Show {
+        /// The key file.
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        pass: Passphrase,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -228,7 +240,8 @@ pub enum VaultCmd {
         /// The vault.
         dir: PathBuf,
     },
-    /// Checks every stored byte; with --key also decrypts every blob.
+    /// Checks every stored byte and every point's signature; with --key also decrypts every
+    /// blob.
     Verify {
         /// The vault.
         dir: PathBuf,
@@ -237,9 +250,53 @@ pub enum VaultCmd {
         key: Option<PathBuf>,
         #[command(flatten)]
         pass: Passphrase,
+        /// With --expect-seq: the group whose head to check.
+        #[arg(long, value_name = "NAME", requires = "expect_seq")]
+        group: Option<String>,
+        /// Refuse (exit 5) a head behind this sequence number: the last one the primary
+        /// shipped (`replicore ship` prints it). Catches a rolled-back vault.
+        #[arg(long, value_name = "SEQ", requires = "group")]
+        expect_seq: Option<u64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Replaces what pruning accumulated in a group's first point file by one checkpoint
+    /// signed with the group's key, so that the chain's metadata stays bounded.
+    Compact {
+        /// The vault.
+        dir: PathBuf,
+        /// The group.
+        #[arg(long, value_name = "NAME")]
+        group: String,
+        /// The group's key file.
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        pass: Passphrase,
+    },
+    /// Writes a lost or damaged group head again from the intact, signed point files.
+    RebuildHead {
+        /// The vault.
+        dir: PathBuf,
+        /// The group.
+        #[arg(long, value_name = "NAME")]
+        group: String,
+    },
+    /// Pins a group's verifying key (`replicore key show` prints it): ingest and verify then
+    /// refuse any point signed by another key, a forged base included.
+    PinKey {
+        /// The vault.
+        dir: PathBuf,
+        /// The group.
+        #[arg(long, value_name = "NAME")]
+        group: String,
+        /// The verifying key, 64 hex digits.
+        #[arg(long, value_name = "HEX")]
+        verifying_key: String,
+        /// Replace a pin already there.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -288,6 +345,10 @@ pub struct FailoverArgs {
     /// Where the images go (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out_dir: PathBuf,
+    /// Refuse (exit 5) when the group's head is behind this sequence number: the last one the
+    /// primary shipped. Catches a vault rolled back to an older point.
+    #[arg(long, value_name = "SEQ")]
+    pub expect_seq: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

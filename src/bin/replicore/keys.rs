@@ -86,3 +86,19 @@ pub fn rotate(a: RotateArgs) -> CmdResult {
     println!("{} key {}", a.out.display(), rotated.key_id());
     Ok(())
 }
+
+/// `replicore key show`: the key's id and verifying key.
+pub fn show(path: &Path, pass: &Passphrase, as_json: bool) -> CmdResult {
+    let key = load(path, pass)?;
+    if as_json {
+        let v = serde_json::json!({
+            "key_id": key.id().to_hex(),
+            "verifying_key": key.verifying_key().to_hex(),
+        });
+        println!("{v:#}");
+    } else {
+        println!("key id        {}", key.id());
+        println!("verifying key {}", key.verifying_key());
+    }
+    Ok(())
+}

@@ -121,6 +121,7 @@ fn run(cmd: Cmd) -> CmdResult {
     match cmd {
         Cmd::Keygen(a) => keys::keygen(a),
         Cmd::Key(args::KeyCmd::Rotate(a)) => keys::rotate(a),
+        Cmd::Key(args::KeyCmd::Show { key, pass, json }) => keys::show(&key, &pass, json),
         Cmd::Seed(a) => ship_cmd::seed(a),
         Cmd::Log(c) => log_cmd::run(c),
         Cmd::Ship(a) => ship_cmd::ship(a),

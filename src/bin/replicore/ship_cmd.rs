@@ -111,5 +111,14 @@ pub fn ship(a: ShipArgs) -> CmdResult {
     for b in &shipped {
         println!("{}", b.path.display());
     }
+    if let Some(last) = shipped.last() {
+        eprintln!(
+            "shipped {} points of group `{}`, the last sequence {} (give it to failover and verify \
+             as --expect-seq to catch a rolled-back vault)",
+            shipped.len(),
+            state.group,
+            last.seq
+        );
+    }
     Ok(())
 }

@@ -72,13 +72,70 @@ pub fn run(c: VaultCmd) -> CmdResult {
             }
             Ok(())
         }
+        VaultCmd::Compact {
+            dir,
+            group,
+            key,
+            pass,
+        } => {
+            let v = Vault::open(&dir)?;
+            let key = keys::load(&key, &pass)?;
+            let c = v.compact(&group, &key)?;
+            if c.records_before == 1 {
+                println!(
+                    "group `{group}`: its first point file (point {}) holds one record; nothing to compact",
+                    c.seq
+                );
+            } else {
+                println!(
+                    "group `{group}`: point {} now holds one signed checkpoint for {} shipped points ({} records, {} -> {})",
+                    c.seq,
+                    c.shipped,
+                    c.records_before,
+                    bytes(c.bytes_before),
+                    bytes(c.bytes_after)
+                );
+            }
+            Ok(())
+        }
+        VaultCmd::RebuildHead { dir, group } => {
+            let v = Vault::open(&dir)?;
+            let r = v.rebuild_head(&group)?;
+            for (p, why) in &r.skipped {
+                eprintln!("replicore: skipped {}: {why}", p.display());
+            }
+            println!(
+                "group `{group}`: head written at point {} (sequence {}), {} point files; check the sequence against the last one the primary shipped",
+                &r.point.to_hex()[..16],
+                r.seq,
+                r.points
+            );
+            Ok(())
+        }
+        VaultCmd::PinKey {
+            dir,
+            group,
+            verifying_key,
+            replace,
+        } => {
+            let v = Vault::open(&dir)?;
+            let vk = replicore::crypto::VerifyingKey::from_hex(&verifying_key)?;
+            v.pin_key(&group, vk, replace)?;
+            println!("group `{group}`: points must be signed by {vk}");
+            Ok(())
+        }
         VaultCmd::Verify {
             dir,
             key,
             pass,
+            group,
+            expect_seq,
             json: as_json,
         } => {
             let v = Vault::open(&dir)?;
+            if let (Some(g), Some(seq)) = (&group, expect_seq) {
+                v.expect_seq(g, seq)?;
+            }
             let key = key.map(|k| keys::load(&k, &pass)).transpose()?;
             let bar = Bar::new("verify");
             let r = v.verify(key.as_ref(), &mut bar.callback())?;
@@ -142,6 +199,8 @@ fn point_json(p: &RecoveryPoint) -> Value {
         "label": p.label,
         "disks": p.disks.iter().map(|d| json!({"name": d.name, "size": d.size})).collect::<Vec<_>>(),
         "merged": p.merged,
+        "checkpoint": p.checkpoint,
+        "verifying_key": p.verifying_key.to_hex(),
     })
 }
 
@@ -168,10 +227,10 @@ fn points(dir: &Path, group: Option<&str>, as_json: bool) -> CmdResult {
             kind(p.consistency),
             &p.id.to_hex()[..16],
             p.label,
-            if p.merged > 0 {
-                format!(" (holds {} pruned points)", p.merged)
-            } else {
-                String::new()
+            match (p.checkpoint, p.merged) {
+                (true, n) => format!(" (signed checkpoint of {} shipped points)", n + 1),
+                (false, 0) => String::new(),
+                (false, n) => format!(" (holds {n} pruned points)"),
             }
         );
     }
@@ -298,6 +357,9 @@ pub fn failover(a: FailoverArgs) -> CmdResult {
     let v = Vault::open(&a.dir)?;
     let sel = selector(&v, &a.group, &a.point)?;
     let key = keys::load(&a.key, &a.pass)?;
+    if let Some(seq) = a.expect_seq {
+        v.expect_seq(&a.group, seq)?;
+    }
     std::fs::create_dir_all(&a.out_dir)
         .map_err(|e| replicore::Error::io("creating", Some(&a.out_dir), e))?;
     let bar = Bar::new("failover");
