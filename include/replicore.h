@@ -24,6 +24,9 @@
 // Bytes of a key id.
 #define REPLICORE_KEY_ID_LEN 16
 
+// Bytes of a verifying key.
+#define REPLICORE_VERIFYING_KEY_LEN 32
+
 // Bytes of a recovery point's id.
 #define REPLICORE_POINT_ID_LEN 32
 
@@ -41,7 +44,7 @@
 
 // The ABI revision: increases whenever a function signature, struct layout or status value
 // changes incompatibly. Compare it with `replicore_abi_version()` at run time.
-#define REPLICORE_ABI_VERSION 1
+#define REPLICORE_ABI_VERSION 2
 
 // The result of a fallible call: `REPLICORE_OK` (0) or the reason it failed.
 // `replicore_last_error_message()` then tells the details.
@@ -495,6 +498,22 @@ typedef struct {
   uint64_t damaged_packs;
 } replicore_gc_info;
 
+// What `replicore_vault_compact` did.
+typedef struct {
+  // The point the checkpoint stands at (the chain's first kept point).
+  uint8_t id[REPLICORE_POINT_ID_LEN];
+  // Its sequence number.
+  uint64_t seq;
+  // Records its file held before (1: there was nothing to compact).
+  uint64_t records_before;
+  // Shipped points the checkpoint stands for.
+  uint64_t shipped;
+  // Bytes of its file before.
+  uint64_t bytes_before;
+  // Bytes of its file after.
+  uint64_t bytes_after;
+} replicore_compact_info;
+
 // What `replicore_vault_ingest` did.
 typedef struct {
   // 1 when the point was added; 0 when it was already there (nothing changed).
@@ -533,6 +552,13 @@ typedef struct {
   uint64_t disks;
   // Sum of the disks' sizes in bytes.
   uint64_t total_size;
+  // Shipped points the point stands for besides itself (pruned points merged into it, or
+  // those a checkpoint replaced; 0 for a point as shipped).
+  uint64_t merged;
+  // 1 when the point's file starts with a signed checkpoint (`replicore_vault_compact`).
+  uint32_t checkpoint;
+  // The verifying key that signed the point (32 bytes).
+  uint8_t verifying_key[32];
 } replicore_point_info;
 
 #ifdef __cplusplus
@@ -1098,6 +1124,67 @@ replicore_status replicore_vault_pin(const replicore_vault *vault,
 // The name of a status value (`"REPLICORE_ERR_CORRUPT"`), or NULL for a value that is not a
 // status. The string is static: never free it.
 const char *replicore_status_name(uint32_t status);
+
+// Writes the verifying key the group's points are signed with (32 bytes, public: give it to
+// `replicore_vault_pin_key` at the recovery site) to `vk_out`.
+//
+// # Safety
+//
+// `key` is NULL or a live key; `vk_out` is NULL or writable for 32 bytes.
+replicore_status replicore_key_verifying_key(const replicore_key *key, uint8_t *vk_out);
+
+// Pins `group`'s verifying key (the 32 bytes at `vk`): ingest and verify then refuse any point
+// of the group signed by another key, a forged base included. A chain already signed by
+// another key is `REPLICORE_ERR_AUTHENTICATION`; replacing a pin needs `replace` non-zero
+// (else `REPLICORE_ERR_ALREADY_EXISTS`).
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `vk` is NULL or
+// readable for 32 bytes.
+replicore_status replicore_vault_pin_key(const replicore_vault *vault,
+                                         const char *group,
+                                         const uint8_t *vk,
+                                         uint32_t replace);
+
+// Checks `group`'s head against `seq`, the last sequence number the primary shipped (its ship
+// state holds it): a head behind it is `REPLICORE_ERR_CHAIN_BROKEN` (the vault was rolled back
+// or lost points). Call it before `replicore_vault_failover` and `replicore_vault_verify`. The
+// head's sequence number goes to `*head_seq_out`.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `head_seq_out` is NULL
+// or writable.
+replicore_status replicore_vault_expect_seq(const replicore_vault *vault,
+                                            const char *group,
+                                            uint64_t seq,
+                                            uint64_t *head_seq_out);
+
+// Replaces what pruning accumulated in `group`'s first point file by one checkpoint signed
+// with `key` (the group's), so that the chain's metadata stays bounded. Runs alone in the vault
+// (`REPLICORE_ERR_LOCKED` while anyone else works in it).
+//
+// # Safety
+//
+// `vault` and `key` are NULL or live handles; `group` is NULL or NUL-terminated; `info_out`
+// is NULL or writable.
+replicore_status replicore_vault_compact(const replicore_vault *vault,
+                                         const char *group,
+                                         const replicore_key *key,
+                                         replicore_compact_info *info_out);
+
+// Writes a lost or damaged head of `group` again from the intact, signed point files (without
+// the key); the head's sequence number goes to `*seq_out`: check it against the last one the
+// primary shipped. A head that reads is `REPLICORE_ERR_ALREADY_EXISTS`.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `seq_out` is NULL or
+// writable.
+replicore_status replicore_vault_rebuild_head(const replicore_vault *vault,
+                                              const char *group,
+                                              uint64_t *seq_out);
 
 // Creates a vault in the directory `path` (created if missing; it must be empty) and opens it
 // into `*vault_out` (free with `replicore_vault_free`).

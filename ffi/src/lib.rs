@@ -35,6 +35,7 @@ pub mod policy;
 pub mod resync;
 pub mod retention;
 pub mod status;
+pub mod trust;
 pub mod vault;
 pub mod version;
 

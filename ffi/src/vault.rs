@@ -74,6 +74,13 @@ pub struct replicore_point_info {
     pub disks: u64,
     /// Sum of the disks' sizes in bytes.
     pub total_size: u64,
+    /// Shipped points the point stands for besides itself (pruned points merged into it, or
+    /// those a checkpoint replaced; 0 for a point as shipped).
+    pub merged: u64,
+    /// 1 when the point's file starts with a signed checkpoint (`replicore_vault_compact`).
+    pub checkpoint: u32,
+    /// The verifying key that signed the point (32 bytes).
+    pub verifying_key: [u8; 32],
 }
 
 /// What `replicore_vault_ingest` did.
@@ -114,6 +121,9 @@ fn point_info(p: &RecoveryPoint) -> replicore_point_info {
         },
         disks: p.disks.len() as u64,
         total_size: p.disks.iter().map(|d| d.size).sum(),
+        merged: p.merged,
+        checkpoint: u32::from(p.checkpoint),
+        verifying_key: p.verifying_key.0,
     }
 }
 
