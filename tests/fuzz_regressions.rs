@@ -426,6 +426,8 @@ fn vault_seed_corpora_are_valid() {
     }
     let dir = tempfile::tempdir().unwrap();
     let v = Vault::create(dir.path().join("v")).unwrap();
+    v.pin_key("pinned", replicore::crypto::VerifyingKey([7; 32]), false)
+        .unwrap();
     for (name, b) in &seeds {
         let p = dir.path().join(name);
         std::fs::write(&p, with_trailer(b)).unwrap();
@@ -449,6 +451,7 @@ fn vault_seed_corpora_are_valid() {
                     [&[1][..], &strip_trailer(bytes())].concat(),
                 )),
                 Some("rchead") => files.push(("head".into(), [&[2][..], &bytes()].concat())),
+                Some("rctrust") => files.push(("trust".into(), [&[3][..], &bytes()].concat())),
                 _ => {}
             }
         }
@@ -485,6 +488,7 @@ fn vault_seed_corpora_are_valid() {
     random_seeds("vault_files", named, |_, b| match b[0] {
         0 => fuzzing::pack_index(&b[1..]).is_ok(),
         1 => fuzzing::point_file(&with_trailer(&b[1..])).is_ok(),
+        3 => fuzzing::trust(&b[1..]).is_ok(),
         _ => fuzzing::head(&b[1..]).is_ok(),
     });
     let base = std::fs::read(&base_path).unwrap();

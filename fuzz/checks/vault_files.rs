@@ -1,6 +1,7 @@
 //! The checks of the `vault_files` fuzz target, shared with `tests/fuzz_regressions.rs`: the
-//! vault's pack index, recovery-point file and group head readers on arbitrary bytes. The
-//! first byte picks the reader (0: pack index, 1: point file, else: head).
+//! vault's pack index, recovery-point file, group head and pinned-key readers on arbitrary
+//! bytes. The first byte picks the reader (0: pack index, 1: point file, 3: pinned key, else:
+//! head).
 //!
 //! Invariants: never panics, never allocates past its caps; a file that parses encodes back to
 //! bytes that parse to the same encoding.
@@ -16,6 +17,7 @@ pub fn check(data: &[u8]) {
     let read: fn(&[u8]) -> replicore::Result<Vec<u8>> = match which {
         0 => fuzzing::pack_index,
         1 => fuzzing::point_file,
+        3 => fuzzing::trust,
         _ => fuzzing::head,
     };
     check_one(read, rest);

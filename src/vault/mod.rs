@@ -245,6 +245,12 @@ pub mod fuzzing {
         })
     }
 
+    /// A pinned verifying key (with its trailer).
+    pub fn trust(bytes: &[u8]) -> Result<Vec<u8>> {
+        let (group, vk) = super::trust::decode(bytes)?;
+        super::trust::encode(&group, &vk)
+    }
+
     /// A group head (with its trailer).
     pub fn head(bytes: &[u8]) -> Result<Vec<u8>> {
         let h = super::head::Head::decode(bytes)?;

@@ -540,4 +540,19 @@ pub(crate) mod tests {
             assert!(PointFile::read(&path).is_err());
         }
     }
+
+    /// The time bomb of version 1: point files refused more than 2^20 headers, which a year of
+    /// 30-second points reaches without a compaction. A chain past it reads (records are read
+    /// as a stream, their number bounded only by the file's bytes): about 500 MB, some seconds.
+    #[test]
+    fn a_chain_past_the_old_cap_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key) = KeyFile::create(Secret::Key(&MasterKey::from_bytes([4; 32]))).unwrap();
+        let n = (1u64 << 20) + 1;
+        let path = dir.path().join("long.rcpt");
+        let f = synthetic(&path, n, &key);
+        let whole = PointFile::read(&path).unwrap();
+        assert_eq!((whole.id(), whole.records, whole.shipped), (f.id(), n, n));
+        assert_eq!(PointFile::read_listing(&path).unwrap().records, n);
+    }
 }

@@ -205,3 +205,63 @@ fn prune_and_gc_cut_at_any_file_operation_keep_every_kept_point() {
     }
     assert!(gc_cuts >= 4, "{gc_cuts} cuts");
 }
+
+/// Compaction cut at every file operation: every kept point still reads as its model (the
+/// first file old or compacted, both the same map), verify is clean, and compacting again
+/// finishes the job: one signed checkpoint standing for every shipped point before it.
+#[test]
+fn compaction_cut_at_any_file_operation_keeps_every_point() {
+    let _alone = fault::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let (pristine, key, models) = chain(dir.path());
+    let policy = RetentionPolicy {
+        window_hours: 2,
+        app_every_hours: None,
+        extra_hourly: 1,
+        keep_last: 1,
+    };
+    let now = t(8 * 3600 + 600);
+    let all: Vec<PointId> = Vault::open(&pristine)
+        .unwrap()
+        .points("g")
+        .unwrap()
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    let pruned = dir.path().join("pruned");
+    copy_dir(&pristine, &pruned);
+    Vault::open(&pruned).unwrap().prune(&policy, now).unwrap();
+    let kept: Vec<PointId> = Vault::open(&pruned)
+        .unwrap()
+        .points("g")
+        .unwrap()
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    let root = dir.path().join("v");
+    let mut cuts = 0;
+    for n in 0.. {
+        copy_dir(&pruned, &root);
+        let v = Vault::open(&root).unwrap();
+        fault::plan(Some((&root, n)));
+        let r = v.compact("g", &key);
+        fault::plan(None);
+        assert_eq!(check(&root, &key, &all, &kept, &models), kept);
+        let v = Vault::open(&root).unwrap();
+        let done = match r {
+            Ok(done) => {
+                assert!(done.records_before > 1, "{done:?}");
+                break;
+            }
+            Err(e) => {
+                cuts += 1;
+                assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+                v.compact("g", &key).unwrap()
+            }
+        };
+        let first = &v.points("g").unwrap()[0];
+        assert!(first.checkpoint, "{done:?}");
+        assert_eq!(check(&root, &key, &all, &kept, &models), kept);
+    }
+    assert!(cuts >= 3, "{cuts} cuts");
+}

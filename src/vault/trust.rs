@@ -15,7 +15,7 @@ use crate::sys::LockMode;
 
 const MAX_LEN: usize = 16 + 2 + MAX_NAME_LEN + 32 + 32;
 
-fn encode(group: &str, vk: &VerifyingKey) -> Result<Vec<u8>> {
+pub(crate) fn encode(group: &str, vk: &VerifyingKey) -> Result<Vec<u8>> {
     let mut w = Writer::with_capacity(MAX_LEN);
     Preamble::new(FileKind::Trust, VERSION_MAJOR, VERSION_MINOR).encode(&mut w);
     w.string_u16("group", group, MAX_NAME_LEN)?;

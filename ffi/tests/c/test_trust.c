@@ -34,7 +34,7 @@ static int on_bundle(void *user, const char *path, uint64_t seq) {
 /* Seeds group "vm-t" from `disk` in `dir` under a new key; ships `points` points. */
 static void primary(const char *dir, unsigned char *disk, int points, replicore_key **key,
                     char *base, struct names *shipped, uint64_t *last_seq) {
-    char img[300], keyp[300], logp[300], statep[300], sealed[300];
+    char img[400], keyp[400], logp[400], statep[400], sealed[400];
     uint8_t master[REPLICORE_MASTER_KEY_LEN];
     replicore_log *log = NULL;
     replicore_tracker tracker;
@@ -44,7 +44,7 @@ static void primary(const char *dir, unsigned char *disk, int points, replicore_
     snprintf(keyp, sizeof keyp, "%s/g.rckey", dir);
     snprintf(logp, sizeof logp, "%s/g.rclog", dir);
     snprintf(statep, sizeof statep, "%s/g.rcship", dir);
-    snprintf(base, 300, "%s/base.rcb", dir);
+    snprintf(base, 400, "%s/base.rcb", dir);
     snprintf(sealed, sizeof sealed, "%s/sealed.rclog", dir);
     write_file(img, disk, DISK_LEN);
     CHECK_STATUS(replicore_master_key_generate(master), REPLICORE_OK);
@@ -71,7 +71,7 @@ static void primary(const char *dir, unsigned char *disk, int points, replicore_
 
 int main(void) {
     char dir[] = "/tmp/replicore-c-trust-XXXXXX";
-    char pdir[300], fdir[300], base[300], fbase[300], vaultp[300], heads[300], out[300], img[400];
+    char pdir[300], fdir[300], base[400], fbase[400], vaultp[300], heads[400], out[300], img[400];
     unsigned char *disk = malloc(DISK_LEN), *forged = malloc(DISK_LEN);
     replicore_key *key = NULL, *fkey = NULL;
     replicore_vault *vault = NULL;
@@ -150,7 +150,7 @@ int main(void) {
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
-        char p[700];
+        char p[1000];
         snprintf(p, sizeof p, "%s/%s", heads, e->d_name);
         unlink(p);
     }
