@@ -108,19 +108,21 @@ fn cuts() {
         let old = files(&vault);
         v.ingest(b, &mut ok).unwrap();
         let after = files(&vault);
-        // Published files in publication order: each pack before its index, then the point
-        // file, then the head (which replaces the previous one).
+        // Published files in publication order: each pack before its index, then the group's
+        // in-progress marker (empty; removed again after the head), the point file, then the
+        // head (which replaces the previous one).
         let mut order: Vec<PathBuf> = after
             .iter()
             .filter(|f| !old.contains(f) && f.extension().is_some_and(|e| e == "rcpack"))
             .flat_map(|p| [p.clone(), p.with_extension("rcidx")])
             .collect();
-        order.extend(
-            after
-                .iter()
-                .filter(|f| !old.contains(f) && f.extension().is_some_and(|e| e == "rcpt"))
-                .cloned(),
-        );
+        let point: Vec<PathBuf> = after
+            .iter()
+            .filter(|f| !old.contains(f) && f.extension().is_some_and(|e| e == "rcpt"))
+            .cloned()
+            .collect();
+        order.extend(point.iter().map(|p| p.with_file_name("in-progress")));
+        order.extend(point);
         order.extend(
             after
                 .iter()
@@ -132,12 +134,14 @@ fn cuts() {
                 let cut = root.path().join("cut");
                 let _ = std::fs::remove_dir_all(&cut);
                 copy_tree(&before, &cut);
+                // The marker is gone from the finished vault: it is published empty.
+                let read = |f: &PathBuf| std::fs::read(vault.join(f)).unwrap_or_default();
                 for f in &order[..k] {
                     std::fs::create_dir_all(cut.join(f).parent().unwrap()).unwrap();
-                    std::fs::copy(vault.join(f), cut.join(f)).unwrap();
+                    std::fs::write(cut.join(f), read(f)).unwrap();
                 }
                 if let Some(next) = order.get(k) {
-                    let bytes = std::fs::read(vault.join(next)).unwrap();
+                    let bytes = read(next);
                     std::fs::create_dir_all(cut.join(next).parent().unwrap()).unwrap();
                     let mut tmp = cut.join(next).into_os_string();
                     tmp.push(".tmp");

@@ -4,6 +4,7 @@ use crate::crypto::{KEY_FILE_LEN, KeyFile, KeyId, VerifyingKey};
 use crate::error::{Error, Result};
 use crate::extent::{ExtentMap, Source};
 use crate::format::limits::{MAX_DISKS_PER_GROUP, MAX_LABEL_LEN, MAX_NAME_LEN};
+use crate::format::stream::In;
 use crate::format::{Reader, Writer};
 use crate::id::{BlobId, PointId};
 use crate::log::MarkerKind;
@@ -214,14 +215,18 @@ pub(crate) fn encode_table(rows: &[TableRow]) -> Vec<u8> {
 /// Decodes a blob table of at most `max_rows` rows (the count is checked against the cap and
 /// the bytes before anything is allocated). Ids are unique.
 pub(crate) fn decode_table(bytes: &[u8], at: u64, max_rows: u64) -> Result<Vec<TableRow>> {
-    let mut r = Reader::new(bytes, at, "blob table");
+    read_table(&mut In::slice(bytes, at, "blob table"), max_rows)
+}
+
+/// Reads a blob table as a stream: `r` is bounded to the table, which it must fill exactly.
+pub(crate) fn read_table<R: std::io::Read>(r: &mut In<R>, max_rows: u64) -> Result<Vec<TableRow>> {
     let n = r.u64("row count")?;
-    if n > max_rows || n.checked_mul(TABLE_ROW_LEN as u64) != Some(r.remaining() as u64) {
-        return Err(r.error(
+    if n > max_rows || n.checked_mul(TABLE_ROW_LEN as u64) != Some(r.left) {
+        return Err(r.err(
             "row count",
             format!(
                 "{n} rows do not fill the {} bytes left (at most {max_rows})",
-                r.remaining()
+                r.left
             ),
         ));
     }
@@ -233,11 +238,10 @@ pub(crate) fn decode_table(bytes: &[u8], at: u64, max_rows: u64) -> Result<Vec<T
         let len = r.u32("stored length")?;
         r.reserved("reserved", 4)?;
         if !seen.insert(id) {
-            return Err(r.error("blob id", format!("blob {id} is listed twice")));
+            return Err(r.err("blob id", format!("blob {id} is listed twice")));
         }
         rows.push(TableRow { id, hash, len });
     }
-    r.finish()?;
     Ok(rows)
 }
 
@@ -284,20 +288,41 @@ pub(crate) fn decode_manifests(
     at: u64,
     disk_count: u32,
 ) -> Result<Vec<DiskManifest>> {
-    let mut r = Reader::new(bytes, at, "bundle manifests");
+    let mut r = In::slice(bytes, at, "bundle manifests");
+    let disks = read_manifests(&mut r, disk_count)?;
+    if r.left != 0 {
+        return Err(r.err("end", format!("{} bytes after the manifests", r.left)));
+    }
+    Ok(disks)
+}
+
+/// Reads a manifests section (the caller bounds `r` to the section) as a stream: memory grows
+/// with the extents read, never with a stored count or length.
+pub(crate) fn read_manifests<R: std::io::Read>(
+    r: &mut In<R>,
+    disk_count: u32,
+) -> Result<Vec<DiskManifest>> {
     let n = r.u32("disk count")?;
     if n != disk_count {
-        return Err(r.error("disk count", format!("{n}; the header says {disk_count}")));
+        return Err(r.err("disk count", format!("{n}; the header says {disk_count}")));
     }
     let mut disks: Vec<DiskManifest> = Vec::with_capacity(n as usize);
     for _ in 0..n {
-        let name = r.string_u16("disk name", MAX_NAME_LEN)?.to_string();
+        let len = u64::from(r.u16("disk name length")?);
+        let name = String::from_utf8(r.vec("disk name", len, MAX_NAME_LEN as u64)?)
+            .map_err(|_| r.err("disk name", "not UTF-8"))?;
         if name.is_empty() || disks.iter().any(|d| d.name == name) {
-            return Err(r.error("disk name", format!("`{name}` is empty or appears twice")));
+            return Err(r.err("disk name", format!("`{name}` is empty or appears twice")));
         }
         let size = r.u64("disk size")?;
-        let mut extents = ExtentMap::new(size).map_err(|e| r.error("disk size", e.to_string()))?;
-        let count = r.len_u64("extent count", r.remaining() / EXTENT_LEN)?;
+        let mut extents = ExtentMap::new(size).map_err(|e| r.err("disk size", e.to_string()))?;
+        let count = r.u64("extent count")?;
+        if count > r.left / EXTENT_LEN as u64 {
+            return Err(r.err(
+                "extent count",
+                format!("{count} extents cannot fit in the {} bytes left", r.left),
+            ));
+        }
         let mut end = 0u64;
         for _ in 0..count {
             let start = r.u64("extent start")?;
@@ -309,22 +334,21 @@ pub(crate) fn decode_manifests(
             let source = match kind {
                 0 => Source::Zero,
                 1 => Source::Blob { id, offset },
-                k => return Err(r.error("extent kind", format!("unknown kind {k}"))),
+                k => return Err(r.err("extent kind", format!("unknown kind {k}"))),
             };
             if len == 0 || start < end {
-                return Err(r.error(
+                return Err(r.err(
                     "extent start",
                     format!("extent {start}+{len} is empty or overlaps or precedes the last"),
                 ));
             }
             extents
                 .insert(start, len, source)
-                .map_err(|e| r.error("extent", e.to_string()))?;
+                .map_err(|e| r.err("extent", e.to_string()))?;
             end = start + len;
         }
         disks.push(DiskManifest { name, extents });
     }
-    r.finish()?;
     Ok(disks)
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,13 +12,14 @@ use rayon::prelude::*;
 use super::format::{
     BLOB_ENTRY_LEN, BundleHeader, DiskManifest, ENTRY_BLOB, FOOTER_LEN, Footer, MAX_HEADER_LEN,
     MAX_MANIFESTS_LEN, MAX_TABLE_ROWS, SIGNATURE_LEN, TABLE_ROW_LEN, TableRow, VERSION_MAJOR,
-    decode_manifests, decode_table,
+    read_manifests, read_table,
 };
 use crate::blob::{self, BLOB_OVERHEAD, MAX_BLOB_LEN};
 use crate::crypto::{Key, SIGNED_POINT, VerifyingKey};
 use crate::error::{Error, Result};
 use crate::extent::Source;
 use crate::format::header::{FileKind, PREAMBLE_LEN, Preamble};
+use crate::format::stream::In;
 use crate::format::trailer::TRAILER_LEN;
 use crate::format::{HashingReader, Reader, checked, codec::read_full};
 use crate::id::{BlobId, PointId};
@@ -37,10 +38,7 @@ pub struct Bundle {
     header: BundleHeader,
     header_bytes: Vec<u8>,
     disks: Vec<DiskManifest>,
-    /// The manifests' bytes as shipped (what the header's digest names).
-    manifests: Arc<Vec<u8>>,
-    /// The blob table's bytes and rows.
-    table: Arc<Vec<u8>>,
+    /// The blob table's rows.
     rows: Arc<Vec<TableRow>>,
     signature: [u8; SIGNATURE_LEN],
     footer: Footer,
@@ -137,28 +135,27 @@ impl Bundle {
             footer.header_offset,
         )?;
         let header = BundleHeader::decode(&header_bytes, footer.header_offset)?;
+        // The manifests and the table, read as streams (memory grows with what they hold,
+        // not with a stored length) and checked against the header's digests.
         let m_at = footer.header_offset + footer.header_len;
-        let mut manifests = vec![0u8; footer.manifests_len as usize];
-        read_full(&mut f, &mut manifests, "bundle manifests", m_at)?;
-        if *blake3::hash(&manifests).as_bytes() != header.manifests_digest {
-            return Err(Error::corrupt(
-                "bundle manifests",
-                Some(m_at),
-                "they do not match the digest in the header",
-            ));
-        }
-        let disks = decode_manifests(&manifests, m_at, header.disk_count)?;
         let t_at = m_at + footer.manifests_len;
-        let mut table = vec![0u8; footer.table_len as usize];
-        read_full(&mut f, &mut table, "bundle blob table", t_at)?;
-        if *blake3::hash(&table).as_bytes() != header.blobs_digest {
-            return Err(Error::corrupt(
-                "bundle blob table",
-                Some(t_at),
-                "it does not match the digest in the header",
-            ));
-        }
-        let rows = decode_table(&table, t_at, footer.blob_count)?;
+        let mut f = std::io::BufReader::with_capacity(1 << 16, f);
+        let disks = section(
+            &mut f,
+            m_at,
+            footer.manifests_len,
+            "bundle manifests",
+            |r| read_manifests(r, header.disk_count),
+            &header.manifests_digest,
+        )?;
+        let rows = section(
+            &mut f,
+            t_at,
+            footer.table_len,
+            "bundle blob table",
+            |r| read_table(r, footer.blob_count),
+            &header.blobs_digest,
+        )?;
         let mut signature = [0u8; SIGNATURE_LEN];
         read_full(
             &mut f,
@@ -172,8 +169,6 @@ impl Bundle {
             header,
             header_bytes,
             disks,
-            manifests: Arc::new(manifests),
-            table: Arc::new(table),
             rows: Arc::new(rows),
             signature,
             footer,
@@ -220,14 +215,16 @@ impl Bundle {
         &self.signature
     }
 
-    /// The manifests' bytes, as shipped.
-    pub(crate) fn manifests_bytes(&self) -> &Arc<Vec<u8>> {
-        &self.manifests
+    /// Where the manifests are in the file: (offset, length).
+    pub(crate) fn manifests_span(&self) -> (u64, u64) {
+        let at = self.footer.header_offset + self.footer.header_len;
+        (at, self.footer.manifests_len)
     }
 
-    /// The blob table's bytes, as shipped.
-    pub(crate) fn table_bytes(&self) -> &Arc<Vec<u8>> {
-        &self.table
+    /// Where the blob table is in the file: (offset, length).
+    pub(crate) fn table_span(&self) -> (u64, u64) {
+        let (m, ml) = self.manifests_span();
+        (m + ml, self.footer.table_len)
     }
 
     /// The blob table: every blob the bundle carries, in order, with its signed sealed hash.
@@ -423,23 +420,27 @@ impl Bundle {
             self.footer.header_offset,
         )?;
         let m_at = r.position();
-        let mut rest = blake3::Hasher::new();
-        let mut left = self.footer.manifests_len + self.footer.table_len;
         let mut buf = vec![0u8; 1 << 16];
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            read_full(&mut r, &mut buf[..n], "bundle manifests and table", m_at)?;
-            rest.update(&buf[..n]);
-            left -= n as u64;
-        }
+        let mut digest = |len: u64| -> Result<blake3::Hash> {
+            let mut h = blake3::Hasher::new();
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                read_full(&mut r, &mut buf[..n], "bundle manifests and table", m_at)?;
+                h.update(&buf[..n]);
+                left -= n as u64;
+            }
+            Ok(h.finalize())
+        };
+        let manifests = digest(self.footer.manifests_len)?;
+        let table = digest(self.footer.table_len)?;
         let mut tail = [0u8; SIGNATURE_LEN + FOOTER_LEN];
         let t_at = r.position();
         read_full(&mut r, &mut tail, "bundle signature and footer", t_at)?;
         r.finish(WHAT)?;
-        let mut opened = blake3::Hasher::new();
-        opened.update(&self.manifests).update(&self.table);
         if head != self.header_bytes
-            || rest.finalize() != opened.finalize()
+            || manifests != blake3::Hash::from(self.header.manifests_digest)
+            || table != blake3::Hash::from(self.header.blobs_digest)
             || tail[..SIGNATURE_LEN] != self.signature
             || tail[SIGNATURE_LEN..] != self.footer.encode()
         {
@@ -510,6 +511,37 @@ impl Bundle {
         }
         Ok(())
     }
+}
+
+/// Reads the section of `len` bytes at `at` of `f` (positioned there) with `read`, which must
+/// consume it exactly, and checks its BLAKE3 against `digest`.
+fn section<T>(
+    f: &mut impl Read,
+    at: u64,
+    len: u64,
+    what: &'static str,
+    read: impl FnOnce(&mut In<HashingReader<std::io::Take<&mut dyn Read>>>) -> Result<T>,
+    digest: &[u8; 32],
+) -> Result<T> {
+    let dynf: &mut dyn Read = f;
+    let mut r = In {
+        inner: HashingReader::new(dynf.take(len)),
+        at,
+        left: len,
+        what,
+    };
+    let out = read(&mut r)?;
+    if r.left != 0 {
+        return Err(r.err("end", format!("{} bytes after what it holds", r.left)));
+    }
+    if r.inner.digest() != blake3::Hash::from(*digest) {
+        return Err(Error::corrupt(
+            what,
+            Some(at),
+            "it does not match the digest in the header",
+        ));
+    }
+    Ok(out)
 }
 
 /// Checks a blob's sealed bytes against its row of a signed blob table.

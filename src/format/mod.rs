@@ -12,6 +12,7 @@ pub mod codec;
 pub mod header;
 pub mod limits;
 pub mod magic;
+pub(crate) mod stream;
 pub mod trailer;
 
 pub use codec::{Reader, Writer};

@@ -167,6 +167,11 @@ impl<R: Read> HashingReader<R> {
         self.read
     }
 
+    /// The BLAKE3 of everything read so far (for a section checked against a digest).
+    pub fn digest(&self) -> blake3::Hash {
+        self.hasher.finalize()
+    }
+
     /// Reads the trailer, which must follow immediately and end the stream, and checks it.
     pub fn finish(mut self, what: &str) -> Result<(R, blake3::Hash)> {
         let mut stored = [0u8; TRAILER_LEN];

@@ -8,7 +8,7 @@ use super::head::Head;
 use super::layout::{Layout, lock};
 use super::pack::{PACK_TARGET, PackIndex, PackWriter};
 use super::point::{DiskInfo, PointFile};
-use super::records::{put, shipped_record};
+use super::records::write_shipped_from;
 use super::{BlobIndex, Vault, repair, trust};
 use crate::bundle::Bundle;
 use crate::bundle::format::BundleKind;
@@ -108,6 +108,11 @@ impl Vault {
                 head.count + 1
             }
             (Some(head), kind) => {
+                // Not the group's signer: say so before anything about the chain.
+                let group_key = chain::tip(&self.layout, head)?.header.verifying_key;
+                if h.verifying_key != group_key {
+                    return Err(not_signed_by(&bundle, &group_key));
+                }
                 let (_, c) = chain::load(&self.layout, &h.group, false)?;
                 if chain::contains(&c, &id, h.seq)? {
                     return Ok(not_added());
@@ -187,18 +192,22 @@ impl Vault {
                 .collect(),
             body: None,
         };
-        let record = shipped_record(
-            bundle.header_bytes(),
-            bundle.manifests_bytes(),
-            bundle.table_bytes(),
-            bundle.signature(),
-        );
         repair::begin(&self.layout, &h.group)?;
         let path = self
             .layout
             .points(&h.group)
             .join(PointFile::file_name(h.seq, &id));
-        file.publish(&path, true, |w| put(w, &record, &path))?;
+        file.publish(&path, true, |w| {
+            write_shipped_from(
+                w,
+                &path,
+                (bundle.header_bytes(), h),
+                bundle.path(),
+                bundle.manifests_span(),
+                bundle.table_span(),
+                bundle.signature(),
+            )
+        })?;
         Head {
             group: h.group.clone(),
             seq: h.seq,

@@ -241,7 +241,9 @@ pub mod fuzzing {
         let span = p.body()?.span;
         let path = std::path::Path::new("fuzz");
         p.write(Vec::new(), path, |w| {
-            super::records::put(w, &bytes[span.0 as usize..span.1 as usize], path)
+            let records = &bytes[span.0 as usize..span.1 as usize];
+            assert_eq!(blake3::hash(records), p.body()?.span_hash);
+            super::records::put(w, records, path)
         })
     }
 

@@ -119,6 +119,8 @@ pub(crate) struct Body {
     pub hashes: SignedHashes,
     /// Byte range of the records in the file.
     pub span: (u64, u64),
+    /// BLAKE3 of those bytes as they were read and checked.
+    pub span_hash: blake3::Hash,
     /// The first point the chain ever shipped, when this file starts the chain (a base record's
     /// id, or what a checkpoint states).
     pub first_point: Option<PointId>,
@@ -303,6 +305,13 @@ impl PointFile {
         };
         let mut file = Self::read_summary(&mut r)?;
         let start = r.at;
+        // The records, hashed on their own too (a prune that copies them checks the copy).
+        let mut rr = In {
+            inner: HashingReader::new(&mut r.inner),
+            at: r.at,
+            left: r.left,
+            what: r.what,
+        };
         let mut folded: Vec<DiskManifest> = Vec::new();
         let mut hashes = SignedHashes::default();
         let mut shipped = 0u64;
@@ -310,7 +319,7 @@ impl PointFile {
         let mut first = None;
         let mut prev: Option<Record> = None;
         for _ in 0..file.records {
-            let mut rec = Record::read(&mut r)?;
+            let mut rec = Record::read(&mut rr)?;
             let manifests = std::mem::take(&mut rec.manifests);
             match &prev {
                 Some(p) => {
@@ -336,10 +345,12 @@ impl PointFile {
             }
             shipped = shipped
                 .checked_add(rec.checkpoint.map_or(1, |c| c.0))
-                .ok_or_else(|| r.err("shipped count", "overflows"))?;
+                .ok_or_else(|| rr.err("shipped count", "overflows"))?;
             prev = Some(rec);
         }
-        let end = r.at;
+        let end = rr.at;
+        let span_hash = rr.inner.digest();
+        drop(rr);
         let In { inner, .. } = r;
         inner.finish("recovery-point file")?;
         let (first, last) = (first.expect("records >= 1"), prev.expect("records >= 1"));
@@ -382,6 +393,7 @@ impl PointFile {
             folded,
             hashes,
             span: (start, end),
+            span_hash,
             first_point,
         });
         Ok(file)

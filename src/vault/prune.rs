@@ -137,7 +137,15 @@ impl Vault {
             for (p, file, sources) in &merged {
                 file.publish(&p.path, true, |w| {
                     for s in sources {
-                        copy_span(&s.path, s.file.body()?.span, w, &p.path)?;
+                        let body = s.file.body()?;
+                        if copy_span(&s.path, body.span, w, &p.path)? != body.span_hash {
+                            return Err(Error::corrupt(
+                                "recovery-point file",
+                                None,
+                                "it changed between its checks and the copy of its records",
+                            )
+                            .with_path(&s.path));
+                        }
                     }
                     Ok(())
                 })?;

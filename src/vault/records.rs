@@ -19,7 +19,7 @@ use crate::crypto::{SIGNED_CHECKPOINT, SIGNED_POINT, VerifyingKey};
 use crate::error::{Error, Result};
 use crate::extent::Source;
 use crate::format::Writer;
-use crate::format::codec::read_full;
+pub(crate) use crate::format::stream::In;
 use crate::id::{BlobId, PointId};
 
 /// A record as the shipped bundle's metadata.
@@ -97,7 +97,8 @@ impl SignedHashes {
     }
 }
 
-/// A shipped record's bytes.
+/// A shipped record's bytes (ingest streams them: see [`write_shipped_from`]).
+#[cfg(test)]
 pub(crate) fn shipped_record(
     header: &[u8],
     manifests: &[u8],
@@ -146,81 +147,6 @@ impl Checkpoint<'_> {
     /// The digest a checkpoint signature signs.
     pub fn digest(&self) -> [u8; 32] {
         *blake3::hash(&self.body()).as_bytes()
-    }
-}
-
-/// A stream of a point file's bytes, with how many are left before the trailer, so that no
-/// length read from it allocates more than the file holds.
-pub(crate) struct In<R: Read> {
-    pub inner: R,
-    pub at: u64,
-    pub left: u64,
-    pub what: &'static str,
-}
-
-impl<R: Read> In<R> {
-    pub fn err(&self, field: &str, detail: impl Into<String>) -> Error {
-        Error::corrupt(
-            format!("{} field `{field}`", self.what),
-            Some(self.at),
-            detail,
-        )
-    }
-
-    pub fn array<const N: usize>(&mut self, field: &str) -> Result<[u8; N]> {
-        let mut b = [0u8; N];
-        self.fill(field, &mut b)?;
-        Ok(b)
-    }
-
-    fn fill(&mut self, field: &str, buf: &mut [u8]) -> Result<()> {
-        let n = buf.len() as u64;
-        if n > self.left {
-            return Err(self.err(field, "truncated: the file ends within it"));
-        }
-        read_full(&mut self.inner, buf, self.what, self.at)?;
-        self.at += n;
-        self.left -= n;
-        Ok(())
-    }
-
-    pub fn u8(&mut self, field: &str) -> Result<u8> {
-        Ok(self.array::<1>(field)?[0])
-    }
-
-    pub fn u16(&mut self, field: &str) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.array(field)?))
-    }
-
-    pub fn u32(&mut self, field: &str) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.array(field)?))
-    }
-
-    pub fn u64(&mut self, field: &str) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.array(field)?))
-    }
-
-    /// `n` bytes, `n` checked against `cap` and against the bytes left first.
-    pub fn vec(&mut self, field: &str, n: u64, cap: u64) -> Result<Vec<u8>> {
-        if n > cap || n > self.left {
-            return Err(self.err(
-                field,
-                format!("{n} bytes; at most {cap}, and {} are left", self.left),
-            ));
-        }
-        let mut b = vec![0u8; n as usize];
-        self.fill(field, &mut b)?;
-        Ok(b)
-    }
-
-    pub fn reserved(&mut self, field: &str, n: usize) -> Result<()> {
-        let mut b = [0u8; 8];
-        let b = &mut b[..n.min(8)];
-        self.fill(field, b)?;
-        if b.iter().any(|&x| x != 0) {
-            return Err(self.err(field, "reserved bytes are not zero"));
-        }
-        Ok(())
     }
 }
 
@@ -392,27 +318,67 @@ pub(crate) fn put(w: &mut impl Write, bytes: &[u8], path: &std::path::Path) -> R
         .map_err(|e| Error::io("writing a recovery-point file", Some(path), e))
 }
 
-/// Reads the bytes of `span` of the file at `path`.
+/// Copies the bytes `span` of the file at `path` into `out`, returning their BLAKE3 (a caller
+/// that copies a section it checked before compares it: the file may have changed since).
 pub(crate) fn copy_span(
     path: &std::path::Path,
     span: (u64, u64),
     out: &mut impl Write,
     out_path: &std::path::Path,
-) -> Result<()> {
+) -> Result<blake3::Hash> {
     use std::io::{Seek, SeekFrom};
     let mut f = std::fs::File::open(path).map_err(|e| Error::io("opening", Some(path), e))?;
     f.seek(SeekFrom::Start(span.0))
         .map_err(|e| Error::io("reading", Some(path), e))?;
     let want = span.1 - span.0;
-    let n = std::io::copy(&mut f.take(want), out)
+    let mut r = crate::format::HashingReader::new(f.take(want));
+    let n = std::io::copy(&mut r, out)
         .map_err(|e| Error::io("copying records into", Some(out_path), e))?;
     if n != want {
         return Err(Error::corrupt(
-            "recovery-point file",
+            "copied section",
             Some(span.0),
-            "it changed while its records were copied",
+            "the file is shorter than it was when it was checked",
         )
         .with_path(path));
     }
-    Ok(())
+    Ok(r.digest())
+}
+
+/// Writes a shipped record (§15.4) whose manifests and blob table are copied from the bundle
+/// at `bundle` (sections `manifests` and `table`: offset, length), each checked against the
+/// header's digests as it is copied, so a bundle changed after its checks is refused.
+pub(crate) fn write_shipped_from(
+    out: &mut impl Write,
+    out_path: &std::path::Path,
+    header: (&[u8], &BundleHeader),
+    bundle: &std::path::Path,
+    manifests: (u64, u64),
+    table: (u64, u64),
+    signature: &[u8; SIGNATURE_LEN],
+) -> Result<()> {
+    let mut w = Writer::with_capacity(16 + header.0.len());
+    w.u8(RECORD_SHIPPED).zeros(7);
+    w.u16(header.0.len() as u16).bytes(header.0);
+    w.u64(manifests.1);
+    put(out, w.as_bytes(), out_path)?;
+    let m = copy_span(
+        bundle,
+        (manifests.0, manifests.0 + manifests.1),
+        out,
+        out_path,
+    )?;
+    put(out, &table.1.to_le_bytes(), out_path)?;
+    let t = copy_span(bundle, (table.0, table.0 + table.1), out, out_path)?;
+    if m != blake3::Hash::from(header.1.manifests_digest)
+        || t != blake3::Hash::from(header.1.blobs_digest)
+    {
+        return Err(Error::corrupt(
+            "bundle",
+            None,
+            "its manifests or blob table changed while it was being ingested",
+        )
+        .with_path(bundle));
+    }
+    put(out, signature, out_path)
 }
