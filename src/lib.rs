@@ -61,7 +61,7 @@
 #![deny(missing_docs)]
 // unsafe only in the few named places that map files or call the OS (each with a SAFETY
 // comment): src/resync/image.rs, src/resync/apply.rs and src/sys.rs (sync_file_range, fcntl,
-// flock).
+// flock, renameat2).
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -78,12 +78,13 @@ pub mod id;
 pub mod log;
 pub mod policy;
 pub mod resync;
-#[allow(unsafe_code)] // sync_file_range, fcntl: see sys.rs
+#[allow(unsafe_code)] // sync_file_range, fcntl, flock, renameat2: see sys.rs
 mod sys;
 pub mod vault;
 
 pub use error::{Error, ErrorKind, Location, Result};
 pub use extent::{Extent, ExtentMap, ExtentSource, Piece, Pieces, Source};
+pub use fsutil::OutputFile;
 pub use id::{BlobId, PointId};
 
 /// The crate version, as in `Cargo.toml`.

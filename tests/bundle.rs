@@ -216,7 +216,11 @@ fn a_ship_cut_at_any_point_is_redone_from_the_saved_state() {
     let saved = g.state.clone();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let o = ShipOptions::default();
+    // Shipping again after a crash writes the same names: it must be allowed to replace them.
+    let o = ShipOptions {
+        replace: true,
+        ..ShipOptions::default()
+    };
     let mut state = saved.clone();
     let first = ship(&sealed, &g.key, &mut state, &out, &o, &mut ok).unwrap();
     let ids: Vec<PointId> = first.iter().map(|b| b.point).collect();
@@ -236,7 +240,8 @@ fn a_ship_cut_at_any_point_is_redone_from_the_saved_state() {
             for b in &first[published..] {
                 let _ = std::fs::remove_file(&b.path);
             }
-            let tmp = first[published].path.with_extension("rcb.tmp");
+            let name = first[published].path.file_name().unwrap().to_str().unwrap();
+            let tmp = out.join(format!(".{name}.00000000deadbeef.tmp"));
             std::fs::write(&tmp, &full[published][..cut]).unwrap();
             let mut again = saved.clone();
             let redone = ship(&sealed, &g.key, &mut again, &out, &o, &mut ok).unwrap();

@@ -1,6 +1,6 @@
 //! Where a vault keeps what (`docs/FORMAT.md` §15), its format file, and its locks.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -198,7 +198,8 @@ pub(crate) fn check(layout: &Layout) -> Result<()> {
     r.finish().map_err(|e| e.with_path(&path))
 }
 
-/// A held advisory lock; released on drop.
+/// A held advisory lock; released on drop. Lock files are created 0600 and never opened
+/// through a symbolic link (see [`crate::fsutil::open_lock_file`]).
 #[derive(Debug)]
 pub(crate) struct Lock {
     _file: File,
@@ -207,12 +208,7 @@ pub(crate) struct Lock {
 /// Takes the vault's lock (`mode`), or the lock file `path` for a narrower one, without waiting:
 /// [`Locked`](crate::ErrorKind::Locked) when another user holds a conflicting lock.
 pub(crate) fn lock(path: &Path, mode: LockMode, what: &str) -> Result<Lock> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+    let file = crate::fsutil::open_lock_file(path)
         .map_err(|e| Error::io("opening the lock file", Some(path), e))?;
     if try_lock(&file, mode).map_err(|e| Error::io("locking", Some(path), e))? {
         Ok(Lock { _file: file })
