@@ -74,11 +74,24 @@ pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// Opens the lock file at `path`, creating it (0600) when missing; never through a symbolic
-/// link. Unlike [`create_private`] an existing file is opened: lock files are shared by
-/// everyone who locks.
+/// Opens the lock file at `path`, creating it (as [`create_private`] does) when missing; never
+/// through a symbolic link. Unlike [`create_private`] an existing file is opened: lock files
+/// are shared by everyone who locks.
 pub(crate) fn open_lock_file(path: &Path) -> std::io::Result<File> {
-    private_options().create(true).truncate(false).open(path)
+    match create_private(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => private_options().open(path),
+        r => r,
+    }
+}
+
+/// Creates the directory `path` and any missing parents, each new one 0700 (less under an odd
+/// umask): the vault's directories, which hold only the owner's files.
+pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(path)
 }
 
 /// `.<file name>.<16 random hex digits>.tmp` beside `path`.

@@ -151,7 +151,8 @@ impl Vault {
             tag: *bundle.tag(),
         };
         let dir = self.layout.points(&h.group);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", Some(&dir), e))?;
+        crate::fsutil::create_private_dir(&dir)
+            .map_err(|e| Error::io("creating", Some(&dir), e))?;
         let path = dir.join(PointFile::file_name(h.seq, &id));
         crate::fsutil::write_atomic(&path, &file.encode()?, true)?;
         Head {

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::format::header::{FileKind, Preamble};
 use crate::format::trailer::{TRAILER_LEN, verify_slice};
 use crate::format::{Reader, Writer};
-use crate::fsutil::{read_small, sync_dir, write_atomic};
+use crate::fsutil::{create_private_dir, read_small, sync_dir, write_atomic};
 use crate::sys::{LockMode, try_lock};
 
 /// Major version of the vault layout and of its files.
@@ -146,7 +146,7 @@ pub(crate) fn group_dir(group: &str) -> String {
 }
 
 /// Creates the directories and the format file of a new vault in `root` (created if missing,
-/// else empty).
+/// else empty). New directories are 0700, files 0600 (see `crate::fsutil`).
 pub(crate) fn create(layout: &Layout) -> Result<()> {
     let root = layout.root();
     if root.join(FORMAT_FILE).exists() {
@@ -154,7 +154,7 @@ pub(crate) fn create(layout: &Layout) -> Result<()> {
             what: format!("vault {}", root.display()),
         });
     }
-    fs::create_dir_all(root).map_err(|e| Error::io("creating the vault", Some(root), e))?;
+    create_private_dir(root).map_err(|e| Error::io("creating the vault", Some(root), e))?;
     if fs::read_dir(root)
         .map_err(|e| Error::io("listing", Some(root), e))?
         .next()
@@ -169,7 +169,7 @@ pub(crate) fn create(layout: &Layout) -> Result<()> {
         ));
     }
     for d in layout.dirs() {
-        fs::create_dir_all(&d).map_err(|e| Error::io("creating", Some(&d), e))?;
+        create_private_dir(&d).map_err(|e| Error::io("creating", Some(&d), e))?;
     }
     let mut w = Writer::with_capacity(FORMAT_FILE_LEN);
     Preamble::new(FileKind::Vault, VERSION_MAJOR, VERSION_MINOR).encode(&mut w);
