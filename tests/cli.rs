@@ -112,29 +112,37 @@ fn primary(dir: &Path) -> Primary {
     std::fs::write(&p.data, b"data disk ".repeat(100_000)).unwrap();
     let out = ok(&["keygen", "--out", s(&p.key)], Some(PASS));
     assert!(out.contains("key "), "{out}");
-    let out = ok(
-        &[
-            "seed",
-            "--key",
-            s(&p.key),
-            "--group",
-            "vm 1",
-            "--disk",
-            &format!("os={}", s(&p.os)),
-            "--disk",
-            &format!("data={}", s(&p.data)),
-            "--log",
-            s(&p.log),
-            "--out",
-            s(&dir.join("base.rcb")),
-            "--chunk-size",
-            "64K",
-        ],
-        Some(PASS),
-    );
-    assert_eq!(out.trim(), s(&dir.join("base.rcb")));
+    let (disks, base) = (seed_disks(&p), dir.join("base.rcb"));
+    let out = ok(&seed_args(&p, &disks, &base), Some(PASS));
+    assert_eq!(out.trim(), s(&base));
     assert!(dir.join("vm_1.rcship").exists());
     p
+}
+
+/// The `--disk` values of `p`'s seed.
+fn seed_disks(p: &Primary) -> [String; 2] {
+    [format!("os={}", s(&p.os)), format!("data={}", s(&p.data))]
+}
+
+/// The arguments of `p`'s seed into the base bundle `base`.
+fn seed_args<'a>(p: &'a Primary, disks: &'a [String; 2], base: &'a Path) -> [&'a str; 15] {
+    [
+        "seed",
+        "--key",
+        s(&p.key),
+        "--group",
+        "vm 1",
+        "--disk",
+        &disks[0],
+        "--disk",
+        &disks[1],
+        "--log",
+        s(&p.log),
+        "--out",
+        s(base),
+        "--chunk-size",
+        "64K",
+    ]
 }
 
 /// `log capture` of `disk` from `image` with the extents file `extents`.
@@ -244,17 +252,7 @@ fn the_whole_job_through_the_command_line() {
     );
     assert!(ok(&["log", "inspect", s(&sealed)], None).contains("sealed change log"));
     let out_dir = dir.join("out");
-    let shipped = ok(
-        &[
-            "ship",
-            "--key",
-            s(&p.key),
-            s(&sealed),
-            "--out-dir",
-            s(&out_dir),
-        ],
-        Some(PASS),
-    );
+    let shipped = ok(&ship_args(&p.key, &sealed, &out_dir), Some(PASS));
     let bundles: Vec<&str> = shipped.lines().collect();
     assert_eq!(bundles.len(), 2, "{shipped}");
 
@@ -427,34 +425,9 @@ fn the_whole_job_through_the_command_line() {
     };
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let fo = dir.join("fo-new");
-    ok(
-        &[
-            "failover",
-            s(&vault),
-            "--group",
-            "vm 1",
-            "--point",
-            "latest",
-            "--key",
-            s(&new_key),
-            "--out-dir",
-            s(&fo),
-        ],
-        Some("a new one"),
-    );
+    ok(&failover_latest(&vault, &new_key, &fo), Some("a new one"));
     fails(
-        &[
-            "failover",
-            s(&vault),
-            "--group",
-            "vm 1",
-            "--point",
-            "latest",
-            "--key",
-            s(&new_key),
-            "--out-dir",
-            s(&dir.join("fo-x")),
-        ],
+        &failover_latest(&vault, &new_key, &dir.join("fo-x")),
         Some(PASS),
         4,
         "passphrase",
@@ -686,6 +659,27 @@ fn the_demo_runs_the_whole_job_and_checks_it() {
     assert!(out.contains("points kept"), "{out}");
 }
 
+/// The arguments of a ship of `sealed` into `out_dir`.
+fn ship_args<'a>(key: &'a Path, sealed: &'a Path, out_dir: &'a Path) -> [&'a str; 6] {
+    ["ship", "--key", s(key), s(sealed), "--out-dir", s(out_dir)]
+}
+
+/// The arguments of a failover of the latest point of group `vm 1`.
+fn failover_latest<'a>(vault: &'a Path, key: &'a Path, out_dir: &'a Path) -> [&'a str; 10] {
+    [
+        "failover",
+        s(vault),
+        "--group",
+        "vm 1",
+        "--point",
+        "latest",
+        "--key",
+        s(key),
+        "--out-dir",
+        s(out_dir),
+    ]
+}
+
 /// Asserts `p` is a regular file of mode 0600.
 fn private_file(p: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -742,24 +736,8 @@ fn every_output_verb_refuses_an_existing_output_unless_forced() {
 
     // seed: the ship state, log and bundle exist (a new tracking session with --force).
     let base = dir.join("base.rcb");
-    let (os, data) = (format!("os={}", s(&p.os)), format!("data={}", s(&p.data)));
-    let seed = [
-        "seed",
-        "--key",
-        s(&p.key),
-        "--group",
-        "vm 1",
-        "--disk",
-        &os,
-        "--disk",
-        &data,
-        "--log",
-        s(&p.log),
-        "--out",
-        s(&base),
-        "--chunk-size",
-        "64K",
-    ];
+    let disks = seed_disks(&p);
+    let seed = seed_args(&p, &disks, &base);
     let state = dir.join("vm_1.rcship");
     refuses_then_forced(&seed, Some(PASS), &state);
     private_file(&p.log);
@@ -776,14 +754,7 @@ fn every_output_verb_refuses_an_existing_output_unless_forced() {
     // ship again after a crash before the state was saved: the same bundle names.
     let saved = std::fs::read(&state).unwrap();
     let out_dir = dir.join("bundles");
-    let ship = [
-        "ship",
-        "--key",
-        s(&p.key),
-        s(&sealed),
-        "--out-dir",
-        s(&out_dir),
-    ];
+    let ship = ship_args(&p.key, &sealed, &out_dir);
     let shipped = ok(&ship, Some(PASS));
     let bundle = PathBuf::from(shipped.lines().next().unwrap());
     private_file(&bundle);
@@ -798,18 +769,7 @@ fn every_output_verb_refuses_an_existing_output_unless_forced() {
     let fo = dir.join("fo");
     std::fs::create_dir(&fo).unwrap();
     std::fs::write(fo.join("data.img"), b"not an image").unwrap();
-    let failover = [
-        "failover",
-        s(&vault),
-        "--group",
-        "vm 1",
-        "--point",
-        "latest",
-        "--key",
-        s(&p.key),
-        "--out-dir",
-        s(&fo),
-    ];
+    let failover = failover_latest(&vault, &p.key, &fo);
     refuses_then_forced(&failover, Some(PASS), &fo.join("data.img"));
     private_file(&fo.join("os.img"));
     assert_eq!(

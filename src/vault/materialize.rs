@@ -181,6 +181,7 @@ impl Vault {
         Ok(folded.expect("a chain has a base"))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write_disk(
         &self,
         point: PointId,
