@@ -57,6 +57,10 @@
 //!   little-endian; readers refuse another major version rather than guess.
 //! - Bad input is an [`Error`], never a panic: decoders check every length against a hard cap
 //!   before allocating and use checked arithmetic on every untrusted number.
+//! - Every file the crate creates is new and private: created exclusively under an
+//!   unpredictable temporary name, never through a symbolic link, mode 0600 whatever the umask,
+//!   and renamed into place once synced; an existing output is replaced only when the caller
+//!   asks. [`OutputFile`] gives a caller's own outputs the same treatment.
 
 #![deny(missing_docs)]
 // unsafe only in the few named places that map files or call the OS (each with a SAFETY

@@ -112,11 +112,18 @@ fn ship_refuses_logs_that_do_not_follow() {
     other.epoch[0] ^= 1;
     let e = ship(&sealed, &g.key, &mut other, &out, &o, &mut ok).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ResyncRequired);
-    // Re-shipping from the state saved before (a crash before it was saved) gives the same
-    // point ids.
+    // Re-shipping from the state saved before (a crash before it was saved) finds the bundles
+    // it wrote; asked to replace them, it gives the same point ids.
     let mut again = before.clone();
     let first = g.state.head;
-    ship(&sealed, &g.key, &mut again, &out, &o, &mut ok).unwrap();
+    let e = ship(&sealed, &g.key, &mut again, &out, &o, &mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(again, before, "a refused ship leaves the state alone");
+    let replace = ShipOptions {
+        replace: true,
+        ..ShipOptions::default()
+    };
+    ship(&sealed, &g.key, &mut again, &out, &replace, &mut ok).unwrap();
     assert_eq!(again.head, first);
     // Another key; an active (unsealed) log.
     let mut s = before.clone();

@@ -339,3 +339,25 @@ fn a_crashed_writers_temporary_file_is_removed_by_the_next_and_a_planted_link_is
     );
     untouched(&v);
 }
+
+#[test]
+fn a_link_planted_as_an_interrupted_rotation_is_never_put_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::new("g", vec![DiskSpec::new("d", 1 << 20)]);
+    // Another log the attacker wants this host to append to.
+    let other = dir.path().join("other.rclog");
+    drop(ChangeLog::create(&other, &config).unwrap());
+    let before = std::fs::read(&other).unwrap();
+    let path = dir.path().join("vm.rclog");
+    symlink(&other, suffixed(&path, ".rotating")).unwrap();
+    let e = ChangeLog::open(
+        &path,
+        None,
+        replicore::log::SyncPolicy::Manual,
+        Default::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(!path.exists());
+    assert_eq!(std::fs::read(&other).unwrap(), before);
+}

@@ -329,8 +329,10 @@ impl ChangeLog {
         let path = path.as_ref();
         let rotating = with_suffix(path, ".rotating");
         let mut completed_rotation = false;
+        // (A symbolic link at `<path>.rotating` is not a rotation's: never renamed into place.)
+        let rotating_meta = fs::symlink_metadata(&rotating);
         if !path.exists() {
-            if rotating.exists() {
+            if rotating_meta.as_ref().is_ok_and(|m| m.is_file()) {
                 // Crashed between the two renames of a rotation: finish it.
                 fs::rename(&rotating, path)
                     .map_err(|e| Error::io("completing an interrupted rotation", Some(path), e))?;
@@ -348,7 +350,7 @@ impl ChangeLog {
                     what: format!("change log {}", path.display()),
                 });
             }
-        } else if rotating.exists() {
+        } else if rotating_meta.is_ok() {
             // Crashed before the sealed log was renamed: the next log was never put in place.
             fs::remove_file(&rotating)
                 .map_err(|e| Error::io("removing an unfinished rotation", Some(&rotating), e))?;
