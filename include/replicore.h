@@ -569,7 +569,9 @@ extern "C" {
 // (`image_paths[i]` is disk `disk_names[i]`) into the base bundle `bundle_path` in chunks of
 // `chunk_size` bytes (0: 1 MiB), sealed under `key`, and saves the group's ship state to
 // `state_path`. The open log goes to `*log_out` (free it with `replicore_log_free`) unless
-// `log_out` is NULL, in which case it is closed. Progress counts image bytes.
+// `log_out` is NULL, in which case it is closed. Progress counts image bytes. The log, the
+// bundle and the state are created 0600 and must not exist (a symbolic link counting):
+// `REPLICORE_ERR_ALREADY_EXISTS` before anything is written.
 //
 // # Safety
 //
@@ -593,7 +595,9 @@ replicore_status replicore_seed(const char *group,
 // one bundle per recovery point into the directory `out_dir`, sealed under `key`; then saves
 // the advanced state. `on_bundle` (may be NULL) hears of each bundle; `progress` counts the
 // bytes of writes shipped. The number of bundles goes to `*count_out` unless NULL. A log that
-// does not follow the state is `REPLICORE_ERR_RESYNC_REQUIRED`.
+// does not follow the state is `REPLICORE_ERR_RESYNC_REQUIRED`. Bundles are created 0600 and
+// never replace a file: shipping again after a crash before the state was saved finds the
+// bundles already shipped (`REPLICORE_ERR_ALREADY_EXISTS`); remove them and ship again.
 //
 // # Safety
 //
@@ -705,7 +709,8 @@ replicore_status replicore_extent_map_lookup(const replicore_extent_map *map,
 // `key_out` is NULL or writable for 32 bytes.
 replicore_status replicore_master_key_generate(uint8_t *key_out);
 
-// Creates a key file at `path` (which must not exist) holding a new random data key wrapped
+// Creates a key file at `path` (which must not exist, a symbolic link counting: else
+// `REPLICORE_ERR_ALREADY_EXISTS`; it is created 0600) holding a new random data key wrapped
 // under the customer's key: either `master_key` (32 raw bytes) or `passphrase` (argon2id with
 // default costs), exactly one non-NULL. Writes the unlocked key to `*key_out`; free it with
 // `replicore_key_free`.
@@ -731,7 +736,8 @@ replicore_status replicore_key_load(const char *path,
                                     replicore_key **key_out);
 
 // Rotates the customer's key: unlocks the key file at `path` with the old key or passphrase
-// and writes to `new_path` (which must not exist) the same data key wrapped under the new
+// and writes to `new_path` (which must not exist, a symbolic link counting; created 0600) the
+// same data key wrapped under the new
 // one. No data is re-encrypted; blob ids and the key id stay. Each pair: exactly one non-NULL.
 //
 // # Safety
@@ -767,7 +773,8 @@ void replicore_key_free(replicore_key *key);
 // Successful calls leave it unchanged. Never free it.
 const char *replicore_last_error_message(void);
 
-// Creates a new change log at `path` (which must not exist) for group `group` with
+// Creates a new change log at `path` (which must not exist, a symbolic link counting; it is
+// created 0600) for group `group` with
 // `disk_count` disks, manual syncs and the default resync threshold (50% of the disks' total
 // size), and writes it to `*log_out`. Records name disks by their index in `disks`. The caller
 // frees the log with `replicore_log_free`.
@@ -866,7 +873,8 @@ replicore_status replicore_log_mark(const replicore_log *log,
 // `log` is NULL or a live log.
 replicore_status replicore_log_sync(const replicore_log *log);
 
-// Seals the log into `sealed_path` (which must not exist) and goes on tracking in the next
+// Seals the log into `sealed_path` (which must not exist, a symbolic link counting:
+// `REPLICORE_ERR_ALREADY_EXISTS`) and goes on tracking in the next
 // generation; writes the tracker state to keep from now on to `*tracker_out` unless NULL.
 //
 // # Safety
@@ -962,7 +970,10 @@ replicore_status replicore_signature_compute(const char *image,
                                              void *user,
                                              replicore_signature **sig_out);
 
-// Writes a signature to the file `path` (`.rcsig`), replacing it, and syncs it.
+// Writes a signature to the new file `path` (`.rcsig`) and syncs it. Like every output of
+// this library, the file is created 0600 under an unpredictable temporary name, never
+// through a symbolic link, and renamed into place once complete; an existing file (or link)
+// at `path` is never replaced: `REPLICORE_ERR_ALREADY_EXISTS`.
 //
 // # Safety
 //
@@ -995,8 +1006,10 @@ replicore_status replicore_signature_info(const replicore_signature *sig,
 void replicore_signature_free(replicore_signature *sig);
 
 // Computes the delta of the image at `source` against `target_sig` (the stale copy's
-// signature) and writes it to the file `delta_path` (replacing it; removed again on failure),
-// then syncs it. What it found goes to `*stats_out` unless that is NULL.
+// signature) and writes it to the new file `delta_path`, then syncs it. The file is created
+// 0600 under an unpredictable temporary name, never through a symbolic link, and renamed into
+// place once complete (nothing is left on failure); an existing file (or link) at
+// `delta_path` is never replaced: `REPLICORE_ERR_ALREADY_EXISTS`. What it found goes to `*stats_out` unless that is NULL.
 //
 // # Safety
 //
@@ -1267,7 +1280,8 @@ replicore_status replicore_vault_select(const replicore_vault *vault,
                                         replicore_point_info *info_out);
 
 // Writes disk `disk` of `group` as it was at the point whose id is the 32 bytes at `point_id`
-// to a new raw image at `out_path` (it must not exist; it appears once complete and synced).
+// to a new raw image at `out_path` (it must not exist, a symbolic link counting:
+// `REPLICORE_ERR_ALREADY_EXISTS`; it is created 0600 and appears once complete and synced).
 // Needs the group's key: every blob and every point's manifests are authenticated (a wrong key
 // or tampered data is `REPLICORE_ERR_AUTHENTICATION`). Progress counts bytes written.
 //
@@ -1286,8 +1300,9 @@ replicore_status replicore_vault_materialize(const replicore_vault *vault,
 
 // Fails `group` over: writes every disk of the point `selector` picks (as for
 // `replicore_vault_select`) as `out_dir/<disk>.img` (characters other than letters, digits,
-// `.`, `_` and `-` in a disk name become `_`). The number of images goes to `*count_out`
-// unless NULL. Progress counts bytes written across the disks.
+// `.`, `_` and `-` in a disk name become `_`), each created 0600; an image already there is
+// `REPLICORE_ERR_ALREADY_EXISTS` before any is written. The number of images goes to
+// `*count_out` unless NULL. Progress counts bytes written across the disks.
 //
 // # Safety
 //

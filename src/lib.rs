@@ -57,11 +57,15 @@
 //!   little-endian; readers refuse another major version rather than guess.
 //! - Bad input is an [`Error`], never a panic: decoders check every length against a hard cap
 //!   before allocating and use checked arithmetic on every untrusted number.
+//! - Every file the crate creates is new and private: created exclusively under an
+//!   unpredictable temporary name, never through a symbolic link, mode 0600 whatever the umask,
+//!   and renamed into place once synced; an existing output is replaced only when the caller
+//!   asks. [`OutputFile`] gives a caller's own outputs the same treatment.
 
 #![deny(missing_docs)]
 // unsafe only in the few named places that map files or call the OS (each with a SAFETY
 // comment): src/resync/image.rs, src/resync/apply.rs and src/sys.rs (sync_file_range, fcntl,
-// flock).
+// flock, renameat2).
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -78,12 +82,13 @@ pub mod id;
 pub mod log;
 pub mod policy;
 pub mod resync;
-#[allow(unsafe_code)] // sync_file_range, fcntl: see sys.rs
+#[allow(unsafe_code)] // sync_file_range, fcntl, flock, renameat2: see sys.rs
 mod sys;
 pub mod vault;
 
 pub use error::{Error, ErrorKind, Location, Result};
 pub use extent::{Extent, ExtentMap, ExtentSource, Piece, Pieces, Source};
+pub use fsutil::OutputFile;
 pub use id::{BlobId, PointId};
 
 /// The crate version, as in `Cargo.toml`.

@@ -88,3 +88,53 @@ pub(crate) fn try_lock(file: &File, mode: LockMode) -> std::io::Result<bool> {
         Ok(true)
     }
 }
+
+/// The `open` flag that refuses a symbolic link as the last component (`O_NOFOLLOW`). 0 off
+/// Linux, where libc is not linked: there an exclusive creation (`O_CREAT | O_EXCL`) still
+/// refuses a link, but opening an existing lock file follows one.
+#[cfg(target_os = "linux")]
+pub(crate) const O_NOFOLLOW: i32 = libc::O_NOFOLLOW;
+/// See the Linux definition.
+#[cfg(not(target_os = "linux"))]
+pub(crate) const O_NOFOLLOW: i32 = 0;
+
+/// Renames `from` to `to` unless something is at `to` (a symbolic link included): an
+/// [`AlreadyExists`](std::io::ErrorKind::AlreadyExists) error then, decided atomically by the
+/// file system. `renameat2(RENAME_NOREPLACE)` on Linux; where it is missing (another system, a
+/// file system without the flag) a hard link to `to` (which fails the same way on anything
+/// there) and the removal of `from`. A file system with neither gives the error of the link.
+pub(crate) fn rename_noreplace(
+    from: &std::path::Path,
+    to: &std::path::Path,
+) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &std::path::Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+        };
+        let (f, t) = (c(from)?, c(to)?);
+        // SAFETY: two NUL-terminated strings that live across the call, which only reads them.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::AT_FDCWD,
+                t.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
+            return Err(e);
+        }
+    }
+    std::fs::hard_link(from, to)?;
+    // Published under both names now; a failed removal leaves a leftover temporary name only.
+    let _ = std::fs::remove_file(from);
+    Ok(())
+}

@@ -112,11 +112,18 @@ fn ship_refuses_logs_that_do_not_follow() {
     other.epoch[0] ^= 1;
     let e = ship(&sealed, &g.key, &mut other, &out, &o, &mut ok).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ResyncRequired);
-    // Re-shipping from the state saved before (a crash before it was saved) gives the same
-    // point ids.
+    // Re-shipping from the state saved before (a crash before it was saved) finds the bundles
+    // it wrote; asked to replace them, it gives the same point ids.
     let mut again = before.clone();
     let first = g.state.head;
-    ship(&sealed, &g.key, &mut again, &out, &o, &mut ok).unwrap();
+    let e = ship(&sealed, &g.key, &mut again, &out, &o, &mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(again, before, "a refused ship leaves the state alone");
+    let replace = ShipOptions {
+        replace: true,
+        ..ShipOptions::default()
+    };
+    ship(&sealed, &g.key, &mut again, &out, &replace, &mut ok).unwrap();
     assert_eq!(again.head, first);
     // Another key; an active (unsealed) log.
     let mut s = before.clone();
@@ -216,7 +223,11 @@ fn a_ship_cut_at_any_point_is_redone_from_the_saved_state() {
     let saved = g.state.clone();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let o = ShipOptions::default();
+    // Shipping again after a crash writes the same names: it must be allowed to replace them.
+    let o = ShipOptions {
+        replace: true,
+        ..ShipOptions::default()
+    };
     let mut state = saved.clone();
     let first = ship(&sealed, &g.key, &mut state, &out, &o, &mut ok).unwrap();
     let ids: Vec<PointId> = first.iter().map(|b| b.point).collect();
@@ -236,7 +247,8 @@ fn a_ship_cut_at_any_point_is_redone_from_the_saved_state() {
             for b in &first[published..] {
                 let _ = std::fs::remove_file(&b.path);
             }
-            let tmp = first[published].path.with_extension("rcb.tmp");
+            let name = first[published].path.file_name().unwrap().to_str().unwrap();
+            let tmp = out.join(format!(".{name}.00000000deadbeef.tmp"));
             std::fs::write(&tmp, &full[published][..cut]).unwrap();
             let mut again = saved.clone();
             let redone = ship(&sealed, &g.key, &mut again, &out, &o, &mut ok).unwrap();

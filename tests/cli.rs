@@ -4,7 +4,9 @@
 //! from a qemu-img style extents list with a trim, marks, inspect, rotate, ship, vault init,
 //! ingest, points --json, prune dry run and real, gc, verify, failover by every selector form,
 //! resync signature/delta/apply and run, key rotate, demo), with the images failed over equal
-//! to the disks as they were; bad input gives the documented exit code and a one-line error.
+//! to the disks as they were; bad input gives the documented exit code and a one-line error;
+//! no verb replaces an existing output without `--force` (exit 5, one line naming the file),
+//! and every output is created 0600.
 
 mod common;
 
@@ -110,29 +112,37 @@ fn primary(dir: &Path) -> Primary {
     std::fs::write(&p.data, b"data disk ".repeat(100_000)).unwrap();
     let out = ok(&["keygen", "--out", s(&p.key)], Some(PASS));
     assert!(out.contains("key "), "{out}");
-    let out = ok(
-        &[
-            "seed",
-            "--key",
-            s(&p.key),
-            "--group",
-            "vm 1",
-            "--disk",
-            &format!("os={}", s(&p.os)),
-            "--disk",
-            &format!("data={}", s(&p.data)),
-            "--log",
-            s(&p.log),
-            "--out",
-            s(&dir.join("base.rcb")),
-            "--chunk-size",
-            "64K",
-        ],
-        Some(PASS),
-    );
-    assert_eq!(out.trim(), s(&dir.join("base.rcb")));
+    let (disks, base) = (seed_disks(&p), dir.join("base.rcb"));
+    let out = ok(&seed_args(&p, &disks, &base), Some(PASS));
+    assert_eq!(out.trim(), s(&base));
     assert!(dir.join("vm_1.rcship").exists());
     p
+}
+
+/// The `--disk` values of `p`'s seed.
+fn seed_disks(p: &Primary) -> [String; 2] {
+    [format!("os={}", s(&p.os)), format!("data={}", s(&p.data))]
+}
+
+/// The arguments of `p`'s seed into the base bundle `base`.
+fn seed_args<'a>(p: &'a Primary, disks: &'a [String; 2], base: &'a Path) -> [&'a str; 15] {
+    [
+        "seed",
+        "--key",
+        s(&p.key),
+        "--group",
+        "vm 1",
+        "--disk",
+        &disks[0],
+        "--disk",
+        &disks[1],
+        "--log",
+        s(&p.log),
+        "--out",
+        s(base),
+        "--chunk-size",
+        "64K",
+    ]
 }
 
 /// `log capture` of `disk` from `image` with the extents file `extents`.
@@ -242,17 +252,7 @@ fn the_whole_job_through_the_command_line() {
     );
     assert!(ok(&["log", "inspect", s(&sealed)], None).contains("sealed change log"));
     let out_dir = dir.join("out");
-    let shipped = ok(
-        &[
-            "ship",
-            "--key",
-            s(&p.key),
-            s(&sealed),
-            "--out-dir",
-            s(&out_dir),
-        ],
-        Some(PASS),
-    );
+    let shipped = ok(&ship_args(&p.key, &sealed, &out_dir), Some(PASS));
     let bundles: Vec<&str> = shipped.lines().collect();
     assert_eq!(bundles.len(), 2, "{shipped}");
 
@@ -548,34 +548,9 @@ fn the_whole_job_through_the_command_line() {
     };
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let fo = dir.join("fo-new");
-    ok(
-        &[
-            "failover",
-            s(&vault),
-            "--group",
-            "vm 1",
-            "--point",
-            "latest",
-            "--key",
-            s(&new_key),
-            "--out-dir",
-            s(&fo),
-        ],
-        Some("a new one"),
-    );
+    ok(&failover_latest(&vault, &new_key, &fo), Some("a new one"));
     fails(
-        &[
-            "failover",
-            s(&vault),
-            "--group",
-            "vm 1",
-            "--point",
-            "latest",
-            "--key",
-            s(&new_key),
-            "--out-dir",
-            s(&dir.join("fo-x")),
-        ],
+        &failover_latest(&vault, &new_key, &dir.join("fo-x")),
         Some(PASS),
         4,
         "passphrase",
@@ -805,4 +780,144 @@ fn the_demo_runs_the_whole_job_and_checks_it() {
     let out = ok(&["demo"], None);
     assert_eq!(out.matches("every byte checked").count(), 2, "{out}");
     assert!(out.contains("points kept"), "{out}");
+}
+
+/// The arguments of a ship of `sealed` into `out_dir`.
+fn ship_args<'a>(key: &'a Path, sealed: &'a Path, out_dir: &'a Path) -> [&'a str; 6] {
+    ["ship", "--key", s(key), s(sealed), "--out-dir", s(out_dir)]
+}
+
+/// The arguments of a failover of the latest point of group `vm 1`.
+fn failover_latest<'a>(vault: &'a Path, key: &'a Path, out_dir: &'a Path) -> [&'a str; 10] {
+    [
+        "failover",
+        s(vault),
+        "--group",
+        "vm 1",
+        "--point",
+        "latest",
+        "--key",
+        s(key),
+        "--out-dir",
+        s(out_dir),
+    ]
+}
+
+/// Asserts `p` is a regular file of mode 0600.
+fn private_file(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let m = std::fs::symlink_metadata(p).unwrap();
+    assert!(m.is_file(), "{}", p.display());
+    assert_eq!(m.permissions().mode() & 0o777, 0o600, "{}", p.display());
+}
+
+/// Runs `args` onto an existing output: exit 5 with one line naming `output` and `--force`,
+/// the output untouched; then with `--force`: success, and `output` replaced by a 0600 file.
+fn refuses_then_forced(args: &[&str], pass: Option<&str>, output: &Path) -> String {
+    let before = std::fs::read(output).unwrap();
+    let name = output.file_name().unwrap().to_str().unwrap();
+    let r = rc(args, pass);
+    assert_eq!(r.code, 5, "{args:?}: {}{}", r.stdout, r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(name) && r.stderr.contains("--force replaces it"),
+        "{args:?}: {}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read(output).unwrap(), before, "{args:?} wrote");
+    let forced: Vec<&str> = args.iter().copied().chain(["--force"]).collect();
+    let out = ok(&forced, pass);
+    assert_ne!(std::fs::read(output).unwrap(), before, "{args:?} --force");
+    private_file(output);
+    out
+}
+
+#[test]
+fn every_output_verb_refuses_an_existing_output_unless_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let p = primary(dir);
+    private_file(&p.key);
+    private_file(&p.log);
+
+    // keygen and key rotate.
+    let k2 = dir.join("k2.rckey");
+    std::fs::write(&k2, b"not a key").unwrap();
+    refuses_then_forced(&["keygen", "--out", s(&k2)], Some(PASS), &k2);
+    std::fs::write(&k2, b"not a key").unwrap();
+    let rotate = [
+        "key",
+        "rotate",
+        "--key",
+        s(&p.key),
+        "--out",
+        s(&k2),
+        "--new-passphrase-env",
+        "REPLICORE_PASSPHRASE",
+    ];
+    refuses_then_forced(&rotate, Some(PASS), &k2);
+
+    // seed: the ship state, log and bundle exist (a new tracking session with --force).
+    let base = dir.join("base.rcb");
+    let disks = seed_disks(&p);
+    let seed = seed_args(&p, &disks, &base);
+    let state = dir.join("vm_1.rcship");
+    refuses_then_forced(&seed, Some(PASS), &state);
+    private_file(&p.log);
+    private_file(&base);
+
+    // log rotate.
+    ok(&["log", "mark", s(&p.log), "--kind", "crash"], None);
+    let sealed = dir.join("sealed.rclog");
+    std::fs::write(&sealed, b"not a log").unwrap();
+    let rotate = ["log", "rotate", s(&p.log), "--sealed-out", s(&sealed)];
+    refuses_then_forced(&rotate, None, &sealed);
+    assert!(ok(&["log", "inspect", s(&sealed)], None).contains("sealed change log"));
+
+    // ship again after a crash before the state was saved: the same bundle names.
+    let saved = std::fs::read(&state).unwrap();
+    let out_dir = dir.join("bundles");
+    let ship = ship_args(&p.key, &sealed, &out_dir);
+    let shipped = ok(&ship, Some(PASS));
+    let bundle = PathBuf::from(shipped.lines().next().unwrap());
+    private_file(&bundle);
+    std::fs::write(&state, &saved).unwrap();
+    std::fs::write(&bundle, b"not a bundle").unwrap();
+    refuses_then_forced(&ship, Some(PASS), &bundle);
+
+    // failover.
+    let vault = dir.join("vault");
+    ok(&["vault", "init", s(&vault)], None);
+    ok(&["vault", "ingest", s(&vault), s(&base), s(&bundle)], None);
+    let fo = dir.join("fo");
+    std::fs::create_dir(&fo).unwrap();
+    std::fs::write(fo.join("data.img"), b"not an image").unwrap();
+    let failover = failover_latest(&vault, &p.key, &fo);
+    refuses_then_forced(&failover, Some(PASS), &fo.join("data.img"));
+    private_file(&fo.join("os.img"));
+    assert_eq!(
+        std::fs::read(fo.join("data.img")).unwrap(),
+        std::fs::read(&p.data).unwrap()
+    );
+
+    // resync signature and delta.
+    let sig = dir.join("os.rcsig");
+    std::fs::write(&sig, b"not a signature").unwrap();
+    refuses_then_forced(
+        &["resync", "signature", s(&p.os), "--out", s(&sig)],
+        None,
+        &sig,
+    );
+    let delta = dir.join("os.rcdelta");
+    std::fs::write(&delta, b"not a delta").unwrap();
+    let args = [
+        "resync",
+        "delta",
+        s(&p.data),
+        "--signature",
+        s(&sig),
+        "--out",
+        s(&delta),
+    ];
+    refuses_then_forced(&args, None, &delta);
 }

@@ -148,10 +148,26 @@ fn recover(dir: &Path, imgs: &[Vec<u8>]) {
         let _ = std::fs::remove_file(dir.join(f));
     }
     let s = seed_in(dir).unwrap();
-    assert!(!dir.join("base.rcb.tmp").exists());
+    assert_eq!(
+        temps(dir),
+        0,
+        "the next seed removes a crashed one's temporary bundle"
+    );
     let b = Bundle::open(&s.bundle.path).unwrap();
     b.verify_with_key(&key(dir)).unwrap();
     assert_eq!(materialize(&[&b], &key(dir)), imgs);
+}
+
+/// Temporary files of the bundle `base.rcb` in `dir` (`.base.rcb.<16 hex>.tmp`).
+fn temps(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(".base.rcb.") && n.ends_with(".tmp")
+        })
+        .count()
 }
 
 fn killed_seeds() {
@@ -176,7 +192,7 @@ fn killed_seeds() {
             write_images(&dir);
             kill::run_child_and_kill(CHILD_ENV, &dir, lines, whole * frac / (4 * DISKS as u32));
             cuts += 1;
-            torn += usize::from(dir.join("base.rcb.tmp").exists());
+            torn += usize::from(temps(&dir) > 0);
             published += usize::from(check_published(&dir, &imgs));
             recover(&dir, &imgs);
         }
@@ -203,7 +219,7 @@ fn leftovers() {
         // A crash after the log was created, with the bundle's temporary file torn at `cut`.
         drop(seed_in(&dir).unwrap());
         std::fs::remove_file(dir.join("base.rcb")).unwrap();
-        std::fs::write(dir.join("base.rcb.tmp"), &full[..cut]).unwrap();
+        std::fs::write(dir.join(".base.rcb.00000000deadbeef.tmp"), &full[..cut]).unwrap();
         let log = std::fs::read(dir.join("vm.rclog")).unwrap();
         // A second seed never overwrites the log: it may hold tracked writes.
         let e = seed_in(&dir).err().unwrap();

@@ -109,17 +109,18 @@ fn ingest_refuses_what_does_not_continue_the_chain() {
         assert!(!again.added && again.blobs_stored == 0);
     }
     assert_eq!(v.points("vm-01").unwrap().len(), bundles.len());
-    // Another base for the group.
+    // Another base for the group, from another key: not the group's signer.
     let other = tempfile::tempdir().unwrap();
     let g2 = seeded(other.path(), key(4));
     let e = v.ingest(&g2.base, &mut ok).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::ChainBroken, "{e}");
-    // A fork: a bundle of another chain of the same group name.
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+    // A bundle of another chain of the same group name (another data key, so another
+    // signer): refused as not the group's before anything about the chain.
     let fork_dir = other.path().join("f");
     std::fs::create_dir(&fork_dir).unwrap();
     let (_, fork, _) = history(&fork_dir, 1, 9);
     let e = v.ingest(&fork[1], &mut ok).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::ChainBroken, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
     assert_eq!(v.points("vm-01").unwrap().len(), bundles.len());
 }
 

@@ -143,8 +143,11 @@ fn cuts() {
                 if let Some(next) = order.get(k) {
                     let bytes = read(next);
                     std::fs::create_dir_all(cut.join(next).parent().unwrap()).unwrap();
-                    let mut tmp = cut.join(next).into_os_string();
-                    tmp.push(".tmp");
+                    // The name `fsutil::AtomicFile` gives it: `.<name>.<16 hex>.tmp`.
+                    let name = next.file_name().unwrap().to_str().unwrap();
+                    let tmp = cut
+                        .join(next)
+                        .with_file_name(format!(".{name}.00000000deadbeef.tmp"));
                     let n = (bytes.len() as f64 * torn) as usize;
                     std::fs::write(tmp, &bytes[..n]).unwrap();
                 }

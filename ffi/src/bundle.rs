@@ -53,7 +53,9 @@ pub struct replicore_bundle_info {
 /// (`image_paths[i]` is disk `disk_names[i]`) into the base bundle `bundle_path` in chunks of
 /// `chunk_size` bytes (0: 1 MiB), sealed under `key`, and saves the group's ship state to
 /// `state_path`. The open log goes to `*log_out` (free it with `replicore_log_free`) unless
-/// `log_out` is NULL, in which case it is closed. Progress counts image bytes.
+/// `log_out` is NULL, in which case it is closed. Progress counts image bytes. The log, the
+/// bundle and the state are created 0600 and must not exist (a symbolic link counting):
+/// `REPLICORE_ERR_ALREADY_EXISTS` before anything is written.
 ///
 /// # Safety
 ///
@@ -92,6 +94,12 @@ pub unsafe extern "C" fn replicore_seed(
             let p = unsafe { handle::str(*p, "image_paths[i]") }?;
             disks.push((n, Path::new(p)));
         }
+        if Path::new(state_path).symlink_metadata().is_ok() {
+            return Err(Error::AlreadyExists {
+                what: format!("ship state {state_path}"),
+            }
+            .into());
+        }
         let options = SeedOptions {
             chunk_size: if chunk_size == 0 {
                 bundle::DEFAULT_SEED_CHUNK
@@ -117,7 +125,9 @@ pub unsafe extern "C" fn replicore_seed(
 /// one bundle per recovery point into the directory `out_dir`, sealed under `key`; then saves
 /// the advanced state. `on_bundle` (may be NULL) hears of each bundle; `progress` counts the
 /// bytes of writes shipped. The number of bundles goes to `*count_out` unless NULL. A log that
-/// does not follow the state is `REPLICORE_ERR_RESYNC_REQUIRED`.
+/// does not follow the state is `REPLICORE_ERR_RESYNC_REQUIRED`. Bundles are created 0600 and
+/// never replace a file: shipping again after a crash before the state was saved finds the
+/// bundles already shipped (`REPLICORE_ERR_ALREADY_EXISTS`); remove them and ship again.
 ///
 /// # Safety
 ///

@@ -109,7 +109,8 @@ pub unsafe extern "C" fn replicore_master_key_generate(key_out: *mut u8) -> repl
     })
 }
 
-/// Creates a key file at `path` (which must not exist) holding a new random data key wrapped
+/// Creates a key file at `path` (which must not exist, a symbolic link counting: else
+/// `REPLICORE_ERR_ALREADY_EXISTS`; it is created 0600) holding a new random data key wrapped
 /// under the customer's key: either `master_key` (32 raw bytes) or `passphrase` (argon2id with
 /// default costs), exactly one non-NULL. Writes the unlocked key to `*key_out`; free it with
 /// `replicore_key_free`.
@@ -162,7 +163,8 @@ pub unsafe extern "C" fn replicore_key_load(
 }
 
 /// Rotates the customer's key: unlocks the key file at `path` with the old key or passphrase
-/// and writes to `new_path` (which must not exist) the same data key wrapped under the new
+/// and writes to `new_path` (which must not exist, a symbolic link counting; created 0600) the
+/// same data key wrapped under the new
 /// one. No data is re-encrypted; blob ids and the key id stay. Each pair: exactly one non-NULL.
 ///
 /// # Safety

@@ -15,6 +15,11 @@
 //!   return type).
 //! - Callbacks take `void *user` first and cancel by returning non-zero, which makes the call
 //!   return `REPLICORE_ERR_CANCELLED`.
+//! - Every file a function writes (key files, logs, bundles, ship state, images, signatures,
+//!   deltas) is created 0600 under an unpredictable temporary name, never through a symbolic
+//!   link, and renamed into place once complete; an existing file or link at an output path is
+//!   never replaced (`REPLICORE_ERR_ALREADY_EXISTS`). Only state the caller hands back is
+//!   updated in place: the ship state `replicore_ship` advances, an open change log.
 //!
 //! Adding a function: write it in the module of its area as `unsafe extern "C"` with
 //! `#[unsafe(no_mangle)]`, a `# Safety` section, its body inside `handle::run` (or

@@ -161,7 +161,8 @@ fn lock(log: &Mutex<ChangeLog>) -> std::sync::MutexGuard<'_, ChangeLog> {
     log.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Creates a new change log at `path` (which must not exist) for group `group` with
+/// Creates a new change log at `path` (which must not exist, a symbolic link counting; it is
+/// created 0600) for group `group` with
 /// `disk_count` disks, manual syncs and the default resync threshold (50% of the disks' total
 /// size), and writes it to `*log_out`. Records name disks by their index in `disks`. The caller
 /// frees the log with `replicore_log_free`.
@@ -405,7 +406,8 @@ pub unsafe extern "C" fn replicore_log_sync(log: *const replicore_log) -> replic
     })
 }
 
-/// Seals the log into `sealed_path` (which must not exist) and goes on tracking in the next
+/// Seals the log into `sealed_path` (which must not exist, a symbolic link counting:
+/// `REPLICORE_ERR_ALREADY_EXISTS`) and goes on tracking in the next
 /// generation; writes the tracker state to keep from now on to `*tracker_out` unless NULL.
 ///
 /// # Safety

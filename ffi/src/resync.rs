@@ -4,10 +4,10 @@ use std::ffi::{c_char, c_int, c_void};
 use std::fs::File;
 use std::io::BufWriter;
 
-use replicore::Error;
 use replicore::resync::{Delta, Signature, resync};
+use replicore::{Error, OutputFile};
 
-use crate::handle::{self, Failure, Handle, run};
+use crate::handle::{self, Handle, run};
 use crate::status::replicore_status;
 
 /// A signature of a disk image (see the Rust `Signature`). Created by
@@ -106,7 +106,10 @@ pub unsafe extern "C" fn replicore_signature_compute(
     })
 }
 
-/// Writes a signature to the file `path` (`.rcsig`), replacing it, and syncs it.
+/// Writes a signature to the new file `path` (`.rcsig`) and syncs it. Like every output of
+/// this library, the file is created 0600 under an unpredictable temporary name, never
+/// through a symbolic link, and renamed into place once complete; an existing file (or link)
+/// at `path` is never replaced: `REPLICORE_ERR_ALREADY_EXISTS`.
 ///
 /// # Safety
 ///
@@ -121,9 +124,9 @@ pub unsafe extern "C" fn replicore_signature_write(
         let sig = unsafe { handle::as_ref(sig, "sig") }?;
         let path = unsafe { handle::str(path, "path") }?;
         let io = |e| Error::io("writing the signature", Some(std::path::Path::new(path)), e);
-        let f = File::create(path).map_err(io)?;
-        sig.to_writer(BufWriter::new(&f))?;
-        f.sync_all().map_err(io)?;
+        let mut w = BufWriter::new(OutputFile::create(path, false)?);
+        sig.to_writer(&mut w)?;
+        w.into_inner().map_err(|e| io(e.into_error()))?.commit()?;
         Ok(())
     })
 }
@@ -193,8 +196,10 @@ pub unsafe extern "C" fn replicore_signature_free(sig: *mut replicore_signature)
 }
 
 /// Computes the delta of the image at `source` against `target_sig` (the stale copy's
-/// signature) and writes it to the file `delta_path` (replacing it; removed again on failure),
-/// then syncs it. What it found goes to `*stats_out` unless that is NULL.
+/// signature) and writes it to the new file `delta_path`, then syncs it. The file is created
+/// 0600 under an unpredictable temporary name, never through a symbolic link, and renamed into
+/// place once complete (nothing is left on failure); an existing file (or link) at
+/// `delta_path` is never replaced: `REPLICORE_ERR_ALREADY_EXISTS`. What it found goes to `*stats_out` unless that is NULL.
 ///
 /// # Safety
 ///
@@ -217,17 +222,12 @@ pub unsafe extern "C" fn replicore_delta_compute(
         let stats_out = unsafe { stats_out.as_mut() };
         let p = std::path::Path::new(delta_path);
         let io = |e| Error::io("writing the delta", Some(p), e);
-        let f = File::create(p).map_err(io)?;
-        let result = with_progress(callback, user, |prog| Delta::compute(source, sig, &f, prog))
-            .and_then(|s| f.sync_all().map(|()| s).map_err(io));
-        let stats = match result {
-            Ok(s) => s,
-            Err(e) => {
-                drop(f);
-                let _ = std::fs::remove_file(p);
-                return Err(Failure::Lib(e));
-            }
-        };
+        let mut w = BufWriter::new(OutputFile::create(p, false)?);
+        // Dropped unpublished on failure: the temporary file goes with it.
+        let stats = with_progress(callback, user, |prog| {
+            Delta::compute(source, sig, &mut w, prog)
+        })?;
+        w.into_inner().map_err(|e| io(e.into_error()))?.commit()?;
         if let Some(out) = stats_out {
             *out = replicore_delta_stats {
                 chunks: stats.chunks,

@@ -378,7 +378,8 @@ pub(crate) unsafe fn point_id(id: *const u8) -> Result<PointId, handle::Failure>
 }
 
 /// Writes disk `disk` of `group` as it was at the point whose id is the 32 bytes at `point_id`
-/// to a new raw image at `out_path` (it must not exist; it appears once complete and synced).
+/// to a new raw image at `out_path` (it must not exist, a symbolic link counting:
+/// `REPLICORE_ERR_ALREADY_EXISTS`; it is created 0600 and appears once complete and synced).
 /// Needs the group's key: every blob and every point's manifests are authenticated (a wrong key
 /// or tampered data is `REPLICORE_ERR_AUTHENTICATION`). Progress counts bytes written.
 ///
@@ -415,8 +416,9 @@ pub unsafe extern "C" fn replicore_vault_materialize(
 
 /// Fails `group` over: writes every disk of the point `selector` picks (as for
 /// `replicore_vault_select`) as `out_dir/<disk>.img` (characters other than letters, digits,
-/// `.`, `_` and `-` in a disk name become `_`). The number of images goes to `*count_out`
-/// unless NULL. Progress counts bytes written across the disks.
+/// `.`, `_` and `-` in a disk name become `_`), each created 0600; an image already there is
+/// `REPLICORE_ERR_ALREADY_EXISTS` before any is written. The number of images goes to
+/// `*count_out` unless NULL. Progress counts bytes written across the disks.
 ///
 /// # Safety
 ///

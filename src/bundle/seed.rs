@@ -33,6 +33,8 @@ pub struct SeedOptions {
     pub label: String,
     /// Time of the base point (now by default).
     pub time: Option<SystemTime>,
+    /// Replace files already at the log and bundle paths (false by default: AlreadyExists).
+    pub replace: bool,
 }
 
 impl Default for SeedOptions {
@@ -43,6 +45,7 @@ impl Default for SeedOptions {
             consistency: MarkerKind::Crash,
             label: "seed".into(),
             time: None,
+            replace: false,
         }
     }
 }
@@ -63,10 +66,12 @@ pub struct Seeded {
 /// all-zero chunks and holes skipped, identical chunks stored once, read through a memory map
 /// and encoded on every core, streamed in bounded memory. Progress counts image bytes.
 ///
-/// On failure or cancellation neither the log nor the bundle is left behind. A log already at
-/// `log_path` is never overwritten (AlreadyExists). After a crash (power cut, killed process)
-/// the bundle is either published whole or not at all (only its `.tmp` file may remain, which
-/// the next seed replaces), but the new log is left: remove it, and the bundle if the returned
+/// On failure or cancellation neither the log nor the bundle is left behind. A file (or
+/// symbolic link) already at `log_path` or `out` is never overwritten (AlreadyExists) unless
+/// `options.replace`; both are created 0600. After a crash (power cut, killed process) the
+/// bundle is either published whole or not at all (only its temporary file
+/// `.<name>.<random>.tmp` may remain, which the next seed to the same path removes), but the
+/// new log is left: remove it, and the bundle if the returned
 /// [`ShipState`] was not saved, and seed again from a fresh snapshot, since the log may hold
 /// writes relative to the old one (`tests/seed_crash.rs` kills seeds at many points).
 pub fn seed(
@@ -89,7 +94,7 @@ pub fn seed(
         .map(|((n, _), i)| DiskSpec::new(*n, i.bytes().len() as u64))
         .collect();
     let log_path = log_path.as_ref();
-    let log = ChangeLog::create(log_path, &LogConfig::new(group, specs))?;
+    let log = ChangeLog::create_at(log_path, &LogConfig::new(group, specs), options.replace)?;
     let result = write_base(
         group,
         disks,
@@ -124,7 +129,7 @@ fn write_base(
     let cs = options.chunk_size as usize;
     let total: u64 = images.iter().map(|i| i.bytes().len() as u64).sum();
     let mut done = 0u64;
-    let mut writer = BundleWriter::create(out)?;
+    let mut writer = BundleWriter::start(out, options.replace)?;
     let mut manifests = Vec::with_capacity(images.len());
     writer.pipelined(key, options.level, |stage| {
         for ((name, _), image) in disks.iter().zip(images) {

@@ -125,18 +125,15 @@ pub struct BundleWriter {
 }
 
 impl BundleWriter {
-    /// Starts a bundle at `path`, which must not exist.
+    /// Starts a bundle at `path`, which must not exist (a symbolic link there counts). The
+    /// file is created 0600 under a temporary name (see [`OutputFile`](crate::OutputFile)).
     pub fn create(path: impl AsRef<Path>) -> Result<BundleWriter> {
         Self::start(path.as_ref(), false)
     }
 
-    /// As [`create`](Self::create), replacing a bundle already at `path` when this one is
-    /// published (until then the old one stays): re-shipping after a crash.
-    pub(crate) fn create_replacing(path: &Path) -> Result<BundleWriter> {
-        Self::start(path, true)
-    }
-
-    fn start(path: &Path, replace: bool) -> Result<BundleWriter> {
+    /// As [`create`](Self::create); `replace` replaces a file already at `path` when this one
+    /// is published (until then the old one stays).
+    pub(crate) fn start(path: &Path, replace: bool) -> Result<BundleWriter> {
         let file = AtomicFile::create(path, replace)?;
         // Gigabytes the host only moves on: written around the page cache where possible.
         let mut out = TrailerWriter::new(DirectWriter::new(file));

@@ -13,7 +13,7 @@
 //!
 //! | crash during | on reopen |
 //! | --- | --- |
-//! | create | the log is written to a temporary name and renamed: it exists whole or not at all |
+//! | create | the log is written to a temporary name (unpredictable, created 0600 without following links: see `fsutil`) and renamed: it exists whole or not at all |
 //! | an append | the torn tail (an incomplete or failing last record) is truncated and reported; a bad record *followed by a valid one* is damage and is reported as Corrupt, never skipped |
 //! | rotate, before the seal is durable | a torn seal is a torn tail: the log is as before the rotation |
 //! | rotate, after the seal, before the rename | the seal is removed again (the rotation is rolled back); the caller rotates again |

@@ -1,6 +1,6 @@
 //! [`ChangeLog`]: appending records, syncing, recovery on open, rotation.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,8 +11,8 @@ use super::format::{
 };
 use super::scan::{self, TornTail};
 use super::storage::{FileStorage, LogStorage};
-use crate::error::{Error, Result};
-use crate::fsutil::{parent_dir, sync_dir, with_suffix};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fsutil::{AtomicFile, parent_dir, rename_noreplace, sync_dir, with_suffix};
 
 /// Appends buffer up to this many bytes before writing.
 const BUFFER_CAP: usize = 1 << 20;
@@ -180,23 +180,19 @@ fn unix_ns(t: SystemTime) -> Result<u64> {
         .map_err(|_| Error::invalid_argument("time", "times after 2554 cannot be recorded"))
 }
 
-/// Writes `header` to `tmp`, syncs it, renames it to `path` and syncs the directory.
-fn publish_new_log(tmp: &Path, path: &Path, header: &[u8]) -> Result<()> {
-    let io = |what: &str, p: &Path| {
-        let what = what.to_string();
-        let p = p.to_path_buf();
-        move |e| Error::io(what, Some(&p), e)
-    };
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)
-        .map_err(io("creating", tmp))?;
-    io::Write::write_all(&mut f, header).map_err(io("writing the log header", tmp))?;
-    f.sync_all().map_err(io("syncing the new log", tmp))?;
-    fs::rename(tmp, path).map_err(io("renaming the new log into place", path))?;
-    sync_dir(parent_dir(path))
+/// Publishes a new log at `path` holding `header` (see [`AtomicFile`]: written under a temporary
+/// name, synced, renamed, the directory synced) and returns it open. Without `replace`, a file
+/// at `path` is AlreadyExists.
+fn publish_new_log(path: &Path, header: &[u8], replace: bool) -> Result<File> {
+    let mut f = AtomicFile::create(path, replace).map_err(|e| match e.kind() {
+        ErrorKind::AlreadyExists => Error::AlreadyExists {
+            what: format!("change log {}", path.display()),
+        },
+        _ => e,
+    })?;
+    io::Write::write_all(&mut f, header)
+        .map_err(|e| Error::io("writing the log header", Some(path), e))?;
+    f.commit_keep()
 }
 
 fn open_append(path: &Path) -> Result<FileStorage> {
@@ -205,24 +201,27 @@ fn open_append(path: &Path) -> Result<FileStorage> {
         .write(true)
         .open(path)
         .map_err(|e| Error::io("opening the change log", Some(path), e))?;
+    storage_of(f, path)
+}
+
+fn storage_of(f: File, path: &Path) -> Result<FileStorage> {
     FileStorage::new(f).map_err(|e| Error::io("opening the change log", Some(path), e))
 }
 
 impl ChangeLog {
     /// Creates a new log at `path` for a new tracking session (a random epoch, generation 0).
-    /// An existing file is AlreadyExists. The log is written to a temporary name, synced and
-    /// renamed, so it exists whole or not at all.
+    /// An existing file (or symbolic link) is AlreadyExists. The log is written to a temporary
+    /// name, synced and renamed, so it exists whole or not at all; it is created 0600.
     pub fn create(path: impl AsRef<Path>, config: &LogConfig) -> Result<ChangeLog> {
-        let path = path.as_ref();
+        Self::create_at(path.as_ref(), config, false)
+    }
+
+    /// As [`create`](Self::create); `replace` replaces a file at `path` (a seed asked to).
+    pub(crate) fn create_at(path: &Path, config: &LogConfig, replace: bool) -> Result<ChangeLog> {
         let header = Self::new_header(config, random_id()?, 0, config.first_point, 0)?;
         let bytes = header.encode()?;
-        if path.exists() {
-            return Err(Error::AlreadyExists {
-                what: format!("change log {}", path.display()),
-            });
-        }
-        publish_new_log(&with_suffix(path, ".creating"), path, &bytes)?;
-        let st = open_append(path)?;
+        let file = publish_new_log(path, &bytes, replace)?;
+        let st = storage_of(file, path)?;
         let mut log = Self::from_parts(
             Box::new(st),
             header,
@@ -330,8 +329,10 @@ impl ChangeLog {
         let path = path.as_ref();
         let rotating = with_suffix(path, ".rotating");
         let mut completed_rotation = false;
+        // (A symbolic link at `<path>.rotating` is not a rotation's: never renamed into place.)
+        let rotating_meta = fs::symlink_metadata(&rotating);
         if !path.exists() {
-            if rotating.exists() {
+            if rotating_meta.as_ref().is_ok_and(|m| m.is_file()) {
                 // Crashed between the two renames of a rotation: finish it.
                 fs::rename(&rotating, path)
                     .map_err(|e| Error::io("completing an interrupted rotation", Some(path), e))?;
@@ -349,7 +350,7 @@ impl ChangeLog {
                     what: format!("change log {}", path.display()),
                 });
             }
-        } else if rotating.exists() {
+        } else if rotating_meta.is_ok() {
             // Crashed before the sealed log was renamed: the next log was never put in place.
             fs::remove_file(&rotating)
                 .map_err(|e| Error::io("removing an unfinished rotation", Some(&rotating), e))?;
@@ -641,7 +642,9 @@ impl ChangeLog {
     /// Seals this log into `sealed_path` and goes on tracking in the next generation at the
     /// same path. If the last record is not a marker, a crash-consistent one (labelled
     /// "rotation") closes the changes first. The sealed log is verified record by record before
-    /// the seal is written. Crash safety: see the module docs.
+    /// the seal is written. Crash safety: see the module docs. A file or symbolic link at
+    /// `sealed_path` is AlreadyExists, before anything is done and again, atomically, when the
+    /// sealed log is renamed there; the next generation's log is created 0600.
     pub fn rotate(&mut self, sealed_path: impl AsRef<Path>) -> Result<Rotated> {
         let sealed_path = sealed_path.as_ref();
         self.check_usable()?;
@@ -651,7 +654,7 @@ impl ChangeLog {
                 "rotation needs a log created or opened on a file",
             ));
         };
-        if sealed_path.exists() {
+        if fs::symlink_metadata(sealed_path).is_ok() {
             return Err(Error::AlreadyExists {
                 what: format!("sealed log {}", sealed_path.display()),
             });
@@ -697,9 +700,8 @@ impl ChangeLog {
         let next_bytes = next.encode()?;
         let rotating = with_suffix(&path, ".rotating");
         let steps = (|| {
-            publish_new_log(&with_suffix(&path, ".rotating-tmp"), &rotating, &next_bytes)?;
-            fs::rename(&path, sealed_path)
-                .map_err(|e| Error::io("moving the sealed log", Some(sealed_path), e))?;
+            drop(publish_new_log(&rotating, &next_bytes, true)?);
+            rename_noreplace(&path, sealed_path, "sealed log")?;
             sync_dir(parent_dir(sealed_path))?;
             fs::rename(&rotating, &path)
                 .map_err(|e| Error::io("putting the next log in place", Some(&path), e))?;

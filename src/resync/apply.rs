@@ -46,8 +46,12 @@ pub(crate) fn is_block_device(file: &File) -> bool {
 }
 
 impl Applier {
-    /// Opens `path` for writing. A missing target is created when `create` is set or the delta
-    /// was computed against an empty signature (`base_size` 0); otherwise it is NotFound.
+    /// Opens `path` for writing. A missing target is created (new, 0600, never through a
+    /// symbolic link: see [`crate::fsutil::create_private`]) when `create` is set or the delta
+    /// was computed against an empty signature (`base_size` 0); otherwise it is NotFound. An
+    /// existing target must be a regular file or a block device; a symbolic link is followed
+    /// only to a block device (as `/dev/disk/by-id/...` names are), so a link planted where a
+    /// new image is expected never redirects the writes to another file.
     pub fn open(
         path: &Path,
         chunk_size: u32,
@@ -55,21 +59,15 @@ impl Applier {
         base_size: u64,
         create: bool,
     ) -> Result<Applier> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create || base_size == 0)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::NotFound {
-                    what: format!(
-                        "target {} (the delta expects a {base_size}-byte image)",
-                        path.display()
-                    ),
-                },
-                _ => Error::io("opening the target", Some(path), e),
-            })?;
+        let file = open_target(path, create || base_size == 0).map_err(|e| match e.kind() {
+            crate::ErrorKind::NotFound => Error::NotFound {
+                what: format!(
+                    "target {} (the delta expects a {base_size}-byte image)",
+                    path.display()
+                ),
+            },
+            _ => e,
+        })?;
         let block_device = is_block_device(&file);
         if block_device {
             use std::io::{Seek, SeekFrom};
@@ -182,6 +180,65 @@ impl Sink for Applier {
         }
         Ok(())
     }
+}
+
+/// Opens the target `path` (see [`Applier::open`]); `may_create` creates a missing one.
+fn open_target(path: &Path, may_create: bool) -> Result<File> {
+    let open = |follow: bool| {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true);
+        #[cfg(unix)]
+        if !follow {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.custom_flags(crate::sys::O_NOFOLLOW);
+        }
+        #[cfg(not(unix))]
+        let _ = follow;
+        o.open(path)
+    };
+    let not_a_target = |what: &str| {
+        Error::invalid_argument(
+            "target",
+            format!(
+                "{} is {what}: a target is a regular file or a block device (a symbolic link \
+                 is followed only to a block device)",
+                path.display()
+            ),
+        )
+    };
+    let file = match open(false) {
+        Ok(f) => f,
+        #[cfg(target_os = "linux")]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            let f = open(true).map_err(|_| not_a_target("a symbolic link to a missing file"))?;
+            if !is_block_device(&f) {
+                return Err(not_a_target("a symbolic link to something else"));
+            }
+            f
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => {
+            crate::fsutil::create_private(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                    what: format!(
+                        "target {} (it appeared while being created)",
+                        path.display()
+                    ),
+                },
+                _ => Error::io("creating the target", Some(path), e),
+            })?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound {
+                what: format!("target {}", path.display()),
+            });
+        }
+        Err(e) => return Err(Error::io("opening the target", Some(path), e)),
+    };
+    let regular = file.metadata().is_ok_and(|m| m.is_file());
+    if !regular && !is_block_device(&file) {
+        return Err(not_a_target("neither"));
+    }
+    Ok(file)
 }
 
 /// Punches a hole (Linux `fallocate(PUNCH_HOLE | KEEP_SIZE)`); false where unsupported.

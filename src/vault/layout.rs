@@ -1,13 +1,13 @@
 //! Where a vault keeps what (`docs/FORMAT.md` §15), its format file, and its locks.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::header::{FileKind, Preamble};
 use crate::format::trailer::{TRAILER_LEN, verify_slice};
 use crate::format::{Reader, Writer};
-use crate::fsutil::{read_small, sync_dir, write_atomic};
+use crate::fsutil::{create_private_dir, read_small, sync_dir, write_atomic};
 use crate::sys::{LockMode, try_lock};
 
 /// Major version of the vault layout and of its files.
@@ -161,7 +161,7 @@ pub(crate) fn group_dir(group: &str) -> String {
 }
 
 /// Creates the directories and the format file of a new vault in `root` (created if missing,
-/// else empty).
+/// else empty). New directories are 0700, files 0600 (see `crate::fsutil`).
 pub(crate) fn create(layout: &Layout) -> Result<()> {
     let root = layout.root();
     if root.join(FORMAT_FILE).exists() {
@@ -169,7 +169,7 @@ pub(crate) fn create(layout: &Layout) -> Result<()> {
             what: format!("vault {}", root.display()),
         });
     }
-    fs::create_dir_all(root).map_err(|e| Error::io("creating the vault", Some(root), e))?;
+    create_private_dir(root).map_err(|e| Error::io("creating the vault", Some(root), e))?;
     if fs::read_dir(root)
         .map_err(|e| Error::io("listing", Some(root), e))?
         .next()
@@ -184,7 +184,7 @@ pub(crate) fn create(layout: &Layout) -> Result<()> {
         ));
     }
     for d in layout.dirs() {
-        fs::create_dir_all(&d).map_err(|e| Error::io("creating", Some(&d), e))?;
+        create_private_dir(&d).map_err(|e| Error::io("creating", Some(&d), e))?;
     }
     let mut w = Writer::with_capacity(FORMAT_FILE_LEN);
     Preamble::new(FileKind::Vault, VERSION_MAJOR, VERSION_MINOR).encode(&mut w);
@@ -213,7 +213,8 @@ pub(crate) fn check(layout: &Layout) -> Result<()> {
     r.finish().map_err(|e| e.with_path(&path))
 }
 
-/// A held advisory lock; released on drop.
+/// A held advisory lock; released on drop. Lock files are created 0600 and never opened
+/// through a symbolic link (see [`crate::fsutil::open_lock_file`]).
 #[derive(Debug)]
 pub(crate) struct Lock {
     _file: File,
@@ -222,12 +223,7 @@ pub(crate) struct Lock {
 /// Takes the vault's lock (`mode`), or the lock file `path` for a narrower one, without waiting:
 /// [`Locked`](crate::ErrorKind::Locked) when another user holds a conflicting lock.
 pub(crate) fn lock(path: &Path, mode: LockMode, what: &str) -> Result<Lock> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+    let file = crate::fsutil::open_lock_file(path)
         .map_err(|e| Error::io("opening the lock file", Some(path), e))?;
     if try_lock(&file, mode).map_err(|e| Error::io("locking", Some(path), e))? {
         Ok(Lock { _file: file })

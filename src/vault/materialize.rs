@@ -23,6 +23,14 @@ use crate::id::{BlobId, PointId};
 use crate::resync::Progress;
 use crate::sys::LockMode;
 
+/// How [`Vault::failover_with`] writes its images.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailoverOptions {
+    /// Replace an image already at an output path (false by default: AlreadyExists, before
+    /// any image is written).
+    pub replace: bool,
+}
+
 /// One disk image [`Vault::materialize`] or [`Vault::failover`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Materialized {
@@ -42,7 +50,8 @@ pub struct Materialized {
 
 impl Vault {
     /// Writes disk `disk` of `group` as it was at `point` to a new raw image at `out` (which
-    /// must not exist; it appears only once complete and synced). Needs the group's key: every
+    /// must not exist, a symbolic link counting; it is created 0600 under a temporary name and
+    /// appears only once complete and synced). Needs the group's key: every
     /// blob is authenticated as it is read, and the points' manifests too. Progress counts the
     /// bytes written from blobs.
     pub fn materialize(
@@ -71,20 +80,36 @@ impl Vault {
             (point, disk),
             (map, &hashes),
             key,
-            out.as_ref(),
+            (out.as_ref(), false),
             &mut report,
         )
     }
 
     /// Fails a group over: writes every disk of the point `selector` picks as
     /// `out_dir/<disk>.img` (characters other than letters, digits, `.`, `_` and `-` in a disk
-    /// name become `_`). Progress counts bytes written from blobs across the disks.
+    /// name become `_`), each created 0600 as [`materialize`](Self::materialize) does; an
+    /// image already there is AlreadyExists. Progress counts bytes written from blobs across
+    /// the disks.
     pub fn failover(
         &self,
         group: &str,
         selector: Selector,
         key: &Key,
         out_dir: impl AsRef<Path>,
+        progress: Progress<'_>,
+    ) -> Result<Vec<Materialized>> {
+        let options = FailoverOptions::default();
+        self.failover_with(group, selector, key, out_dir, &options, progress)
+    }
+
+    /// As [`failover`](Self::failover), with `options` (to replace existing images).
+    pub fn failover_with(
+        &self,
+        group: &str,
+        selector: Selector,
+        key: &Key,
+        out_dir: impl AsRef<Path>,
+        options: &FailoverOptions,
         progress: Progress<'_>,
     ) -> Result<Vec<Materialized>> {
         let point = self.select(group, selector)?.id;
@@ -99,6 +124,12 @@ impl Vault {
                     format!("two disks of group `{group}` would both be written to {name}"),
                 ));
             }
+            let out = out_dir.as_ref().join(&name);
+            if !options.replace && std::fs::symlink_metadata(&out).is_ok() {
+                return Err(Error::AlreadyExists {
+                    what: format!("image {}", out.display()),
+                });
+            }
             names.push(name);
         }
         let total: u64 = maps.iter().map(|(_, m)| map_data_bytes(m)).sum();
@@ -111,7 +142,13 @@ impl Vault {
             .zip(&names)
             .map(|((disk, map), name)| {
                 let out = out_dir.as_ref().join(name);
-                self.write_disk((point, disk), (map, &hashes), key, &out, &mut report)
+                self.write_disk(
+                    (point, disk),
+                    (map, &hashes),
+                    key,
+                    (&out, options.replace),
+                    &mut report,
+                )
             })
             .collect()
     }
@@ -156,13 +193,13 @@ impl Vault {
     }
 
     /// Writes disk `disk` of `point`, whose map is `map` and whose blobs' signed forms are
-    /// `hashes`.
+    /// `hashes`, to `out` (replacing a file there only when asked).
     fn write_disk(
         &self,
         (point, disk): (PointId, &str),
         (map, hashes): (&ExtentMap<Source>, &SignedHashes),
         key: &Key,
-        out: &Path,
+        (out, replace): (&Path, bool),
         progress: &mut dyn FnMut(u64) -> bool,
     ) -> Result<Materialized> {
         let pieces: Vec<Piece> = map
@@ -178,7 +215,7 @@ impl Vault {
             })
             .collect();
         let locs = self.locate(&pieces, hashes, disk, point)?;
-        let file = AtomicFile::create(out, false)?;
+        let file = AtomicFile::create(out, replace)?;
         let image = file.file();
         // Around the page cache where the file system allows it (see `crate::direct`).
         let mut direct = crate::sys::set_direct(image, true);

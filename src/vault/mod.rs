@@ -62,7 +62,7 @@ pub use compact::Compacted;
 pub use gc::GcReport;
 pub use ingest::Ingested;
 pub use layout::{PackId, VERSION_MAJOR};
-pub use materialize::Materialized;
+pub use materialize::{FailoverOptions, Materialized};
 pub use point::{DiskInfo, RecoveryPoint, Selector};
 pub use prune::{GroupPrune, Merge, PlannedPoint, PruneReport};
 pub use repair::RebuiltHead;
@@ -323,8 +323,9 @@ mod tests {
         let root = v.path().to_path_buf();
         let leftovers = [
             root.join("packs/0123456789abcdef0123456789abcdef.rcpack"),
-            root.join("packs/x.rcpack.tmp"),
-            root.join("heads/y.rchead.tmp"),
+            // Temporary names as `fsutil::AtomicFile` draws them.
+            root.join("packs/.x.rcpack.0123456789abcdef.tmp"),
+            root.join("heads/.y.rchead.0123456789abcdef.tmp"),
             v.points_dir("g").join("000000000009-0000000000000000.rcpt"),
             root.join("points/other-0000000000000000/000000000000-0000000000000000.rcpt"),
             // The in-progress markers that make the point files above leftovers.

@@ -23,7 +23,8 @@ impl Vault {
             });
         }
         let dir = self.layout.pins(group);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", Some(&dir), e))?;
+        crate::fsutil::create_private_dir(&dir)
+            .map_err(|e| Error::io("creating", Some(&dir), e))?;
         write_atomic(&dir.join(pin_name(&point)), &[], true)
     }
 

@@ -40,7 +40,7 @@ pub(crate) fn record_ids(path: &Path) -> Result<Vec<(u64, PointId)>> {
 /// Marks `group`'s point files as being changed (before an ingest or prune writes any).
 pub(crate) fn begin(layout: &Layout, group: &str) -> Result<()> {
     let dir = layout.points(group);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", Some(&dir), e))?;
+    crate::fsutil::create_private_dir(&dir).map_err(|e| Error::io("creating", Some(&dir), e))?;
     write_atomic(&layout.pending(group), &[], true)
 }
 
@@ -230,7 +230,7 @@ impl Vault {
                     point: tip.file.id(),
                     count,
                 };
-                std::fs::create_dir_all(self.layout.heads())
+                crate::fsutil::create_private_dir(&self.layout.heads())
                     .map_err(|e| Error::io("creating", Some(&self.layout.heads()), e))?;
                 write_atomic(&self.layout.head(group), &head.encode()?, true)?;
                 chain::load(&self.layout, group, true)?;

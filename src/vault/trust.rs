@@ -91,7 +91,8 @@ impl Vault {
         }
         let path = self.layout.trust(group);
         let dir = crate::fsutil::parent_dir(&path).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", Some(&dir), e))?;
+        crate::fsutil::create_private_dir(&dir)
+            .map_err(|e| Error::io("creating", Some(&dir), e))?;
         write_atomic(&path, &encode(group, &vk)?, replace)
     }
 

@@ -67,6 +67,8 @@ int main(void) {
     CHECK_STATUS(replicore_signature_compute(tgt, 65536, on_progress, &prog, &sig), REPLICORE_OK);
     CHECK(prog.calls >= 1 && prog.last_done == SIZE && prog.last_total == SIZE);
     CHECK_STATUS(replicore_signature_write(sig, sigp), REPLICORE_OK);
+    /* Outputs never replace a file. */
+    CHECK_STATUS(replicore_signature_write(sig, sigp), REPLICORE_ERR_ALREADY_EXISTS);
     CHECK_STATUS(replicore_signature_read(sigp, &back), REPLICORE_OK);
     CHECK_STATUS(replicore_signature_info(back, &cs, &size, &count), REPLICORE_OK);
     CHECK(cs == 65536 && size == SIZE && count == SIZE / 65536);

@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "replicore", version, propagate_version = true)]
 #[command(
     after_help = "Exit codes: 0 success, 2 usage or invalid argument, 3 corruption, \
-4 authentication, 5 broken chain, conflict or locked, 6 I/O or not found, 7 resync required, \
+4 authentication, 5 broken chain, conflict, locked or an existing output (--force replaces \
+it), 6 I/O or not found, 7 resync required, \
 1 anything else."
 )]
 pub struct Cli {
@@ -55,9 +56,12 @@ pub struct Passphrase {
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// The key file to create (it must not exist).
+    /// The key file to create (it must not exist unless --force; created 0600).
     #[arg(long, value_name = "KEYFILE")]
     pub out: PathBuf,
+    /// Replace an existing key file at --out.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub pass: Passphrase,
 }
@@ -85,9 +89,12 @@ pub struct RotateArgs {
     /// The current key file.
     #[arg(long, value_name = "KEYFILE")]
     pub key: PathBuf,
-    /// The new key file to write.
+    /// The new key file to write (it must not exist unless --force; created 0600).
     #[arg(long, value_name = "NEWKEYFILE")]
     pub out: PathBuf,
+    /// Replace an existing file at --out.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub pass: Passphrase,
     /// Read the new passphrase from this environment variable (default:
@@ -118,6 +125,9 @@ pub struct SeedArgs {
     /// Chunk size: a power of two from 4K to 8M (default 1M).
     #[arg(long, value_name = "SIZE")]
     pub chunk_size: Option<String>,
+    /// Replace an existing log, bundle or ship state (starts a new tracking session).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,9 +185,12 @@ pub struct MarkArgs {
 pub struct RotateLogArgs {
     /// The active change log.
     pub logfile: PathBuf,
-    /// Where the sealed log goes.
+    /// Where the sealed log goes (it must not exist unless --force).
     #[arg(long, value_name = "SEALEDFILE")]
     pub sealed_out: PathBuf,
+    /// Replace an existing file at --sealed-out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +218,10 @@ pub struct ShipArgs {
     /// beside the change log).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Replace bundles already in --out-dir (shipping again after a crash before the ship
+    /// state was saved writes the same names).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -349,6 +366,9 @@ pub struct FailoverArgs {
     /// primary shipped. Catches a vault rolled back to an older point.
     #[arg(long, value_name = "SEQ")]
     pub expect_seq: Option<u64>,
+    /// Replace images already in --out-dir.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -357,9 +377,12 @@ pub enum ResyncCmd {
     Signature {
         /// The image.
         image: PathBuf,
-        /// The signature file to write.
+        /// The signature file to write (created 0600; it must not exist unless --force).
         #[arg(long, value_name = "SIGFILE")]
         out: PathBuf,
+        /// Replace an existing file at --out.
+        #[arg(long)]
+        force: bool,
         /// Chunk size: a power of two from 4K to 8M (default 64K).
         #[arg(long, value_name = "SIZE")]
         chunk_size: Option<String>,
@@ -371,9 +394,12 @@ pub enum ResyncCmd {
         /// The other side's signature.
         #[arg(long, value_name = "SIGFILE")]
         signature: PathBuf,
-        /// The delta file to write.
+        /// The delta file to write (created 0600; it must not exist unless --force).
         #[arg(long, value_name = "DELTAFILE")]
         out: PathBuf,
+        /// Replace an existing file at --out.
+        #[arg(long)]
+        force: bool,
     },
     /// Applies a delta to the image its signature was taken of.
     Apply {

@@ -7,6 +7,7 @@ use replicore::crypto::{Key, KeyFile, Secret};
 use zeroize::Zeroizing;
 
 use crate::args::{KeygenArgs, Passphrase, RotateArgs};
+use crate::out::forceable;
 use crate::{CmdResult, Failure};
 
 /// The passphrase: from `--passphrase-env VAR` (or `new_flag`'s variable), else from `default`
@@ -58,7 +59,7 @@ pub fn keygen(a: KeygenArgs) -> CmdResult {
         return Err(Failure::Usage("the passphrase is empty".into()));
     }
     let (file, key) = KeyFile::create(Secret::Passphrase(p.as_bytes()))?;
-    file.save(&a.out, false)?;
+    file.save(&a.out, a.force).map_err(forceable)?;
     println!("{} key {}", a.out.display(), key.id());
     Ok(())
 }
@@ -82,7 +83,7 @@ pub fn rotate(a: RotateArgs) -> CmdResult {
         Secret::Passphrase(old.as_bytes()),
         Secret::Passphrase(new.as_bytes()),
     )?;
-    rotated.save(&a.out, false)?;
+    rotated.save(&a.out, a.force).map_err(forceable)?;
     println!("{} key {}", a.out.display(), rotated.key_id());
     Ok(())
 }

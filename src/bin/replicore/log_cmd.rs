@@ -9,7 +9,7 @@ use replicore::log::{ChangeLog, LogReader, MarkerKind, RecordBody, ResyncThresho
 use serde_json::{Value, json};
 
 use crate::args::{CaptureArgs, Kind, LogCmd};
-use crate::out::{Bar, format_time, parse_time};
+use crate::out::{Bar, forceable, format_time, parse_time};
 use crate::{CmdResult, Failure};
 
 /// The largest piece of a write recorded at once.
@@ -37,7 +37,10 @@ pub fn run(c: LogCmd) -> CmdResult {
         }
         LogCmd::Rotate(a) => {
             let mut log = open(&a.logfile)?;
-            let r = log.rotate(&a.sealed_out)?;
+            if a.force {
+                remove_existing(&a.sealed_out)?;
+            }
+            let r = log.rotate(&a.sealed_out).map_err(forceable)?;
             println!(
                 "{} sealed: generation {}, {} points, {} records",
                 r.sealed_path.display(),
@@ -48,6 +51,16 @@ pub fn run(c: LogCmd) -> CmdResult {
             Ok(())
         }
         LogCmd::Inspect(a) => inspect(&a.logfile, a.json),
+    }
+}
+
+/// Removes the file at `path` if there is one (a symbolic link itself, never its target).
+fn remove_existing(path: &Path) -> Result<(), Failure> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(replicore::Error::io("removing", Some(path), e).into())
+        }
+        _ => Ok(()),
     }
 }
 

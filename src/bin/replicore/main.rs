@@ -2,8 +2,12 @@
 //! hand or from scripts; `replicore demo` shows the whole job on a sample disk.
 //!
 //! Exit codes: 0 success, 2 usage or invalid argument, 3 corruption, 4 authentication, 5 broken
-//! chain, conflict or locked, 6 I/O or not found, 7 resync required, 1 anything else. Errors are
-//! one line on stderr.
+//! chain, conflict, locked or an existing output, 6 I/O or not found, 7 resync required, 1
+//! anything else. Errors are one line on stderr.
+//!
+//! Files: every output (key files, logs, bundles, ship state, images, signatures, deltas) is
+//! created 0600 under an unpredictable temporary name and renamed into place; an existing
+//! output is refused (exit 5) unless the verb's `--force` is given.
 
 mod args;
 mod demo;
@@ -30,6 +34,8 @@ pub enum Failure {
     Usage(String),
     /// A check found damage (exit 3).
     Damage(String),
+    /// An output exists and `--force` was not given (exit 5).
+    Exists(String),
     /// Anything else (exit 1).
     Other(String),
 }
@@ -46,6 +52,7 @@ impl Failure {
         match self {
             Failure::Usage(_) => 2,
             Failure::Damage(_) => 3,
+            Failure::Exists(_) => 5,
             Failure::Other(_) => 1,
             Failure::Lib(e) => exit_code(e.kind()),
         }
@@ -69,7 +76,9 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Lib(e) => write!(f, "{e}"),
-            Failure::Usage(m) | Failure::Damage(m) | Failure::Other(m) => f.write_str(m),
+            Failure::Usage(m) | Failure::Damage(m) | Failure::Exists(m) | Failure::Other(m) => {
+                f.write_str(m)
+            }
         }
     }
 }

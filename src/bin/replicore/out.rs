@@ -7,6 +7,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Failure;
 
+/// An error of a verb that writes outputs: an output that exists already says that `--force`
+/// replaces it (exit 5); anything else is the library's error.
+pub fn forceable(e: replicore::Error) -> Failure {
+    match e {
+        replicore::Error::AlreadyExists { what } => {
+            Failure::Exists(format!("{what} already exists; --force replaces it"))
+        }
+        e => Failure::Lib(e),
+    }
+}
+
 /// A progress bar on stderr, hidden when stderr is not a terminal.
 pub struct Bar(ProgressBar);
 

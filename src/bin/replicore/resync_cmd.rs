@@ -1,23 +1,28 @@
 //! `replicore resync ...`: signatures, deltas, apply, and a local resync.
 
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter};
 
+use replicore::OutputFile;
 use replicore::resync::{DEFAULT_CHUNK_SIZE, Delta, Signature, resync};
 
 use crate::CmdResult;
 use crate::args::{ResyncCmd, size};
-use crate::out::{Bar, bytes};
+use crate::out::{Bar, bytes, forceable};
 
-fn create(path: &std::path::Path) -> Result<BufWriter<std::fs::File>, replicore::Error> {
-    std::fs::File::create(path)
+/// A new output file (0600, published whole by [`finish`]; an existing one is refused unless
+/// `force`).
+fn create(path: &std::path::Path, force: bool) -> Result<BufWriter<OutputFile>, crate::Failure> {
+    OutputFile::create(path, force)
         .map(|f| BufWriter::with_capacity(1 << 20, f))
-        .map_err(|e| replicore::Error::io("creating", Some(path), e))
+        .map_err(forceable)
 }
 
-fn finish(mut w: BufWriter<std::fs::File>, path: &std::path::Path) -> Result<(), replicore::Error> {
-    w.flush()
-        .and_then(|()| w.get_ref().sync_all())
-        .map_err(|e| replicore::Error::io("writing", Some(path), e))
+/// Flushes, syncs and publishes an output of [`create`].
+fn finish(w: BufWriter<OutputFile>, path: &std::path::Path) -> Result<(), crate::Failure> {
+    let f = w
+        .into_inner()
+        .map_err(|e| replicore::Error::io("writing", Some(path), e.into_error()))?;
+    f.commit().map_err(forceable)
 }
 
 /// The chunk size given, or the default (64K).
@@ -30,13 +35,14 @@ pub fn run(c: ResyncCmd) -> CmdResult {
         ResyncCmd::Signature {
             image,
             out,
+            force,
             chunk_size,
         } => {
             let cs = chunk(chunk_size.as_deref())?;
+            let mut w = create(&out, force)?;
             let bar = Bar::new("signature");
             let sig = Signature::compute(&image, cs, &mut bar.callback())?;
             drop(bar);
-            let mut w = create(&out)?;
             sig.to_writer(&mut w)?;
             finish(w, &out)?;
             println!(
@@ -51,12 +57,13 @@ pub fn run(c: ResyncCmd) -> CmdResult {
             source,
             signature,
             out,
+            force,
         } => {
             let f = std::fs::File::open(&signature)
                 .map_err(|e| replicore::Error::io("opening the signature", Some(&signature), e))?;
             let sig = Signature::from_reader(BufReader::with_capacity(1 << 20, f))
                 .map_err(|e| e.with_path(&signature))?;
-            let mut w = create(&out)?;
+            let mut w = create(&out, force)?;
             let bar = Bar::new("delta");
             let st = Delta::compute(&source, &sig, &mut w, &mut bar.callback())?;
             drop(bar);

@@ -9,7 +9,7 @@ use replicore::log::LogReader;
 
 use crate::args::{SeedArgs, ShipArgs, size};
 use crate::keys;
-use crate::out::{Bar, bytes};
+use crate::out::{Bar, bytes, forceable};
 use crate::{CmdResult, Failure};
 
 /// Where a group's ship state is kept: `GROUP.rcship` (the name made safe) in `dir`.
@@ -43,13 +43,16 @@ pub fn seed(a: SeedArgs) -> CmdResult {
         disks.push((name.to_string(), PathBuf::from(path)));
     }
     let key = keys::load(&a.key, &a.pass)?;
-    let mut opts = SeedOptions::default();
+    let mut opts = SeedOptions {
+        replace: a.force,
+        ..SeedOptions::default()
+    };
     if let Some(s) = &a.chunk_size {
         opts.chunk_size = size(s)?;
     }
     let state = state_path(parent(&a.log), &a.group);
-    if state.exists() {
-        return Err(Failure::Lib(replicore::Error::AlreadyExists {
+    if !a.force && std::fs::symlink_metadata(&state).is_ok() {
+        return Err(forceable(replicore::Error::AlreadyExists {
             what: format!(
                 "ship state {} (the group is seeded already)",
                 state.display()
@@ -69,7 +72,8 @@ pub fn seed(a: SeedArgs) -> CmdResult {
         &a.out,
         &opts,
         &mut bar.callback(),
-    )?;
+    )
+    .map_err(forceable)?;
     drop(bar);
     s.state.save(&state)?;
     println!("{}", s.bundle.path.display());
@@ -103,9 +107,13 @@ pub fn ship(a: ShipArgs) -> CmdResult {
         &key,
         &mut state,
         &a.out_dir,
-        &ShipOptions::default(),
+        &ShipOptions {
+            replace: a.force,
+            ..ShipOptions::default()
+        },
         &mut bar.callback(),
-    )?;
+    )
+    .map_err(forceable)?;
     drop(bar);
     state.save(&state_file)?;
     for b in &shipped {

@@ -6,12 +6,12 @@ use std::time::SystemTime;
 use replicore::PointId;
 use replicore::log::MarkerKind;
 use replicore::policy::RetentionPolicy;
-use replicore::vault::{RecoveryPoint, Selector, Vault};
+use replicore::vault::{FailoverOptions, RecoveryPoint, Selector, Vault};
 use serde_json::{Value, json};
 
 use crate::args::{FailoverArgs, PruneArgs, VaultCmd};
 use crate::keys;
-use crate::out::{Bar, bytes, format_time, parse_time};
+use crate::out::{Bar, bytes, forceable, format_time, parse_time};
 use crate::{CmdResult, Failure};
 
 pub fn run(c: VaultCmd) -> CmdResult {
@@ -363,7 +363,17 @@ pub fn failover(a: FailoverArgs) -> CmdResult {
     std::fs::create_dir_all(&a.out_dir)
         .map_err(|e| replicore::Error::io("creating", Some(&a.out_dir), e))?;
     let bar = Bar::new("failover");
-    let written = v.failover(&a.group, sel, &key, &a.out_dir, &mut bar.callback())?;
+    let options = FailoverOptions { replace: a.force };
+    let written = v
+        .failover_with(
+            &a.group,
+            sel,
+            &key,
+            &a.out_dir,
+            &options,
+            &mut bar.callback(),
+        )
+        .map_err(forceable)?;
     drop(bar);
     for m in &written {
         println!("{}", m.path.display());
