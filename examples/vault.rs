@@ -7,13 +7,14 @@
 //! cargo run --release --example vault -- round IMAGE WRITES WORK VAULT
 //! cargo run --release --example vault -- failover WORK VAULT OUTDIR base|latest
 //! cargo run --release --example vault -- verify WORK VAULT
+//! cargo run --release --example vault -- verify-keyless WORK VAULT
 //! ```
 //! `seed` creates a key (`WORK/key.rckey`, raw key in `WORK/master`), seeds IMAGE (1 MiB
 //! chunks) into `WORK` with its change log and ship state (timed) and creates VAULT; `ingest`
 //! ingests the base (timed). `round` records the guest writes listed in WRITES (`offset length` per line) with
 //! IMAGE's bytes into the change log, marks, rotates, ships and ingests the point (timed as
 //! capture + ship, and ingest). `failover` writes every disk of the base or latest point into
-//! OUTDIR (timed). `verify` checks the vault with the key (timed). Each prints one line of
+//! OUTDIR (timed). `verify` checks the vault with the key (timed), `verify-keyless` without it. Each prints one line of
 //! `key=value` figures ending with `peak_anon_kib`.
 
 use std::io::BufRead;
@@ -40,10 +41,11 @@ fn key(work: &Path) -> replicore::Result<Key> {
 fn main() -> replicore::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let usage = "usage: vault seed IMAGE WORK VAULT | ingest WORK VAULT | round IMAGE WRITES WORK VAULT | \
-                 failover WORK VAULT OUTDIR base|latest | verify WORK VAULT";
+                 failover WORK VAULT OUTDIR base|latest | verify WORK VAULT | verify-keyless WORK VAULT";
     let arg = |i: usize| args.get(i).map(String::as_str).expect(usage);
     let sampler = AnonSampler::start();
-    match arg(1) {
+    let mode = arg(1);
+    match mode {
         "seed" => {
             let (image, work, vault) = (Path::new(arg(2)), Path::new(arg(3)), arg(4));
             std::fs::create_dir_all(work).expect("creating WORK");
@@ -151,14 +153,14 @@ fn main() -> replicore::Result<()> {
                 sampler.peak()
             );
         }
-        "verify" => {
+        "verify" | "verify-keyless" => {
             let (work, vault) = (Path::new(arg(2)), Vault::open(arg(3))?);
-            let key = key(work)?;
+            let key = (mode == "verify").then(|| key(work)).transpose()?;
             let t = Instant::now();
-            let r = vault.verify(Some(&key), &mut |_, _| true)?;
+            let r = vault.verify(key.as_ref(), &mut |_, _| true)?;
             assert!(r.is_ok(), "{r:?}");
             println!(
-                "mode=verify seconds={:.3} blobs={} decrypted={} peak_anon_kib={}",
+                "mode={mode} seconds={:.3} blobs={} decrypted={} peak_anon_kib={}",
                 t.elapsed().as_secs_f64(),
                 r.blobs,
                 r.blobs_decrypted,
