@@ -92,6 +92,11 @@ fn failovers(v: &Vault, key: &Key, models: &[Vec<Vec<u8>>], kind: ErrorKind, out
     failed
 }
 
+/// As [`failovers`], asserting how many points were refused (as `Corrupt`).
+fn refused(v: &Vault, key: &Key, models: &[Vec<Vec<u8>>], out: &Path, want: usize) {
+    assert_eq!(failovers(v, key, models, ErrorKind::Corrupt, out), want);
+}
+
 fn point_files(v: &Vault) -> Vec<PathBuf> {
     let mut f: Vec<PathBuf> = std::fs::read_dir(v.points_dir(GROUP))
         .unwrap()
@@ -193,16 +198,7 @@ fn a_rewritten_merged_point_is_refused() {
     assert!(!r.is_ok(), "keyless verify missed a rewritten merged map");
     let r = v.verify(Some(&g.key), &mut ok).unwrap();
     assert!(!r.is_ok(), "keyed verify missed a rewritten merged map");
-    assert_eq!(
-        failovers(
-            &v,
-            &g.key,
-            &models,
-            ErrorKind::Corrupt,
-            &dir.path().join("o1")
-        ),
-        1
-    );
+    refused(&v, &g.key, &models, &dir.path().join("o1"), 1);
 
     // The digest in the record's header made to agree: the next record no longer names it.
     let mut forged2 = forged.clone();
@@ -212,29 +208,11 @@ fn a_rewritten_merged_point_is_refused() {
     std::fs::write(&file, &forged2).unwrap();
     retrail(&file);
     assert!(!v.verify(None, &mut ok).unwrap().is_ok());
-    assert_eq!(
-        failovers(
-            &v,
-            &g.key,
-            &models,
-            ErrorKind::Corrupt,
-            &dir.path().join("o2")
-        ),
-        1
-    );
+    refused(&v, &g.key, &models, &dir.path().join("o2"), 1);
 
     std::fs::write(&file, &good).unwrap();
     assert!(v.verify(Some(&g.key), &mut ok).unwrap().is_ok());
-    assert_eq!(
-        failovers(
-            &v,
-            &g.key,
-            &models,
-            ErrorKind::Corrupt,
-            &dir.path().join("o3")
-        ),
-        0
-    );
+    refused(&v, &g.key, &models, &dir.path().join("o3"), 0);
 }
 
 /// A bundle of the attacker's own group carries garbage under the blob ids the victim's points
@@ -300,28 +278,10 @@ fn dedup_cannot_be_poisoned_by_another_group() {
     }
     assert!(v.verify(None, &mut ok).unwrap().is_ok());
     assert!(v.verify(Some(&g.key), &mut ok).unwrap().is_ok());
-    assert_eq!(
-        failovers(
-            &v,
-            &g.key,
-            &models,
-            ErrorKind::Corrupt,
-            &dir.path().join("o")
-        ),
-        0
-    );
+    refused(&v, &g.key, &models, &dir.path().join("o"), 0);
     // GC keeps the victim's copies, whatever the attacker's group does.
     v.gc(&mut ok).unwrap();
-    assert_eq!(
-        failovers(
-            &v,
-            &g.key,
-            &models,
-            ErrorKind::Corrupt,
-            &dir.path().join("o2")
-        ),
-        0
-    );
+    refused(&v, &g.key, &models, &dir.path().join("o2"), 0);
 }
 
 /// A bundle whose blob does not match its signed table (a flipped byte, trailer recomputed) is
@@ -530,16 +490,7 @@ fn a_missing_head_deletes_nothing_and_is_rebuilt() {
         ErrorKind::AlreadyExists
     );
     assert!(v.verify(Some(&g.key), &mut ok).unwrap().is_ok());
-    assert_eq!(
-        failovers(
-            &v,
-            &g.key,
-            &models,
-            ErrorKind::Corrupt,
-            &dir.path().join("o")
-        ),
-        0
-    );
+    refused(&v, &g.key, &models, &dir.path().join("o"), 0);
 }
 
 /// The head pointed back at an older point and the newer files removed: `latest` is the old
@@ -691,16 +642,7 @@ fn a_replayed_old_bundle_changes_nothing() {
     }
     assert_eq!(std::fs::read(v.head_path(GROUP)).unwrap(), head);
     assert!(v.verify(Some(&g.key), &mut ok).unwrap().is_ok());
-    assert_eq!(
-        failovers(
-            &v,
-            &g.key,
-            &models,
-            ErrorKind::Corrupt,
-            &dir.path().join("o")
-        ),
-        0
-    );
+    refused(&v, &g.key, &models, &dir.path().join("o"), 0);
 }
 
 /// A checkpoint (`compact`, keyed) altered by the operator: refused; the untouched one reads as
@@ -719,16 +661,7 @@ fn a_compacted_chain_is_authentic_and_a_forged_checkpoint_refused() {
     assert!(c.bytes_after < c.bytes_before, "{c:?}");
     assert!(v.verify(None, &mut ok).unwrap().is_ok());
     assert!(v.verify(Some(&g.key), &mut ok).unwrap().is_ok());
-    assert_eq!(
-        failovers(
-            &v,
-            &g.key,
-            &models,
-            ErrorKind::Corrupt,
-            &dir.path().join("o")
-        ),
-        0
-    );
+    refused(&v, &g.key, &models, &dir.path().join("o"), 0);
     let file = point_files(&v).pop().unwrap();
     let good = std::fs::read(&file).unwrap();
     let r = records(&good);

@@ -263,33 +263,14 @@ impl Bundle {
     /// table, every blob referenced and every reference present, extents within their blobs'
     /// declared sizes, and the sections unchanged since [`open`](Self::open).
     pub fn verify(&self) -> Result<BundleStats> {
-        let mut batch: Vec<(usize, Vec<u8>)> = Vec::new();
-        let mut batch_bytes = 0usize;
-        let rows = Arc::clone(&self.rows);
-        let flush = |batch: &mut Vec<(usize, Vec<u8>)>| -> Result<()> {
-            batch
-                .par_iter()
-                .try_for_each(|(i, stored)| check_sealed(&rows[*i], stored))?;
-            batch.clear();
-            Ok(())
-        };
-        let stats = self.for_each_entry(|i, _, stored| {
-            batch_bytes += stored.len();
-            batch.push((i, stored.to_vec()));
-            if batch_bytes >= VERIFY_BATCH {
-                batch_bytes = 0;
-                flush(&mut batch)?;
-            }
-            Ok(())
-        })?;
-        flush(&mut batch)?;
+        let stats = self.check_blobs(&|_, _| Ok(()))?;
         // After the trailer held: damage is Corrupt, a forgery Authentication.
         self.check_signature(&self.header.verifying_key)?;
         Ok(stats)
     }
 
-    /// As [`verify`](Self::verify), and with the key: the header names this key, the manifests'
-    /// authentication tag holds, and every blob decrypts, decompresses and hashes to its id.
+    /// As [`verify`](Self::verify), and with the key: the header names this key and its
+    /// verifying key, and every blob decrypts, decompresses and hashes to its id.
     pub fn verify_with_key(&self, key: &Key) -> Result<BundleStats> {
         if self.header.key_id() != key.id() || self.header.verifying_key != key.verifying_key() {
             return Err(Error::Authentication {
@@ -301,13 +282,24 @@ impl Bundle {
                 ),
             });
         }
+        let stats = self.check_blobs(&|id, stored| blob::decode(key, id, stored).map(|_| ()))?;
+        self.check_signature(&key.verifying_key())?;
+        Ok(stats)
+    }
+
+    /// Streams the blobs and checks each one's sealed bytes against the signed table, then
+    /// `also`, in batches on the pool.
+    fn check_blobs(
+        &self,
+        also: &(dyn Fn(&BlobId, &[u8]) -> Result<()> + Sync),
+    ) -> Result<BundleStats> {
         let mut batch: Vec<(usize, BlobId, Vec<u8>)> = Vec::new();
         let mut batch_bytes = 0usize;
         let rows = Arc::clone(&self.rows);
         let flush = |batch: &mut Vec<(usize, BlobId, Vec<u8>)>| -> Result<()> {
             batch.par_iter().try_for_each(|(i, id, stored)| {
                 check_sealed(&rows[*i], stored)?;
-                blob::decode(key, id, stored).map(|_| ())
+                also(id, stored)
             })?;
             batch.clear();
             Ok(())
@@ -322,7 +314,6 @@ impl Bundle {
             Ok(())
         })?;
         flush(&mut batch)?;
-        self.check_signature(&key.verifying_key())?;
         Ok(stats)
     }
 

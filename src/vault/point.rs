@@ -410,15 +410,20 @@ impl PointFile {
     /// records. Nothing is checked beyond the summary's shape ([`read`](Self::read) checks
     /// everything before anything relies on the data).
     pub fn read_listing(path: &Path) -> Result<PointFile> {
-        let (f, len) = open(path)?;
-        let mut r = In {
-            inner: std::io::BufReader::with_capacity(64 << 10, f),
-            at: 0,
-            left: len.saturating_sub(TRAILER_LEN as u64),
-            what: "recovery-point file",
-        };
-        Self::read_summary(&mut r).map_err(|e| e.with_path(path))
+        Self::read_summary(&mut stream(path, 64 << 10)?).map_err(|e| e.with_path(path))
     }
+}
+
+/// A point file as a stream of its bytes before the trailer, read through a buffer of `buf`
+/// bytes.
+pub(crate) fn stream(path: &Path, buf: usize) -> Result<In<std::io::BufReader<std::fs::File>>> {
+    let (f, len) = open(path)?;
+    Ok(In {
+        inner: std::io::BufReader::with_capacity(buf, f),
+        at: 0,
+        left: len.saturating_sub(TRAILER_LEN as u64),
+        what: "recovery-point file",
+    })
 }
 
 /// Opens a point file and gives its length.

@@ -9,11 +9,10 @@ use super::Vault;
 use super::chain;
 use super::head::Head;
 use super::layout::{Layout, PENDING};
-use super::point::{PointFile, StoredPoint, open};
-use super::records::{In, Record};
+use super::point::{PointFile, StoredPoint, stream};
+use super::records::Record;
 use crate::bundle::format::BundleKind;
 use crate::error::{Error, Result};
-use crate::format::trailer::TRAILER_LEN;
 use crate::fsutil::{list_dir, remove, sync_dir, write_atomic};
 use crate::id::PointId;
 use crate::sys::LockMode;
@@ -21,13 +20,7 @@ use crate::sys::LockMode;
 /// The (sequence, id) of every record of a point file, oldest first (a checkpoint gives the
 /// point it stands at).
 pub(crate) fn record_ids(path: &Path) -> Result<Vec<(u64, PointId)>> {
-    let (f, len) = open(path)?;
-    let mut r = In {
-        inner: std::io::BufReader::with_capacity(1 << 20, f),
-        at: 0,
-        left: len.saturating_sub(TRAILER_LEN as u64),
-        what: "recovery-point file",
-    };
+    let mut r = stream(path, 1 << 20)?;
     let summary = PointFile::read_summary(&mut r).map_err(|e| e.with_path(path))?;
     let mut out = Vec::new();
     for _ in 0..summary.records {
