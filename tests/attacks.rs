@@ -692,3 +692,19 @@ fn a_compacted_chain_is_authentic_and_a_forged_checkpoint_refused() {
         ErrorKind::Authentication
     );
 }
+
+/// A bundle of the format before signed points (major version 1) is refused as such, not
+/// guessed at: `UnsupportedVersion`.
+#[test]
+fn a_bundle_of_the_unsigned_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bundles, _) = chain(dir.path(), 1);
+    let old = dir.path().join("v1.rcb");
+    let mut b = std::fs::read(&bundles[0]).unwrap();
+    b[8..10].copy_from_slice(&1u16.to_le_bytes());
+    std::fs::write(&old, &b).unwrap();
+    retrail(&old);
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    let e = v.ingest(&old, &mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnsupportedVersion, "{e}");
+}

@@ -287,6 +287,14 @@ fn create_and_open_refuse_what_is_not_a_vault() {
     std::fs::write(&f, &newer).unwrap();
     let e = Vault::open(&vd).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnsupportedVersion, "{e}");
+    // So is the version before signed points (1): no migration, a clear refusal.
+    newer[8] = 1;
+    let n = newer.len() - 32;
+    let h = blake3::hash(&newer[..n]);
+    newer[n..].copy_from_slice(h.as_bytes());
+    std::fs::write(&f, &newer).unwrap();
+    let e = Vault::open(&vd).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnsupportedVersion, "{e}");
     let mut bytes = good;
     bytes[20] ^= 1;
     std::fs::write(&f, bytes).unwrap();
