@@ -107,6 +107,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("limit_one_thread", |b| {
         b.iter(|| limit_one(black_box(rec_chunk), &cipher))
     });
+    // What the derived nonce adds (docs/FORMAT.md §12): a keyed BLAKE3 over the compressed body
+    // (a raw blob's nonce hashes 40 bytes), and the BLAKE3 of the sealed bytes the point's
+    // signature covers; each beside the encoding it belongs to, for their share of it.
+    let sealed = replicore::blob::encode(&key, rec_chunk, 1).unwrap().bytes;
+    g.bench_function("nonce_keyed_blake3_of_the_compressed_body", |b| {
+        b.iter(|| blake3::keyed_hash(&[7; 32], black_box(&sealed[20..sealed.len() - 16])))
+    });
+    g.bench_function("sealed_hash_blake3", |b| {
+        b.iter(|| blake3::hash(black_box(&sealed)))
+    });
     g.finish();
 }
 
