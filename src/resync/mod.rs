@@ -23,9 +23,13 @@
 #[allow(unsafe_code)] // fallocate: see apply.rs
 mod apply;
 mod delta;
+mod delta_read;
+mod hashing;
 #[allow(unsafe_code)] // the memory map: see image.rs
 pub(crate) mod image;
+mod seal;
 pub(crate) mod signature;
+mod target;
 
 pub use apply::ApplyStats;
 pub use delta::{Delta, DeltaStats};
@@ -108,7 +112,13 @@ pub fn resync(
     let mut applier = apply::Applier::open(target, chunk_size, src.bytes().len() as u64, 0, true)?;
     let mut p = |d: u64, _t: u64| progress(offset + d, total);
     let data = |s: u64, e: u64| src.data_ranges(s, e);
-    let stats = delta::diff(src.bytes(), &data, &target_sig, true, &mut p, &mut applier)?;
+    let source = delta::Source {
+        bytes: src.bytes(),
+        data: &data,
+        hasher: &hashing::ChunkHasher::Plain,
+        parallel: true,
+    };
+    let stats = delta::diff(source, &target_sig, &mut p, &mut applier)?;
     applier.finish()?;
     Ok(ResyncStats {
         chunks: stats.chunks,
