@@ -324,6 +324,7 @@ pub(crate) fn read<S: Sink>(
     let salt = h.array("salt")?;
     let sealing = Sealing::decode(mode, key_id, salt).map_err(|d| h.error("mode", d))?;
     let mut body = sealing.open_body(r, "delta", &head, key)?;
+    body.prime()?;
     let mut sink = make(&header)?;
     let mut entries = Entries::new(&header, ChunkHasher::new(key));
     loop {

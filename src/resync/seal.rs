@@ -259,6 +259,15 @@ impl<R: Read> BodyReader<R> {
         }
     }
 
+    /// Authenticates the first frame of a sealed body (and with it the header, which every
+    /// frame's associated data covers), so that nothing is acted on before.
+    pub fn prime(&mut self) -> Result<()> {
+        match &self.sealed {
+            Some(s) if s.index == 0 => self.next_frame(),
+            _ => Ok(()),
+        }
+    }
+
     /// Fills `buf` from the body; a body that ends first is Corrupt, naming `field`.
     pub fn fill(&mut self, buf: &mut [u8], field: &str) -> Result<()> {
         let at = self.position();

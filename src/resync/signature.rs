@@ -337,6 +337,7 @@ impl Signature {
         let salt = h.array("salt")?;
         let sealing = Sealing::decode(mode, key_id, salt).map_err(|d| h.error("mode", d))?;
         let mut body = sealing.open_body(r, "signature", &header, key)?;
+        body.prime()?;
         let mut hashes = Vec::new();
         let mut buf = [0u8; 32];
         for _ in 0..count {
