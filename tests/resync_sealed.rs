@@ -10,9 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
+use common::{noise as rnd, ok};
 use replicore::ErrorKind;
-use replicore::crypto::{Key, KeyFile, MasterKey, Secret};
+use replicore::crypto::Key;
 use replicore::resync::{Delta, Signature};
+
+mod common;
 
 const CS: u32 = 4096;
 /// Plaintext bytes of a full frame (`docs/FORMAT.md` §9.1).
@@ -20,26 +23,9 @@ const FRAME: usize = 1 << 20;
 /// Bytes of a delta's header, where its body (the first frame) starts.
 const DELTA_HEADER: usize = 120;
 
-fn ok(_: u64, _: u64) -> bool {
-    true
-}
-
+/// A fresh group key (a new random data key each call).
 fn key() -> Key {
-    KeyFile::create(Secret::Key(&MasterKey::generate().unwrap()))
-        .unwrap()
-        .1
-}
-
-fn rnd(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    common::key(7)
 }
 
 /// `bytes` with its trailer recomputed (as a forger who knows the format would).

@@ -507,3 +507,82 @@ impl Sealing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::crypto::{KeyFile, MasterKey, Secret};
+
+    fn key() -> Key {
+        KeyFile::create(Secret::Key(&MasterKey::generate().unwrap()))
+            .unwrap()
+            .1
+    }
+
+    const HEADER: &[u8] = b"a header of some bytes";
+
+    fn seal(body: &[u8], key: &Key, salt: &[u8; SALT_LEN]) -> Vec<u8> {
+        let mut w = BodyWriter::start(Vec::new(), HEADER, Some((key, salt))).unwrap();
+        // In pieces of odd sizes, across frame edges.
+        for piece in body.chunks(333_333) {
+            w.write_all(piece).unwrap();
+        }
+        w.finish().unwrap().0
+    }
+
+    fn open(file: &[u8], key: &Key, salt: &[u8; SALT_LEN], len: usize) -> Result<Vec<u8>> {
+        let mut r = HashingReader::new(file);
+        let mut h = vec![0u8; HEADER.len()];
+        read_full(&mut r, &mut h, "header", 0)?;
+        let mut body = BodyReader::sealed(r, "test file", HEADER, key, salt);
+        body.prime()?;
+        let mut out = vec![0u8; len];
+        body.fill(&mut out, "body")?;
+        body.finish()?;
+        Ok(out)
+    }
+
+    /// Body lengths around the frame's edges.
+    #[test]
+    fn bodies_round_trip_across_frame_edges() {
+        let (key, salt) = (key(), random_salt().unwrap());
+        for len in [
+            0,
+            1,
+            FRAME_LEN - 1,
+            FRAME_LEN,
+            FRAME_LEN + 1,
+            2 * FRAME_LEN + 7,
+        ] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let file = seal(&body, &key, &salt);
+            let frames = len.div_ceil(FRAME_LEN).max(1);
+            let overhead = HEADER.len() + frames * (FRAME_HEADER_LEN + TAG_LEN) + 32;
+            assert_eq!(file.len(), len + overhead, "{len}");
+            assert_eq!(open(&file, &key, &salt, len).unwrap(), body, "{len}");
+            // Reading less than the body leaves bytes: Corrupt; more: Corrupt.
+            if len > 0 {
+                let e = open(&file, &key, &salt, len - 1).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Corrupt, "{len}: {e}");
+            }
+            let e = open(&file, &key, &salt, len + 1).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{len}: {e}");
+            // Another salt, another key: Authentication.
+            let other = random_salt().unwrap();
+            let e = open(&file, &key, &other, len).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Authentication, "{len}: {e}");
+            let e = open(&file, &self::key(), &salt, len).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Authentication, "{len}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_same_body_seals_differently_under_each_salt() {
+        let key = key();
+        let body = vec![0u8; 1000];
+        let a = seal(&body, &key, &random_salt().unwrap());
+        let b = seal(&body, &key, &random_salt().unwrap());
+        assert_ne!(a[HEADER.len()..], b[HEADER.len()..]);
+    }
+}
