@@ -85,14 +85,14 @@ fn frame_header(len: usize, last: bool) -> [u8; FRAME_HEADER_LEN] {
 
 /// The body of a resync file being written: plain bytes, or sealed frames. Either way followed
 /// by the BLAKE3 trailer.
-pub(crate) enum BodyWriter<W: Write> {
-    Plain(TrailerWriter<W>),
-    Sealed(Box<SealWriter<W>>),
+pub(crate) struct BodyWriter<W: Write> {
+    w: TrailerWriter<W>,
+    /// None for a plain body.
+    seal: Option<Box<Sealer>>,
 }
 
-/// Writes a sealed body in frames.
-pub(crate) struct SealWriter<W: Write> {
-    w: TrailerWriter<W>,
+/// The state of a sealed body being written.
+struct Sealer {
     cipher: Aes256Gcm,
     header: Vec<u8>,
     buf: Vec<u8>,
@@ -109,35 +109,30 @@ impl<W: Write> BodyWriter<W> {
     ) -> std::io::Result<Self> {
         let mut w = TrailerWriter::new(out);
         w.write_all(header)?;
-        Ok(match seal {
-            None => BodyWriter::Plain(w),
-            Some((key, salt)) => BodyWriter::Sealed(Box::new(SealWriter {
-                w,
+        let seal = seal.map(|(key, salt)| {
+            Box::new(Sealer {
                 cipher: file_cipher(key, salt),
                 header: header.to_vec(),
                 buf: Vec::with_capacity(FRAME_LEN),
                 index: 0,
-            })),
-        })
+            })
+        });
+        Ok(BodyWriter { w, seal })
     }
 
     /// Seals the last frame, writes the trailer; returns the inner writer and the file's length.
-    pub fn finish(self) -> std::io::Result<(W, u64)> {
-        let w = match self {
-            BodyWriter::Plain(w) => w,
-            BodyWriter::Sealed(mut s) => {
-                s.seal_frame(true)?;
-                s.w
-            }
-        };
-        let len = w.written() + 32;
-        let (inner, _) = w.finish()?;
+    pub fn finish(mut self) -> std::io::Result<(W, u64)> {
+        if let Some(s) = &mut self.seal {
+            s.seal_frame(&mut self.w, true)?;
+        }
+        let len = self.w.written() + 32;
+        let (inner, _) = self.w.finish()?;
         Ok((inner, len))
     }
 }
 
-impl<W: Write> SealWriter<W> {
-    fn seal_frame(&mut self, last: bool) -> std::io::Result<()> {
+impl Sealer {
+    fn seal_frame(&mut self, w: &mut impl Write, last: bool) -> std::io::Result<()> {
         let fh = frame_header(self.buf.len(), last);
         let a = aad(&self.header, self.index, &fh);
         let tag = self
@@ -148,9 +143,9 @@ impl<W: Write> SealWriter<W> {
                 self.buf.as_mut_slice().into(),
             )
             .map_err(|_| std::io::Error::other("sealing a frame"))?;
-        self.w.write_all(&fh)?;
-        self.w.write_all(&self.buf)?;
-        self.w.write_all(tag.as_slice())?;
+        w.write_all(&fh)?;
+        w.write_all(&self.buf)?;
+        w.write_all(tag.as_slice())?;
         self.buf.clear();
         self.index += 1;
         Ok(())
@@ -159,16 +154,15 @@ impl<W: Write> SealWriter<W> {
 
 impl<W: Write> Write for BodyWriter<W> {
     fn write(&mut self, mut data: &[u8]) -> std::io::Result<usize> {
-        let s = match self {
-            BodyWriter::Plain(w) => return w.write(data),
-            BodyWriter::Sealed(s) => s,
+        let Some(s) = &mut self.seal else {
+            return self.w.write(data);
         };
         let n = data.len();
         while !data.is_empty() {
             // A full frame is sealed only once more data follows: the last frame is never empty
             // unless the whole body is.
             if s.buf.len() == FRAME_LEN {
-                s.seal_frame(false)?;
+                s.seal_frame(&mut self.w, false)?;
             }
             let take = (FRAME_LEN - s.buf.len()).min(data.len());
             s.buf.extend_from_slice(&data[..take]);
@@ -178,10 +172,7 @@ impl<W: Write> Write for BodyWriter<W> {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            BodyWriter::Plain(w) => w.flush(),
-            BodyWriter::Sealed(s) => s.w.flush(),
-        }
+        self.w.flush()
     }
 }
 
