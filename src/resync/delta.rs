@@ -8,7 +8,8 @@ use rayon::prelude::*;
 
 use super::hashing::{Batches, ChunkHasher, DataRanges, ZERO_HASH, all_data, hash_batches};
 use super::image::Image;
-use super::seal::{BodyWriter, SALT_LEN, Sealing};
+use super::seal::{BodyWriter, SALT_LEN};
+use super::sealing::Sealing;
 use super::signature::RootHasher;
 use super::{Progress, Signature, chunk_count, chunk_len};
 use crate::crypto::Key;

@@ -11,7 +11,8 @@ use super::delta::{
     Delta, ENTRY_LEN, HEADER_LEN, KIND_DATA, KIND_END, KIND_ZERO, KIND_ZSTD, Sink, VERSION_MAJOR,
 };
 use super::hashing::{ChunkHasher, ZERO_HASH, same_hash};
-use super::seal::{BodyReader, Sealing};
+use super::seal::BodyReader;
+use super::sealing::Sealing;
 use super::target::{Checker, Expect, Missing, Shape};
 use super::{Progress, check_chunk_size, chunk_count, chunk_len};
 use crate::crypto::Key;

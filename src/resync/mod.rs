@@ -39,6 +39,7 @@ mod hashing;
 #[allow(unsafe_code)] // the memory map: see image.rs
 pub(crate) mod image;
 mod seal;
+mod sealing;
 pub(crate) mod signature;
 mod target;
 

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use super::hashing::{Batches, ChunkHasher, all_data, hash_batches};
 use super::image::Image;
-use super::seal::{BodyWriter, SALT_LEN, Sealing};
+use super::seal::{BodyWriter, SALT_LEN};
+use super::sealing::Sealing;
 use super::{Progress, check_chunk_size, chunk_count};
 use crate::crypto::{Key, KeyId};
 use crate::error::{Error, Result};
