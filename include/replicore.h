@@ -955,38 +955,50 @@ replicore_status replicore_resync_window_next_start(const replicore_resync_windo
                                                     uint64_t now_ns,
                                                     uint64_t *start_ns_out);
 
-// Computes the signature of the image at `image` (a file or a block device) in chunks of
-// `chunk_size` bytes (a power of two from 4096 to 8388608; 65536 is the default choice),
-// hashing on every core, and writes it to `*sig_out`. The caller frees it with
+// Computes the keyed signature of the image at `image` (a file or a block device) in chunks
+// of `chunk_size` bytes (a power of two from 4096 to 8388608; 65536 is the default choice),
+// every chunk's hash keyed by `key` (so the signature says nothing about the data without
+// it), hashing on every core, and writes it to `*sig_out`. The caller frees it with
 // `replicore_signature_free`.
 //
 // # Safety
 //
-// `image` is NULL or NUL-terminated; `callback` may be called with `user`; `sig_out` is NULL
-// or writable.
-replicore_status replicore_signature_compute(const char *image,
+// `key` is NULL or a live key; `image` is NULL or NUL-terminated; `callback` may be called
+// with `user`; `sig_out` is NULL or writable.
+replicore_status replicore_signature_compute(const replicore_key *key,
+                                             const char *image,
                                              uint32_t chunk_size,
                                              replicore_progress_callback callback,
                                              void *user,
                                              replicore_signature **sig_out);
 
-// Writes a signature to the new file `path` (`.rcsig`) and syncs it. Like every output of
-// this library, the file is created 0600 under an unpredictable temporary name, never
-// through a symbolic link, and renamed into place once complete; an existing file (or link)
-// at `path` is never replaced: `REPLICORE_ERR_ALREADY_EXISTS`.
+// Writes a signature to the new file `path` (`.rcsig`), sealed under `key` (encrypted and
+// authenticated; its header stays readable), and syncs it. The signature must have been
+// computed with the same key (else `REPLICORE_ERR_INVALID_ARGUMENT`). Like every output of this
+// library, the file is created 0600 under an unpredictable temporary name, never through a
+// symbolic link, and renamed into place once complete; an existing file (or link) at `path` is
+// never replaced: `REPLICORE_ERR_ALREADY_EXISTS`.
 //
 // # Safety
 //
-// `sig` is NULL or a live signature; `path` is NULL or NUL-terminated.
-replicore_status replicore_signature_write(const replicore_signature *sig, const char *path);
+// `sig` is NULL or a live signature; `key` is NULL or a live key; `path` is NULL or
+// NUL-terminated.
+replicore_status replicore_signature_write(const replicore_signature *sig,
+                                           const replicore_key *key,
+                                           const char *path);
 
-// Reads a signature file (verifying its trailer) and writes it to `*sig_out`. The caller frees
-// it with `replicore_signature_free`.
+// Reads a signature file sealed under `key` (verifying its trailer, then authenticating every
+// frame) and writes it to `*sig_out`. Damage is `REPLICORE_ERR_CORRUPT`; a signature sealed
+// under another key, tampered with, or plain (keyless) is `REPLICORE_ERR_AUTHENTICATION`. The
+// caller frees it with `replicore_signature_free`.
 //
 // # Safety
 //
-// `path` is NULL or NUL-terminated; `sig_out` is NULL or writable.
-replicore_status replicore_signature_read(const char *path, replicore_signature **sig_out);
+// `key` is NULL or a live key; `path` is NULL or NUL-terminated; `sig_out` is NULL or
+// writable.
+replicore_status replicore_signature_read(const replicore_key *key,
+                                          const char *path,
+                                          replicore_signature **sig_out);
 
 // Writes a signature's chunk size, image size and chunk count to the out-parameters.
 //
@@ -1005,33 +1017,42 @@ replicore_status replicore_signature_info(const replicore_signature *sig,
 // `sig` is NULL or a live signature that no other thread is using.
 void replicore_signature_free(replicore_signature *sig);
 
-// Computes the delta of the image at `source` against `target_sig` (the stale copy's
-// signature) and writes it to the new file `delta_path`, then syncs it. The file is created
-// 0600 under an unpredictable temporary name, never through a symbolic link, and renamed into
-// place once complete (nothing is left on failure); an existing file (or link) at
-// `delta_path` is never replaced: `REPLICORE_ERR_ALREADY_EXISTS`. What it found goes to `*stats_out` unless that is NULL.
+// Computes the delta of the image at `source` against `target_sig` (the stale copy's keyed
+// signature, computed with `key`), sealed under `key`, and writes it to the new file
+// `delta_path`, then syncs it. The file is created 0600 under an unpredictable temporary name,
+// never through a symbolic link, and renamed into place once complete (nothing is left on
+// failure); an existing file (or link) at `delta_path` is never replaced:
+// `REPLICORE_ERR_ALREADY_EXISTS`. What it found goes to `*stats_out` unless that is NULL.
 //
 // # Safety
 //
-// `source` and `delta_path` are NULL or NUL-terminated; `target_sig` is NULL or live;
-// `callback` may be called with `user`; `stats_out` is NULL or writable.
-replicore_status replicore_delta_compute(const char *source,
-                                         const replicore_signature *target_sig,
+// `target_sig` and `key` are NULL or live; `source` and `delta_path` are NULL or
+// NUL-terminated; `callback` may be called with `user`; `stats_out` is NULL or writable.
+replicore_status replicore_delta_compute(const replicore_signature *target_sig,
+                                         const replicore_key *key,
+                                         const char *source,
                                          const char *delta_path,
                                          replicore_progress_callback callback,
                                          void *user,
                                          replicore_delta_stats *stats_out);
 
-// Applies the delta file `delta_path` to the image `target`: the delta is verified whole
-// before the target is touched, every chunk is checked against the source's hash, zero chunks
-// become holes, the size is set and the target synced. Idempotent: after a crash, apply again.
-// What it did goes to `*stats_out` unless that is NULL.
+// Applies the delta file `delta_path`, sealed under `key`, to the image `target`. Before the
+// target is touched, the delta's trailer is verified (`REPLICORE_ERR_CORRUPT`), every frame
+// authenticated (`REPLICORE_ERR_AUTHENTICATION`: another key, a plain delta, tampering), the
+// target's size checked and every chunk the delta writes read from the target and checked: it
+// must be what the signature recorded or already what the delta writes, else the target is
+// not the image the signature was taken of (`REPLICORE_ERR_INVALID_ARGUMENT`, nothing
+// written). Then every chunk is written (checked again just before), zero chunks become
+// holes, the size is set and the target synced. Idempotent: after a crash or a cancel, apply
+// again. Progress counts delta bytes over both passes. What it did goes to `*stats_out`
+// unless that is NULL.
 //
 // # Safety
 //
-// `delta_path` and `target` are NULL or NUL-terminated; `callback` may be called with `user`;
-// `stats_out` is NULL or writable.
-replicore_status replicore_delta_apply(const char *delta_path,
+// `key` is NULL or a live key; `delta_path` and `target` are NULL or NUL-terminated;
+// `callback` may be called with `user`; `stats_out` is NULL or writable.
+replicore_status replicore_delta_apply(const replicore_key *key,
+                                       const char *delta_path,
                                        const char *target,
                                        replicore_progress_callback callback,
                                        void *user,

@@ -609,7 +609,6 @@ impl Key {
 
     /// A subkey of the data key for one job, named by its BLAKE3 `derive_key` context (each
     /// context string is listed in `docs/FORMAT.md` §11 and used for exactly one job).
-    #[allow(dead_code)] // the resync sealing's, on its way
     pub(crate) fn subkey(&self, context: &str) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(blake3::derive_key(context, self.data.as_ref()))
     }

@@ -489,7 +489,8 @@ fn the_whole_job_through_the_command_line() {
     patch(&fo_os, 70_000, &[0x77; 200_000]);
     let sig = dir.join("os.rcsig");
     let delta = dir.join("os.rcdelta");
-    ok(
+    let stale = std::fs::read(&p.os).unwrap();
+    let out = ok(
         &[
             "resync",
             "signature",
@@ -498,10 +499,14 @@ fn the_whole_job_through_the_command_line() {
             s(&sig),
             "--chunk-size",
             "16K",
+            "--key",
+            s(&p.key),
         ],
-        None,
+        Some(PASS),
     );
-    ok(
+    assert!(out.contains("sealed signature"), "{out}");
+    // Neither --key nor --plain: a usage error, so that no plain file is written by accident.
+    fails(
         &[
             "resync",
             "delta",
@@ -512,10 +517,93 @@ fn the_whole_job_through_the_command_line() {
             s(&delta),
         ],
         None,
+        2,
+        "--plain",
     );
-    ok(&["resync", "apply", s(&p.os), s(&delta)], None);
+    // A sealed signature read without its key.
+    fails(
+        &[
+            "resync",
+            "delta",
+            s(&fo_os),
+            "--signature",
+            s(&sig),
+            "--out",
+            s(&delta),
+            "--plain",
+        ],
+        None,
+        2,
+        "sealed",
+    );
+    ok(
+        &[
+            "resync",
+            "delta",
+            s(&fo_os),
+            "--signature",
+            s(&sig),
+            "--out",
+            s(&delta),
+            "--key",
+            s(&p.key),
+        ],
+        Some(PASS),
+    );
+    // Onto another image than the signature's: refused, nothing written.
+    let other = dir.join("other.img");
+    std::fs::write(&other, vec![0x33u8; stale.len()]).unwrap();
+    fails(
+        &["resync", "apply", s(&other), s(&delta), "--key", s(&p.key)],
+        Some(PASS),
+        2,
+        "not the image the signature was taken of",
+    );
+    assert_eq!(std::fs::read(&other).unwrap(), vec![0x33u8; stale.len()]);
+    ok(
+        &["resync", "apply", s(&p.os), s(&delta), "--key", s(&p.key)],
+        Some(PASS),
+    );
     assert_eq!(
         std::fs::read(&p.os).unwrap(),
+        std::fs::read(&fo_os).unwrap()
+    );
+    // The same, keyless, back to the stale copy.
+    std::fs::write(&other, &stale).unwrap();
+    let (psig, pdelta) = (dir.join("plain.rcsig"), dir.join("plain.rcdelta"));
+    ok(
+        &[
+            "resync",
+            "signature",
+            s(&other),
+            "--out",
+            s(&psig),
+            "--plain",
+        ],
+        None,
+    );
+    ok(
+        &[
+            "resync",
+            "delta",
+            s(&fo_os),
+            "--signature",
+            s(&psig),
+            "--out",
+            s(&pdelta),
+            "--plain",
+        ],
+        None,
+    );
+    fails(
+        &["resync", "apply", s(&other), s(&pdelta), "--key", s(&p.key)],
+        Some(PASS),
+        4,
+        "plain",
+    );
+    ok(&["resync", "apply", s(&other), s(&pdelta), "--plain"], None);
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
         std::fs::read(&fo_os).unwrap()
     );
     let copy = dir.join("copy.img");
@@ -737,6 +825,7 @@ fn bad_input_gives_the_documented_exit_code_and_one_line() {
             s(&dir.join("x.sig")),
             "--chunk-size",
             "3K",
+            "--plain",
         ],
         None,
         2,
@@ -904,7 +993,7 @@ fn every_output_verb_refuses_an_existing_output_unless_forced() {
     let sig = dir.join("os.rcsig");
     std::fs::write(&sig, b"not a signature").unwrap();
     refuses_then_forced(
-        &["resync", "signature", s(&p.os), "--out", s(&sig)],
+        &["resync", "signature", s(&p.os), "--out", s(&sig), "--plain"],
         None,
         &sig,
     );
@@ -918,6 +1007,7 @@ fn every_output_verb_refuses_an_existing_output_unless_forced() {
         s(&sig),
         "--out",
         s(&delta),
+        "--plain",
     ];
     refuses_then_forced(&args, None, &delta);
 }

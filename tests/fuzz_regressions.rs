@@ -164,16 +164,21 @@ fn log_open_corpus_and_regressions() {
     run_corpus("log_open", log_open::check);
 }
 
-/// Seeds for `signature_read` and `delta_apply`: a small image pair's signature and delta, with
-/// data, zero and grown chunks. Deterministic, so checked byte for byte. The seeds are stored
-/// without their trailer: the fuzz checks add one (and also try the input as it is).
+/// Seeds for `signature_read` and `delta_apply`: a small image's signature and the delta of
+/// a source with data, zero, compressed, raw and grown chunks against the fuzz check's scratch
+/// target, plain (deterministic, checked byte for byte) and sealed under the fixed key (random
+/// salts: checked for what they are). The seeds are stored without their trailer: the fuzz
+/// checks add one (and also try the input as it is).
 /// Named seed files.
 type Seeds = Vec<(String, Vec<u8>)>;
 
-fn resync_seeds() -> (Seeds, Seeds) {
+/// Plain and sealed signature seeds, plain and sealed delta seeds.
+fn resync_seeds() -> [Seeds; 4] {
     use replicore::resync::{Delta, Signature};
+    let key = fixed_key::key();
     let target: Vec<u8> = (0..9000u32).map(|i| (i % 7) as u8).collect();
-    let mut source = target.clone();
+    let scratch = delta_apply::SCRATCH;
+    let mut source = scratch.to_vec();
     source[100..200].fill(1);
     source[4096..8192].fill(0);
     source.extend_from_slice(&[3; 5000]);
@@ -185,30 +190,46 @@ fn resync_seeds() -> (Seeds, Seeds) {
         x ^= x << 17;
         *b = x as u8;
     }
-    let sig = Signature::of(&target, 4096).unwrap();
-    let mut sig_bytes = Vec::new();
-    sig.to_writer(&mut sig_bytes).unwrap();
-    let mut delta = Vec::new();
-    Delta::compute_in_memory(&source, &sig, &mut delta, &mut |_, _| true).unwrap();
     let strip = |mut v: Vec<u8>| {
         v.truncate(v.len() - 32);
         v
     };
-    let empty = Signature::of(&[], 4096).unwrap();
-    let mut empty_bytes = Vec::new();
-    empty.to_writer(&mut empty_bytes).unwrap();
-    (
+    let plain_sig = |img: &[u8]| {
+        let mut b = Vec::new();
+        Signature::of(img, 4096).unwrap().to_writer(&mut b).unwrap();
+        strip(b)
+    };
+    let sealed_sig = |img: &[u8]| {
+        let mut b = Vec::new();
+        let sig = Signature::of_keyed(img, 4096, &key).unwrap();
+        sig.to_writer_sealed(&mut b, &key).unwrap();
+        strip(b)
+    };
+    let mut delta = Vec::new();
+    let sig = Signature::of(scratch, 4096).unwrap();
+    Delta::compute_in_memory(&source, &sig, &mut delta, &mut |_, _| true).unwrap();
+    let mut sealed_delta = Vec::new();
+    let sig = Signature::of_keyed(scratch, 4096, &key).unwrap();
+    Delta::compute_sealed_in_memory(&source, &sig, &key, &mut sealed_delta, &mut |_, _| true)
+        .unwrap();
+    [
         vec![
-            ("small".into(), strip(sig_bytes)),
-            ("empty".into(), strip(empty_bytes)),
+            ("small".into(), plain_sig(&target)),
+            ("empty".into(), plain_sig(&[])),
+        ],
+        vec![
+            ("sealed_small".into(), sealed_sig(&target)),
+            ("sealed_empty".into(), sealed_sig(&[])),
         ],
         vec![("small".into(), strip(delta))],
-    )
+        vec![("sealed_small".into(), strip(sealed_delta))],
+    ]
 }
 
 #[test]
 fn resync_seed_corpora_are_current() {
-    let (sigs, deltas) = resync_seeds();
+    use replicore::resync::{Delta, Signature};
+    let [sigs, sealed_sigs, deltas, sealed_deltas] = resync_seeds();
     for (target, seeds) in [("signature_read", sigs), ("delta_apply", deltas)] {
         let dir = root().join("fuzz/corpus").join(target);
         for (name, bytes) in seeds {
@@ -225,6 +246,16 @@ fn resync_seed_corpora_are_current() {
             );
         }
     }
+    let key = fixed_key::key();
+    let with_trailer = |b: &[u8]| [b, blake3::hash(b).as_bytes()].concat();
+    random_seeds("signature_read", sealed_sigs, |_, b| {
+        Signature::from_reader_sealed(&with_trailer(b)[..], &key).is_ok()
+    });
+    random_seeds("delta_apply", sealed_deltas, |_, b| {
+        let mut t = delta_apply::SCRATCH.to_vec();
+        Delta::apply_sealed_in_memory(&with_trailer(b), &mut t, &key, 1 << 20, &mut |_, _| true)
+            .is_ok_and(|s| s.data_chunks == 3 && s.zero_chunks == 1)
+    });
 }
 
 #[test]

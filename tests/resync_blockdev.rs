@@ -3,7 +3,8 @@
 //! Protects: a block device's length is found by seeking (its metadata says 0); its signature
 //! equals the one of the file behind it; a delta or a local resync writes a block device in
 //! place (zeros written, not punched; the size is fixed, never set) and a device whose size
-//! differs from the source's is refused before a byte is written.
+//! differs from the source's is refused before a byte is written; a sealed delta applies onto
+//! the device its signature was taken of, and is refused, the device untouched, on another.
 //!
 //! Needs root and `losetup`, so it is `#[ignore]`d in the default run; `.ci/run` runs it with
 //! `--ignored` as root and fails if it cannot attach a loop device.
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use replicore::ErrorKind;
+use replicore::crypto::{KeyFile, MasterKey, Secret};
 use replicore::resync::{Delta, Signature, resync};
 
 fn ok(_: u64, _: u64) -> bool {
@@ -104,6 +106,32 @@ fn block_devices_as_source_and_target() {
     assert_eq!(device_bytes(&tgt.0, LEN), source);
     // Applying again converges (idempotent).
     Delta::apply(&d, &tgt.0, &mut ok).unwrap();
+    assert_eq!(device_bytes(&tgt.0, LEN), source);
+
+    // Sealed: a keyed signature of the device (as the file's), a sealed delta; refused on a
+    // device holding another image of the same size, applied on the right one.
+    let key = KeyFile::create(Secret::Key(&MasterKey::generate().unwrap()))
+        .unwrap()
+        .1;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&tgt.0)
+        .unwrap()
+        .write_all(&target)
+        .unwrap();
+    let keyed = Signature::compute_keyed(&tgt.0, 65536, &key, &mut ok).unwrap();
+    assert_eq!(keyed, Signature::of_keyed(&target, 65536, &key).unwrap());
+    let sd = dir.path().join("sealed.rcdelta");
+    let f = std::fs::File::create(&sd).unwrap();
+    Delta::compute_sealed(&src.0, &keyed, &key, f, &mut ok).unwrap();
+    let other_file = dir.path().join("other.img");
+    let other_bytes = pattern(LEN, 11);
+    std::fs::write(&other_file, &other_bytes).unwrap();
+    let other = Loop::attach(&other_file);
+    let e = Delta::apply_sealed(&sd, &other.0, &key, &mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(device_bytes(&other.0, LEN), other_bytes);
+    Delta::apply_sealed(&sd, &tgt.0, &key, &mut ok).unwrap();
     assert_eq!(device_bytes(&tgt.0, LEN), source);
 
     // A local resync onto the device after damage, and back (failback: roles swapped).

@@ -1,4 +1,8 @@
 //! Resync and failback from C: signatures, deltas, apply, local resync.
+//!
+//! Signatures and deltas that C code writes or reads are always keyed and sealed under the
+//! group's key (`docs/FORMAT.md` §9, §10): a host that ships them between sites holds the key.
+//! Plain (keyless) files are the command line's, for a copy that never leaves the host.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::fs::File;
@@ -8,6 +12,7 @@ use replicore::resync::{Delta, Signature, resync};
 use replicore::{Error, OutputFile};
 
 use crate::handle::{self, Handle, run};
+use crate::key::replicore_key;
 use crate::status::replicore_status;
 
 /// A signature of a disk image (see the Rust `Signature`). Created by
@@ -79,17 +84,19 @@ pub(crate) fn with_progress<T>(
     body(&mut forward)
 }
 
-/// Computes the signature of the image at `image` (a file or a block device) in chunks of
-/// `chunk_size` bytes (a power of two from 4096 to 8388608; 65536 is the default choice),
-/// hashing on every core, and writes it to `*sig_out`. The caller frees it with
+/// Computes the keyed signature of the image at `image` (a file or a block device) in chunks
+/// of `chunk_size` bytes (a power of two from 4096 to 8388608; 65536 is the default choice),
+/// every chunk's hash keyed by `key` (so the signature says nothing about the data without
+/// it), hashing on every core, and writes it to `*sig_out`. The caller frees it with
 /// `replicore_signature_free`.
 ///
 /// # Safety
 ///
-/// `image` is NULL or NUL-terminated; `callback` may be called with `user`; `sig_out` is NULL
-/// or writable.
+/// `key` is NULL or a live key; `image` is NULL or NUL-terminated; `callback` may be called
+/// with `user`; `sig_out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn replicore_signature_compute(
+    key: *const replicore_key,
     image: *const c_char,
     chunk_size: u32,
     callback: replicore_progress_callback,
@@ -97,53 +104,66 @@ pub unsafe extern "C" fn replicore_signature_compute(
     sig_out: *mut *mut replicore_signature,
 ) -> replicore_status {
     run(|| {
-        // SAFETY: per this function's contract (for both calls).
+        // SAFETY: per this function's contract (for each call).
+        let key = unsafe { handle::as_ref(key, "key") }?;
         let image = unsafe { handle::str(image, "image") }?;
         let out = unsafe { handle::out(sig_out, "sig_out") }?;
-        let sig = with_progress(callback, user, |p| Signature::compute(image, chunk_size, p))?;
+        let sig = with_progress(callback, user, |p| {
+            Signature::compute_keyed(image, chunk_size, key, p)
+        })?;
         *out = handle::into_raw::<replicore_signature>(sig);
         Ok(())
     })
 }
 
-/// Writes a signature to the new file `path` (`.rcsig`) and syncs it. Like every output of
-/// this library, the file is created 0600 under an unpredictable temporary name, never
-/// through a symbolic link, and renamed into place once complete; an existing file (or link)
-/// at `path` is never replaced: `REPLICORE_ERR_ALREADY_EXISTS`.
+/// Writes a signature to the new file `path` (`.rcsig`), sealed under `key` (encrypted and
+/// authenticated; its header stays readable), and syncs it. The signature must have been
+/// computed with the same key (else `REPLICORE_ERR_INVALID_ARGUMENT`). Like every output of this
+/// library, the file is created 0600 under an unpredictable temporary name, never through a
+/// symbolic link, and renamed into place once complete; an existing file (or link) at `path` is
+/// never replaced: `REPLICORE_ERR_ALREADY_EXISTS`.
 ///
 /// # Safety
 ///
-/// `sig` is NULL or a live signature; `path` is NULL or NUL-terminated.
+/// `sig` is NULL or a live signature; `key` is NULL or a live key; `path` is NULL or
+/// NUL-terminated.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn replicore_signature_write(
     sig: *const replicore_signature,
+    key: *const replicore_key,
     path: *const c_char,
 ) -> replicore_status {
     run(|| {
-        // SAFETY: per this function's contract (for both calls).
+        // SAFETY: per this function's contract (for each call).
         let sig = unsafe { handle::as_ref(sig, "sig") }?;
+        let key = unsafe { handle::as_ref(key, "key") }?;
         let path = unsafe { handle::str(path, "path") }?;
         let io = |e| Error::io("writing the signature", Some(std::path::Path::new(path)), e);
         let mut w = BufWriter::new(OutputFile::create(path, false)?);
-        sig.to_writer(&mut w)?;
+        sig.to_writer_sealed(&mut w, key)?;
         w.into_inner().map_err(|e| io(e.into_error()))?.commit()?;
         Ok(())
     })
 }
 
-/// Reads a signature file (verifying its trailer) and writes it to `*sig_out`. The caller frees
-/// it with `replicore_signature_free`.
+/// Reads a signature file sealed under `key` (verifying its trailer, then authenticating every
+/// frame) and writes it to `*sig_out`. Damage is `REPLICORE_ERR_CORRUPT`; a signature sealed
+/// under another key, tampered with, or plain (keyless) is `REPLICORE_ERR_AUTHENTICATION`. The
+/// caller frees it with `replicore_signature_free`.
 ///
 /// # Safety
 ///
-/// `path` is NULL or NUL-terminated; `sig_out` is NULL or writable.
+/// `key` is NULL or a live key; `path` is NULL or NUL-terminated; `sig_out` is NULL or
+/// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn replicore_signature_read(
+    key: *const replicore_key,
     path: *const c_char,
     sig_out: *mut *mut replicore_signature,
 ) -> replicore_status {
     run(|| {
-        // SAFETY: per this function's contract (for both calls).
+        // SAFETY: per this function's contract (for each call).
+        let key = unsafe { handle::as_ref(key, "key") }?;
         let path = unsafe { handle::str(path, "path") }?;
         let out = unsafe { handle::out(sig_out, "sig_out") }?;
         let p = std::path::Path::new(path);
@@ -153,7 +173,8 @@ pub unsafe extern "C" fn replicore_signature_read(
             },
             _ => Error::io("opening the signature", Some(p), e),
         })?;
-        let sig = Signature::from_reader(std::io::BufReader::new(f)).map_err(|e| e.with_path(p))?;
+        let sig = Signature::from_reader_sealed(std::io::BufReader::new(f), key)
+            .map_err(|e| e.with_path(p))?;
         *out = handle::into_raw::<replicore_signature>(sig);
         Ok(())
     })
@@ -195,20 +216,22 @@ pub unsafe extern "C" fn replicore_signature_free(sig: *mut replicore_signature)
     crate::ffi_boundary! { unsafe { handle::free(sig) } }
 }
 
-/// Computes the delta of the image at `source` against `target_sig` (the stale copy's
-/// signature) and writes it to the new file `delta_path`, then syncs it. The file is created
-/// 0600 under an unpredictable temporary name, never through a symbolic link, and renamed into
-/// place once complete (nothing is left on failure); an existing file (or link) at
-/// `delta_path` is never replaced: `REPLICORE_ERR_ALREADY_EXISTS`. What it found goes to `*stats_out` unless that is NULL.
+/// Computes the delta of the image at `source` against `target_sig` (the stale copy's keyed
+/// signature, computed with `key`), sealed under `key`, and writes it to the new file
+/// `delta_path`, then syncs it. The file is created 0600 under an unpredictable temporary name,
+/// never through a symbolic link, and renamed into place once complete (nothing is left on
+/// failure); an existing file (or link) at `delta_path` is never replaced:
+/// `REPLICORE_ERR_ALREADY_EXISTS`. What it found goes to `*stats_out` unless that is NULL.
 ///
 /// # Safety
 ///
-/// `source` and `delta_path` are NULL or NUL-terminated; `target_sig` is NULL or live;
-/// `callback` may be called with `user`; `stats_out` is NULL or writable.
+/// `target_sig` and `key` are NULL or live; `source` and `delta_path` are NULL or
+/// NUL-terminated; `callback` may be called with `user`; `stats_out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn replicore_delta_compute(
-    source: *const c_char,
     target_sig: *const replicore_signature,
+    key: *const replicore_key,
+    source: *const c_char,
     delta_path: *const c_char,
     callback: replicore_progress_callback,
     user: *mut c_void,
@@ -216,8 +239,9 @@ pub unsafe extern "C" fn replicore_delta_compute(
 ) -> replicore_status {
     run(|| {
         // SAFETY: per this function's contract (for each call).
-        let source = unsafe { handle::str(source, "source") }?;
         let sig = unsafe { handle::as_ref(target_sig, "target_sig") }?;
+        let key = unsafe { handle::as_ref(key, "key") }?;
+        let source = unsafe { handle::str(source, "source") }?;
         let delta_path = unsafe { handle::str(delta_path, "delta_path") }?;
         let stats_out = unsafe { stats_out.as_mut() };
         let p = std::path::Path::new(delta_path);
@@ -225,7 +249,7 @@ pub unsafe extern "C" fn replicore_delta_compute(
         let mut w = BufWriter::new(OutputFile::create(p, false)?);
         // Dropped unpublished on failure: the temporary file goes with it.
         let stats = with_progress(callback, user, |prog| {
-            Delta::compute(source, sig, &mut w, prog)
+            Delta::compute_sealed(source, sig, key, &mut w, prog)
         })?;
         w.into_inner().map_err(|e| io(e.into_error()))?.commit()?;
         if let Some(out) = stats_out {
@@ -241,17 +265,24 @@ pub unsafe extern "C" fn replicore_delta_compute(
     })
 }
 
-/// Applies the delta file `delta_path` to the image `target`: the delta is verified whole
-/// before the target is touched, every chunk is checked against the source's hash, zero chunks
-/// become holes, the size is set and the target synced. Idempotent: after a crash, apply again.
-/// What it did goes to `*stats_out` unless that is NULL.
+/// Applies the delta file `delta_path`, sealed under `key`, to the image `target`. Before the
+/// target is touched, the delta's trailer is verified (`REPLICORE_ERR_CORRUPT`), every frame
+/// authenticated (`REPLICORE_ERR_AUTHENTICATION`: another key, a plain delta, tampering), the
+/// target's size checked and every chunk the delta writes read from the target and checked: it
+/// must be what the signature recorded or already what the delta writes, else the target is
+/// not the image the signature was taken of (`REPLICORE_ERR_INVALID_ARGUMENT`, nothing
+/// written). Then every chunk is written (checked again just before), zero chunks become
+/// holes, the size is set and the target synced. Idempotent: after a crash or a cancel, apply
+/// again. Progress counts delta bytes over both passes. What it did goes to `*stats_out`
+/// unless that is NULL.
 ///
 /// # Safety
 ///
-/// `delta_path` and `target` are NULL or NUL-terminated; `callback` may be called with `user`;
-/// `stats_out` is NULL or writable.
+/// `key` is NULL or a live key; `delta_path` and `target` are NULL or NUL-terminated;
+/// `callback` may be called with `user`; `stats_out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn replicore_delta_apply(
+    key: *const replicore_key,
     delta_path: *const c_char,
     target: *const c_char,
     callback: replicore_progress_callback,
@@ -260,10 +291,13 @@ pub unsafe extern "C" fn replicore_delta_apply(
 ) -> replicore_status {
     run(|| {
         // SAFETY: per this function's contract (for each call).
+        let key = unsafe { handle::as_ref(key, "key") }?;
         let delta_path = unsafe { handle::str(delta_path, "delta_path") }?;
         let target = unsafe { handle::str(target, "target") }?;
         let stats_out = unsafe { stats_out.as_mut() };
-        let s = with_progress(callback, user, |p| Delta::apply(delta_path, target, p))?;
+        let s = with_progress(callback, user, |p| {
+            Delta::apply_sealed(delta_path, target, key, p)
+        })?;
         if let Some(out) = stats_out {
             *out = replicore_apply_stats {
                 data_chunks: s.data_chunks,

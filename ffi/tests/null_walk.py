@@ -122,7 +122,7 @@ int main(void) {
         replicore_key_generate("k.rckey", master, NULL, &h_key) != REPLICORE_OK ||
         replicore_vault_create("vault", &h_vault) != REPLICORE_OK ||
         replicore_log_create("l.rclog", "g", &disk, 1, &h_log) != REPLICORE_OK ||
-        replicore_signature_compute("d.img", 65536, NULL, NULL, &h_signature) != REPLICORE_OK ||
+        replicore_signature_compute(h_key, "d.img", 65536, NULL, NULL, &h_signature) != REPLICORE_OK ||
         replicore_extent_map_new(1 << 20, &h_extent_map) != REPLICORE_OK) {
         fprintf(stderr, "setup: %s\n", replicore_last_error_message());
         return 2;

@@ -104,10 +104,18 @@ pub fn verify_slice<'a>(bytes: &'a [u8], what: &str) -> Result<&'a [u8]> {
 /// Use this before acting on a file that will then be read a second time (a delta is verified
 /// before a target is touched).
 pub fn verify_stream(r: &mut impl Read, what: &str) -> Result<(u64, blake3::Hash)> {
-    let mut hasher = blake3::Hasher::new();
+    verify_rest(r, blake3::Hasher::new(), 0, what)
+}
+
+/// Verifies the trailer of the rest of a stream whose first `body_len` bytes `hasher` has seen.
+fn verify_rest(
+    r: &mut impl Read,
+    mut hasher: blake3::Hasher,
+    mut body_len: u64,
+    what: &str,
+) -> Result<(u64, blake3::Hash)> {
     let mut buf = vec![0u8; CHUNK + TRAILER_LEN];
     let mut filled = 0usize;
-    let mut body_len = 0u64;
     loop {
         let n = match r.read(&mut buf[filled..]) {
             Ok(0) => break,
@@ -200,6 +208,15 @@ impl<R: Read> HashingReader<R> {
                 Err(e) => return Err(Error::io(format!("reading {what}"), None, e)),
             }
         }
+    }
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Reads the rest of the stream and checks the trailer over the whole of it, for a parser
+    /// that stopped early at an error: damage in transport (Corrupt) is then reported before
+    /// what the parser found. Memory stays bounded.
+    pub fn drain(mut self, what: &str) -> Result<()> {
+        verify_rest(&mut self.inner, self.hasher, self.read, what).map(|_| ())
     }
 }
 

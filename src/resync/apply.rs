@@ -3,7 +3,9 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use super::delta::{Change, Sink};
+use super::delta::{Change, Sink, each_change};
+use super::hashing::ZERO_HASH;
+use super::target::Expect;
 use crate::error::{Error, Result};
 
 /// What applying a delta did.
@@ -27,6 +29,8 @@ pub(crate) struct Applier {
     chunk_size: u64,
     final_size: u64,
     stats: ApplyStats,
+    /// Checks every chunk before it is overwritten (applying a delta; not a local resync).
+    expect: Option<Expect>,
 }
 
 /// Whether `file` is a block device (no holes, a fixed size, found by seeking).
@@ -94,7 +98,22 @@ impl Applier {
                 final_size,
                 ..ApplyStats::default()
             },
+            expect: None,
         })
+    }
+
+    /// Checks every chunk against `expect` just before it is overwritten.
+    pub fn checking(mut self, expect: Expect) -> Applier {
+        self.expect = Some(expect);
+        self
+    }
+
+    /// Checks chunk `index` before it is overwritten, if this applier checks.
+    fn check(&mut self, index: u64, old: &[u8; 32], new: &[u8; 32]) -> Result<()> {
+        match &mut self.expect {
+            Some(e) => e.check(&self.file, index, old, new),
+            None => Ok(()),
+        }
     }
 
     fn io(&self, what: &str, e: std::io::Error) -> Error {
@@ -150,7 +169,8 @@ impl Applier {
 }
 
 impl Sink for Applier {
-    fn data(&mut self, index: u64, _hash: &[u8; 32], bytes: &[u8]) -> Result<()> {
+    fn data(&mut self, index: u64, hash: &[u8; 32], old: &[u8; 32], bytes: &[u8]) -> Result<()> {
+        self.check(index, old, hash)?;
         self.write_at(bytes, index * self.chunk_size)
             .map_err(|e| self.io("writing the target", e))?;
         self.stats.data_chunks += 1;
@@ -158,7 +178,8 @@ impl Sink for Applier {
         Ok(())
     }
 
-    fn zero(&mut self, index: u64, len: u64) -> Result<()> {
+    fn zero(&mut self, index: u64, len: u64, old: &[u8; 32]) -> Result<()> {
+        self.check(index, old, &ZERO_HASH)?;
         self.zero_range(index * self.chunk_size, len)
             .map_err(|e| self.io("zeroing the target", e))?;
         self.stats.zero_chunks += 1;
@@ -168,12 +189,7 @@ impl Sink for Applier {
     /// Writes a batch, then starts the write-back of what it dirtied without waiting for it, so
     /// that the disk writes while the next batch is hashed and the final sync has little left.
     fn batch(&mut self, changes: &[Change<'_>]) -> Result<()> {
-        for c in changes {
-            match *c {
-                Change::Data { index, hash, bytes } => self.data(index, hash, bytes)?,
-                Change::Zero { index, len } => self.zero(index, len)?,
-            }
-        }
+        each_change(self, changes)?;
         #[cfg(target_os = "linux")]
         if !changes.is_empty() {
             crate::sys::start_writeback(&self.file);

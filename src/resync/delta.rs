@@ -1,49 +1,67 @@
-//! Deltas (`.rcdelta`, `docs/FORMAT.md` §10): computing, writing and reading them.
+//! Deltas (`.rcdelta`, `docs/FORMAT.md` §10): computing and writing them. Reading and applying:
+//! `delta_read.rs`.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use super::apply::{Applier, ApplyStats};
 use rayon::prelude::*;
 
+use super::hashing::{Batches, ChunkHasher, DataRanges, ZERO_HASH, all_data, hash_batches};
 use super::image::Image;
-use super::signature::{DataRanges, RootHasher, ZERO_HASH, all_data, chunk_hash, hash_batches};
-use super::{Progress, Signature, check_chunk_size, chunk_count, chunk_len};
+use super::seal::{BodyWriter, SALT_LEN};
+use super::sealing::Sealing;
+use super::signature::RootHasher;
+use super::{Progress, Signature, chunk_count, chunk_len};
+use crate::crypto::Key;
 use crate::error::{Error, Result};
-use crate::format::codec::read_full;
+use crate::format::Writer;
 use crate::format::header::{FileKind, PREAMBLE_LEN, Preamble};
 use crate::format::limits::MAX_DISK_SIZE;
-use crate::format::trailer::verify_stream;
-use crate::format::{HashingReader, Reader, TrailerWriter, Writer};
 
 /// Major format version of `.rcdelta` this build reads and writes.
-pub const VERSION_MAJOR: u16 = 1;
-const VERSION_MINOR: u16 = 0;
-const HEADER_REST: usize = 4 + 4 + 8 + 8 + 32;
-const ENTRY_LEN: usize = 16;
-const KIND_DATA: u8 = 1;
-const KIND_ZERO: u8 = 2;
-const KIND_ZSTD: u8 = 3;
+pub const VERSION_MAJOR: u16 = 2;
+pub(crate) const VERSION_MINOR: u16 = 0;
+/// Bytes of a delta header after the preamble: chunk size, mode, reserved, final size, base
+/// size, base root, key id, salt.
+pub(crate) const HEADER_REST: usize = 4 + 1 + 3 + 8 + 8 + 32 + 16 + SALT_LEN;
+/// Bytes of a delta header, preamble included (the body follows).
+pub(crate) const HEADER_LEN: usize = PREAMBLE_LEN + HEADER_REST;
+const _: () = assert!(HEADER_LEN == 120);
+/// Bytes of an entry's header: kind, reserved, length, chunk index.
+pub(crate) const ENTRY_LEN: usize = 1 + 3 + 4 + 8;
+pub(crate) const KIND_DATA: u8 = 1;
+pub(crate) const KIND_ZERO: u8 = 2;
+pub(crate) const KIND_ZSTD: u8 = 3;
+pub(crate) const KIND_END: u8 = 0xff;
 /// zstd level for delta chunks: the fastest, since a resync is bound by hashing.
 const ZSTD_LEVEL: i32 = 1;
-const KIND_END: u8 = 0xff;
 
-/// Where the chunks that differ go: a delta file, or straight into a target.
+/// Where the chunks that differ go: a delta file, a target, or a check of a target. `old` is
+/// the target's hash of the chunk as its signature gave it (zeros past its end).
 pub(crate) trait Sink {
-    fn data(&mut self, index: u64, hash: &[u8; 32], bytes: &[u8]) -> Result<()>;
-    fn zero(&mut self, index: u64, len: u64) -> Result<()>;
+    fn data(&mut self, index: u64, hash: &[u8; 32], old: &[u8; 32], bytes: &[u8]) -> Result<()>;
+    fn zero(&mut self, index: u64, len: u64, old: &[u8; 32]) -> Result<()>;
 
     /// The chunks of one batch that differ, in order.
     fn batch(&mut self, changes: &[Change<'_>]) -> Result<()> {
-        for c in changes {
-            match *c {
-                Change::Data { index, hash, bytes } => self.data(index, hash, bytes)?,
-                Change::Zero { index, len } => self.zero(index, len)?,
-            }
-        }
-        Ok(())
+        each_change(self, changes)
     }
+}
+
+/// Hands every change to `sink`'s `data` or `zero`, in order.
+pub(crate) fn each_change(sink: &mut (impl Sink + ?Sized), changes: &[Change<'_>]) -> Result<()> {
+    for c in changes {
+        match *c {
+            Change::Data {
+                index,
+                hash,
+                old,
+                bytes,
+            } => sink.data(index, hash, old, bytes)?,
+            Change::Zero { index, len, old } => sink.zero(index, len, old)?,
+        }
+    }
+    Ok(())
 }
 
 /// A chunk that differs.
@@ -52,11 +70,13 @@ pub(crate) enum Change<'a> {
     Data {
         index: u64,
         hash: &'a [u8; 32],
+        old: &'a [u8; 32],
         bytes: &'a [u8],
     },
     Zero {
         index: u64,
         len: u64,
+        old: &'a [u8; 32],
     },
 }
 
@@ -77,17 +97,26 @@ pub struct DeltaStats {
     pub source_root: blake3::Hash,
 }
 
-/// Compares `src` chunk by chunk with `target` and hands every chunk that differs to `sink`.
+/// The source being compared: its bytes, where its data is, how its chunks are hashed (as the
+/// target's signature was).
+pub(crate) struct Source<'a> {
+    pub bytes: &'a [u8],
+    pub data: DataRanges<'a>,
+    pub hasher: &'a ChunkHasher,
+    pub parallel: bool,
+}
+
+/// Compares the source chunk by chunk with `target` and hands every chunk that differs to
+/// `sink`, with the target's hash of it.
 pub(crate) fn diff(
-    src: &[u8],
-    data: DataRanges<'_>,
+    src: Source<'_>,
     target: &Signature,
-    parallel: bool,
     progress: Progress<'_>,
     sink: &mut dyn Sink,
 ) -> Result<DeltaStats> {
     let cs = target.chunk_size();
-    let disk_size = src.len() as u64;
+    let bytes = src.bytes;
+    let disk_size = bytes.len() as u64;
     if disk_size > MAX_DISK_SIZE {
         return Err(Error::limit_exceeded(
             "source image size",
@@ -105,52 +134,53 @@ pub(crate) fn diff(
         source_root: blake3::Hash::from([0; 32]),
     };
     let theirs = target.hashes();
-    hash_batches(
-        src,
-        data,
-        cs,
-        parallel,
-        progress,
-        "delta computation",
-        |first, hashes| {
-            let mut changes = Vec::new();
-            for (k, h) in hashes.iter().enumerate() {
-                root.update(h);
-                let index = first + k as u64;
-                let same = match theirs.get(index as usize) {
-                    Some(t) => t == h,
-                    // Past the target's end: the target grows with zeros.
-                    None => *h == ZERO_HASH,
-                };
-                if same {
-                    continue;
-                }
-                let start = (index * u64::from(cs)) as usize;
-                let len = chunk_len(disk_size, cs, index);
-                if *h == ZERO_HASH {
-                    changes.push(Change::Zero { index, len });
-                    stats.zero_chunks += 1;
-                } else {
-                    changes.push(Change::Data {
-                        index,
-                        hash: h,
-                        bytes: &src[start..start + len as usize],
-                    });
-                    stats.data_chunks += 1;
-                    stats.data_bytes += len;
-                }
+    let b = Batches {
+        bytes,
+        data: src.data,
+        chunk_size: cs,
+        hasher: src.hasher,
+        parallel: src.parallel,
+    };
+    hash_batches(b, progress, "delta computation", |first, hashes| {
+        let mut changes = Vec::new();
+        for (k, h) in hashes.iter().enumerate() {
+            root.update(h);
+            let index = first + k as u64;
+            // Past the target's end, the target grows with zeros.
+            let old = theirs.get(index as usize).unwrap_or(&ZERO_HASH);
+            if old == h {
+                continue;
             }
-            sink.batch(&changes)
-        },
-    )?;
+            let start = (index * u64::from(cs)) as usize;
+            let len = chunk_len(disk_size, cs, index);
+            if *h == ZERO_HASH {
+                changes.push(Change::Zero { index, len, old });
+                stats.zero_chunks += 1;
+            } else {
+                changes.push(Change::Data {
+                    index,
+                    hash: h,
+                    old,
+                    bytes: &bytes[start..start + len as usize],
+                });
+                stats.data_chunks += 1;
+                stats.data_bytes += len;
+            }
+        }
+        sink.batch(&changes)
+    })?;
     stats.source_root = root.finalize();
     Ok(stats)
 }
 
 /// Writes entries of a delta file.
 struct DeltaWriter<W: Write> {
-    w: TrailerWriter<W>,
+    w: BodyWriter<W>,
     entries: u64,
+}
+
+fn write_err(e: std::io::Error) -> Error {
+    Error::io("writing the delta", None, e)
 }
 
 impl<W: Write> DeltaWriter<W> {
@@ -162,22 +192,30 @@ impl<W: Write> DeltaWriter<W> {
         self.entries += 1;
         Ok(())
     }
-}
 
-fn write_err(e: std::io::Error) -> Error {
-    Error::io("writing the delta", None, e)
-}
-
-impl<W: Write> DeltaWriter<W> {
-    fn raw(&mut self, index: u64, hash: &[u8; 32], bytes: &[u8]) -> Result<()> {
-        self.entry(KIND_DATA, bytes.len() as u64, index)?;
+    fn hashes(&mut self, hash: &[u8; 32], old: &[u8; 32]) -> Result<()> {
         self.w.write_all(hash).map_err(write_err)?;
+        self.w.write_all(old).map_err(write_err)
+    }
+
+    fn raw(&mut self, index: u64, hash: &[u8; 32], old: &[u8; 32], bytes: &[u8]) -> Result<()> {
+        self.entry(KIND_DATA, bytes.len() as u64, index)?;
+        self.hashes(hash, old)?;
         self.w.write_all(bytes).map_err(write_err)
     }
 
-    fn compressed(&mut self, index: u64, len: u64, hash: &[u8; 32], packed: &[u8]) -> Result<()> {
-        self.entry(KIND_ZSTD, len, index)?;
-        self.w.write_all(hash).map_err(write_err)?;
+    fn compressed(&mut self, c: &Change<'_>, packed: &[u8]) -> Result<()> {
+        let Change::Data {
+            index,
+            hash,
+            old,
+            bytes,
+        } = *c
+        else {
+            return Ok(());
+        };
+        self.entry(KIND_ZSTD, bytes.len() as u64, index)?;
+        self.hashes(hash, old)?;
         let mut n = Writer::with_capacity(8);
         // packed.len() < len <= 8 MiB.
         n.u32(packed.len() as u32).u32(0);
@@ -187,12 +225,13 @@ impl<W: Write> DeltaWriter<W> {
 }
 
 impl<W: Write> Sink for DeltaWriter<W> {
-    fn data(&mut self, index: u64, hash: &[u8; 32], bytes: &[u8]) -> Result<()> {
-        self.raw(index, hash, bytes)
+    fn data(&mut self, index: u64, hash: &[u8; 32], old: &[u8; 32], bytes: &[u8]) -> Result<()> {
+        self.raw(index, hash, old, bytes)
     }
 
-    fn zero(&mut self, index: u64, len: u64) -> Result<()> {
-        self.entry(KIND_ZERO, len, index)
+    fn zero(&mut self, index: u64, len: u64, old: &[u8; 32]) -> Result<()> {
+        self.entry(KIND_ZERO, len, index)?;
+        self.w.write_all(old).map_err(write_err)
     }
 
     /// Compresses the batch's data chunks in parallel (zstd level 1), keeping a chunk
@@ -207,11 +246,17 @@ impl<W: Write> Sink for DeltaWriter<W> {
             .collect();
         for (c, p) in changes.iter().zip(packed) {
             match (*c, p) {
-                (Change::Data { index, hash, bytes }, Some(p)) => {
-                    self.compressed(index, bytes.len() as u64, hash, &p)?
-                }
-                (Change::Data { index, hash, bytes }, None) => self.raw(index, hash, bytes)?,
-                (Change::Zero { index, len }, _) => self.zero(index, len)?,
+                (Change::Data { .. }, Some(p)) => self.compressed(c, &p)?,
+                (
+                    Change::Data {
+                        index,
+                        hash,
+                        old,
+                        bytes,
+                    },
+                    None,
+                ) => self.raw(index, hash, old, bytes)?,
+                (Change::Zero { index, len, old }, _) => self.zero(index, len, old)?,
             }
         }
         Ok(())
@@ -223,32 +268,48 @@ fn compress(bytes: &[u8]) -> Option<Vec<u8>> {
     crate::compress::compress_smaller(bytes, ZSTD_LEVEL)
 }
 
-/// The header of a delta.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct DeltaHeader {
-    pub chunk_size: u32,
-    pub final_size: u64,
-    pub base_size: u64,
-    pub base_root: [u8; 32],
-}
-
 /// Resync deltas: the chunks of a source that differ from a target's signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delta;
 
 impl Delta {
-    /// Computes the delta of the image at `source` against `target` (the stale copy's
-    /// signature) and streams it to `out` (`.rcdelta`), in bounded memory, hashing the source
-    /// in parallel. Progress counts source bytes hashed; returning false cancels.
+    /// Computes the plain delta of the image at `source` against `target` (the stale copy's
+    /// plain signature) and streams it to `out` (`.rcdelta`), in bounded memory, hashing the
+    /// source in parallel. Progress counts source bytes hashed; returning false cancels. A
+    /// plain delta carries the changed chunks in the clear: for a delta that leaves the host,
+    /// use [`compute_sealed`](Self::compute_sealed).
     pub fn compute(
         source: impl AsRef<Path>,
         target: &Signature,
         out: impl Write,
         progress: Progress<'_>,
     ) -> Result<DeltaStats> {
-        let image = Image::open(source.as_ref())?;
+        Self::compute_file(source.as_ref(), target, None, out, progress)
+    }
+
+    /// As [`compute`](Self::compute) against a keyed signature (computed with `key`), sealed
+    /// under `key`: every entry, and the data it carries, encrypted and authenticated.
+    pub fn compute_sealed(
+        source: impl AsRef<Path>,
+        target: &Signature,
+        key: &Key,
+        out: impl Write,
+        progress: Progress<'_>,
+    ) -> Result<DeltaStats> {
+        Self::compute_file(source.as_ref(), target, Some(key), out, progress)
+    }
+
+    fn compute_file(
+        source: &Path,
+        target: &Signature,
+        key: Option<&Key>,
+        out: impl Write,
+        progress: Progress<'_>,
+    ) -> Result<DeltaStats> {
+        target.check_mode(key, "computing a delta")?;
+        let image = Image::open(source)?;
         let data = |s: u64, e: u64| image.data_ranges(s, e);
-        Self::compute_with(image.bytes(), &data, target, out, progress)
+        Self::compute_with(image.bytes(), &data, target, key, out, progress)
             .map_err(|e| e.with_path(image.path()))
     }
 
@@ -259,29 +320,54 @@ impl Delta {
         out: impl Write,
         progress: Progress<'_>,
     ) -> Result<DeltaStats> {
-        Self::compute_with(src, &all_data, target, out, progress)
+        target.check_mode(None, "computing a delta")?;
+        Self::compute_with(src, &all_data, target, None, out, progress)
+    }
+
+    /// [`compute_sealed`](Self::compute_sealed) for a source held in memory.
+    pub fn compute_sealed_in_memory(
+        src: &[u8],
+        target: &Signature,
+        key: &Key,
+        out: impl Write,
+        progress: Progress<'_>,
+    ) -> Result<DeltaStats> {
+        target.check_mode(Some(key), "computing a delta")?;
+        Self::compute_with(src, &all_data, target, Some(key), out, progress)
     }
 
     fn compute_with(
         src: &[u8],
         data: DataRanges<'_>,
         target: &Signature,
+        key: Option<&Key>,
         out: impl Write,
         progress: Progress<'_>,
     ) -> Result<DeltaStats> {
-        let mut head = Writer::with_capacity(PREAMBLE_LEN + HEADER_REST);
+        let sealing = Sealing::new(key)?;
+        let mut head = Writer::with_capacity(HEADER_LEN);
         Preamble::new(FileKind::Delta, VERSION_MAJOR, VERSION_MINOR).encode(&mut head);
         head.u32(target.chunk_size())
-            .u32(0)
+            .u8(sealing.mode())
+            .zeros(3)
             .u64(src.len() as u64)
-            .u64(target.disk_size());
-        head.bytes(target.root().as_bytes());
+            .u64(target.disk_size())
+            .bytes(target.root().as_bytes())
+            .bytes(&sealing.key_id)
+            .bytes(&sealing.salt);
+        let out = BufWriter::with_capacity(1 << 20, out);
         let mut w = DeltaWriter {
-            w: TrailerWriter::new(BufWriter::with_capacity(1 << 20, out)),
+            w: BodyWriter::start(out, head.as_bytes(), sealing.seal(key)).map_err(write_err)?,
             entries: 0,
         };
-        w.w.write_all(head.as_bytes()).map_err(write_err)?;
-        let mut stats = diff(src, data, target, true, progress, &mut w)?;
+        let hasher = ChunkHasher::new(key);
+        let source = Source {
+            bytes: src,
+            data,
+            hasher: &hasher,
+            parallel: true,
+        };
+        let mut stats = diff(source, target, progress, &mut w)?;
         let mut end = Writer::with_capacity(ENTRY_LEN + 32);
         end.u8(KIND_END)
             .zeros(3)
@@ -289,248 +375,9 @@ impl Delta {
             .u64(w.entries)
             .bytes(stats.source_root.as_bytes());
         w.w.write_all(end.as_bytes()).map_err(write_err)?;
-        stats.delta_bytes = w.w.written() + 32;
-        let (mut buf, _) = w.w.finish().map_err(write_err)?;
+        let (mut buf, len) = w.w.finish().map_err(write_err)?;
+        stats.delta_bytes = len;
         buf.flush().map_err(write_err)?;
         Ok(stats)
-    }
-
-    /// Applies the delta file at `delta` to the image at `target`: the whole delta's trailer is
-    /// verified first (a damaged delta is refused before the target is touched), then every
-    /// chunk is written at its place (checked against the source's hash), zero chunks are
-    /// punched out as holes, the final size is set and the target synced. Idempotent: after a
-    /// crash mid-apply, apply again. A missing target is created only for a delta computed
-    /// against an empty signature. Progress counts delta bytes read.
-    pub fn apply(
-        delta: impl AsRef<Path>,
-        target: impl AsRef<Path>,
-        progress: Progress<'_>,
-    ) -> Result<ApplyStats> {
-        let (delta, target) = (delta.as_ref(), target.as_ref());
-        let open = || File::open(delta).map_err(|e| Error::io("opening the delta", Some(delta), e));
-        let mut f = open()?;
-        verify_stream(&mut BufReader::with_capacity(1 << 20, &mut f), "delta")
-            .map_err(|e| e.with_path(delta))?;
-        f.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io("reading the delta", Some(delta), e))?;
-        let total = f.metadata().map(|m| m.len()).unwrap_or(0);
-        let applier = read(BufReader::with_capacity(1 << 20, f), total, progress, |h| {
-            Applier::open(target, h.chunk_size, h.final_size, h.base_size, false)
-        })
-        .map_err(|e| e.with_path(delta))?;
-        applier.finish()
-    }
-}
-
-/// A target held in memory.
-struct MemTarget<'a> {
-    bytes: &'a mut Vec<u8>,
-    chunk_size: u64,
-    stats: ApplyStats,
-}
-
-impl Sink for MemTarget<'_> {
-    fn data(&mut self, index: u64, _hash: &[u8; 32], bytes: &[u8]) -> Result<()> {
-        let at = (index * self.chunk_size) as usize;
-        if self.bytes.len() < at + bytes.len() {
-            self.bytes.resize(at + bytes.len(), 0);
-        }
-        self.bytes[at..at + bytes.len()].copy_from_slice(bytes);
-        self.stats.data_chunks += 1;
-        self.stats.data_bytes += bytes.len() as u64;
-        Ok(())
-    }
-
-    fn zero(&mut self, index: u64, len: u64) -> Result<()> {
-        let at = ((index * self.chunk_size) as usize).min(self.bytes.len());
-        let end = (at + len as usize).min(self.bytes.len());
-        self.bytes[at..end].fill(0);
-        self.stats.zero_chunks += 1;
-        Ok(())
-    }
-}
-
-impl Delta {
-    /// [`apply`](Self::apply) to an image held in memory (`target` is resized to the final
-    /// size). The delta's trailer is verified before `target` is touched; a final size above
-    /// `max_size` is LimitExceeded (before anything is allocated).
-    pub fn apply_in_memory(
-        delta: &[u8],
-        target: &mut Vec<u8>,
-        max_size: u64,
-        progress: Progress<'_>,
-    ) -> Result<ApplyStats> {
-        crate::format::trailer::verify_slice(delta, "delta")?;
-        let t = read(delta, delta.len() as u64, progress, |h| {
-            let limit = max_size.min(usize::MAX as u64 >> 1);
-            if h.final_size > limit {
-                return Err(Error::limit_exceeded(
-                    "final size of an in-memory target",
-                    limit,
-                    h.final_size,
-                ));
-            }
-            Ok(MemTarget {
-                bytes: target,
-                chunk_size: u64::from(h.chunk_size),
-                stats: ApplyStats {
-                    final_size: h.final_size,
-                    ..ApplyStats::default()
-                },
-            })
-        })?;
-        let size = t.stats.final_size as usize;
-        t.bytes.resize(size, 0);
-        Ok(t.stats)
-    }
-}
-
-/// Reads a delta, checking every entry, and hands them to the sink `make` returns for its
-/// header; returns the sink. The caller verified the trailer already, or acts only after this
-/// returns.
-pub(crate) fn read<S: Sink>(
-    r: impl Read,
-    total: u64,
-    progress: Progress<'_>,
-    make: impl FnOnce(&DeltaHeader) -> Result<S>,
-) -> Result<S> {
-    let mut r = HashingReader::new(r);
-    Preamble::read(&mut r, FileKind::Delta, VERSION_MAJOR)?;
-    let mut rest = [0u8; HEADER_REST];
-    read_full(&mut r, &mut rest, "delta header", PREAMBLE_LEN as u64)?;
-    let mut h = Reader::new(&rest, PREAMBLE_LEN as u64, "delta header");
-    let at = h.offset();
-    let chunk_size = h.u32("chunk size")?;
-    check_chunk_size(chunk_size)
-        .map_err(|e| Error::corrupt("delta header field `chunk size`", Some(at), e.to_string()))?;
-    h.reserved("reserved", 4)?;
-    let final_size = h.u64("final size")?;
-    let base_size = h.u64("base size")?;
-    for (v, name) in [(final_size, "final size"), (base_size, "base size")] {
-        if v > MAX_DISK_SIZE {
-            return Err(h.error(name, format!("{v} exceeds 64 TiB")));
-        }
-    }
-    let header = DeltaHeader {
-        chunk_size,
-        final_size,
-        base_size,
-        base_root: h.array("base root")?,
-    };
-    let mut sink = make(&header)?;
-    let chunks = chunk_count(final_size, chunk_size);
-    let mut data = vec![0u8; chunk_size as usize];
-    let mut packed = vec![0u8; chunk_size as usize];
-    let mut next_min = 0u64; // entries come in increasing chunk order
-    let mut entries = 0u64;
-    let mut reported = 0u64;
-    loop {
-        let at = r.position();
-        let mut e = [0u8; ENTRY_LEN];
-        read_full(&mut r, &mut e, "delta entry", at)?;
-        let mut er = Reader::new(&e, at, "delta entry");
-        let kind = er.u8("kind")?;
-        er.reserved("reserved", 3)?;
-        let len = u64::from(er.u32("length")?);
-        let index = er.u64("chunk index")?;
-        if kind == KIND_END {
-            if index != entries {
-                return Err(er.error(
-                    "entry count",
-                    format!("the end says {index} entries, {entries} were read"),
-                ));
-            }
-            let mut root = [0u8; 32];
-            let pos = r.position();
-            read_full(&mut r, &mut root, "delta source root", pos)?;
-            r.finish("delta")?;
-            let _ = root;
-            return Ok(sink);
-        }
-        if index >= chunks || index < next_min {
-            return Err(er.error(
-                "chunk index",
-                format!("{index} is out of order or past the last chunk ({chunks} chunks)"),
-            ));
-        }
-        let want = chunk_len(final_size, chunk_size, index);
-        if len != want {
-            return Err(er.error(
-                "length",
-                format!("chunk {index} is {want} bytes, the entry says {len}"),
-            ));
-        }
-        match kind {
-            KIND_DATA => {
-                let mut hash = [0u8; 32];
-                read_full(&mut r, &mut hash, "delta chunk hash", at + ENTRY_LEN as u64)?;
-                let buf = &mut data[..len as usize];
-                read_full(&mut r, buf, "delta chunk data", at + ENTRY_LEN as u64 + 32)?;
-                if hash == ZERO_HASH
-                    || blake3::Hash::from(chunk_hash(buf)) != blake3::Hash::from(hash)
-                {
-                    return Err(Error::corrupt(
-                        "delta chunk",
-                        Some(at),
-                        format!("chunk {index} does not match the source's hash"),
-                    ));
-                }
-                sink.data(index, &hash, buf)?;
-            }
-            KIND_ZSTD => {
-                let mut hash = [0u8; 32];
-                read_full(&mut r, &mut hash, "delta chunk hash", at + ENTRY_LEN as u64)?;
-                let mut n = [0u8; 8];
-                read_full(
-                    &mut r,
-                    &mut n,
-                    "delta compressed length",
-                    at + ENTRY_LEN as u64 + 32,
-                )?;
-                let mut nr = Reader::new(&n, at + ENTRY_LEN as u64 + 32, "delta entry");
-                let packed_len = nr.u32("compressed length")? as usize;
-                nr.reserved("reserved", 4)?;
-                if packed_len >= len as usize {
-                    return Err(nr.error(
-                        "compressed length",
-                        format!("{packed_len} is not below the chunk's {len} bytes"),
-                    ));
-                }
-                let packed_buf = &mut packed[..packed_len];
-                read_full(
-                    &mut r,
-                    packed_buf,
-                    "delta compressed chunk",
-                    at + ENTRY_LEN as u64 + 40,
-                )?;
-                let buf = &mut data[..len as usize];
-                let ok = matches!(zstd::bulk::decompress_to_buffer(&packed[..packed_len], &mut buf[..]), Ok(n) if n == buf.len());
-                if !ok
-                    || hash == ZERO_HASH
-                    || blake3::Hash::from(chunk_hash(buf)) != blake3::Hash::from(hash)
-                {
-                    return Err(Error::corrupt(
-                        "delta chunk",
-                        Some(at),
-                        format!(
-                            "compressed chunk {index} does not decompress to the source's bytes"
-                        ),
-                    ));
-                }
-                sink.data(index, &hash, buf)?;
-            }
-            KIND_ZERO => sink.zero(index, len)?,
-            k => return Err(er.error("kind", format!("unknown entry kind {k}"))),
-        }
-        entries += 1;
-        next_min = index + 1;
-        if r.position() - reported >= 64 << 20 {
-            reported = r.position();
-            if !progress(reported, total) {
-                return Err(Error::Cancelled {
-                    what: "delta apply".into(),
-                });
-            }
-        }
     }
 }

@@ -7,9 +7,10 @@
 //!    hash per fixed chunk, all-zero chunks flagged without hashing;
 //! 2. the side holding the current copy (the *source*) computes a [`Delta`] against it: the
 //!    chunks whose hashes differ, as data or as zeros, streamed to a writer;
-//! 3. the target applies the delta: positioned writes, zero chunks punched out as holes, every
-//!    written chunk checked against the source's hash, the final size set. Applying is
-//!    idempotent: after a crash mid-apply, applying the same delta again converges.
+//! 3. the target applies the delta: every chunk it overwrites checked against the target's
+//!    signature first, then positioned writes, zero chunks punched out as holes, every written
+//!    chunk checked against the source's hash, the final size set. Applying is idempotent:
+//!    after a crash mid-apply, applying the same delta again converges.
 //!
 //! **Failback** is the same operation with the roles swapped: after a failover, the recovery
 //! site's disk is the source and the original primary's disk the target, so only the chunks
@@ -17,15 +18,30 @@
 //!
 //! [`resync`] does all three for two local paths without writing a delta file.
 //!
+//! **Sealed artefacts.** Signatures and deltas that travel between sites are made with the
+//! group's [`Key`](crate::crypto::Key) ([`Signature::compute_keyed`],
+//! [`Signature::to_writer_sealed`], [`Delta::compute_sealed`], [`Delta::apply_sealed`]): the
+//! chunk hashes are keyed BLAKE3 (a hash tells nothing about the data without the key) and the
+//! files are encrypted and authenticated with AES-256-GCM in 1 MiB frames. Plain files (flagged
+//! in their header) remain for copies that never leave the host. Either way a delta carries, for
+//! every chunk it writes, the target's hash of that chunk, and apply reads and checks every such
+//! chunk of the target before writing any: a delta meant for another image, or an older copy,
+//! is refused with the target untouched (`docs/FORMAT.md` §9, §10).
+//!
 //! Images are read through a memory map and hashed in parallel with rayon; memory stays bounded
 //! (the signature's 32 bytes per chunk aside), whatever the disk's size.
 
 #[allow(unsafe_code)] // fallocate: see apply.rs
 mod apply;
 mod delta;
+mod delta_read;
+mod hashing;
 #[allow(unsafe_code)] // the memory map: see image.rs
 pub(crate) mod image;
+mod seal;
+mod sealing;
 pub(crate) mod signature;
+mod target;
 
 pub use apply::ApplyStats;
 pub use delta::{Delta, DeltaStats};
@@ -108,7 +124,13 @@ pub fn resync(
     let mut applier = apply::Applier::open(target, chunk_size, src.bytes().len() as u64, 0, true)?;
     let mut p = |d: u64, _t: u64| progress(offset + d, total);
     let data = |s: u64, e: u64| src.data_ranges(s, e);
-    let stats = delta::diff(src.bytes(), &data, &target_sig, true, &mut p, &mut applier)?;
+    let source = delta::Source {
+        bytes: src.bytes(),
+        data: &data,
+        hasher: &hashing::ChunkHasher::Plain,
+        parallel: true,
+    };
+    let stats = delta::diff(source, &target_sig, &mut p, &mut applier)?;
     applier.finish()?;
     Ok(ResyncStats {
         chunks: stats.chunks,

@@ -3,140 +3,41 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use rayon::prelude::*;
-
+use super::hashing::{Batches, ChunkHasher, all_data, hash_batches};
 use super::image::Image;
+use super::seal::{BodyWriter, SALT_LEN};
+use super::sealing::Sealing;
 use super::{Progress, check_chunk_size, chunk_count};
+use crate::crypto::{Key, KeyId};
 use crate::error::{Error, Result};
 use crate::format::codec::read_full;
-use crate::format::header::{FileKind, Preamble};
+use crate::format::header::{FileKind, PREAMBLE_LEN, Preamble};
 use crate::format::limits::MAX_DISK_SIZE;
-use crate::format::{HashingReader, Reader, TrailerWriter, Writer};
+use crate::format::{HashingReader, Reader, Writer};
+
+pub(crate) use super::hashing::{ZERO_HASH, is_zero};
 
 /// Major format version of `.rcsig` this build reads and writes.
-pub const VERSION_MAJOR: u16 = 1;
+pub const VERSION_MAJOR: u16 = 2;
 const VERSION_MINOR: u16 = 0;
-/// Bytes of a signature header after the preamble.
-const HEADER_REST: usize = 4 + 4 + 8 + 8;
+/// Bytes of a signature header after the preamble: chunk size, mode, reserved, image size,
+/// chunk count, key id, salt.
+const HEADER_REST: usize = 4 + 1 + 3 + 8 + 8 + 16 + SALT_LEN;
+/// Bytes of a signature header, preamble included (the body follows).
+const HEADER_LEN: usize = PREAMBLE_LEN + HEADER_REST;
+const _: () = assert!(HEADER_LEN == 88);
 
-/// The hash stored for a chunk that is all zeros (its BLAKE3 is never computed).
-pub(crate) const ZERO_HASH: [u8; 32] = [0; 32];
-
-/// Bytes hashed between two progress reports (and the batch of chunks hashed in parallel).
-pub(crate) const BATCH_BYTES: usize = 64 << 20;
-
-/// Whether `b` is all zeros; stops at the first 4 KiB block that is not.
-pub(crate) fn is_zero(b: &[u8]) -> bool {
-    b.chunks(4096)
-        .all(|blk| blk.iter().fold(0u8, |acc, &x| acc | x) == 0)
-}
-
-/// The stored hash of one chunk: [`ZERO_HASH`] for zeros, else its BLAKE3.
-pub(crate) fn chunk_hash(chunk: &[u8]) -> [u8; 32] {
-    if is_zero(chunk) {
-        ZERO_HASH
-    } else {
-        *blake3::hash(chunk).as_bytes()
-    }
-}
-
-/// Where the data of an image may be: `(start, end)` → the ranges of that span holding data.
-pub(crate) type DataRanges<'a> = &'a dyn Fn(u64, u64) -> Vec<(u64, u64)>;
-
-/// Every byte of an in-memory image may be data.
-pub(crate) fn all_data(start: u64, end: u64) -> Vec<(u64, u64)> {
-    vec![(start, end)]
-}
-
-/// Hashes the chunks of `bytes` in batches, in parallel or serially, reporting progress after
-/// each batch; `each` receives every batch's first chunk index and hashes, in order. Chunks
-/// that `data` says lie wholly in holes get [`ZERO_HASH`] without their pages being touched.
-///
-/// In parallel, the batches are pipelined: while `each` handles one batch on the caller's
-/// thread (writing a target, compressing a delta), the pool hashes the next, so the writes and
-/// the hashing overlap. At most two batches' hashes are held.
-pub(crate) fn hash_batches(
-    bytes: &[u8],
-    data: DataRanges<'_>,
-    chunk_size: u32,
-    parallel: bool,
-    progress: Progress<'_>,
-    what: &str,
-    mut each: impl FnMut(u64, &[[u8; 32]]) -> Result<()>,
-) -> Result<()> {
-    let cs = chunk_size as usize;
-    let per_batch = (BATCH_BYTES / cs).max(1) * cs;
-    let total = bytes.len() as u64;
-    let mut first = 0u64;
-    // Hands one batch's hashes to `each`, then reports progress.
-    let mut deliver = |hashes: &[[u8; 32]], progress: &mut dyn FnMut(u64, u64) -> bool| {
-        each(first, hashes)?;
-        first += hashes.len() as u64;
-        let done = (first * u64::from(chunk_size)).min(total);
-        if progress(done, total) {
-            Ok(())
-        } else {
-            Err(Error::Cancelled {
-                what: what.to_string(),
-            })
-        }
-    };
-    let mut pending: Option<Vec<[u8; 32]>> = None;
-    for (b, batch) in bytes.chunks(per_batch).enumerate() {
-        let base = (b * per_batch) as u64;
-        let ranges = data(base, base + batch.len() as u64);
-        if !parallel {
-            let hashes = hash_batch(batch, base, cs, &ranges, false);
-            deliver(&hashes, progress)?;
-            continue;
-        }
-        let mut next = None;
-        rayon::in_place_scope(|s| {
-            s.spawn(|_| next = Some(hash_batch(batch, base, cs, &ranges, true)));
-            match pending.take() {
-                Some(prev) => deliver(&prev, progress),
-                None => Ok(()),
-            }
-        })?;
-        pending = next;
-    }
-    match pending {
-        Some(last) => deliver(&last, progress),
-        None => Ok(()),
-    }
-}
-
-/// The hashes of one batch starting at byte `base`; `ranges` are its data ranges.
-fn hash_batch(
-    batch: &[u8],
-    base: u64,
-    cs: usize,
-    ranges: &[(u64, u64)],
-    parallel: bool,
-) -> Vec<[u8; 32]> {
-    let hash = |(i, chunk): (usize, &[u8])| {
-        let (c0, c1) = (base + (i * cs) as u64, base + (i * cs + chunk.len()) as u64);
-        // The first range ending after c0 overlaps the chunk if it starts before c1.
-        let k = ranges.partition_point(|&(_, e)| e <= c0);
-        match ranges.get(k) {
-            Some(&(s, _)) if s < c1 => chunk_hash(chunk),
-            _ => ZERO_HASH,
-        }
-    };
-    if parallel {
-        batch.par_chunks(cs).enumerate().map(hash).collect()
-    } else {
-        batch.chunks(cs).enumerate().map(hash).collect()
-    }
-}
-
-/// The fixed-chunk checksums of a disk image: one BLAKE3 hash per chunk (zeros for an all-zero
-/// chunk), the chunk size and the image's size. See `docs/FORMAT.md` §9.
+/// The fixed-chunk checksums of a disk image: one hash per chunk (zeros for an all-zero chunk),
+/// the chunk size and the image's size. The hashes are plain BLAKE3 (a *plain* signature, for
+/// local use), or BLAKE3 keyed by the group key (a *keyed* signature, written sealed: it says
+/// nothing about the data to whoever lacks the key). See `docs/FORMAT.md` §9.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Signature {
     chunk_size: u32,
     disk_size: u64,
     hashes: Vec<[u8; 32]>,
+    /// The key the hashes are keyed by; None for plain BLAKE3.
+    key_id: Option<KeyId>,
 }
 
 impl std::fmt::Debug for Signature {
@@ -145,22 +46,43 @@ impl std::fmt::Debug for Signature {
             .field("chunk_size", &self.chunk_size)
             .field("disk_size", &self.disk_size)
             .field("chunks", &self.hashes.len())
+            .field("key_id", &self.key_id)
             .field("root", &self.root().to_hex())
             .finish()
     }
 }
 
 impl Signature {
-    /// The signature of the image at `path` (a regular file or a block device), hashed over a
-    /// memory map with every core (rayon). `chunk_size` is a power of two from 4 KiB to 8 MiB
-    /// ([`DEFAULT_CHUNK_SIZE`](super::DEFAULT_CHUNK_SIZE) is 64 KiB). `progress(done, total)`
-    /// is called after every 64 MiB; returning false cancels (Cancelled).
+    /// The plain signature of the image at `path` (a regular file or a block device), hashed
+    /// over a memory map with every core (rayon). `chunk_size` is a power of two from 4 KiB to
+    /// 8 MiB ([`DEFAULT_CHUNK_SIZE`](super::DEFAULT_CHUNK_SIZE) is 64 KiB).
+    /// `progress(done, total)` is called after every 64 MiB; returning false cancels
+    /// (Cancelled). For a signature that leaves the host, use
+    /// [`compute_keyed`](Self::compute_keyed).
     pub fn compute(
         path: impl AsRef<Path>,
         chunk_size: u32,
         progress: Progress<'_>,
     ) -> Result<Signature> {
-        Self::compute_with(path.as_ref(), chunk_size, true, progress)
+        Self::compute_with(
+            path.as_ref(),
+            chunk_size,
+            &ChunkHasher::Plain,
+            true,
+            progress,
+        )
+    }
+
+    /// As [`compute`](Self::compute), with every chunk's hash keyed by `key` (its chunk-hash
+    /// subkey): the signature is then written sealed ([`to_writer_sealed`](Self::to_writer_sealed)).
+    pub fn compute_keyed(
+        path: impl AsRef<Path>,
+        chunk_size: u32,
+        key: &Key,
+        progress: Progress<'_>,
+    ) -> Result<Signature> {
+        let h = ChunkHasher::keyed(key);
+        Self::compute_with(path.as_ref(), chunk_size, &h, true, progress)
     }
 
     /// [`compute`](Self::compute) on the calling thread only: the serial twin the parallel path
@@ -170,30 +92,38 @@ impl Signature {
         chunk_size: u32,
         progress: Progress<'_>,
     ) -> Result<Signature> {
-        Self::compute_with(path.as_ref(), chunk_size, false, progress)
+        Self::compute_with(
+            path.as_ref(),
+            chunk_size,
+            &ChunkHasher::Plain,
+            false,
+            progress,
+        )
     }
 
     fn compute_with(
         path: &Path,
         chunk_size: u32,
+        hasher: &ChunkHasher,
         parallel: bool,
         progress: Progress<'_>,
     ) -> Result<Signature> {
         check_chunk_size(chunk_size)?;
         let image = Image::open(path)?;
         let data = |s: u64, e: u64| image.data_ranges(s, e);
-        Self::of_image(image.bytes(), &data, chunk_size, parallel, progress)
+        let b = Batches {
+            bytes: image.bytes(),
+            data: &data,
+            chunk_size,
+            hasher,
+            parallel,
+        };
+        Self::of_image(b, progress)
     }
 
     /// The signature of an image's bytes, skipping what `data` says are holes.
-    pub(crate) fn of_image(
-        bytes: &[u8],
-        data: DataRanges<'_>,
-        chunk_size: u32,
-        parallel: bool,
-        progress: Progress<'_>,
-    ) -> Result<Signature> {
-        let disk_size = bytes.len() as u64;
+    pub(crate) fn of_image(b: Batches<'_>, progress: Progress<'_>) -> Result<Signature> {
+        let disk_size = b.bytes.len() as u64;
         if disk_size > MAX_DISK_SIZE {
             return Err(Error::limit_exceeded(
                 "image size",
@@ -201,6 +131,7 @@ impl Signature {
                 disk_size,
             ));
         }
+        let (chunk_size, key_id) = (b.chunk_size, b.hasher.key_id());
         let count = chunk_count(disk_size, chunk_size);
         let mut hashes = Vec::new();
         // 32 bytes a chunk: a 64 TiB image in 4 KiB chunks would need 512 GiB. Refuse, not abort.
@@ -214,38 +145,48 @@ impl Signature {
                     std::io::ErrorKind::OutOfMemory.into(),
                 )
             })?;
-        hash_batches(
-            bytes,
-            data,
-            chunk_size,
-            parallel,
-            progress,
-            "signature computation",
-            |_, h| {
-                hashes.extend_from_slice(h);
-                Ok(())
-            },
-        )?;
+        hash_batches(b, progress, "signature computation", |_, h| {
+            hashes.extend_from_slice(h);
+            Ok(())
+        })?;
         Ok(Signature {
             chunk_size,
             disk_size,
             hashes,
+            key_id,
         })
     }
 
-    /// The signature of an image held in memory.
+    /// The plain signature of an image held in memory.
     pub fn of(bytes: &[u8], chunk_size: u32) -> Result<Signature> {
-        check_chunk_size(chunk_size)?;
-        Self::of_image(bytes, &all_data, chunk_size, true, &mut |_, _| true)
+        Self::of_with(bytes, chunk_size, &ChunkHasher::Plain)
     }
 
-    /// The signature of an empty (or missing) image.
+    /// The keyed signature of an image held in memory.
+    pub fn of_keyed(bytes: &[u8], chunk_size: u32, key: &Key) -> Result<Signature> {
+        Self::of_with(bytes, chunk_size, &ChunkHasher::keyed(key))
+    }
+
+    fn of_with(bytes: &[u8], chunk_size: u32, hasher: &ChunkHasher) -> Result<Signature> {
+        check_chunk_size(chunk_size)?;
+        let b = Batches {
+            bytes,
+            data: &all_data,
+            chunk_size,
+            hasher,
+            parallel: true,
+        };
+        Self::of_image(b, &mut |_, _| true)
+    }
+
+    /// The plain signature of an empty (or missing) image.
     pub fn empty(chunk_size: u32) -> Result<Signature> {
         check_chunk_size(chunk_size)?;
         Ok(Signature {
             chunk_size,
             disk_size: 0,
             hashes: Vec::new(),
+            key_id: None,
         })
     }
 
@@ -264,6 +205,11 @@ impl Signature {
         &self.hashes
     }
 
+    /// The id of the key the hashes are keyed by; None for a plain signature.
+    pub fn key_id(&self) -> Option<KeyId> {
+        self.key_id
+    }
+
     /// Chunks that are all zeros.
     pub fn zero_chunks(&self) -> u64 {
         self.hashes.iter().filter(|h| **h == ZERO_HASH).count() as u64
@@ -279,17 +225,60 @@ impl Signature {
         h.finalize()
     }
 
-    /// Writes the signature (`.rcsig`) to `w`, ending with the BLAKE3 trailer.
+    /// Checks that the signature's hashes are keyed by `key` (Some) or plain (None).
+    pub(crate) fn check_mode(&self, key: Option<&Key>, doing: &str) -> Result<()> {
+        match (self.key_id, key) {
+            (None, None) => Ok(()),
+            (Some(id), Some(k)) if id == k.id() => Ok(()),
+            (Some(id), Some(k)) => Err(Error::invalid_argument(
+                "key",
+                format!(
+                    "{doing}: the signature is keyed by key {id}, the key given is {}",
+                    k.id()
+                ),
+            )),
+            (Some(id), None) => Err(Error::invalid_argument(
+                "signature",
+                format!(
+                    "{doing}: the signature is keyed by key {id}; use the sealed form with that key"
+                ),
+            )),
+            (None, Some(_)) => Err(Error::invalid_argument(
+                "signature",
+                format!("{doing}: the signature is plain; compute it with the key (compute_keyed)"),
+            )),
+        }
+    }
+
+    /// Writes a plain signature (`.rcsig`, keyless: anyone who holds the file reads its
+    /// hashes) to `w`, ending with the BLAKE3 trailer. A keyed signature is InvalidArgument:
+    /// it is written with [`to_writer_sealed`](Self::to_writer_sealed).
     pub fn to_writer(&self, w: impl Write) -> Result<()> {
+        self.check_mode(None, "writing a plain signature")?;
+        self.write_with(w, None)
+    }
+
+    /// Writes a keyed signature sealed under `key` (encrypted and authenticated, in frames;
+    /// the header stays readable), ending with the BLAKE3 trailer. The signature must have been
+    /// computed with the same key.
+    pub fn to_writer_sealed(&self, w: impl Write, key: &Key) -> Result<()> {
+        self.check_mode(Some(key), "writing a sealed signature")?;
+        self.write_with(w, Some(key))
+    }
+
+    fn write_with(&self, w: impl Write, key: Option<&Key>) -> Result<()> {
         let io = |e| Error::io("writing the signature", None, e);
-        let mut w = TrailerWriter::new(w);
-        let mut head = Writer::with_capacity(16 + HEADER_REST);
+        let sealing = Sealing::new(key)?;
+        let mut head = Writer::with_capacity(HEADER_LEN);
         Preamble::new(FileKind::Signature, VERSION_MAJOR, VERSION_MINOR).encode(&mut head);
         head.u32(self.chunk_size)
-            .u32(0)
+            .u8(sealing.mode())
+            .zeros(3)
             .u64(self.disk_size)
-            .u64(self.hashes.len() as u64);
-        w.write_all(head.as_bytes()).map_err(io)?;
+            .u64(self.hashes.len() as u64)
+            .bytes(&sealing.key_id)
+            .bytes(&sealing.salt);
+        let mut w = BodyWriter::start(w, head.as_bytes(), sealing.seal(key)).map_err(io)?;
         for h in &self.hashes {
             w.write_all(h).map_err(io)?;
         }
@@ -297,16 +286,28 @@ impl Signature {
         inner.flush().map_err(io)
     }
 
-    /// Reads a signature written by [`to_writer`](Self::to_writer), streaming: memory grows
-    /// with the hashes actually read (32 bytes a chunk), never with a claimed count. Nothing is
-    /// returned before the trailer has been verified.
+    /// Reads a plain signature written by [`to_writer`](Self::to_writer), streaming: memory
+    /// grows with the hashes actually read (32 bytes a chunk), never with a claimed count.
+    /// Nothing is returned before the trailer has been verified. A sealed signature is
+    /// InvalidArgument (read it with [`from_reader_sealed`](Self::from_reader_sealed)).
     pub fn from_reader(r: impl Read) -> Result<Signature> {
+        Self::read_with(r, None)
+    }
+
+    /// Reads a signature sealed under `key`, as [`from_reader`](Self::from_reader) does.
+    /// Damage is Corrupt (the trailer); a signature sealed under another key, or whose frames
+    /// do not authenticate, is Authentication; so is a plain signature (anyone can forge one).
+    pub fn from_reader_sealed(r: impl Read, key: &Key) -> Result<Signature> {
+        Self::read_with(r, Some(key))
+    }
+
+    fn read_with(r: impl Read, key: Option<&Key>) -> Result<Signature> {
         let mut r = HashingReader::new(r);
-        let pre = Preamble::read(&mut r, FileKind::Signature, VERSION_MAJOR)?;
-        let _ = pre;
-        let mut rest = [0u8; HEADER_REST];
-        read_full(&mut r, &mut rest, "signature header", 16)?;
-        let mut h = Reader::new(&rest, 16, "signature header");
+        let mut header = [0u8; HEADER_LEN];
+        read_full(&mut r, &mut header[..PREAMBLE_LEN], "signature preamble", 0)?;
+        Preamble::decode_slice(&header[..PREAMBLE_LEN], FileKind::Signature, VERSION_MAJOR)?;
+        read_full(&mut r, &mut header[PREAMBLE_LEN..], "signature header", 16)?;
+        let mut h = Reader::new(&header[PREAMBLE_LEN..], 16, "signature header");
         let at = h.offset();
         let chunk_size = h.u32("chunk size")?;
         check_chunk_size(chunk_size).map_err(|e| {
@@ -316,7 +317,8 @@ impl Signature {
                 e.to_string(),
             )
         })?;
-        h.reserved("reserved", 4)?;
+        let mode = h.u8("mode")?;
+        h.reserved("reserved", 3)?;
         let at = h.offset();
         let disk_size = h.u64("disk size")?;
         if disk_size > MAX_DISK_SIZE {
@@ -332,22 +334,23 @@ impl Signature {
                 format!("{count} chunks cannot cover {disk_size} bytes in chunks of {chunk_size}"),
             ));
         }
+        let key_id = h.array("key id")?;
+        let salt = h.array("salt")?;
+        let sealing = Sealing::decode(mode, key_id, salt).map_err(|d| h.error("mode", d))?;
+        let mut body = sealing.open_body(r, "signature", &header, key)?;
+        body.prime()?;
         let mut hashes = Vec::new();
         let mut buf = [0u8; 32];
-        for i in 0..count {
-            read_full(
-                &mut r,
-                &mut buf,
-                "signature hash",
-                16 + HEADER_REST as u64 + i * 32,
-            )?;
+        for _ in 0..count {
+            body.fill(&mut buf, "hash")?;
             hashes.push(buf);
         }
-        r.finish("signature")?;
+        body.finish()?;
         Ok(Signature {
             chunk_size,
             disk_size,
             hashes,
+            key_id: sealing.sealed.then_some(KeyId(sealing.key_id)),
         })
     }
 }

@@ -1,6 +1,7 @@
 /*
- * Resync from C: compute and write a signature, read it back, compute a delta, apply it, resync
- * two paths, each with the progress callback; cancellation; refusals.
+ * Resync from C: compute a keyed signature, write it sealed and read it back, compute a sealed
+ * delta, apply it, resync two paths, each with the progress callback; cancellation; refusals:
+ * another key, a damaged delta, a target that is not the image the signature was taken of.
  * Prints "N passed, N failed"; exits non-zero on any failure.
  */
 #define _GNU_SOURCE
@@ -39,51 +40,100 @@ static int same_as(const char *path, const unsigned char *data, size_t len) {
     return same;
 }
 
+/* Whether `needle` occurs in the file at `path` (of `len` bytes at most). */
+static int contains(const char *path, const unsigned char *needle, size_t n, size_t len) {
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = malloc(len);
+    size_t got = f ? fread(buf, 1, len, f) : 0;
+    int found = 0;
+    for (size_t i = 0; i + n <= got && !found; i++) found = memcmp(buf + i, needle, n) == 0;
+    if (f) fclose(f);
+    free(buf);
+    return found;
+}
+
 int main(void) {
     char dir[] = "/tmp/replicore-c-XXXXXX";
-    char src[256], tgt[256], sigp[256], deltap[256], other[256];
-    unsigned char *source = malloc(SIZE), *target = malloc(SIZE);
+    char src[256], tgt[256], sigp[256], deltap[256], other[256], k1p[256], k2p[256];
+    unsigned char *source = malloc(SIZE), *target = malloc(SIZE), *wrong = malloc(SIZE);
+    uint8_t master[REPLICORE_MASTER_KEY_LEN];
+    replicore_key *k1 = NULL, *k2 = NULL;
     replicore_signature *sig = NULL, *back = NULL;
     replicore_delta_stats ds;
     replicore_apply_stats as;
     struct progress prog = {0};
     uint32_t cs = 0;
     uint64_t size = 0, count = 0;
+    unsigned char marker[64];
 
-    if (mkdtemp(dir) == NULL || !source || !target) return 2;
+    if (mkdtemp(dir) == NULL || !source || !target || !wrong) return 2;
     snprintf(src, sizeof src, "%s/source.img", dir);
     snprintf(tgt, sizeof tgt, "%s/target.img", dir);
     snprintf(sigp, sizeof sigp, "%s/target.rcsig", dir);
     snprintf(deltap, sizeof deltap, "%s/x.rcdelta", dir);
     snprintf(other, sizeof other, "%s/other.img", dir);
+    snprintf(k1p, sizeof k1p, "%s/k1.rckey", dir);
+    snprintf(k2p, sizeof k2p, "%s/k2.rckey", dir);
     for (size_t i = 0; i < SIZE; i++) target[i] = (unsigned char)(i * 7 + (i >> 12));
     memcpy(source, target, SIZE);
     memset(source + 130000, 0xee, 5000);      /* two 64 KiB chunks change */
     memset(source + (2u << 20), 0, 1u << 19); /* eight chunks become zeros */
+    for (size_t i = 0; i < sizeof marker; i++) marker[i] = (unsigned char)(0xc0 ^ i);
+    memcpy(source + 140000, marker, sizeof marker); /* plaintext to look for in the delta */
+    memcpy(wrong, target, SIZE);
+    memset(wrong + 131072, 0x11, 100);        /* another image: a written chunk differs */
     write_file(src, source, SIZE);
     write_file(tgt, target, SIZE);
+    CHECK_STATUS(replicore_master_key_generate(master), REPLICORE_OK);
+    CHECK_STATUS(replicore_key_generate(k1p, master, NULL, &k1), REPLICORE_OK);
+    CHECK_STATUS(replicore_key_generate(k2p, master, NULL, &k2), REPLICORE_OK);
 
-    /* Signature of the target, written and read back. */
-    CHECK_STATUS(replicore_signature_compute(tgt, 65536, on_progress, &prog, &sig), REPLICORE_OK);
+    /* Keyed signature of the target, written sealed and read back. */
+    CHECK_STATUS(replicore_signature_compute(k1, tgt, 65536, on_progress, &prog, &sig), REPLICORE_OK);
     CHECK(prog.calls >= 1 && prog.last_done == SIZE && prog.last_total == SIZE);
-    CHECK_STATUS(replicore_signature_write(sig, sigp), REPLICORE_OK);
+    CHECK_STATUS(replicore_signature_write(sig, k1, sigp), REPLICORE_OK);
     /* Outputs never replace a file. */
-    CHECK_STATUS(replicore_signature_write(sig, sigp), REPLICORE_ERR_ALREADY_EXISTS);
-    CHECK_STATUS(replicore_signature_read(sigp, &back), REPLICORE_OK);
+    CHECK_STATUS(replicore_signature_write(sig, k1, sigp), REPLICORE_ERR_ALREADY_EXISTS);
+    CHECK_STATUS(replicore_signature_read(k1, sigp, &back), REPLICORE_OK);
     CHECK_STATUS(replicore_signature_info(back, &cs, &size, &count), REPLICORE_OK);
     CHECK(cs == 65536 && size == SIZE && count == SIZE / 65536);
+    /* Another key: cannot read it, cannot write this signature under it. */
+    {
+        replicore_signature *nope = NULL;
+        CHECK_STATUS(replicore_signature_read(k2, sigp, &nope), REPLICORE_ERR_AUTHENTICATION);
+        CHECK(nope == NULL);
+        CHECK_STATUS(replicore_signature_write(sig, k2, sigp), REPLICORE_ERR_INVALID_ARGUMENT);
+    }
 
-    /* Delta from the source, applied to the target. */
+    /* Sealed delta from the source: the changed bytes are not in it in the clear. */
     memset(&prog, 0, sizeof prog);
-    CHECK_STATUS(replicore_delta_compute(src, back, deltap, on_progress, &prog, &ds), REPLICORE_OK);
+    CHECK_STATUS(replicore_delta_compute(back, k1, src, deltap, on_progress, &prog, &ds), REPLICORE_OK);
     CHECK(prog.calls >= 1);
     CHECK(ds.data_chunks == 2 && ds.zero_chunks == 8 && ds.data_bytes == 2 * 65536);
-    CHECK_STATUS(replicore_delta_apply(deltap, tgt, NULL, NULL, &as), REPLICORE_OK);
+    CHECK(!contains(deltap, marker, sizeof marker, (size_t)ds.delta_bytes));
+
+    /* Wrong key, wrong target, cancelled: refused, the target unchanged. */
+    CHECK_STATUS(replicore_delta_apply(k2, deltap, tgt, NULL, NULL, NULL), REPLICORE_ERR_AUTHENTICATION);
+    CHECK(same_as(tgt, target, SIZE));
+    write_file(other, wrong, SIZE);
+    CHECK_STATUS(replicore_delta_apply(k1, deltap, other, NULL, NULL, NULL), REPLICORE_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(replicore_last_error_message(), "not the image the signature was taken of") != NULL);
+    CHECK(same_as(other, wrong, SIZE));
+    memset(&prog, 0, sizeof prog);
+    prog.cancel = 1;
+    CHECK_STATUS(replicore_delta_apply(k1, deltap, tgt, on_progress, &prog, NULL), REPLICORE_ERR_CANCELLED);
+    CHECK(prog.calls == 1);
+    CHECK(same_as(tgt, target, SIZE));
+
+    /* Applied, then applied again: nothing changes. */
+    memset(&prog, 0, sizeof prog);
+    CHECK_STATUS(replicore_delta_apply(k1, deltap, tgt, on_progress, &prog, &as), REPLICORE_OK);
+    CHECK(prog.calls >= 2 && prog.last_done == prog.last_total);
     CHECK(as.data_chunks == 2 && as.zero_chunks == 8 && as.final_size == SIZE);
     CHECK(same_as(tgt, source, SIZE));
-    /* Applying again changes nothing. */
-    CHECK_STATUS(replicore_delta_apply(deltap, tgt, NULL, NULL, NULL), REPLICORE_OK);
+    CHECK_STATUS(replicore_delta_apply(k1, deltap, tgt, NULL, NULL, NULL), REPLICORE_OK);
     CHECK(same_as(tgt, source, SIZE));
+    unlink(other);
 
     /* Resync of two paths: a missing target is created; cancelling stops it. */
     memset(&prog, 0, sizeof prog);
@@ -97,12 +147,17 @@ int main(void) {
     CHECK(as.final_size == SIZE);
 
     /* Refusals. */
-    CHECK_STATUS(replicore_signature_compute(tgt, 1000, NULL, NULL, &sig), REPLICORE_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(replicore_signature_compute(k1, tgt, 1000, NULL, NULL, &sig), REPLICORE_ERR_INVALID_ARGUMENT);
     CHECK(strstr(replicore_last_error_message(), "power of two") != NULL);
-    CHECK_STATUS(replicore_signature_compute(NULL, 65536, NULL, NULL, &sig), REPLICORE_ERR_NULL_PARAMETER);
-    CHECK_STATUS(replicore_signature_read(deltap, &sig), REPLICORE_ERR_INVALID_ARGUMENT);
-    CHECK_STATUS(replicore_delta_apply(sigp, tgt, NULL, NULL, NULL), REPLICORE_ERR_INVALID_ARGUMENT);
-    CHECK_STATUS(replicore_delta_compute(src, NULL, deltap, NULL, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
+    CHECK_STATUS(replicore_signature_compute(k1, NULL, 65536, NULL, NULL, &sig), REPLICORE_ERR_NULL_PARAMETER);
+    CHECK_STATUS(replicore_signature_compute(NULL, tgt, 65536, NULL, NULL, &sig), REPLICORE_ERR_NULL_PARAMETER);
+    CHECK_STATUS(replicore_signature_write(sig, NULL, sigp), REPLICORE_ERR_NULL_PARAMETER);
+    CHECK_STATUS(replicore_signature_read(NULL, sigp, &sig), REPLICORE_ERR_NULL_PARAMETER);
+    CHECK_STATUS(replicore_signature_read(k1, deltap, &sig), REPLICORE_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(replicore_delta_apply(k1, sigp, tgt, NULL, NULL, NULL), REPLICORE_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(replicore_delta_apply(NULL, deltap, tgt, NULL, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
+    CHECK_STATUS(replicore_delta_compute(NULL, k1, src, deltap, NULL, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
+    CHECK_STATUS(replicore_delta_compute(back, NULL, src, deltap, NULL, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
     CHECK_STATUS(replicore_signature_info(back, NULL, &size, &count), REPLICORE_ERR_NULL_PARAMETER);
     {
         /* A damaged delta is refused and the target left alone. */
@@ -111,21 +166,26 @@ int main(void) {
         fputc(0x42, f);
         fclose(f);
         write_file(tgt, target, SIZE);
-        CHECK_STATUS(replicore_delta_apply(deltap, tgt, NULL, NULL, NULL), REPLICORE_ERR_CORRUPT);
+        CHECK_STATUS(replicore_delta_apply(k1, deltap, tgt, NULL, NULL, NULL), REPLICORE_ERR_CORRUPT);
         CHECK(same_as(tgt, target, SIZE));
     }
 
     replicore_signature_free(sig);
     replicore_signature_free(back);
     replicore_signature_free(NULL);
+    replicore_key_free(k1);
+    replicore_key_free(k2);
     unlink(src);
     unlink(tgt);
     unlink(sigp);
     unlink(deltap);
     unlink(other);
+    unlink(k1p);
+    unlink(k2p);
     rmdir(dir);
     free(source);
     free(target);
+    free(wrong);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

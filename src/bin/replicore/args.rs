@@ -371,6 +371,21 @@ pub struct FailoverArgs {
     pub force: bool,
 }
 
+/// How a resync file is protected: sealed under the group's key, or plain (keyless).
+#[derive(Debug, Args, Clone)]
+pub struct Sealing {
+    /// The group's key file: the signature's hashes are keyed and the files are encrypted
+    /// and authenticated with it.
+    #[arg(long, value_name = "KEYFILE", conflicts_with = "plain")]
+    pub key: Option<PathBuf>,
+    /// Without a key: a plain file, whose hashes and data anyone who holds it can read, and
+    /// anyone can forge (for a copy that never leaves the host).
+    #[arg(long)]
+    pub plain: bool,
+    #[command(flatten)]
+    pub pass: Passphrase,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ResyncCmd {
     /// Computes the fixed-chunk signature of an image (the side to be updated).
@@ -386,6 +401,8 @@ pub enum ResyncCmd {
         /// Chunk size: a power of two from 4K to 8M (default 64K).
         #[arg(long, value_name = "SIZE")]
         chunk_size: Option<String>,
+        #[command(flatten)]
+        sealing: Sealing,
     },
     /// Computes the chunks of SOURCE that differ from a signature.
     Delta {
@@ -400,13 +417,18 @@ pub enum ResyncCmd {
         /// Replace an existing file at --out.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        sealing: Sealing,
     },
-    /// Applies a delta to the image its signature was taken of.
+    /// Applies a delta to the image its signature was taken of (any other image is refused
+    /// before a byte is written).
     Apply {
         /// The image to update.
         target: PathBuf,
         /// The delta.
         delta: PathBuf,
+        #[command(flatten)]
+        sealing: Sealing,
     },
     /// Makes TARGET identical to SOURCE (both local), copying only differing chunks.
     Run {

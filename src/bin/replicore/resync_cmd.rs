@@ -3,11 +3,12 @@
 use std::io::{BufReader, BufWriter};
 
 use replicore::OutputFile;
+use replicore::crypto::Key;
 use replicore::resync::{DEFAULT_CHUNK_SIZE, Delta, Signature, resync};
 
-use crate::CmdResult;
-use crate::args::{ResyncCmd, size};
+use crate::args::{ResyncCmd, Sealing, size};
 use crate::out::{Bar, bytes, forceable};
+use crate::{CmdResult, Failure, keys};
 
 /// A new output file (0600, published whole by [`finish`]; an existing one is refused unless
 /// `force`).
@@ -30,6 +31,25 @@ fn chunk(arg: Option<&str>) -> Result<u32, crate::Failure> {
     Ok(arg.map(size).transpose()?.unwrap_or(DEFAULT_CHUNK_SIZE))
 }
 
+/// The group key (sealed files), or None for plain files when `--plain` was given; neither is
+/// a usage error, so that a plain file is never written or trusted by accident.
+fn key(s: &Sealing) -> Result<Option<Key>, Failure> {
+    match (&s.key, s.plain) {
+        (Some(k), _) => Ok(Some(keys::load(k, &s.pass)?)),
+        (None, true) => Ok(None),
+        (None, false) => Err(Failure::Usage(
+            "give --key KEYFILE to seal the resync files with the group's key, or --plain for \
+             keyless files (readable and forgeable by anyone who holds them)"
+                .into(),
+        )),
+    }
+}
+
+/// "sealed" or "plain".
+fn mode(key: &Option<Key>) -> &'static str {
+    if key.is_some() { "sealed" } else { "plain" }
+}
+
 pub fn run(c: ResyncCmd) -> CmdResult {
     match c {
         ResyncCmd::Signature {
@@ -37,17 +57,26 @@ pub fn run(c: ResyncCmd) -> CmdResult {
             out,
             force,
             chunk_size,
+            sealing,
         } => {
             let cs = chunk(chunk_size.as_deref())?;
-            let mut w = create(&out, force)?;
+            let key = key(&sealing)?;
             let bar = Bar::new("signature");
-            let sig = Signature::compute(&image, cs, &mut bar.callback())?;
+            let sig = match &key {
+                Some(k) => Signature::compute_keyed(&image, cs, k, &mut bar.callback())?,
+                None => Signature::compute(&image, cs, &mut bar.callback())?,
+            };
             drop(bar);
-            sig.to_writer(&mut w)?;
+            let mut w = create(&out, force)?;
+            match &key {
+                Some(k) => sig.to_writer_sealed(&mut w, k)?,
+                None => sig.to_writer(&mut w)?,
+            }
             finish(w, &out)?;
             println!(
-                "{}: {} chunks of {} over {}",
+                "{}: {} signature, {} chunks of {} over {}",
                 out.display(),
+                mode(&key),
                 sig.disk_size().div_ceil(u64::from(cs)),
                 bytes(u64::from(cs)),
                 bytes(sig.disk_size())
@@ -58,28 +87,46 @@ pub fn run(c: ResyncCmd) -> CmdResult {
             signature,
             out,
             force,
+            sealing,
         } => {
+            let key = key(&sealing)?;
             let f = std::fs::File::open(&signature)
                 .map_err(|e| replicore::Error::io("opening the signature", Some(&signature), e))?;
-            let sig = Signature::from_reader(BufReader::with_capacity(1 << 20, f))
-                .map_err(|e| e.with_path(&signature))?;
+            let r = BufReader::with_capacity(1 << 20, f);
+            let sig = match &key {
+                Some(k) => Signature::from_reader_sealed(r, k),
+                None => Signature::from_reader(r),
+            }
+            .map_err(|e| e.with_path(&signature))?;
             let mut w = create(&out, force)?;
             let bar = Bar::new("delta");
-            let st = Delta::compute(&source, &sig, &mut w, &mut bar.callback())?;
+            let st = match &key {
+                Some(k) => Delta::compute_sealed(&source, &sig, k, &mut w, &mut bar.callback()),
+                None => Delta::compute(&source, &sig, &mut w, &mut bar.callback()),
+            }?;
             drop(bar);
             finish(w, &out)?;
             println!(
-                "{}: {} of {} chunks differ, {} of data, delta {}",
+                "{}: {} delta, {} of {} chunks differ, {} of data, delta {}",
                 out.display(),
+                mode(&key),
                 st.data_chunks + st.zero_chunks,
                 st.chunks,
                 bytes(st.data_bytes),
                 bytes(st.delta_bytes)
             );
         }
-        ResyncCmd::Apply { target, delta } => {
+        ResyncCmd::Apply {
+            target,
+            delta,
+            sealing,
+        } => {
+            let key = key(&sealing)?;
             let bar = Bar::new("apply");
-            let st = Delta::apply(&delta, &target, &mut bar.callback())?;
+            let st = match &key {
+                Some(k) => Delta::apply_sealed(&delta, &target, k, &mut bar.callback())?,
+                None => Delta::apply(&delta, &target, &mut bar.callback())?,
+            };
             drop(bar);
             println!(
                 "{}: {} chunks written ({}), {} zeroed; {}",
