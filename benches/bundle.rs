@@ -107,17 +107,48 @@ fn bench(c: &mut Criterion) {
     g.bench_function("limit_one_thread", |b| {
         b.iter(|| limit_one(black_box(rec_chunk), &cipher))
     });
-    // What the derived nonce adds (docs/FORMAT.md §12): a keyed BLAKE3 over the compressed body
-    // (a raw blob's nonce hashes 40 bytes), and the BLAKE3 of the sealed bytes the point's
-    // signature covers; each beside the encoding it belongs to, for their share of it.
-    let sealed = replicore::blob::encode(&key, rec_chunk, 1).unwrap().bytes;
-    g.bench_function("nonce_keyed_blake3_of_the_compressed_body", |b| {
-        b.iter(|| blake3::keyed_hash(&[7; 32], black_box(&sealed[20..sealed.len() - 16])))
-    });
-    g.bench_function("sealed_hash_blake3", |b| {
-        b.iter(|| blake3::hash(black_box(&sealed)))
-    });
     g.finish();
+
+    // What signing adds to a blob's encoding (docs/FORMAT.md §12, §13): the derived nonce, a
+    // keyed BLAKE3 over the compressed body (a raw blob's hashes 40 bytes); and the BLAKE3 of
+    // the sealed bytes, which the point's signed blob table lists. Beside the encoding of the
+    // same chunk, compressible and random, for their share of it.
+    let random: Vec<u8> = {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..CHUNK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    for (name, chunk) in [("records", rec_chunk), ("random", &random[..])] {
+        let mut g = c.benchmark_group(format!("signing_share_1MiB_{name}"));
+        g.throughput(Throughput::Bytes(CHUNK as u64));
+        let sealed = replicore::blob::encode(&key, chunk, 1).unwrap().bytes;
+        g.bench_function("blob_encode", |b| {
+            b.iter(|| {
+                replicore::blob::encode(&key, black_box(chunk), 1)
+                    .unwrap()
+                    .bytes
+                    .len()
+            })
+        });
+        let body = if sealed[0] == 2 {
+            &sealed[20..sealed.len() - 16]
+        } else {
+            &sealed[..0]
+        };
+        g.bench_function("nonce_keyed_blake3", |b| {
+            b.iter(|| blake3::keyed_hash(&[7; 32], black_box(body)))
+        });
+        g.bench_function("sealed_hash_blake3", |b| {
+            b.iter(|| blake3::hash(black_box(&sealed)))
+        });
+        g.finish();
+    }
 }
 
 criterion_group!(benches, bench);

@@ -139,6 +139,17 @@ pub unsafe extern "C" fn replicore_signature_write(
         let key = unsafe { handle::as_ref(key, "key") }?;
         let path = unsafe { handle::str(path, "path") }?;
         let io = |e| Error::io("writing the signature", Some(std::path::Path::new(path)), e);
+        // The key first: a signature that cannot be sealed under it creates no file.
+        if sig.key_id() != Some(key.id()) {
+            return Err(Error::invalid_argument(
+                "key",
+                format!(
+                    "the signature was not computed with key {}: it cannot be sealed under it",
+                    key.id()
+                ),
+            )
+            .into());
+        }
         let mut w = BufWriter::new(OutputFile::create(path, false)?);
         sig.to_writer_sealed(&mut w, key)?;
         w.into_inner().map_err(|e| io(e.into_error()))?.commit()?;
