@@ -378,3 +378,39 @@ fn points_are_coalesced_extent_maps_per_disk() {
     assert!(points[1].disks[1].is_empty());
     assert_eq!(open.unwrap()[1].mapped_bytes(), 4);
 }
+
+/// Marks move forward in time (issue 16): a marker before the previous one is InvalidArgument,
+/// with both times in RFC 3339, in the log, after a reopen and after a rotation.
+#[test]
+fn a_mark_in_the_past_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vm.rclog");
+    let mut log = ChangeLog::create(&path, &config()).unwrap();
+    log.mark_at(MarkerKind::Crash, "", t(100)).unwrap();
+    log.mark_at(MarkerKind::Crash, "same time", t(100)).unwrap();
+    let e = log.mark_at(MarkerKind::App, "", t(99)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(
+        e.to_string().contains("2023-11-14T22:14:59Z")
+            && e.to_string().contains("2023-11-14T22:15:00Z"),
+        "{e}"
+    );
+    log.sync().unwrap();
+    drop(log);
+    let (mut log, _) =
+        ChangeLog::open(&path, None, SyncPolicy::Manual, ResyncThreshold::default()).unwrap();
+    assert_eq!(
+        log.mark_at(MarkerKind::Crash, "", t(50))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    log.rotate(dir.path().join("sealed.rclog")).unwrap();
+    assert_eq!(
+        log.mark_at(MarkerKind::Crash, "", t(50))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    log.mark_at(MarkerKind::Crash, "", t(101)).unwrap();
+}

@@ -13,8 +13,10 @@ pub mod header;
 pub mod limits;
 pub mod magic;
 pub(crate) mod stream;
+pub mod time;
 pub mod trailer;
 
 pub use codec::{Reader, Writer};
 pub use header::{FileKind, Preamble};
+pub use time::rfc3339;
 pub use trailer::{HashingReader, TrailerWriter};

@@ -27,6 +27,7 @@
 //! checksum resync can tell which. Nothing of that kind is ever accepted silently.
 
 mod format;
+mod lock;
 mod points;
 mod reader;
 mod scan;

@@ -151,6 +151,11 @@ pub struct ChangeLog {
     last_kind: Option<RecordType>,
     /// Set by a failed write or sync: the state of the bytes is unknown until reopened.
     failed: Option<String>,
+    /// The log's exclusive lock (a log on a file; see `log::lock`).
+    _lock: Option<super::lock::LogLock>,
+    /// Time of the newest marker this handle knows (of this log, or of the generations it
+    /// rotated from), ns since the epoch: a marker may not go back before it.
+    last_mark_ns: Option<u64>,
 }
 
 impl std::fmt::Debug for ChangeLog {
@@ -218,6 +223,7 @@ impl ChangeLog {
 
     /// As [`create`](Self::create); `replace` replaces a file at `path` (a seed asked to).
     pub(crate) fn create_at(path: &Path, config: &LogConfig, replace: bool) -> Result<ChangeLog> {
+        let lock = super::lock::lock(path)?;
         let header = Self::new_header(config, random_id()?, 0, config.first_point, 0)?;
         let bytes = header.encode()?;
         let file = publish_new_log(path, &bytes, replace)?;
@@ -230,6 +236,7 @@ impl ChangeLog {
             config.resync_threshold,
         );
         log.path = Some(path.to_path_buf());
+        log._lock = Some(lock);
         Ok(log)
     }
 
@@ -311,6 +318,8 @@ impl ChangeLog {
             markers: 0,
             last_kind: None,
             failed: None,
+            _lock: None,
+            last_mark_ns: None,
         }
     }
 
@@ -327,6 +336,8 @@ impl ChangeLog {
         threshold: ResyncThreshold,
     ) -> Result<(ChangeLog, Recovery)> {
         let path = path.as_ref();
+        // Before anything is read or repaired: another handle may be appending or rotating.
+        let lock = super::lock::lock(path)?;
         let rotating = with_suffix(path, ".rotating");
         let mut completed_rotation = false;
         // (A symbolic link at `<path>.rotating` is not a rotation's: never renamed into place.)
@@ -365,6 +376,7 @@ impl ChangeLog {
             });
         }
         log.path = Some(path.to_path_buf());
+        log._lock = Some(lock);
         Ok((log, recovery))
     }
 
@@ -383,7 +395,14 @@ impl ChangeLog {
                 "EveryBytes needs a positive byte count",
             ));
         }
-        let summary = scan::scan(st.as_ref(), |_| Ok(()))?;
+        // The newest marker's time: a marker may not go back before it.
+        let mut last_mark_ns = None;
+        let summary = scan::scan(st.as_ref(), |f| {
+            if f.header.kind == RecordType::Marker {
+                last_mark_ns = Some(Marker::decode(&f.payload, f.at)?.time_ns);
+            }
+            Ok(())
+        })?;
         if let Some(want) = expect {
             check_continuity(&summary.header, want)?;
         }
@@ -417,6 +436,7 @@ impl ChangeLog {
         log.payload_bytes = summary.payload_bytes;
         log.markers = summary.markers;
         log.last_kind = summary.last_kind;
+        log.last_mark_ns = last_mark_ns;
         Ok((log, recovery))
     }
 
@@ -617,13 +637,28 @@ impl ChangeLog {
     /// number. A label over 1024 bytes is LimitExceeded.
     pub fn mark_at(&mut self, kind: MarkerKind, label: &str, time: SystemTime) -> Result<u64> {
         self.check_usable()?;
+        let time_ns = unix_ns(time)?;
+        if let Some(last) = self.last_mark_ns
+            && time_ns < last
+        {
+            return Err(Error::invalid_argument(
+                "time",
+                format!(
+                    "{} is before the previous point's time, {}: points must move forward in \
+                     time (or \"at or before\" a time would be ambiguous)",
+                    crate::format::rfc3339(time_ns),
+                    crate::format::rfc3339(last)
+                ),
+            ));
+        }
         let payload = Marker {
             kind,
-            time_ns: unix_ns(time)?,
+            time_ns,
             label: label.to_string(),
         }
         .encode()?;
         self.append(RecordType::Marker, 0, 0, 0, &payload)?;
+        self.last_mark_ns = Some(time_ns);
         self.markers += 1;
         Ok(self.header.first_point + self.markers - 1)
     }
@@ -734,6 +769,9 @@ impl ChangeLog {
             self.threshold,
         );
         fresh.path = Some(path);
+        // The lock (on `<path>.lock`, which stays) goes on with the log.
+        fresh._lock = self._lock.take();
+        fresh.last_mark_ns = self.last_mark_ns;
         *self = fresh;
         Ok(rotated)
     }

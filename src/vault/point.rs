@@ -74,6 +74,22 @@ pub enum Selector {
     Id(PointId),
 }
 
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Selector::Latest => f.write_str("latest"),
+            Selector::LatestAppConsistent => f.write_str("latest app-consistent"),
+            Selector::AtOrBefore(t) => {
+                let ns = t
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                write!(f, "at or before {}", crate::format::rfc3339(ns))
+            }
+            Selector::Id(id) => write!(f, "id {}", id.to_hex()),
+        }
+    }
+}
+
 impl Selector {
     /// Picks from `points` (oldest first).
     pub(crate) fn pick<'a>(&self, points: &'a [RecoveryPoint]) -> Option<&'a RecoveryPoint> {
