@@ -203,6 +203,14 @@ pub enum Error {
         what: String,
     },
 
+    /// What was asked was done already (kind [`AlreadyExists`](ErrorKind::AlreadyExists)):
+    /// nothing to do, nothing changed.
+    #[error("{what}: it was done already, nothing changed")]
+    AlreadyDone {
+        /// What, and what to do instead.
+        what: String,
+    },
+
     /// Something to be created exists already.
     #[error("{what} already exists; choose another name or remove it first")]
     AlreadyExists {
@@ -261,7 +269,7 @@ impl Error {
             Error::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
             Error::ChainBroken { .. } => ErrorKind::ChainBroken,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::AlreadyExists { .. } | Error::AlreadyDone { .. } => ErrorKind::AlreadyExists,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::Cancelled { .. } => ErrorKind::Cancelled,
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,

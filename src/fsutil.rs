@@ -396,6 +396,38 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The file name a failover writes disk `disk` to: its [`safe_stem`] (with a leading dot made
+/// `_.`, so that "." and ".." never become directory entries) and `.img`. Two disks of one
+/// group must not share it: seed refuses such names.
+pub(crate) fn image_name(disk: &str) -> String {
+    let safe = safe_stem(disk);
+    let safe = if safe.starts_with('.') {
+        format!("_{safe}")
+    } else {
+        safe
+    };
+    format!("{safe}.img")
+}
+
+/// Refuses disk names that a failover would write to one file name ("a b" and "a_b").
+pub(crate) fn check_image_names<'a>(disks: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for d in disks {
+        let n = image_name(d);
+        if let Some((_, other)) = seen.iter().find(|(m, _)| *m == n) {
+            return Err(Error::invalid_argument(
+                "disks",
+                format!(
+                    "disks `{other}` and `{d}` would both be failed over to the file {n}: give \
+                     them names that differ in ASCII letters, digits, '.', '_' or '-'"
+                ),
+            ));
+        }
+        seen.push((n, d));
+    }
+    Ok(())
+}
+
 /// `name` usable as a file name: characters other than ASCII letters, digits, `.`, `_` and `-`
 /// replaced by `_`. (Group and disk names come from bundles: never trust them as paths.)
 pub(crate) fn safe_stem(name: &str) -> String {

@@ -3,7 +3,8 @@
 //! Protects: a seed skips zero chunks and stores repeated chunks once; every shipped point,
 //! folded over the base, gives the disks as they were at its marker; the chain links each
 //! bundle to its parent; long writes are cut on the chunk grid so whole chunks dedup with the
-//! seed; shipping refuses a log that does not follow (ResyncRequired), an unsealed log, another
+//! seed; shipping says a log was shipped already (AlreadyExists), refuses a log that does not
+//! follow (ResyncRequired), an unsealed log, another
 //! key; key rotation keeps blob ids; progress and cancellation.
 
 mod common;
@@ -104,9 +105,13 @@ fn ship_refuses_logs_that_do_not_follow() {
     let o = ShipOptions::default();
     let before = g.state.clone();
     ship(&sealed, &g.key, &mut g.state, &out, &o, &mut ok).unwrap();
-    // The same log again: a repeated generation.
+    // The same log again (an agent that crashed after shipping ships again): said to be
+    // shipped already, not a resync (issue 16), and nothing changes.
+    let shipped = g.state.clone();
     let e = ship(&sealed, &g.key, &mut g.state, &out, &o, &mut ok).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::ResyncRequired, "{e}");
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(e.to_string().contains("was shipped"), "{e}");
+    assert_eq!(g.state, shipped);
     // Another tracking session.
     let mut other = before.clone();
     other.epoch[0] ^= 1;
@@ -205,6 +210,16 @@ fn seed_refuses_bad_arguments_and_cleans_up() {
         .err()
         .unwrap();
     assert_eq!(e.kind(), ErrorKind::NotFound);
+    // Disk names a failover would write to one file: refused at seed (issue 16).
+    let img2 = dir.path().join("b.img");
+    std::fs::write(&img2, noise(5000, 3)).unwrap();
+    let clash = [("a b", img.as_path()), ("a_b", img2.as_path())];
+    let e = replicore::bundle::seed("g", &clash, &k, &log, &out, &o, &mut ok)
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("a_b.img"), "{e}");
+    assert!(!log.exists() && !out.exists());
 }
 
 /// A ship cut short by a crash (some bundles published, the next one's temporary file holding a

@@ -84,6 +84,8 @@ pub fn seed(
     progress: Progress<'_>,
 ) -> Result<Seeded> {
     crate::resync::check_chunk_size(options.chunk_size)?;
+    // Refused now rather than at failover, when it matters most.
+    crate::fsutil::check_image_names(disks.iter().map(|(n, _)| *n))?;
     let images = disks
         .iter()
         .map(|(_, p)| Image::open(p))

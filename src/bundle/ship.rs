@@ -88,6 +88,19 @@ pub fn ship(
             format!("it belongs to group `{}`, not `{}`", h.group, state.group),
         ));
     }
+    if h.epoch == state.epoch && h.generation.checked_add(1) == Some(state.next_generation) {
+        // Shipped already (an agent that crashed after shipping and ships again): say so;
+        // nothing needs a resync.
+        return Err(Error::AlreadyDone {
+            what: format!(
+                "sealed log {} (generation {}) was shipped, up to point {}; ship the next \
+                 sealed log",
+                path.display(),
+                h.generation,
+                state.next_seq.saturating_sub(1)
+            ),
+        });
+    }
     if h.epoch != state.epoch
         || h.generation != state.next_generation
         || h.first_point != state.next_seq

@@ -117,7 +117,7 @@ impl Vault {
         let (maps, hashes) = self.folded(group, point, key)?;
         let mut names: Vec<String> = Vec::new();
         for (disk, _) in &maps {
-            let name = image_name(disk);
+            let name = crate::fsutil::image_name(disk);
             if names.contains(&name) {
                 return Err(Error::invalid_argument(
                     "out_dir",
@@ -489,16 +489,4 @@ fn map_data_bytes(map: &ExtentMap<Source>) -> u64 {
         .filter(|e| matches!(e.source, Source::Blob { .. }))
         .map(|e| e.len)
         .sum()
-}
-
-/// The image file name of a disk.
-fn image_name(disk: &str) -> String {
-    let safe = crate::fsutil::safe_stem(disk);
-    // "." and ".." (and names starting with a dot) must not become directory entries.
-    let safe = if safe.starts_with('.') {
-        format!("_{safe}")
-    } else {
-        safe
-    };
-    format!("{safe}.img")
 }
