@@ -1340,8 +1340,10 @@ replicore_status replicore_vault_failover(const replicore_vault *vault,
                                           void *user,
                                           uint64_t *count_out);
 
-// Checks the vault: without a key (`key` NULL) its structure and every stored byte; with the
-// group's key, also every blob's decryption and every point's manifests. Damage is not an
+// Checks the vault: without a key (`key` NULL) its structure, every stored byte and every
+// point's signature; with the group's key, also every blob's decryption. A key that does not
+// open every group of the vault is `REPLICORE_ERR_AUTHENTICATION` (naming the groups), never
+// an OK that checked nothing with it. Damage is not an
 // error: the number of damaged things goes to `*damaged_out` (0 for a sound vault), and the
 // first one's description to the thread's last-error text. Progress counts pack bytes read.
 //

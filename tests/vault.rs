@@ -217,6 +217,11 @@ fn verify_finds_a_flipped_byte_without_the_key_and_names_the_points() {
     // Another key: those groups are reported as not checked with it.
     let other = v.verify(Some(&key(9)), &mut ok).unwrap();
     assert_eq!(other.other_key_groups, ["vm-01"]);
+    // ... and that is an error for the host asking whether the key is right (issue 16).
+    let e = other.check_key_opened(Some("vm-01")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+    other.check_key_opened(Some("vm-02")).unwrap();
+    keyed.check_key_opened(None).unwrap();
     // Flip one stored byte of the base's first blob.
     let packs = dir.path().join("vault/packs");
     let pack = std::fs::read_dir(&packs)

@@ -457,8 +457,10 @@ pub unsafe extern "C" fn replicore_vault_failover(
     })
 }
 
-/// Checks the vault: without a key (`key` NULL) its structure and every stored byte; with the
-/// group's key, also every blob's decryption and every point's manifests. Damage is not an
+/// Checks the vault: without a key (`key` NULL) its structure, every stored byte and every
+/// point's signature; with the group's key, also every blob's decryption. A key that does not
+/// open every group of the vault is `REPLICORE_ERR_AUTHENTICATION` (naming the groups), never
+/// an OK that checked nothing with it. Damage is not an
 /// error: the number of damaged things goes to `*damaged_out` (0 for a sound vault), and the
 /// first one's description to the thread's last-error text. Progress counts pack bytes read.
 ///
@@ -485,6 +487,9 @@ pub unsafe extern "C" fn replicore_vault_verify(
             Some(unsafe { handle::as_ref(key, "key") }?)
         };
         let report = with_progress(callback, user, |p| vault.verify(key, p))?;
+        if key.is_some() {
+            report.check_key_opened(None)?;
+        }
         if let Some(d) = report.damage.first() {
             crate::last_error::set(&format!("{}: {}", d.object, d.detail));
         }

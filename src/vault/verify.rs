@@ -59,6 +59,27 @@ impl VerifyReport {
     pub fn is_ok(&self) -> bool {
         self.damage.is_empty()
     }
+
+    /// For a verify given a key: [`Authentication`](crate::ErrorKind::Authentication) when the
+    /// key did not open `group` (every group when `None`), so that a host asking "is this the
+    /// right key" is never told yes by a vault that checked nothing with it.
+    pub fn check_key_opened(&self, group: Option<&str>) -> Result<()> {
+        let missed: Vec<&String> = self
+            .other_key_groups
+            .iter()
+            .filter(|g| group.is_none_or(|want| *g == want))
+            .collect();
+        if missed.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = missed.iter().map(|g| format!("`{g}`")).collect();
+        Err(Error::Authentication {
+            what: format!("group {}", names.join(", ")),
+            detail: "the key given does not open it (its points are sealed under another key); \
+                     verify it with its own key"
+                .into(),
+        })
+    }
 }
 
 impl Vault {

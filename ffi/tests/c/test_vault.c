@@ -169,6 +169,9 @@ int main(void) {
     CHECK(damaged == 0);
     CHECK_STATUS(replicore_vault_verify(vault, key, on_progress, NULL, &damaged), REPLICORE_OK);
     CHECK(damaged == 0);
+    /* Another group's key opens nothing here: an error, not an OK that checked nothing. */
+    CHECK_STATUS(replicore_vault_verify(vault, wrong, NULL, NULL, &damaged), REPLICORE_ERR_AUTHENTICATION);
+    CHECK(strstr(replicore_last_error_message(), "vm-c") != NULL);
     {
         char cmd[600];
         snprintf(cmd, sizeof cmd,

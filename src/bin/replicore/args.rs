@@ -267,8 +267,9 @@ pub enum VaultCmd {
         key: Option<PathBuf>,
         #[command(flatten)]
         pass: Passphrase,
-        /// With --expect-seq: the group whose head to check.
-        #[arg(long, value_name = "NAME", requires = "expect_seq")]
+        /// The group the key must open (without it, with --key: every group) and whose head
+        /// --expect-seq checks.
+        #[arg(long, value_name = "NAME")]
         group: Option<String>,
         /// Refuse (exit 5) a head behind this sequence number: the last one the primary
         /// shipped (`replicore ship` prints it). Catches a rolled-back vault.

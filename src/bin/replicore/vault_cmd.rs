@@ -169,6 +169,9 @@ pub fn run(c: VaultCmd) -> CmdResult {
                     );
                 }
             }
+            if key.is_some() {
+                r.check_key_opened(group.as_deref())?;
+            }
             if r.is_ok() {
                 Ok(())
             } else {
