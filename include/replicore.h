@@ -594,8 +594,10 @@ replicore_status replicore_seed(const char *group,
 // Ships the sealed change log `sealed_log` of the group whose ship state is at `state_path`:
 // one bundle per recovery point into the directory `out_dir`, sealed under `key`; then saves
 // the advanced state. `on_bundle` (may be NULL) hears of each bundle; `progress` counts the
-// bytes of writes shipped. The number of bundles goes to `*count_out` unless NULL. A log that
-// does not follow the state is `REPLICORE_ERR_RESYNC_REQUIRED`. Bundles are created 0600 and
+// bytes of writes shipped. The number of bundles goes to `*count_out` unless NULL. A log the
+// state says was shipped already is `REPLICORE_ERR_ALREADY_EXISTS` ("was shipped": nothing to
+// do, nothing changed); any other log that does not follow the state is
+// `REPLICORE_ERR_RESYNC_REQUIRED`. Bundles are created 0600 and
 // never replace a file: shipping again after a crash before the state was saved finds the
 // bundles already shipped (`REPLICORE_ERR_ALREADY_EXISTS`); remove them and ship again.
 //

@@ -113,9 +113,11 @@ int main(void) {
     CHECK(count == 2 && seen.bundles == 2 && seen.last_seq == 2);
     CHECK_STATUS(replicore_bundle_verify(seen.last_path, key, &info), REPLICORE_OK);
     CHECK(info.kind == 2 && info.seq == 2 && info.consistency == 1);
-    /* The same sealed log again does not follow the state. */
+    /* The same sealed log again: shipped already (an agent that crashed after shipping), not
+     * a resync; nothing changes. */
     CHECK_STATUS(replicore_ship(sealedp, key, statep, outd, NULL, NULL, NULL, NULL),
-                 REPLICORE_ERR_RESYNC_REQUIRED);
+                 REPLICORE_ERR_ALREADY_EXISTS);
+    CHECK(strstr(replicore_last_error_message(), "was shipped") != NULL);
     CHECK_STATUS(replicore_ship(sealedp, NULL, statep, outd, NULL, NULL, NULL, NULL),
                  REPLICORE_ERR_NULL_PARAMETER);
 
