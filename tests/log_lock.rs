@@ -33,9 +33,10 @@ fn a_log_has_one_writer_in_this_process_and_others() {
             .contains(&format!("process {}", std::process::id())),
         "{e}"
     );
+    // Creating over it: the file exists, whoever holds it.
     assert_eq!(
         ChangeLog::create(&path, &config()).unwrap_err().kind(),
-        ErrorKind::Locked
+        ErrorKind::AlreadyExists
     );
     log.record_write(0, 0, b"first").unwrap();
     log.mark_at(MarkerKind::Crash, "", t(1)).unwrap();

@@ -165,7 +165,8 @@ fn lock(log: &Mutex<ChangeLog>) -> std::sync::MutexGuard<'_, ChangeLog> {
 /// created 0600) for group `group` with
 /// `disk_count` disks, manual syncs and the default resync threshold (50% of the disks' total
 /// size), and writes it to `*log_out`. Records name disks by their index in `disks`. The caller
-/// frees the log with `replicore_log_free`.
+/// frees the log with `replicore_log_free`. The handle is the log's only writer (see
+/// `replicore_log_open`).
 ///
 /// # Safety
 ///
@@ -201,6 +202,11 @@ pub unsafe extern "C" fn replicore_log_create(
 /// writes it to `*log_out`. With `expect` (may be NULL), the log must continue what the host
 /// last saw, else `REPLICORE_ERR_RESYNC_REQUIRED` (also for a missing log). What was repaired
 /// is written to `*recovery_out` unless it is NULL. The caller frees the log.
+///
+/// A log has one writing handle: while a handle (from this process or another) holds it, a
+/// second open is `REPLICORE_ERR_LOCKED`, naming the holder's process id. The lock goes with
+/// the handle (`replicore_log_free`) and with its process; share one handle between threads
+/// instead (it is thread-safe).
 ///
 /// # Safety
 ///
@@ -345,7 +351,8 @@ pub unsafe extern "C" fn replicore_log_trim(
 
 /// Closes a recovery point of consistency `kind` with `label` (NULL for none; at most 1024
 /// bytes of UTF-8) at `time_ns` nanoseconds since the Unix epoch (0 for now), and writes its
-/// sequence number to `*point_out` unless that is NULL.
+/// sequence number to `*point_out` unless that is NULL. Points move forward in time: a time
+/// before the previous point's is `REPLICORE_ERR_INVALID_ARGUMENT`.
 ///
 /// # Safety
 ///

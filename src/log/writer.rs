@@ -223,6 +223,12 @@ impl ChangeLog {
 
     /// As [`create`](Self::create); `replace` replaces a file at `path` (a seed asked to).
     pub(crate) fn create_at(path: &Path, config: &LogConfig, replace: bool) -> Result<ChangeLog> {
+        // A log there is AlreadyExists whoever holds it (checked again when it is published).
+        if !replace && fs::symlink_metadata(path).is_ok() {
+            return Err(Error::AlreadyExists {
+                what: format!("change log {}", path.display()),
+            });
+        }
         let lock = super::lock::lock(path)?;
         let header = Self::new_header(config, random_id()?, 0, config.first_point, 0)?;
         let bytes = header.encode()?;

@@ -49,10 +49,16 @@ int main(void) {
         CHECK_STATUS(replicore_log_write(log, 0, (uint64_t)i * RECORD, data, RECORD), REPLICORE_OK);
     }
     CHECK_STATUS(replicore_log_trim(log, 1, 0, 8192), REPLICORE_OK);
-    CHECK_STATUS(replicore_log_mark(log, REPLICORE_MARKER_CRASH, NULL, 0, &point), REPLICORE_OK);
+    CHECK_STATUS(replicore_log_mark(log, REPLICORE_MARKER_CRASH, NULL, 1600000000000000000ull, &point),
+                 REPLICORE_OK);
     CHECK(point == 1);
     CHECK_STATUS(replicore_log_mark(log, REPLICORE_MARKER_APP, "vss", 1700000000000000000ull, &point),
                  REPLICORE_OK);
+    CHECK(point == 2);
+    /* Marks move forward in time; the refusal says both times as an operator reads them. */
+    CHECK_STATUS(replicore_log_mark(log, REPLICORE_MARKER_CRASH, NULL, 1650000000000000000ull, &point),
+                 REPLICORE_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(replicore_last_error_message(), "2023-11-14T22:13:20Z") != NULL);
     CHECK(point == 2);
     CHECK_STATUS(replicore_log_write(log, 1, (64 << 10) - 1, data, 2), REPLICORE_ERR_INVALID_ARGUMENT);
     CHECK(strstr(replicore_last_error_message(), "past the end of disk `data`") != NULL);
