@@ -76,20 +76,23 @@ impl Vault {
             done += n;
             progress(done, total)
         };
-        self.write_disk(
+        let (written, file) = self.write_disk(
             (point, disk),
             (map, &hashes),
             key,
             (out.as_ref(), false),
             &mut report,
-        )
+        )?;
+        file.commit()?;
+        Ok(written)
     }
 
     /// Fails a group over: writes every disk of the point `selector` picks as
     /// `out_dir/<disk>.img` (characters other than letters, digits, `.`, `_` and `-` in a disk
     /// name become `_`), each created 0600 as [`materialize`](Self::materialize) does; an
-    /// image already there is AlreadyExists. Progress counts bytes written from blobs across
-    /// the disks.
+    /// image already there is AlreadyExists, and `out_dir` is created when missing. All or
+    /// nothing: on success every image is published, on any error or a cancellation none is
+    /// (nor any temporary file). Progress counts bytes written from blobs across the disks.
     pub fn failover(
         &self,
         group: &str,
@@ -115,6 +118,9 @@ impl Vault {
         let point = self.select(group, selector)?.id;
         let _lock = self.lock(LockMode::Shared)?;
         let (maps, hashes) = self.folded(group, point, key)?;
+        let dir = out_dir.as_ref();
+        crate::fsutil::create_private_dir(dir)
+            .map_err(|e| Error::io("creating the output directory", Some(dir), e))?;
         let mut names: Vec<String> = Vec::new();
         for (disk, _) in &maps {
             let name = crate::fsutil::image_name(disk);
@@ -138,19 +144,33 @@ impl Vault {
             done += n;
             progress(done, total)
         };
-        maps.iter()
-            .zip(&names)
-            .map(|((disk, map), name)| {
-                let out = out_dir.as_ref().join(name);
-                self.write_disk(
-                    (point, disk),
-                    (map, &hashes),
-                    key,
-                    (&out, options.replace),
-                    &mut report,
-                )
-            })
-            .collect()
+        // All or nothing: every image is written and synced under its temporary name first
+        // (a failure or a cancellation drops them, and their temporary files go); then all are
+        // published; a failure there removes the new images already published.
+        let mut pending = Vec::with_capacity(maps.len());
+        for ((disk, map), name) in maps.iter().zip(&names) {
+            let out = out_dir.as_ref().join(name);
+            pending.push(self.write_disk(
+                (point, disk),
+                (map, &hashes),
+                key,
+                (&out, options.replace),
+                &mut report,
+            )?);
+        }
+        let mut published: Vec<Materialized> = Vec::with_capacity(pending.len());
+        for (m, file) in pending {
+            if let Err(e) = file.commit() {
+                if !options.replace {
+                    for p in &published {
+                        let _ = std::fs::remove_file(&p.path);
+                    }
+                }
+                return Err(e);
+            }
+            published.push(m);
+        }
+        Ok(published)
     }
 
     /// Every disk of `group` at `point`: the chain's signed manifests folded, after checking
@@ -201,7 +221,7 @@ impl Vault {
         key: &Key,
         (out, replace): (&Path, bool),
         progress: &mut dyn FnMut(u64) -> bool,
-    ) -> Result<Materialized> {
+    ) -> Result<(Materialized, AtomicFile)> {
         let pieces: Vec<Piece> = map
             .iter()
             .filter_map(|e| match e.source {
@@ -285,15 +305,17 @@ impl Vault {
             crate::sys::set_direct(image, false);
         }
         image.set_len(size).map_err(io)?;
-        file.commit()?;
-        Ok(Materialized {
-            point,
-            disk: disk.to_string(),
-            path: out.to_path_buf(),
-            size,
-            data_bytes: written,
-            blobs,
-        })
+        Ok((
+            Materialized {
+                point,
+                disk: disk.to_string(),
+                path: out.to_path_buf(),
+                size,
+                data_bytes: written,
+                blobs,
+            },
+            file,
+        ))
     }
 
     /// Where each blob `pieces` read is stored in a form its signature covers, with its pack
