@@ -76,7 +76,8 @@ impl Bundle {
             _ => Error::io("opening the bundle", Some(path), e),
         })?;
         let len = f.metadata().map_err(io_err(path))?.len();
-        Preamble::read(&mut f, FileKind::Bundle, VERSION_MAJOR)?;
+        Preamble::read(&mut f, FileKind::Bundle, VERSION_MAJOR)
+            .map_err(|e| crate::format::trailer::version_or_damage(path, WHAT, e))?;
         let fixed = (PREAMBLE_LEN + SIGNATURE_LEN + FOOTER_LEN + TRAILER_LEN) as u64;
         if len < fixed {
             return Err(Error::corrupt(

@@ -99,6 +99,22 @@ pub fn verify_slice<'a>(bytes: &'a [u8], what: &str) -> Result<&'a [u8]> {
     }
 }
 
+/// What to report when a file's preamble names another version: transport or storage damage
+/// (`Corrupt`) when the file's trailer does not hold, so that a flipped version byte never
+/// tells an operator to upgrade; `err` (the version's refusal) when it does.
+pub fn version_or_damage(path: &std::path::Path, what: &str, err: Error) -> Error {
+    if err.kind() != crate::ErrorKind::UnsupportedVersion {
+        return err;
+    }
+    let checked = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("reading the {what}"), Some(path), e))
+        .and_then(|f| verify_stream(&mut std::io::BufReader::new(f), what));
+    match checked {
+        Err(damage) if damage.kind() == crate::ErrorKind::Corrupt => damage.with_path(path),
+        _ => err,
+    }
+}
+
 /// Verifies the trailer of a whole stream in bounded memory; returns the body length and hash.
 ///
 /// Use this before acting on a file that will then be read a second time (a delta is verified

@@ -418,8 +418,10 @@ impl PointFile {
     /// Reads and checks a whole point file (see [`read_from`](Self::read_from)).
     pub fn read(path: &Path) -> Result<PointFile> {
         let (f, len) = open(path)?;
-        Self::read_from(std::io::BufReader::with_capacity(1 << 20, f), len)
-            .map_err(|e| e.with_path(path))
+        Self::read_from(std::io::BufReader::with_capacity(1 << 20, f), len).map_err(|e| {
+            crate::format::trailer::version_or_damage(path, "recovery-point file", e)
+                .with_path(path)
+        })
     }
 
     /// Reads a point file for listing: its summary only, so listing a chain does not read its
