@@ -1331,8 +1331,10 @@ replicore_status replicore_vault_materialize(const replicore_vault *vault,
 // Fails `group` over: writes every disk of the point `selector` picks (as for
 // `replicore_vault_select`) as `out_dir/<disk>.img` (characters other than letters, digits,
 // `.`, `_` and `-` in a disk name become `_`), each created 0600; an image already there is
-// `REPLICORE_ERR_ALREADY_EXISTS` before any is written. The number of images goes to
-// `*count_out` unless NULL. Progress counts bytes written across the disks.
+// `REPLICORE_ERR_ALREADY_EXISTS` before any is written; `out_dir` is created when missing.
+// All or nothing: on success every image is published; on any error or a cancellation none
+// is, nor any temporary file. The number of images goes to `*count_out` unless NULL. Progress
+// counts bytes written across the disks.
 //
 // # Safety
 //
