@@ -114,15 +114,8 @@ fn bench(c: &mut Criterion) {
     // the sealed bytes, which the point's signed blob table lists. Beside the encoding of the
     // same chunk, compressible and random, for their share of it.
     let random: Vec<u8> = {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        (0..CHUNK)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        let mut r = images::Rng(0x9e37_79b9_7f4a_7c15);
+        (0..CHUNK).map(|_| r.next() as u8).collect()
     };
     for (name, chunk) in [("records", rec_chunk), ("random", &random[..])] {
         let mut g = c.benchmark_group(format!("signing_share_1MiB_{name}"));

@@ -19,7 +19,7 @@ use super::records::{Checkpoint, put};
 use crate::bundle::format::{
     BundleKind, MAX_MANIFESTS_LEN, TableRow, encode_manifests, encode_table,
 };
-use crate::crypto::{Key, SIGNED_CHECKPOINT};
+use crate::crypto::Key;
 use crate::error::{Error, Result};
 use crate::extent::Source;
 use crate::id::PointId;
@@ -109,7 +109,7 @@ impl Vault {
             manifests: &manifests,
             table: &table,
         };
-        let record = c.record(&key.sign(SIGNED_CHECKPOINT, &c.digest()));
+        let record = c.signed(key);
         let file = PointFile {
             header_bytes: first.file.header_bytes.clone(),
             header: first.file.header.clone(),

@@ -136,11 +136,13 @@ impl Checkpoint<'_> {
         w.into_bytes()
     }
 
-    /// The record's bytes, with `signature`.
-    pub fn record(&self, signature: &[u8; SIGNATURE_LEN]) -> Vec<u8> {
+    /// The record's bytes, signed with `key` (the body encoded once).
+    pub fn signed(&self, key: &crate::crypto::Key) -> Vec<u8> {
+        let body = self.body();
+        let signature = key.sign(SIGNED_CHECKPOINT, blake3::hash(&body).as_bytes());
         let mut b = vec![RECORD_CHECKPOINT, 0, 0, 0, 0, 0, 0, 0];
-        b.extend_from_slice(&self.body());
-        b.extend_from_slice(signature);
+        b.extend_from_slice(&body);
+        b.extend_from_slice(&signature);
         b
     }
 

@@ -3,6 +3,7 @@
 #ifndef REPLICORE_TEST_CHECK_H
 #define REPLICORE_TEST_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,19 @@ static inline int same_file(const char *path, const unsigned char *want, size_t 
     int same = got != NULL && n == len && memcmp(got, want, len) == 0;
     free(got);
     return same;
+}
+
+/* The paths of the bundles a ship reports (up to 8): an `on_bundle` callback and its state. */
+struct bundle_paths {
+    char paths[8][512];
+    int n;
+};
+
+static inline int collect_bundle_path(void *user, const char *path, uint64_t seq) {
+    struct bundle_paths *b = user;
+    (void)seq;
+    if (b->n < 8) snprintf(b->paths[b->n++], sizeof b->paths[0], "%s", path);
+    return 0;
 }
 
 #endif

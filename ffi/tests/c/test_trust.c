@@ -19,21 +19,10 @@
 
 #define DISK_LEN (1u << 20)
 
-struct names {
-    char paths[8][512];
-    int n;
-};
-
-static int on_bundle(void *user, const char *path, uint64_t seq) {
-    struct names *b = user;
-    (void)seq;
-    if (b->n < 8) snprintf(b->paths[b->n++], sizeof b->paths[0], "%s", path);
-    return 0;
-}
 
 /* Seeds group "vm-t" from `disk` in `dir` under a new key; ships `points` points. */
 static void primary(const char *dir, unsigned char *disk, int points, replicore_key **key,
-                    char *base, struct names *shipped, uint64_t *last_seq) {
+                    char *base, struct bundle_paths *shipped, uint64_t *last_seq) {
     char img[400], keyp[400], logp[400], statep[400], sealed[400];
     uint8_t master[REPLICORE_MASTER_KEY_LEN];
     replicore_log *log = NULL;
@@ -63,7 +52,7 @@ static void primary(const char *dir, unsigned char *disk, int points, replicore_
         CHECK_STATUS(replicore_log_mark(log, REPLICORE_MARKER_CRASH, "t", 0, &point), REPLICORE_OK);
     }
     CHECK_STATUS(replicore_log_rotate(log, sealed, &tracker), REPLICORE_OK);
-    CHECK_STATUS(replicore_ship(sealed, *key, statep, dir, on_bundle, NULL, shipped, &count), REPLICORE_OK);
+    CHECK_STATUS(replicore_ship(sealed, *key, statep, dir, collect_bundle_path, NULL, shipped, &count), REPLICORE_OK);
     CHECK(count == (uint64_t)points);
     *last_seq = point;
     replicore_log_free(log);
@@ -79,7 +68,7 @@ int main(void) {
     replicore_point_info points[8];
     replicore_prune_info pruned;
     replicore_compact_info compact;
-    struct names shipped = {0}, fshipped = {0};
+    struct bundle_paths shipped = {0}, fshipped = {0};
     uint8_t vk[REPLICORE_VERIFYING_KEY_LEN], fvk[REPLICORE_VERIFYING_KEY_LEN];
     uint64_t last_seq = 0, fseq = 0, head = 0, damaged = 0, count = 0;
     size_t n = 0;

@@ -19,17 +19,6 @@
 #define DATA_LEN (300000u)
 
 
-struct names {
-    char paths[8][512];
-    int n;
-};
-
-static int on_bundle(void *user, const char *path, uint64_t seq) {
-    struct names *b = user;
-    (void)seq;
-    if (b->n < 8) snprintf(b->paths[b->n++], sizeof b->paths[0], "%s", path);
-    return 0;
-}
 
 static int on_progress(void *user, uint64_t done, uint64_t total) {
     (void)user;
@@ -50,7 +39,7 @@ int main(void) {
     replicore_ingest_info ingest;
     replicore_point_info points[4], picked;
     replicore_tracker tracker;
-    struct names shipped = {0};
+    struct bundle_paths shipped = {0};
     uint64_t count = 0, damaged = 99, point = 0;
     size_t n = 0;
 
@@ -99,7 +88,7 @@ int main(void) {
     memcpy(data + DATA_LEN - 3, "end", 3);
     CHECK_STATUS(replicore_log_mark(log, REPLICORE_MARKER_APP, "vss", 0, &point), REPLICORE_OK);
     CHECK_STATUS(replicore_log_rotate(log, sealedp, &tracker), REPLICORE_OK);
-    CHECK_STATUS(replicore_ship(sealedp, key, statep, out, on_bundle, NULL, &shipped, &count), REPLICORE_OK);
+    CHECK_STATUS(replicore_ship(sealedp, key, statep, out, collect_bundle_path, NULL, &shipped, &count), REPLICORE_OK);
     CHECK(count == 2 && shipped.n == 2);
 
     /* Ingest: an incremental before its base is refused; then the chain; again is a no-op. */
