@@ -247,6 +247,11 @@ impl AtomicFile {
         self.file.as_ref().expect("not committed")
     }
 
+    /// Where the file appears once committed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Syncs the data, renames it into place and syncs the directory.
     pub fn commit(self) -> Result<()> {
         self.commit_keep().map(drop)

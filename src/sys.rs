@@ -138,3 +138,75 @@ pub(crate) fn rename_noreplace(
     let _ = std::fs::remove_file(from);
     Ok(())
 }
+
+/// How [`zero_range`] made a range read as zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Zeroed {
+    /// Deallocated (a hole in a file; a discard that guarantees zeros on a block device).
+    Discarded,
+    /// Zeroed by the file system or the device (unwritten extents; `WRITE ZEROES`).
+    ZeroedOut,
+    /// Neither is supported here: the caller writes the zeros.
+    Unsupported,
+}
+
+/// Makes `len` bytes of `file` at `at` read as zeros without writing them where the system
+/// can: `fallocate(PUNCH_HOLE | KEEP_SIZE)` (a hole in a file; on a block device a discard
+/// that must return zeros, else refused), then `fallocate(ZERO_RANGE | KEEP_SIZE)`. The size
+/// never changes. [`Zeroed::Unsupported`] when neither applies (another file system or
+/// device, a range the device cannot align, off Linux).
+pub(crate) fn zero_range(file: &File, at: u64, len: u64) -> std::io::Result<Zeroed> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(off), Ok(n)) = (libc::off_t::try_from(at), libc::off_t::try_from(len)) else {
+            return Ok(Zeroed::Unsupported);
+        };
+        for (mode, done) in [
+            (libc::FALLOC_FL_PUNCH_HOLE, Zeroed::Discarded),
+            (libc::FALLOC_FL_ZERO_RANGE, Zeroed::ZeroedOut),
+        ] {
+            loop {
+                // SAFETY: a system call on a file descriptor `file` owns for the duration of
+                // the call; it touches no memory of ours.
+                let r = unsafe {
+                    libc::fallocate(file.as_raw_fd(), mode | libc::FALLOC_FL_KEEP_SIZE, off, n)
+                };
+                if r == 0 {
+                    return Ok(done);
+                }
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENODEV | libc::ENOSYS) => break,
+                    _ => return Err(e),
+                }
+            }
+        }
+        Ok(Zeroed::Unsupported)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, at, len);
+        Ok(Zeroed::Unsupported)
+    }
+}
+
+/// Opens an existing block device exclusively (`O_EXCL`: refused with `EBUSY` while the
+/// device is mounted or held by another exclusive opener), or a regular file, for writing
+/// without creating or truncating it.
+pub(crate) fn open_existing_for_writing(
+    path: &std::path::Path,
+    block_device: bool,
+) -> std::io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).read(true);
+    #[cfg(target_os = "linux")]
+    if block_device {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_EXCL);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = block_device;
+    o.open(path)
+}

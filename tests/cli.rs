@@ -313,6 +313,51 @@ fn the_whole_job_through_the_command_line() {
     let base_id = pts[0]["id"].as_str().unwrap();
     check(base_id, &base_os, &base_data);
 
+    // Onto existing storage: both disks onto pre-created files (no --out-dir), one larger than
+    // its disk (its tail kept); a target one byte short is refused (exit 2), nothing written.
+    let (lun_os, lun_data) = (dir.join("lun-os"), dir.join("lun-data"));
+    std::fs::write(&lun_os, vec![0x5Au8; p2_os.len() + 100]).unwrap();
+    std::fs::write(&lun_data, vec![0x5Au8; p2_data.len()]).unwrap();
+    let (t_os, t_data) = (
+        format!("os={}", lun_os.display()),
+        format!("data={}", lun_data.display()),
+    );
+    let onto = |t_os: &str| {
+        [
+            "failover",
+            s(&vault),
+            "--group",
+            "vm 1",
+            "--point",
+            "latest",
+            "--key",
+            s(&p.key),
+            "--target",
+            t_os,
+            "--target",
+        ]
+        .map(str::to_string)
+    };
+    let mut args = onto(&t_os).to_vec();
+    args.push(t_data.clone());
+    let out = ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), Some(PASS));
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let got = std::fs::read(&lun_os).unwrap();
+    assert_eq!(&got[..p2_os.len()], &p2_os[..]);
+    assert!(got[p2_os.len()..].iter().all(|&b| b == 0x5A));
+    assert_eq!(std::fs::read(&lun_data).unwrap(), p2_data);
+    let short = dir.join("lun-short");
+    std::fs::write(&short, vec![0x5Au8; p2_os.len() - 1]).unwrap();
+    let mut args = onto(&format!("os={}", short.display())).to_vec();
+    args.push(t_data);
+    fails(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(PASS),
+        2,
+        "less than",
+    );
+    assert!(std::fs::read(&short).unwrap().iter().all(|&b| b == 0x5A));
+
     // Retention: a dry run, then the real prune, years on (window 24 h; the base is stamped
     // with the real time, so a fixed time just after the points would not stay past it): only
     // the newest point (also the newest app-consistent one) stays, and the base and point 1

@@ -11,42 +11,16 @@
 
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
+
+use common::{Loop, ok};
 
 use replicore::ErrorKind;
 use replicore::crypto::{KeyFile, MasterKey, Secret};
 use replicore::resync::{Delta, Signature, resync};
-
-fn ok(_: u64, _: u64) -> bool {
-    true
-}
-
-/// A loop device over a file, detached on drop.
-struct Loop(PathBuf);
-
-impl Loop {
-    fn attach(file: &Path) -> Loop {
-        let out = Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(file)
-            .output()
-            .expect("running losetup (this test needs root and util-linux)");
-        assert!(
-            out.status.success(),
-            "losetup failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Loop(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()))
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
 
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;

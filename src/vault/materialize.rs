@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::chain;
+use super::onto::Onto;
 use super::pack::{IndexEntry, read_stored};
 use super::point::StoredPoint;
 use super::records::SignedHashes;
@@ -29,6 +30,10 @@ pub struct FailoverOptions {
     /// Replace an image already at an output path (false by default: AlreadyExists, before
     /// any image is written).
     pub replace: bool,
+    /// Disks written onto existing storage instead of a new image in the output directory:
+    /// (disk name, path of a block device or a pre-created file of at least the disk's size).
+    /// See [`Vault::materialize_onto`].
+    pub targets: Vec<(String, PathBuf)>,
 }
 
 /// One disk image [`Vault::materialize`] or [`Vault::failover`] wrote.
@@ -38,22 +43,62 @@ pub struct Materialized {
     pub point: PointId,
     /// The disk.
     pub disk: String,
-    /// The image written.
+    /// The image written (a new file, or the existing target written onto).
     pub path: PathBuf,
+    /// Whether `path` is an existing target written in place (block device or file) rather
+    /// than a new image.
+    pub onto_existing: bool,
     /// The disk's size.
     pub size: u64,
-    /// Bytes written from blobs (the rest is zeros, left as holes).
+    /// Bytes written from blobs (the rest is zeros: holes in a new image; on an existing
+    /// target, `zeroed_bytes` of it discarded or zeroed out and the rest written as zeros).
     pub data_bytes: u64,
+    /// On an existing target, bytes the device or file system made zero without their being
+    /// written (discard, zero-out, holes punched); 0 for a new image.
+    pub zeroed_bytes: u64,
     /// Blobs decoded.
     pub blobs: u64,
+}
+
+/// Where a disk is written.
+enum Out {
+    /// A new image, published only when complete.
+    New(AtomicFile),
+    /// An existing block device or file, written in place.
+    Onto(Onto),
+}
+
+impl Out {
+    fn file(&self) -> &File {
+        match self {
+            Out::New(f) => f.file(),
+            Out::Onto(o) => o.file(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Out::New(f) => f.path(),
+            Out::Onto(o) => o.path(),
+        }
+    }
+
+    /// Publishes a new image (an existing target was synced when written).
+    fn commit(self) -> Result<()> {
+        match self {
+            Out::New(f) => f.commit(),
+            Out::Onto(_) => Ok(()),
+        }
+    }
 }
 
 impl Vault {
     /// Writes disk `disk` of `group` as it was at `point` to a new raw image at `out` (which
     /// must not exist, a symbolic link counting; it is created 0600 under a temporary name and
-    /// appears only once complete and synced). Needs the group's key: every
-    /// blob is authenticated as it is read, and the points' manifests too. Progress counts the
-    /// bytes written from blobs.
+    /// appears only once complete and synced; zeros are left as holes). Needs the group's
+    /// key: every blob is authenticated as it is read, and the points' manifests too.
+    /// Progress counts the disk's bytes (its size is the total), reported at the start, after
+    /// every 8 MiB at most, and at the end once the image is synced.
     pub fn materialize(
         &self,
         group: &str,
@@ -63,27 +108,61 @@ impl Vault {
         out: impl AsRef<Path>,
         progress: Progress<'_>,
     ) -> Result<Materialized> {
+        let out = out.as_ref();
+        self.materialize_to(group, point, disk, key, progress, |_| {
+            AtomicFile::create(out, false).map(Out::New)
+        })
+    }
+
+    /// As [`materialize`](Self::materialize), onto existing storage at `target`: a block
+    /// device (a LUN, a logical volume; opened exclusively, so not while mounted) or a regular
+    /// file, of at least the disk's size (else InvalidArgument before anything is written).
+    /// Every byte of the disk is written: ranges the point holds as zeros are discarded or
+    /// zeroed out where the device or file system supports it (holes punched in a file), else
+    /// written as zeros; bytes past the disk's size are left as they are. The target is synced
+    /// before the last progress call. Written in place, it is not all or nothing: after an
+    /// error or a cancellation its first bytes may hold the point and the rest what was there.
+    pub fn materialize_onto(
+        &self,
+        group: &str,
+        point: PointId,
+        disk: &str,
+        key: &Key,
+        target: impl AsRef<Path>,
+        progress: Progress<'_>,
+    ) -> Result<Materialized> {
+        let target = target.as_ref();
+        self.materialize_to(group, point, disk, key, progress, |size| {
+            Onto::open(target, disk, size).map(Out::Onto)
+        })
+    }
+
+    fn materialize_to(
+        &self,
+        group: &str,
+        point: PointId,
+        disk: &str,
+        key: &Key,
+        progress: Progress<'_>,
+        open: impl FnOnce(u64) -> Result<Out>,
+    ) -> Result<Materialized> {
         let _lock = self.lock(LockMode::Shared)?;
         let (maps, hashes) = self.folded(group, point, key)?;
         let Some((_, map)) = maps.iter().find(|(n, _)| n == disk) else {
-            return Err(Error::NotFound {
-                what: format!("disk `{disk}` in group `{group}`"),
-            });
+            return Err(missing_disk(group, disk, &maps));
         };
-        let total = map_data_bytes(map);
+        let out = open(map.disk_size())?;
+        let total = map.disk_size();
         let mut done = 0u64;
         let mut report = |n: u64| {
             done += n;
             progress(done, total)
         };
-        let (written, file) = self.write_disk(
-            (point, disk),
-            (map, &hashes),
-            key,
-            (out.as_ref(), false),
-            &mut report,
-        )?;
-        file.commit()?;
+        if !report(0) {
+            return Err(cancelled());
+        }
+        let (written, out) = self.write_disk((point, disk), (map, &hashes), key, out, &mut report)?;
+        out.commit()?;
         Ok(written)
     }
 
@@ -92,7 +171,8 @@ impl Vault {
     /// name become `_`), each created 0600 as [`materialize`](Self::materialize) does; an
     /// image already there is AlreadyExists, and `out_dir` is created when missing. All or
     /// nothing: on success every image is published, on any error or a cancellation none is
-    /// (nor any temporary file). Progress counts bytes written from blobs across the disks.
+    /// (nor any temporary file). Progress counts the disks' bytes (the sum of their sizes is
+    /// the total), as [`materialize`](Self::materialize) reports them.
     pub fn failover(
         &self,
         group: &str,
@@ -105,7 +185,14 @@ impl Vault {
         self.failover_with(group, selector, key, out_dir, &options, progress)
     }
 
-    /// As [`failover`](Self::failover), with `options` (to replace existing images).
+    /// As [`failover`](Self::failover), with `options`: replacing existing images, and
+    /// writing some disks onto existing storage (`options.targets`, as
+    /// [`materialize_onto`](Self::materialize_onto) does) instead of new images in `out_dir`
+    /// (created only when a disk is written there; it may be empty when every disk has a
+    /// target). Every target is opened and its size
+    /// checked before anything is written; the targets are written and synced before the new
+    /// images are published, so an error or a cancellation publishes no new image, but leaves
+    /// the targets partly written (see [`materialize_onto`](Self::materialize_onto)).
     pub fn failover_with(
         &self,
         group: &str,
@@ -119,50 +206,121 @@ impl Vault {
         let _lock = self.lock(LockMode::Shared)?;
         let (maps, hashes) = self.folded(group, point, key)?;
         let dir = out_dir.as_ref();
-        crate::fsutil::create_private_dir(dir)
-            .map_err(|e| Error::io("creating the output directory", Some(dir), e))?;
-        let mut names: Vec<String> = Vec::new();
-        for (disk, _) in &maps {
-            let name = crate::fsutil::image_name(disk);
-            if names.contains(&name) {
+        for (i, (name, _)) in options.targets.iter().enumerate() {
+            if !maps.iter().any(|(d, _)| d == name) {
+                return Err(missing_disk(group, name, &maps));
+            }
+            if options.targets[..i].iter().any(|(d, _)| d == name) {
                 return Err(Error::invalid_argument(
-                    "out_dir",
-                    format!("two disks of group `{group}` would both be written to {name}"),
+                    "targets",
+                    format!("disk `{name}` is given two targets"),
                 ));
             }
-            let out = out_dir.as_ref().join(&name);
-            if !options.replace && std::fs::symlink_metadata(&out).is_ok() {
-                return Err(Error::AlreadyExists {
-                    what: format!("image {}", out.display()),
-                });
-            }
-            names.push(name);
         }
-        let total: u64 = maps.iter().map(|(_, m)| map_data_bytes(m)).sum();
+        let target_of = |disk: &str| {
+            options
+                .targets
+                .iter()
+                .find(|(d, _)| d == disk)
+                .map(|(_, p)| p.as_path())
+        };
+        // Check every output before anything is written: new images' names and paths, targets'
+        // kinds and sizes, and that no two disks go to one file.
+        let mut names: Vec<String> = Vec::new();
+        let mut outs: Vec<Result<Onto, PathBuf>> = Vec::with_capacity(maps.len());
+        let mut seen: Vec<((u64, u64), PathBuf)> = Vec::new();
+        for (disk, map) in &maps {
+            let (path, identity) = if let Some(t) = target_of(disk) {
+                let onto = Onto::open(t, disk, map.disk_size())?;
+                let id = onto.identity()?;
+                outs.push(Ok(onto));
+                (t.to_path_buf(), Some(id))
+            } else {
+                let name = crate::fsutil::image_name(disk);
+                if names.contains(&name) {
+                    return Err(Error::invalid_argument(
+                        "out_dir",
+                        format!("two disks of group `{group}` would both be written to {name}"),
+                    ));
+                }
+                let out = dir.join(&name);
+                let existing = std::fs::symlink_metadata(&out).ok();
+                if !options.replace && existing.is_some() {
+                    return Err(Error::AlreadyExists {
+                        what: format!("image {}", out.display()),
+                    });
+                }
+                names.push(name);
+                outs.push(Err(out.clone()));
+                let id = existing.map(|m| super::onto::file_identity(&m));
+                (out, id)
+            };
+            if let Some(id) = identity {
+                if let Some((_, other)) = seen.iter().find(|(i, _)| *i == id) {
+                    return Err(Error::invalid_argument(
+                        "targets",
+                        format!(
+                            "{} and {} are the same file: two disks cannot be written onto it",
+                            other.display(),
+                            path.display()
+                        ),
+                    ));
+                }
+                seen.push((id, path));
+            }
+        }
+        if !names.is_empty() {
+            if dir.as_os_str().is_empty() {
+                return Err(Error::invalid_argument(
+                    "out_dir",
+                    format!(
+                        "no output directory was given, and {} of group `{group}` have no \
+                         target",
+                        maps.iter()
+                            .filter(|(d, _)| target_of(d).is_none())
+                            .map(|(d, _)| format!("disk `{d}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            crate::fsutil::create_private_dir(dir)
+                .map_err(|e| Error::io("creating the output directory", Some(dir), e))?;
+        }
+        let total: u64 = maps.iter().map(|(_, m)| m.disk_size()).sum();
         let mut done = 0u64;
         let mut report = |n: u64| {
             done += n;
             progress(done, total)
         };
-        // All or nothing: every image is written and synced under its temporary name first
-        // (a failure or a cancellation drops them, and their temporary files go); then all are
-        // published; a failure there removes the new images already published.
-        let mut pending = Vec::with_capacity(maps.len());
-        for ((disk, map), name) in maps.iter().zip(&names) {
-            let out = out_dir.as_ref().join(name);
-            pending.push(self.write_disk(
-                (point, disk),
-                (map, &hashes),
-                key,
-                (&out, options.replace),
-                &mut report,
-            )?);
+        if !report(0) {
+            return Err(cancelled());
         }
+        // Targets first, then the new images, each written and synced (new ones under their
+        // temporary names: a failure or a cancellation drops them, and their temporary files
+        // go); then all new images are published; a failure there removes the new images
+        // already published.
+        let mut order: Vec<usize> = (0..maps.len()).collect();
+        order.sort_by_key(|&i| outs[i].is_err());
+        let mut outs: Vec<Option<Result<Onto, PathBuf>>> = outs.into_iter().map(Some).collect();
+        let mut pending = Vec::with_capacity(maps.len());
+        for i in order {
+            let (disk, map) = &maps[i];
+            let out = match outs[i].take().expect("each disk once") {
+                Ok(onto) => Out::Onto(onto),
+                Err(path) => Out::New(AtomicFile::create(&path, options.replace)?),
+            };
+            pending.push((
+                i,
+                self.write_disk((point, disk), (map, &hashes), key, out, &mut report)?,
+            ));
+        }
+        pending.sort_by_key(|(i, _)| *i);
         let mut published: Vec<Materialized> = Vec::with_capacity(pending.len());
-        for (m, file) in pending {
-            if let Err(e) = file.commit() {
+        for (_, (m, out)) in pending {
+            if let Err(e) = out.commit() {
                 if !options.replace {
-                    for p in &published {
+                    for p in published.iter().filter(|p| !p.onto_existing) {
                         let _ = std::fs::remove_file(&p.path);
                     }
                 }
@@ -213,15 +371,16 @@ impl Vault {
     }
 
     /// Writes disk `disk` of `point`, whose map is `map` and whose blobs' signed forms are
-    /// `hashes`, to `out` (replacing a file there only when asked).
+    /// `hashes`, to `out`, and syncs it. Progress is told the bytes of each window of the disk
+    /// once it is queued for writing, the last one's once the disk is synced.
     fn write_disk(
         &self,
         (point, disk): (PointId, &str),
         (map, hashes): (&ExtentMap<Source>, &SignedHashes),
         key: &Key,
-        (out, replace): (&Path, bool),
+        mut out: Out,
         progress: &mut dyn FnMut(u64) -> bool,
-    ) -> Result<(Materialized, AtomicFile)> {
+    ) -> Result<(Materialized, Out)> {
         let pieces: Vec<Piece> = map
             .iter()
             .filter_map(|e| match e.source {
@@ -235,28 +394,21 @@ impl Vault {
             })
             .collect();
         let locs = self.locate(&pieces, hashes, disk, point)?;
-        let file = AtomicFile::create(out, replace)?;
-        let image = file.file();
-        // Around the page cache where the file system allows it (see `crate::direct`).
-        let mut direct = crate::sys::set_direct(image, true);
         let size = map.disk_size();
-        let io = |e| Error::io("writing the image", Some(out), e);
+        let path = out.path().to_path_buf();
+        let io = |e| Error::io("writing the image", Some(&path), e);
         let mut written = 0u64;
         let mut blobs = 0u64;
+        // In place, every byte is written and nothing past the disk's end.
+        let in_place = matches!(out, Out::Onto(_));
+        // Around the page cache where the file system allows it (see `crate::direct`).
+        let mut direct = crate::sys::set_direct(out.file(), true);
         std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(AlignedBuf, u64, Vec<(u64, u64)>)>(1);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Window>(1);
             let (back, free) = std::sync::mpsc::channel::<AlignedBuf>();
             let direct = &mut direct;
-            let writer = scope.spawn(move || -> std::io::Result<()> {
-                for (buf, w0, runs) in rx {
-                    for (at, n) in runs {
-                        let from = (at - w0) as usize;
-                        write_all_at(image, &buf.as_slice()[from..from + n as usize], at, direct)?;
-                    }
-                    let _ = back.send(buf);
-                }
-                Ok(())
-            });
+            let out = &mut out;
+            let writer = scope.spawn(move || write_windows(out, rx, back, direct));
             let mut spare = vec![
                 AlignedBuf::new(WINDOW as usize),
                 AlignedBuf::new(WINDOW as usize),
@@ -274,21 +426,34 @@ impl Vault {
                         .take_while(|p| p.start < w1)
                         .map(|p| p.clip(w0, w1))
                         .collect();
+                    let mut window = Window {
+                        buf: None,
+                        w0,
+                        runs: Vec::new(),
+                        zeros: Vec::new(),
+                    };
                     if !here.is_empty() {
                         let mut buf = match spare.pop() {
                             Some(b) => b,
-                            None => free.recv().map_err(|_| writer_gone(out))?,
+                            None => free.recv().map_err(|_| writer_gone(&path))?,
                         };
-                        let runs = fill(&mut buf, w0, &here, &locs, key)?;
-                        blobs += runs.1;
-                        let n: u64 = here.iter().map(|p| p.len).sum();
-                        written += n;
-                        tx.send((buf, w0, runs.0)).map_err(|_| writer_gone(out))?;
-                        if !progress(n) {
-                            return Err(Error::Cancelled {
-                                what: "materialize".into(),
-                            });
+                        let (runs, n) = fill(&mut buf, w0, &here, &locs, key)?;
+                        blobs += n;
+                        written += here.iter().map(|p| p.len).sum::<u64>();
+                        window.buf = Some(buf);
+                        window.runs = runs;
+                    }
+                    if in_place {
+                        for r in &mut window.runs {
+                            r.1 = r.1.min(size - r.0);
                         }
+                        window.zeros = gaps(w0, w1, &window.runs);
+                    }
+                    if window.buf.is_some() || !window.zeros.is_empty() {
+                        tx.send(window).map_err(|_| writer_gone(&path))?;
+                    }
+                    if w1 < size && !progress(w1 - w0) {
+                        return Err(cancelled());
                     }
                     w0 = w1;
                 }
@@ -302,19 +467,34 @@ impl Vault {
             produced
         })?;
         if direct {
-            crate::sys::set_direct(image, false);
+            crate::sys::set_direct(out.file(), false);
         }
-        image.set_len(size).map_err(io)?;
+        let zeroed_bytes = match &out {
+            Out::New(f) => {
+                f.file().set_len(size).map_err(io)?;
+                0
+            }
+            Out::Onto(o) => o.discarded,
+        };
+        out.file()
+            .sync_all()
+            .map_err(|e| Error::io("syncing the image", Some(&path), e))?;
+        let last = if size == 0 { 0 } else { (size - 1) % WINDOW + 1 };
+        if !progress(last) {
+            return Err(cancelled());
+        }
         Ok((
             Materialized {
                 point,
                 disk: disk.to_string(),
-                path: out.to_path_buf(),
+                path,
+                onto_existing: in_place,
                 size,
                 data_bytes: written,
+                zeroed_bytes,
                 blobs,
             },
-            file,
+            out,
         ))
     }
 
@@ -360,8 +540,92 @@ impl Vault {
 /// Every disk of a point by name, with its map.
 type Disks = Vec<(String, ExtentMap<Source>)>;
 
-/// Bytes of the image assembled in memory and written together.
-const WINDOW: u64 = 32 << 20;
+/// Bytes of the image assembled in memory and written together (progress is reported, and
+/// a cancellation seen, at least this often).
+const WINDOW: u64 = 8 << 20;
+
+/// One window of a disk for the writer: `runs` (disk offset, length) of `buf` (which starts at
+/// disk offset `w0`) to write, and `zeros`, ranges to make zero (on an existing target only).
+struct Window {
+    buf: Option<AlignedBuf>,
+    w0: u64,
+    runs: Vec<(u64, u64)>,
+    zeros: Vec<(u64, u64)>,
+}
+
+/// Zeros made at once: contiguous ranges are joined up to this size.
+const ZERO_RUN: u64 = 256 << 20;
+
+/// The writer thread: writes each window's runs, zeros its gaps (joined across windows), and
+/// hands the buffer back.
+fn write_windows(
+    out: &mut Out,
+    rx: std::sync::mpsc::Receiver<Window>,
+    back: std::sync::mpsc::Sender<AlignedBuf>,
+    direct: &mut bool,
+) -> std::io::Result<()> {
+    let mut pending: Option<(u64, u64)> = None;
+    for w in rx {
+        if let Some(buf) = &w.buf {
+            for &(at, n) in &w.runs {
+                let from = (at - w.w0) as usize;
+                write_all_at(out.file(), &buf.as_slice()[from..from + n as usize], at, direct)?;
+            }
+        }
+        if let Out::Onto(onto) = out {
+            for &(at, n) in &w.zeros {
+                match &mut pending {
+                    Some((s, l)) if *s + *l == at && *l + n <= ZERO_RUN => *l += n,
+                    _ => {
+                        if let Some((s, l)) = pending.replace((at, n)) {
+                            onto.zero(s, l, direct)?;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(buf) = w.buf {
+            let _ = back.send(buf);
+        }
+    }
+    if let (Out::Onto(onto), Some((s, l))) = (out, pending) {
+        onto.zero(s, l, direct)?;
+    }
+    Ok(())
+}
+
+/// The parts of `w0..w1` outside `runs` (sorted, disjoint, within it).
+fn gaps(w0: u64, w1: u64, runs: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = w0;
+    for &(s, n) in runs {
+        if s > at {
+            out.push((at, s - at));
+        }
+        at = at.max(s + n);
+    }
+    if at < w1 {
+        out.push((at, w1 - at));
+    }
+    out
+}
+
+fn cancelled() -> Error {
+    Error::Cancelled {
+        what: "materialize".into(),
+    }
+}
+
+/// NotFound for a disk a point lacks, naming the disks it has.
+fn missing_disk(group: &str, disk: &str, maps: &Disks) -> Error {
+    let have: Vec<&str> = maps.iter().map(|(n, _)| n.as_str()).collect();
+    Error::NotFound {
+        what: format!(
+            "disk `{disk}` in group `{group}` (its disks: {})",
+            have.join(", ")
+        ),
+    }
+}
 
 /// A range of the disk read from a blob.
 #[derive(Debug, Clone, Copy)]
@@ -505,10 +769,3 @@ pub(super) fn authenticate(p: &StoredPoint, key: &Key) -> Result<()> {
     Ok(())
 }
 
-/// Bytes of a disk mapped to blobs.
-fn map_data_bytes(map: &ExtentMap<Source>) -> u64 {
-    map.iter()
-        .filter(|e| matches!(e.source, Source::Blob { .. }))
-        .map(|e| e.len)
-        .sum()
-}

@@ -43,6 +43,7 @@ mod head;
 mod ingest;
 mod layout;
 mod materialize;
+mod onto;
 mod pack;
 mod pins;
 mod point;

@@ -243,3 +243,31 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A Linux loop device over a file (needs root and `losetup`), detached on drop.
+pub struct Loop(pub PathBuf);
+
+impl Loop {
+    pub fn attach(file: &Path) -> Loop {
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(file)
+            .output()
+            .expect("running losetup (this test needs root and util-linux)");
+        assert!(
+            out.status.success(),
+            "losetup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.0)
+            .status();
+    }
+}

@@ -360,9 +360,16 @@ pub struct FailoverArgs {
     pub key: PathBuf,
     #[command(flatten)]
     pub pass: Passphrase,
-    /// Where the images go (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub out_dir: PathBuf,
+    /// Where new images go, as DIR/<disk>.img (created if missing). Needed unless every disk
+    /// has a --target.
+    #[arg(long, value_name = "DIR", required_unless_present = "targets")]
+    pub out_dir: Option<PathBuf>,
+    /// Write disk NAME onto existing storage at PATH instead of a new image: a block device
+    /// (a LUN, a logical volume; not mounted) or a pre-created file of at least the disk's
+    /// size. Every byte of the disk is written (zeros discarded or zeroed out where the device
+    /// supports it); bytes past the disk's size are left alone. Repeat for each such disk.
+    #[arg(long = "target", value_name = "NAME=PATH")]
+    pub targets: Vec<String>,
     /// Refuse (exit 5) when the group's head is behind this sequence number: the last one the
     /// primary shipped. Catches a vault rolled back to an older point.
     #[arg(long, value_name = "SEQ")]

@@ -1,6 +1,6 @@
 //! `replicore vault ...` and `replicore failover`: on the recovery site.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use replicore::PointId;
@@ -363,16 +363,24 @@ pub fn failover(a: FailoverArgs) -> CmdResult {
     if let Some(seq) = a.expect_seq {
         v.expect_seq(&a.group, seq)?;
     }
-    std::fs::create_dir_all(&a.out_dir)
-        .map_err(|e| replicore::Error::io("creating", Some(&a.out_dir), e))?;
+    let mut options = FailoverOptions {
+        replace: a.force,
+        targets: Vec::new(),
+    };
+    for t in &a.targets {
+        let (name, path) = t
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(format!("--target `{t}`: expected NAME=PATH")))?;
+        options.targets.push((name.to_string(), PathBuf::from(path)));
+    }
     let bar = Bar::new("failover");
-    let options = FailoverOptions { replace: a.force };
+    let out_dir = a.out_dir.clone().unwrap_or_default();
     let written = v
         .failover_with(
             &a.group,
             sel,
             &key,
-            &a.out_dir,
+            &out_dir,
             &options,
             &mut bar.callback(),
         )
