@@ -18,6 +18,9 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+// `replicore_vault_failover_to` flag: replace images already in the output directory.
+#define REPLICORE_FAILOVER_REPLACE 1
+
 // Bytes of a customer key.
 #define REPLICORE_MASTER_KEY_LEN 32
 
@@ -29,6 +32,9 @@
 
 // Bytes of a recovery point's id.
 #define REPLICORE_POINT_ID_LEN 32
+
+// Bytes of `replicore_point_info.label`: the longest label (1024 bytes of UTF-8) and its NUL.
+#define REPLICORE_LABEL_CAPACITY 1025
 
 // Major version of the library (as in `Cargo.toml`).
 #define REPLICORE_VERSION_MAJOR 0
@@ -44,7 +50,7 @@
 
 // The ABI revision: increases whenever a function signature, struct layout or status value
 // changes incompatibly. Compare it with `replicore_abi_version()` at run time.
-#define REPLICORE_ABI_VERSION 2
+#define REPLICORE_ABI_VERSION 3
 
 // The result of a fallible call: `REPLICORE_OK` (0) or the reason it failed.
 // `replicore_last_error_message()` then tells the details.
@@ -304,7 +310,10 @@ typedef struct replicore_vault replicore_vault;
 
 // Progress of a long call: `done` of `total` bytes. Called on the calling thread with the
 // `user` pointer given to the call; return 0 to go on, non-zero to cancel (the call then
-// returns `REPLICORE_ERR_CANCELLED`). NULL means no progress reports.
+// returns `REPLICORE_ERR_CANCELLED`). NULL means no progress reports. Seed, ship, ingest,
+// verify, GC, materialize and failover call it first with `done` 0 and last with `done` equal
+// to `total`; materialize and failover count the disks' bytes (the sum of their sizes is the
+// total) and call it at least every 8 MiB.
 typedef int (*replicore_progress_callback)(void *user, uint64_t done, uint64_t total);
 
 // Called once per bundle `replicore_ship` wrote, oldest first, with its path and sequence
@@ -335,6 +344,10 @@ typedef struct {
   uint8_t point_id[32];
   // The parent point's id (zeros for a base).
   uint8_t parent_id[32];
+  // The id of the key the bundle is sealed under (as `replicore_key_id` gives it).
+  uint8_t key_id[16];
+  // The verifying key that signed it (32 bytes).
+  uint8_t verifying_key[32];
 } replicore_bundle_info;
 
 // One piece of a disk, as passed to a `replicore_piece_callback`.
@@ -355,6 +368,26 @@ typedef struct {
 // valid only during the call. Return 0 to continue, non-zero to stop: the call then returns
 // `REPLICORE_ERR_CANCELLED`. The callback runs on the calling thread; it must not free the map.
 typedef int (*replicore_piece_callback)(void *user, const replicore_piece *piece);
+
+// A disk of a group and the existing storage to write it onto (`replicore_vault_failover_to`):
+// a block device or a pre-created file of at least the disk's size.
+typedef struct {
+  // The disk's name.
+  const char *disk;
+  // The path of the block device or file.
+  const char *path;
+} replicore_failover_target;
+
+// Called once per disk `replicore_vault_failover_to` wrote, in the group's disk order, after
+// every image is published: the disk's name, the path written (a new image, or the target),
+// the disk's size in bytes, and 1 when `path` is an existing target written in place (0 for a
+// new image). Strings are valid during the call only. Return 0 to go on, non-zero to stop
+// hearing of the rest (the failover is done: it still returns `REPLICORE_OK`).
+typedef int (*replicore_image_callback)(void *user,
+                                        const char *disk,
+                                        const char *path,
+                                        uint64_t size,
+                                        uint32_t onto_existing);
 
 // One disk of a group: a NUL-terminated UTF-8 name (1 to 255 bytes, unique in the group) and
 // its size in bytes.
@@ -559,7 +592,20 @@ typedef struct {
   uint32_t checkpoint;
   // The verifying key that signed the point (32 bytes).
   uint8_t verifying_key[32];
+  // The id of the group's key, which seals the point (as `replicore_key_id` gives it).
+  uint8_t key_id[16];
+  // The point's label (the marker's), NUL-terminated UTF-8.
+  char label[REPLICORE_LABEL_CAPACITY];
 } replicore_point_info;
+
+// Called once per disk by `replicore_vault_disks`, in the group's order, with the disk's name
+// (valid during the call only) and its size in bytes; return 0 to go on, non-zero to stop
+// (`REPLICORE_ERR_CANCELLED`).
+typedef int (*replicore_disk_callback)(void *user, const char *name, uint64_t size);
+
+// Called once per pinned point by `replicore_vault_pins` with the point's id (32 bytes, valid
+// during the call only); return 0 to go on, non-zero to stop (`REPLICORE_ERR_CANCELLED`).
+typedef int (*replicore_pin_callback)(void *user, const uint8_t *point_id);
 
 #ifdef __cplusplus
 extern "C" {
@@ -594,7 +640,8 @@ replicore_status replicore_seed(const char *group,
 // Ships the sealed change log `sealed_log` of the group whose ship state is at `state_path`:
 // one bundle per recovery point into the directory `out_dir`, sealed under `key`; then saves
 // the advanced state. `on_bundle` (may be NULL) hears of each bundle; `progress` counts the
-// bytes of writes shipped. The number of bundles goes to `*count_out` unless NULL. A log the
+// bytes of writes shipped. `on_bundle` is called with `bundle_user`, `progress` with
+// `progress_user`. The number of bundles goes to `*count_out` unless NULL. A log the
 // state says was shipped already is `REPLICORE_ERR_ALREADY_EXISTS` ("was shipped": nothing to
 // do, nothing changed); any other log that does not follow the state is
 // `REPLICORE_ERR_RESYNC_REQUIRED`. Bundles are created 0600 and
@@ -604,14 +651,15 @@ replicore_status replicore_seed(const char *group,
 // # Safety
 //
 // Strings are NULL or NUL-terminated; `key` is NULL or a live key; the callbacks may be
-// called with `user`; `count_out` is NULL or writable.
+// called with their user pointers; `count_out` is NULL or writable.
 replicore_status replicore_ship(const char *sealed_log,
                                 const replicore_key *key,
                                 const char *state_path,
                                 const char *out_dir,
                                 replicore_bundle_callback on_bundle,
+                                void *bundle_user,
                                 replicore_progress_callback progress,
-                                void *user,
+                                void *progress_user,
                                 uint64_t *count_out);
 
 // Verifies the bundle at `path`: every byte without the key (trailer, structure, references)
@@ -703,6 +751,99 @@ replicore_status replicore_extent_map_lookup(const replicore_extent_map *map,
                                              uint64_t len,
                                              replicore_piece_callback callback,
                                              void *user);
+
+// Writes disk `disk` of `group` as it was at the point whose id is the 32 bytes at `point_id`
+// to a new raw image at `out_path` (it must not exist, a symbolic link counting:
+// `REPLICORE_ERR_ALREADY_EXISTS`; it is created 0600, zeros left as holes, and appears once
+// complete and synced). Needs the group's key: every blob and every point's manifests are
+// authenticated (a wrong key is `REPLICORE_ERR_AUTHENTICATION`, damaged data
+// `REPLICORE_ERR_CORRUPT`). Progress counts the disk's bytes: first 0, at least every 8 MiB,
+// last the disk's size.
+//
+// # Safety
+//
+// `vault` and `key` are NULL or live handles; strings are NULL or NUL-terminated; `point_id`
+// is NULL or readable for 32 bytes; `callback` may be called with `user`.
+replicore_status replicore_vault_materialize(const replicore_vault *vault,
+                                             const char *group,
+                                             const uint8_t *point_id,
+                                             const char *disk,
+                                             const replicore_key *key,
+                                             const char *out_path,
+                                             replicore_progress_callback callback,
+                                             void *user);
+
+// As `replicore_vault_materialize`, onto existing storage at `target_path`: a block device (a
+// LUN, a logical volume; opened exclusively, so one that is mounted is refused) or a regular
+// file, of at least the disk's size (a smaller one is `REPLICORE_ERR_INVALID_ARGUMENT` before
+// anything is written). Every byte of the disk is written (its zeros discarded or zeroed out
+// where the device or file system supports it, else written); bytes past the disk's size are
+// left as they are; the target is synced before the last progress call. Written in place, it
+// is not all or nothing: after an error or a cancellation the target holds part of the point.
+//
+// # Safety
+//
+// As for `replicore_vault_materialize`.
+replicore_status replicore_vault_materialize_onto(const replicore_vault *vault,
+                                                  const char *group,
+                                                  const uint8_t *point_id,
+                                                  const char *disk,
+                                                  const replicore_key *key,
+                                                  const char *target_path,
+                                                  replicore_progress_callback callback,
+                                                  void *user);
+
+// Fails `group` over: writes every disk of the point `selector` picks (as for
+// `replicore_vault_select`) as `out_dir/<disk>.img` (characters other than letters, digits,
+// `.`, `_` and `-` in a disk name become `_`), each created 0600; an image already there is
+// `REPLICORE_ERR_ALREADY_EXISTS` before any is written; `out_dir` is created when missing.
+// All or nothing: on success every image is published; on any error or a cancellation none
+// is, nor any temporary file. The number of images goes to `*count_out` unless NULL. Progress
+// counts the disks' bytes (their sizes' sum is the total): first 0, at least every 8 MiB,
+// last the total once every image is synced.
+//
+// # Safety
+//
+// As for `replicore_vault_select` and `replicore_vault_materialize`; `count_out` is NULL or
+// writable.
+replicore_status replicore_vault_failover(const replicore_vault *vault,
+                                          const char *group,
+                                          uint32_t selector,
+                                          uint64_t time_ns,
+                                          const uint8_t *id,
+                                          const replicore_key *key,
+                                          const char *out_dir,
+                                          replicore_progress_callback callback,
+                                          void *user,
+                                          uint64_t *count_out);
+
+// As `replicore_vault_failover`, with the disks of `targets` (`target_count` entries; NULL
+// when 0) written onto existing storage as `replicore_vault_materialize_onto` does, the others
+// as new images in `out_dir` (which may be NULL when every disk has a target). `flags` is 0
+// or `REPLICORE_FAILOVER_REPLACE`. Every target is opened and its size checked before
+// anything is written, and two disks onto one file are refused; the targets are written and
+// synced before the new images are published, so an error or a cancellation publishes no new
+// image but may leave targets partly written. `on_image` (may be NULL) hears of each disk
+// written, with `image_user`; `progress` is called with `progress_user`.
+//
+// # Safety
+//
+// As for `replicore_vault_failover`; `out_dir` is NULL or NUL-terminated; `targets` is NULL
+// or readable for `target_count` entries whose strings are NULL or NUL-terminated.
+replicore_status replicore_vault_failover_to(const replicore_vault *vault,
+                                             const char *group,
+                                             uint32_t selector,
+                                             uint64_t time_ns,
+                                             const uint8_t *id,
+                                             const replicore_key *key,
+                                             const char *out_dir,
+                                             const replicore_failover_target *targets,
+                                             size_t target_count,
+                                             uint32_t flags,
+                                             replicore_image_callback on_image,
+                                             void *image_user,
+                                             replicore_progress_callback progress,
+                                             void *progress_user);
 
 // Fills `key_out` (32 bytes) with a new random customer key, for a host without a key manager.
 //
@@ -964,6 +1105,14 @@ replicore_status replicore_resync_window_next_start(const replicore_resync_windo
                                                     uint64_t now_ns,
                                                     uint64_t *start_ns_out);
 
+// Sets the number of worker threads the library's parallel work runs on (0: one per core,
+// the default). The pool starts at the first call that works in parallel and lives as long as
+// the process (its threads sleep when idle), so call this first, before any other call; once
+// the pool runs, asking for another size is `REPLICORE_ERR_INVALID_ARGUMENT` (the same size is
+// `REPLICORE_OK`). The calls' own threads (the caller's, and one writer thread during a
+// failover or an ingest) are not counted.
+replicore_status replicore_set_thread_count(uint32_t threads);
+
 // Computes the keyed signature of the image at `image` (a file or a block device) in chunks
 // of `chunk_size` bytes (a power of two from 4096 to 8388608; 65536 is the default choice),
 // every chunk's hash keyed by `key` (so the signature says nothing about the data without
@@ -1190,6 +1339,19 @@ replicore_status replicore_vault_pin_key(const replicore_vault *vault,
                                          const uint8_t *vk,
                                          uint32_t replace);
 
+// Tells whether `group`'s verifying key is pinned (`replicore_vault_pin_key`): 1 or 0 to
+// `*pinned_out`, and the pinned key to the 32 bytes at `vk_out` when it is (untouched when
+// not).
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `vk_out` is NULL or
+// writable for 32 bytes; `pinned_out` is NULL or writable.
+replicore_status replicore_vault_pinned_key(const replicore_vault *vault,
+                                            const char *group,
+                                            uint8_t *vk_out,
+                                            uint32_t *pinned_out);
+
 // Checks `group`'s head against `seq`, the last sequence number the primary shipped (its ship
 // state holds it): a head behind it is `REPLICORE_ERR_CHAIN_BROKEN` (the vault was rolled back
 // or lost points). Call it before `replicore_vault_failover` and `replicore_vault_verify`. The
@@ -1309,48 +1471,6 @@ replicore_status replicore_vault_select(const replicore_vault *vault,
                                         const uint8_t *id,
                                         replicore_point_info *info_out);
 
-// Writes disk `disk` of `group` as it was at the point whose id is the 32 bytes at `point_id`
-// to a new raw image at `out_path` (it must not exist, a symbolic link counting:
-// `REPLICORE_ERR_ALREADY_EXISTS`; it is created 0600 and appears once complete and synced).
-// Needs the group's key: every blob and every point's manifests are authenticated (a wrong key
-// or tampered data is `REPLICORE_ERR_AUTHENTICATION`). Progress counts bytes written.
-//
-// # Safety
-//
-// `vault` and `key` are NULL or live handles; strings are NULL or NUL-terminated; `point_id`
-// is NULL or readable for 32 bytes; `callback` may be called with `user`.
-replicore_status replicore_vault_materialize(const replicore_vault *vault,
-                                             const char *group,
-                                             const uint8_t *point_id,
-                                             const char *disk,
-                                             const replicore_key *key,
-                                             const char *out_path,
-                                             replicore_progress_callback callback,
-                                             void *user);
-
-// Fails `group` over: writes every disk of the point `selector` picks (as for
-// `replicore_vault_select`) as `out_dir/<disk>.img` (characters other than letters, digits,
-// `.`, `_` and `-` in a disk name become `_`), each created 0600; an image already there is
-// `REPLICORE_ERR_ALREADY_EXISTS` before any is written; `out_dir` is created when missing.
-// All or nothing: on success every image is published; on any error or a cancellation none
-// is, nor any temporary file. The number of images goes to `*count_out` unless NULL. Progress
-// counts bytes written across the disks.
-//
-// # Safety
-//
-// As for `replicore_vault_select` and `replicore_vault_materialize`; `count_out` is NULL or
-// writable.
-replicore_status replicore_vault_failover(const replicore_vault *vault,
-                                          const char *group,
-                                          uint32_t selector,
-                                          uint64_t time_ns,
-                                          const uint8_t *id,
-                                          const replicore_key *key,
-                                          const char *out_dir,
-                                          replicore_progress_callback callback,
-                                          void *user,
-                                          uint64_t *count_out);
-
 // Checks the vault: without a key (`key` NULL) its structure, every stored byte and every
 // point's signature; with the group's key, also every blob's decryption. A key that does not
 // open every group of the vault is `REPLICORE_ERR_AUTHENTICATION` (naming the groups), never
@@ -1367,6 +1487,35 @@ replicore_status replicore_vault_verify(const replicore_vault *vault,
                                         replicore_progress_callback callback,
                                         void *user,
                                         uint64_t *damaged_out);
+
+// Lists the disks of `group` at the point whose id is the 32 bytes at `point_id` (or at the
+// newest point when `point_id` is NULL) through `on_disk` (may be NULL to only count them),
+// and their number to `*count_out` unless NULL. No such point is `REPLICORE_ERR_NOT_FOUND`.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `point_id` is NULL or
+// readable for 32 bytes; `on_disk` may be called with `user`; `count_out` is NULL or
+// writable.
+replicore_status replicore_vault_disks(const replicore_vault *vault,
+                                       const char *group,
+                                       const uint8_t *point_id,
+                                       replicore_disk_callback on_disk,
+                                       void *user,
+                                       size_t *count_out);
+
+// Lists the points of `group` pinned against pruning (`replicore_vault_pin`) through
+// `on_pin` (may be NULL to only count them), and their number to `*count_out` unless NULL.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `on_pin` may be called
+// with `user`; `count_out` is NULL or writable.
+replicore_status replicore_vault_pins(const replicore_vault *vault,
+                                      const char *group,
+                                      replicore_pin_callback on_pin,
+                                      void *user,
+                                      size_t *count_out);
 
 // The library's version string (`"0.1.0"`), static: never free it.
 const char *replicore_version(void);

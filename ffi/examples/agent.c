@@ -151,7 +151,7 @@ static void *shipper(void *arg) {
     snprintf(out, sizeof out, "%s/outbox", dir);
     while (pop(&sealed, path, sizeof path)) {
         uint64_t n = 0;
-        TRY(replicore_ship(path, key, state_path, out, on_bundle, NULL, &bundles, &n));
+        TRY(replicore_ship(path, key, state_path, out, on_bundle, &bundles, NULL, NULL, &n));
         printf("shipper: %s -> %llu bundles\n", path, (unsigned long long)n);
     }
     close_queue(&bundles);

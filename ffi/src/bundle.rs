@@ -47,6 +47,10 @@ pub struct replicore_bundle_info {
     pub point_id: [u8; 32],
     /// The parent point's id (zeros for a base).
     pub parent_id: [u8; 32],
+    /// The id of the key the bundle is sealed under (as `replicore_key_id` gives it).
+    pub key_id: [u8; 16],
+    /// The verifying key that signed it (32 bytes).
+    pub verifying_key: [u8; 32],
 }
 
 /// Seeds a group: creates its first change log at `log_path`, reads the `disk_count` images
@@ -124,7 +128,8 @@ pub unsafe extern "C" fn replicore_seed(
 /// Ships the sealed change log `sealed_log` of the group whose ship state is at `state_path`:
 /// one bundle per recovery point into the directory `out_dir`, sealed under `key`; then saves
 /// the advanced state. `on_bundle` (may be NULL) hears of each bundle; `progress` counts the
-/// bytes of writes shipped. The number of bundles goes to `*count_out` unless NULL. A log the
+/// bytes of writes shipped. `on_bundle` is called with `bundle_user`, `progress` with
+/// `progress_user`. The number of bundles goes to `*count_out` unless NULL. A log the
 /// state says was shipped already is `REPLICORE_ERR_ALREADY_EXISTS` ("was shipped": nothing to
 /// do, nothing changed); any other log that does not follow the state is
 /// `REPLICORE_ERR_RESYNC_REQUIRED`. Bundles are created 0600 and
@@ -134,7 +139,7 @@ pub unsafe extern "C" fn replicore_seed(
 /// # Safety
 ///
 /// Strings are NULL or NUL-terminated; `key` is NULL or a live key; the callbacks may be
-/// called with `user`; `count_out` is NULL or writable.
+/// called with their user pointers; `count_out` is NULL or writable.
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn replicore_ship(
@@ -143,8 +148,9 @@ pub unsafe extern "C" fn replicore_ship(
     state_path: *const c_char,
     out_dir: *const c_char,
     on_bundle: replicore_bundle_callback,
+    bundle_user: *mut c_void,
     progress: replicore_progress_callback,
-    user: *mut c_void,
+    progress_user: *mut c_void,
     count_out: *mut u64,
 ) -> replicore_status {
     run(|| {
@@ -154,7 +160,7 @@ pub unsafe extern "C" fn replicore_ship(
         let state_path = unsafe { handle::str(state_path, "state_path") }?;
         let out_dir = unsafe { handle::str(out_dir, "out_dir") }?;
         let mut state = ShipState::load(state_path)?;
-        let written = with_progress(progress, user, |p| {
+        let written = with_progress(progress, progress_user, |p| {
             bundle::ship(sealed, key, &mut state, out_dir, &ShipOptions::default(), p)
         })?;
         for b in &written {
@@ -162,7 +168,7 @@ pub unsafe extern "C" fn replicore_ship(
                 let path = CString::new(b.path.to_string_lossy().into_owned())
                     .map_err(|_| Error::invalid_argument("out_dir", "a path with a NUL byte"))?;
                 // SAFETY: the caller vouches for the callback and its user pointer.
-                if unsafe { cb(user, path.as_ptr(), b.seq) } != 0 {
+                if unsafe { cb(bundle_user, path.as_ptr(), b.seq) } != 0 {
                     return Err(Error::Cancelled {
                         what: "ship (by the bundle callback)".into(),
                     }
@@ -222,6 +228,8 @@ pub unsafe extern "C" fn replicore_bundle_verify(
                 plain_bytes: stats.plain_bytes,
                 point_id: b.point_id().0,
                 parent_id: h.parent.0,
+                key_id: h.key_id().0,
+                verifying_key: h.verifying_key.0,
             };
             // SAFETY: per this function's contract.
             *unsafe { handle::out(info_out, "info_out") }? = info;

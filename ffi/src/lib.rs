@@ -30,6 +30,7 @@
 
 pub mod bundle;
 pub mod extent;
+pub mod failover;
 mod handle;
 pub mod key;
 pub mod last_error;
@@ -37,6 +38,7 @@ pub mod log;
 #[doc(hidden)]
 pub mod panic;
 pub mod policy;
+pub mod pool;
 pub mod resync;
 pub mod retention;
 pub mod status;

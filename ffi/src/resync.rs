@@ -33,7 +33,10 @@ unsafe impl Handle for replicore_signature {
 
 /// Progress of a long call: `done` of `total` bytes. Called on the calling thread with the
 /// `user` pointer given to the call; return 0 to go on, non-zero to cancel (the call then
-/// returns `REPLICORE_ERR_CANCELLED`). NULL means no progress reports.
+/// returns `REPLICORE_ERR_CANCELLED`). NULL means no progress reports. Seed, ship, ingest,
+/// verify, GC, materialize and failover call it first with `done` 0 and last with `done` equal
+/// to `total`; materialize and failover count the disks' bytes (the sum of their sizes is the
+/// total) and call it at least every 8 MiB.
 #[allow(non_camel_case_types)]
 pub type replicore_progress_callback =
     Option<unsafe extern "C" fn(user: *mut c_void, done: u64, total: u64) -> c_int>;

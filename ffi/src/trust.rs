@@ -87,6 +87,43 @@ pub unsafe extern "C" fn replicore_vault_pin_key(
     })
 }
 
+/// Tells whether `group`'s verifying key is pinned (`replicore_vault_pin_key`): 1 or 0 to
+/// `*pinned_out`, and the pinned key to the 32 bytes at `vk_out` when it is (untouched when
+/// not).
+///
+/// # Safety
+///
+/// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `vk_out` is NULL or
+/// writable for 32 bytes; `pinned_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_pinned_key(
+    vault: *const replicore_vault,
+    group: *const c_char,
+    vk_out: *mut u8,
+    pinned_out: *mut u32,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let vault = unsafe { handle::as_ref(vault, "vault") }?;
+        let group = unsafe { handle::str(group, "group") }?;
+        if vk_out.is_null() {
+            return Err(handle::Failure::Null("vk_out"));
+        }
+        let pinned = unsafe { handle::out(pinned_out, "pinned_out") }?;
+        match vault.pinned_key(group)? {
+            Some(vk) => {
+                // SAFETY: per this function's contract.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(vk.0.as_ptr(), vk_out, REPLICORE_VERIFYING_KEY_LEN)
+                };
+                *pinned = 1;
+            }
+            None => *pinned = 0,
+        }
+        Ok(())
+    })
+}
+
 /// Checks `group`'s head against `seq`, the last sequence number the primary shipped (its ship
 /// state holds it): a head behind it is `REPLICORE_ERR_CHAIN_BROKEN` (the vault was rolled back
 /// or lost points). Call it before `replicore_vault_failover` and `replicore_vault_verify`. The

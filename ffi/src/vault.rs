@@ -38,6 +38,9 @@ const _: () = {
 /// Bytes of a recovery point's id.
 pub const REPLICORE_POINT_ID_LEN: usize = 32;
 
+/// Bytes of `replicore_point_info.label`: the longest label (1024 bytes of UTF-8) and its NUL.
+pub const REPLICORE_LABEL_CAPACITY: usize = 1025;
+
 /// Which point `replicore_vault_select` picks.
 #[allow(non_camel_case_types)]
 #[repr(u32)]
@@ -81,6 +84,10 @@ pub struct replicore_point_info {
     pub checkpoint: u32,
     /// The verifying key that signed the point (32 bytes).
     pub verifying_key: [u8; 32],
+    /// The id of the group's key, which seals the point (as `replicore_key_id` gives it).
+    pub key_id: [u8; 16],
+    /// The point's label (the marker's), NUL-terminated UTF-8.
+    pub label: [c_char; REPLICORE_LABEL_CAPACITY],
 }
 
 /// What `replicore_vault_ingest` did.
@@ -124,7 +131,21 @@ fn point_info(p: &RecoveryPoint) -> replicore_point_info {
         merged: p.merged,
         checkpoint: u32::from(p.checkpoint),
         verifying_key: p.verifying_key.0,
+        key_id: p.key_id.0,
+        label: c_label(&p.label),
     }
+}
+
+/// A label as a NUL-terminated C array (cut at a NUL byte, which no C caller can give).
+fn c_label(label: &str) -> [c_char; REPLICORE_LABEL_CAPACITY] {
+    let mut out = [0 as c_char; REPLICORE_LABEL_CAPACITY];
+    for (o, &b) in out[..REPLICORE_LABEL_CAPACITY - 1]
+        .iter_mut()
+        .zip(label.as_bytes().iter().take_while(|&&b| b != 0))
+    {
+        *o = b as c_char;
+    }
+    out
 }
 
 /// Creates a vault in the directory `path` (created if missing; it must be empty) and opens it
@@ -340,7 +361,7 @@ pub unsafe extern "C" fn replicore_vault_select(
 /// # Safety
 ///
 /// `id` is NULL or readable for 32 bytes.
-unsafe fn to_selector(
+pub(crate) unsafe fn to_selector(
     selector: u32,
     time_ns: u64,
     id: *const u8,
@@ -375,88 +396,6 @@ pub(crate) unsafe fn point_id(id: *const u8) -> Result<PointId, handle::Failure>
     let mut a = [0u8; REPLICORE_POINT_ID_LEN];
     a.copy_from_slice(b);
     Ok(PointId(a))
-}
-
-/// Writes disk `disk` of `group` as it was at the point whose id is the 32 bytes at `point_id`
-/// to a new raw image at `out_path` (it must not exist, a symbolic link counting:
-/// `REPLICORE_ERR_ALREADY_EXISTS`; it is created 0600 and appears once complete and synced).
-/// Needs the group's key: every blob and every point's manifests are authenticated (a wrong key
-/// or tampered data is `REPLICORE_ERR_AUTHENTICATION`). Progress counts bytes written.
-///
-/// # Safety
-///
-/// `vault` and `key` are NULL or live handles; strings are NULL or NUL-terminated; `point_id`
-/// is NULL or readable for 32 bytes; `callback` may be called with `user`.
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn replicore_vault_materialize(
-    vault: *const replicore_vault,
-    group: *const c_char,
-    point_id: *const u8,
-    disk: *const c_char,
-    key: *const replicore_key,
-    out_path: *const c_char,
-    callback: replicore_progress_callback,
-    user: *mut c_void,
-) -> replicore_status {
-    run(|| {
-        // SAFETY: per this function's contract (for each call).
-        let vault = unsafe { handle::as_ref(vault, "vault") }?;
-        let group = unsafe { handle::str(group, "group") }?;
-        let point = unsafe { self::point_id(point_id) }?;
-        let disk = unsafe { handle::str(disk, "disk") }?;
-        let key = unsafe { handle::as_ref(key, "key") }?;
-        let out = unsafe { handle::str(out_path, "out_path") }?;
-        with_progress(callback, user, |p| {
-            vault.materialize(group, point, disk, key, out, p)
-        })?;
-        Ok(())
-    })
-}
-
-/// Fails `group` over: writes every disk of the point `selector` picks (as for
-/// `replicore_vault_select`) as `out_dir/<disk>.img` (characters other than letters, digits,
-/// `.`, `_` and `-` in a disk name become `_`), each created 0600; an image already there is
-/// `REPLICORE_ERR_ALREADY_EXISTS` before any is written; `out_dir` is created when missing.
-/// All or nothing: on success every image is published; on any error or a cancellation none
-/// is, nor any temporary file. The number of images goes to `*count_out` unless NULL. Progress
-/// counts bytes written across the disks.
-///
-/// # Safety
-///
-/// As for `replicore_vault_select` and `replicore_vault_materialize`; `count_out` is NULL or
-/// writable.
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn replicore_vault_failover(
-    vault: *const replicore_vault,
-    group: *const c_char,
-    selector: u32,
-    time_ns: u64,
-    id: *const u8,
-    key: *const replicore_key,
-    out_dir: *const c_char,
-    callback: replicore_progress_callback,
-    user: *mut c_void,
-    count_out: *mut u64,
-) -> replicore_status {
-    run(|| {
-        // SAFETY: per this function's contract (for each call).
-        let vault = unsafe { handle::as_ref(vault, "vault") }?;
-        let group = unsafe { handle::str(group, "group") }?;
-        let key = unsafe { handle::as_ref(key, "key") }?;
-        let out_dir = unsafe { handle::str(out_dir, "out_dir") }?;
-        // SAFETY: per this function's contract.
-        let s = unsafe { to_selector(selector, time_ns, id) }?;
-        let written = with_progress(callback, user, |p| {
-            vault.failover(group, s, key, out_dir, p)
-        })?;
-        if !count_out.is_null() {
-            // SAFETY: per this function's contract.
-            *unsafe { handle::out(count_out, "count_out") }? = written.len() as u64;
-        }
-        Ok(())
-    })
 }
 
 /// Checks the vault: without a key (`key` NULL) its structure, every stored byte and every
@@ -496,6 +435,109 @@ pub unsafe extern "C" fn replicore_vault_verify(
             crate::last_error::set(&format!("{}: {}", d.object, d.detail));
         }
         *out = report.damage.len() as u64;
+        Ok(())
+    })
+}
+
+/// Called once per disk by `replicore_vault_disks`, in the group's order, with the disk's name
+/// (valid during the call only) and its size in bytes; return 0 to go on, non-zero to stop
+/// (`REPLICORE_ERR_CANCELLED`).
+#[allow(non_camel_case_types)]
+pub type replicore_disk_callback =
+    Option<unsafe extern "C" fn(user: *mut c_void, name: *const c_char, size: u64) -> c_int>;
+
+/// Lists the disks of `group` at the point whose id is the 32 bytes at `point_id` (or at the
+/// newest point when `point_id` is NULL) through `on_disk` (may be NULL to only count them),
+/// and their number to `*count_out` unless NULL. No such point is `REPLICORE_ERR_NOT_FOUND`.
+///
+/// # Safety
+///
+/// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `point_id` is NULL or
+/// readable for 32 bytes; `on_disk` may be called with `user`; `count_out` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_disks(
+    vault: *const replicore_vault,
+    group: *const c_char,
+    point_id: *const u8,
+    on_disk: replicore_disk_callback,
+    user: *mut c_void,
+    count_out: *mut usize,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let vault = unsafe { handle::as_ref(vault, "vault") }?;
+        let group = unsafe { handle::str(group, "group") }?;
+        let selector = if point_id.is_null() {
+            Selector::Latest
+        } else {
+            // SAFETY: per this function's contract.
+            Selector::Id(unsafe { self::point_id(point_id) }?)
+        };
+        let point = vault.select(group, selector)?;
+        if let Some(cb) = on_disk {
+            for d in &point.disks {
+                let name = CString::new(d.name.as_str()).map_err(|_| {
+                    replicore::Error::corrupt("disk name", None, "it holds a NUL byte")
+                })?;
+                // SAFETY: the caller vouches for the callback and its user pointer.
+                if unsafe { cb(user, name.as_ptr(), d.size) } != 0 {
+                    return Err(replicore::Error::Cancelled {
+                        what: "listing disks (by the callback)".into(),
+                    }
+                    .into());
+                }
+            }
+        }
+        if !count_out.is_null() {
+            // SAFETY: per this function's contract.
+            *unsafe { handle::out(count_out, "count_out") }? = point.disks.len();
+        }
+        Ok(())
+    })
+}
+
+/// Called once per pinned point by `replicore_vault_pins` with the point's id (32 bytes, valid
+/// during the call only); return 0 to go on, non-zero to stop (`REPLICORE_ERR_CANCELLED`).
+#[allow(non_camel_case_types)]
+pub type replicore_pin_callback =
+    Option<unsafe extern "C" fn(user: *mut c_void, point_id: *const u8) -> c_int>;
+
+/// Lists the points of `group` pinned against pruning (`replicore_vault_pin`) through
+/// `on_pin` (may be NULL to only count them), and their number to `*count_out` unless NULL.
+///
+/// # Safety
+///
+/// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `on_pin` may be called
+/// with `user`; `count_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_pins(
+    vault: *const replicore_vault,
+    group: *const c_char,
+    on_pin: replicore_pin_callback,
+    user: *mut c_void,
+    count_out: *mut usize,
+) -> replicore_status {
+    run(|| {
+        // SAFETY: per this function's contract (for each call).
+        let vault = unsafe { handle::as_ref(vault, "vault") }?;
+        let group = unsafe { handle::str(group, "group") }?;
+        let pins = vault.pins(group)?;
+        if let Some(cb) = on_pin {
+            for p in &pins {
+                // SAFETY: the caller vouches for the callback and its user pointer.
+                if unsafe { cb(user, p.0.as_ptr()) } != 0 {
+                    return Err(replicore::Error::Cancelled {
+                        what: "listing pins (by the callback)".into(),
+                    }
+                    .into());
+                }
+            }
+        }
+        if !count_out.is_null() {
+            // SAFETY: per this function's contract.
+            *unsafe { handle::out(count_out, "count_out") }? = pins.len();
+        }
         Ok(())
     })
 }

@@ -131,6 +131,11 @@ fn write_base(
     let cs = options.chunk_size as usize;
     let total: u64 = images.iter().map(|i| i.bytes().len() as u64).sum();
     let mut done = 0u64;
+    if !progress(0, total) {
+        return Err(Error::Cancelled {
+            what: "seed".into(),
+        });
+    }
     let mut writer = BundleWriter::start(out, options.replace)?;
     let mut manifests = Vec::with_capacity(images.len());
     writer.pipelined(key, options.level, |stage| {

@@ -142,6 +142,11 @@ pub fn ship(
         .map(|e| e.len)
         .sum();
     let mut done = 0u64;
+    if !progress(0, total) {
+        return Err(Error::Cancelled {
+            what: "ship".into(),
+        });
+    }
     let mut out = Vec::new();
     let mut head = state.head;
     for (seq, marker, maps) in points {

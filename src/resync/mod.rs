@@ -53,6 +53,10 @@ use crate::error::{Error, Result};
 
 /// A progress callback: `(done, total)` in bytes; return `false` to cancel the operation, which
 /// then fails with [`Cancelled`](crate::ErrorKind::Cancelled). Called on the caller's thread.
+/// Seed, ship, ingest, verify, GC, materialize and failover call it with `(0, total)` before
+/// their work and with `(total, total)` once it is done (a cancellation there is honoured only
+/// where nothing is committed yet: failover's images are not published); what each counts is
+/// in its documentation (failover: the disks' bytes, reported at least every 8 MiB).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64) -> bool;
 
 /// The default chunk size: 64 KiB.

@@ -160,6 +160,9 @@ impl Vault {
         // Copy the live blobs of the packs to rewrite into new packs.
         let total: u64 = rewrite.iter().map(PackPlan::live_bytes).sum();
         let mut done = 0u64;
+        if !progress(0, total) {
+            return Err(Error::Cancelled { what: "gc".into() });
+        }
         let mut out: Option<PackWriter> = None;
         let mut written = Vec::new();
         let mut copied = Vec::new();
@@ -216,6 +219,7 @@ impl Vault {
         let after = self.refreshed_index()?;
         report.packs_after = after.packs.len() as u64;
         report.bytes_after = after.packs.values().map(|p| p.pack_len).sum();
+        progress(total, total);
         Ok(report)
     }
 

@@ -147,7 +147,7 @@ impl Vault {
         let index = self.refreshed_index()?;
         // The signature is checked once the whole bundle read back sound (damage is Corrupt, a
         // forgery Authentication), before anything is published.
-        let packs = stored.write(&self.layout, &bundle, &index, progress, || {
+        let packs = stored.write(&self.layout, &bundle, &index, &mut *progress, || {
             bundle.check_signature(&signer)
         })?;
         let committed = self.commit(&bundle, count);
@@ -159,6 +159,9 @@ impl Vault {
             }
         }
         committed?;
+        // The end, once committed (too late to cancel).
+        let total = bundle.blob_section_len();
+        progress(total, total);
         Ok(Ingested {
             added: true,
             blobs_stored: stored.blobs,
@@ -296,6 +299,11 @@ impl Stored {
     ) -> Result<Vec<PackIndex>> {
         let total = bundle.blob_section_len();
         let mut done = 0u64;
+        if !progress(0, total) {
+            return Err(Error::Cancelled {
+                what: "ingest".into(),
+            });
+        }
         std::thread::scope(|scope| -> Result<Vec<PackIndex>> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Hashed>>(2);
             let writer = scope.spawn(move || -> Result<Vec<PackWriter>> {

@@ -9,7 +9,7 @@ use super::records::{
     In, MIN_RECORD_LEN, RECORD_CHECKPOINT, RECORD_SHIPPED, Record, SignedHashes, check_follows, put,
 };
 use crate::bundle::format::{BundleHeader, BundleKind, DiskManifest, MAX_HEADER_LEN};
-use crate::crypto::VerifyingKey;
+use crate::crypto::{KeyId, VerifyingKey};
 use crate::error::{Error, Result};
 use crate::format::Writer;
 use crate::format::header::{FileKind, PREAMBLE_LEN, Preamble};
@@ -57,6 +57,8 @@ pub struct RecoveryPoint {
     pub checkpoint: bool,
     /// The public key that signed the point (derived from the group's key).
     pub verifying_key: VerifyingKey,
+    /// The id of the key the point's blobs are sealed under (the group's key).
+    pub key_id: KeyId,
     /// Every disk of the group at this point.
     pub disks: Vec<DiskInfo>,
 }
@@ -167,6 +169,7 @@ impl PointFile {
             merged: self.shipped - 1,
             checkpoint: self.checkpoint,
             verifying_key: h.verifying_key,
+            key_id: h.key_id(),
             disks: self.disks.clone(),
         }
     }

@@ -115,6 +115,11 @@ impl Vault {
         }
         let total: u64 = indexes.iter().map(|i| i.pack_len).sum();
         let mut done = 0u64;
+        if !progress(0, total) {
+            return Err(Error::Cancelled {
+                what: "verify".into(),
+            });
+        }
         // Damaged stored copies, by (pack, offset); problems of blobs points read, by id.
         let mut bad_copies: HashMap<(PackId, u64), String> = HashMap::new();
         let mut bad_blobs: HashMap<BlobId, String> = HashMap::new();
@@ -265,6 +270,7 @@ impl Vault {
                 points: affected.remove(&id).unwrap_or_default(),
             });
         }
+        progress(total, total);
         Ok(report)
     }
 

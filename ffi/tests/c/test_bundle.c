@@ -108,17 +108,30 @@ int main(void) {
     CHECK(point == 1);
     CHECK_STATUS(replicore_log_write(log, 0, 0, image + 8192, 70000), REPLICORE_OK);
     CHECK_STATUS(replicore_log_rotate(log, sealedp, &tracker), REPLICORE_OK);
-    CHECK_STATUS(replicore_ship(sealedp, key, statep, outd, on_bundle, on_progress, &seen, &count),
+    /* One user pointer per callback: bundles to `seen`, progress to `ship_progress`. */
+    struct seen ship_progress = {0};
+    int before = seen.progress_calls;
+    CHECK_STATUS(replicore_ship(sealedp, key, statep, outd, on_bundle, &seen, on_progress,
+                                &ship_progress, &count),
                  REPLICORE_OK);
     CHECK(count == 2 && seen.bundles == 2 && seen.last_seq == 2);
+    CHECK(seen.progress_calls == before && ship_progress.progress_calls >= 2);
+    CHECK(ship_progress.bundles == 0);
     CHECK_STATUS(replicore_bundle_verify(seen.last_path, key, &info), REPLICORE_OK);
     CHECK(info.kind == 2 && info.seq == 2 && info.consistency == 1);
+    {
+        /* The bundle names its key: the group key's id and verifying key. */
+        uint8_t kid[16], vk[32];
+        CHECK_STATUS(replicore_key_id(key, kid), REPLICORE_OK);
+        CHECK_STATUS(replicore_key_verifying_key(key, vk), REPLICORE_OK);
+        CHECK(memcmp(info.key_id, kid, 16) == 0 && memcmp(info.verifying_key, vk, 32) == 0);
+    }
     /* The same sealed log again: shipped already (an agent that crashed after shipping), not
      * a resync; nothing changes. */
-    CHECK_STATUS(replicore_ship(sealedp, key, statep, outd, NULL, NULL, NULL, NULL),
+    CHECK_STATUS(replicore_ship(sealedp, key, statep, outd, NULL, NULL, NULL, NULL, NULL),
                  REPLICORE_ERR_ALREADY_EXISTS);
     CHECK(strstr(replicore_last_error_message(), "was shipped") != NULL);
-    CHECK_STATUS(replicore_ship(sealedp, NULL, statep, outd, NULL, NULL, NULL, NULL),
+    CHECK_STATUS(replicore_ship(sealedp, NULL, statep, outd, NULL, NULL, NULL, NULL, NULL),
                  REPLICORE_ERR_NULL_PARAMETER);
 
     /* A damaged bundle. */

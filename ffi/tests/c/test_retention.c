@@ -135,7 +135,7 @@ int main(void) {
         memcpy(models[i], disk, DISK_LEN);
     }
     CHECK_STATUS(replicore_log_rotate(log, sealedp, &tracker), REPLICORE_OK);
-    CHECK_STATUS(replicore_ship(sealedp, key, statep, dir, on_bundle, NULL, &shipped, &count), REPLICORE_OK);
+    CHECK_STATUS(replicore_ship(sealedp, key, statep, dir, on_bundle, &shipped, NULL, NULL, &count), REPLICORE_OK);
     CHECK(count == POINTS);
     CHECK_STATUS(replicore_vault_create(vaultp, &vault), REPLICORE_OK);
     CHECK_STATUS(replicore_vault_ingest(vault, basep, NULL, NULL, NULL), REPLICORE_OK);

@@ -161,7 +161,7 @@ int main(void) {
     CHECK_STATUS(replicore_log_rotate(changelog, sealed, &tracker), REPLICORE_OK);
     struct names shipped = {0};
     uint64_t count = 0;
-    CHECK_STATUS(replicore_ship(sealed, key, statep, dir, on_bundle, NULL, &shipped, &count), REPLICORE_OK);
+    CHECK_STATUS(replicore_ship(sealed, key, statep, dir, on_bundle, &shipped, NULL, NULL, &count), REPLICORE_OK);
     CHECK(count == POINTS && shipped.n == POINTS);
 
     /* Ingest on this thread while three readers work beside it. */

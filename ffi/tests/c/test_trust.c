@@ -52,7 +52,7 @@ static void primary(const char *dir, unsigned char *disk, int points, replicore_
         CHECK_STATUS(replicore_log_mark(log, REPLICORE_MARKER_CRASH, "t", 0, &point), REPLICORE_OK);
     }
     CHECK_STATUS(replicore_log_rotate(log, sealed, &tracker), REPLICORE_OK);
-    CHECK_STATUS(replicore_ship(sealed, *key, statep, dir, collect_bundle_path, NULL, shipped, &count), REPLICORE_OK);
+    CHECK_STATUS(replicore_ship(sealed, *key, statep, dir, collect_bundle_path, shipped, NULL, NULL, &count), REPLICORE_OK);
     CHECK(count == (uint64_t)points);
     *last_seq = point;
     replicore_log_free(log);

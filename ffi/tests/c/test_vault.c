@@ -88,7 +88,7 @@ int main(void) {
     memcpy(data + DATA_LEN - 3, "end", 3);
     CHECK_STATUS(replicore_log_mark(log, REPLICORE_MARKER_APP, "vss", 0, &point), REPLICORE_OK);
     CHECK_STATUS(replicore_log_rotate(log, sealedp, &tracker), REPLICORE_OK);
-    CHECK_STATUS(replicore_ship(sealedp, key, statep, out, collect_bundle_path, NULL, &shipped, &count), REPLICORE_OK);
+    CHECK_STATUS(replicore_ship(sealedp, key, statep, out, collect_bundle_path, &shipped, NULL, NULL, &count), REPLICORE_OK);
     CHECK(count == 2 && shipped.n == 2);
 
     /* Ingest: an incremental before its base is refused; then the chain; again is a no-op. */

@@ -204,6 +204,7 @@ fn point_json(p: &RecoveryPoint) -> Value {
         "merged": p.merged,
         "checkpoint": p.checkpoint,
         "verifying_key": p.verifying_key.to_hex(),
+        "key_id": p.key_id.to_hex(),
     })
 }
 
