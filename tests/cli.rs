@@ -340,7 +340,10 @@ fn the_whole_job_through_the_command_line() {
     };
     let mut args = onto(&t_os).to_vec();
     args.push(t_data.clone());
-    let out = ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), Some(PASS));
+    let out = ok(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(PASS),
+    );
     assert_eq!(out.lines().count(), 2, "{out}");
     let got = std::fs::read(&lun_os).unwrap();
     assert_eq!(&got[..p2_os.len()], &p2_os[..]);

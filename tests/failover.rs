@@ -130,13 +130,28 @@ fn failover_onto_pre_created_files_writes_every_byte_and_keeps_the_tail() {
     assert!(written.iter().all(|m| m.onto_existing));
     assert_eq!(written[0].path, os_t);
     let got = std::fs::read(&os_t).unwrap();
-    assert_eq!(got.len(), model[0].len() + tail.len(), "the size never changes");
-    assert_eq!(&got[..model[0].len()], &model[0][..], "every byte of the disk");
-    assert_eq!(&got[model[0].len()..], &tail[..], "bytes past the disk are kept");
+    assert_eq!(
+        got.len(),
+        model[0].len() + tail.len(),
+        "the size never changes"
+    );
+    assert_eq!(
+        &got[..model[0].len()],
+        &model[0][..],
+        "every byte of the disk"
+    );
+    assert_eq!(
+        &got[model[0].len()..],
+        &tail[..],
+        "bytes past the disk are kept"
+    );
     assert_eq!(std::fs::read(&data_t).unwrap(), model[1]);
     // The data disk is mostly zeros: they were made zero by the file system, not written.
     assert!(written[1].zeroed_bytes > 0, "{:?}", written[1]);
-    assert!(!out.exists(), "no output directory is made when every disk has a target");
+    assert!(
+        !out.exists(),
+        "no output directory is made when every disk has a target"
+    );
 }
 
 #[test]
@@ -331,7 +346,10 @@ fn progress_counts_disk_bytes_at_least_every_8_mib() {
     })
     .unwrap();
     assert_eq!(onto_calls.first(), Some(&(0, big.len() as u64)));
-    assert_eq!(onto_calls.last(), Some(&(big.len() as u64, big.len() as u64)));
+    assert_eq!(
+        onto_calls.last(),
+        Some(&(big.len() as u64, big.len() as u64))
+    );
     let got = std::fs::read(&t).unwrap();
     assert_eq!(&got[..big.len()], &big[..]);
     assert!(got[big.len()..].iter().all(|&b| b == 0xEE));

@@ -79,7 +79,11 @@ fn failover_onto_block_devices() {
     assert_eq!(&os_now[..model[0].len()], &model[0][..]);
     assert_eq!(&os_now[model[0].len()..], &os_bytes[model[0].len()..]);
     let data_now = device_bytes(&data_d.0);
-    assert_eq!(&data_now[..model[1].len()], &model[1][..], "zeros written over 0xA5");
+    assert_eq!(
+        &data_now[..model[1].len()],
+        &model[1][..],
+        "zeros written over 0xA5"
+    );
     assert_eq!(&data_now[model[1].len()..], &data_bytes[model[1].len()..]);
 
     // One sector short of the disk: refused, nothing written.

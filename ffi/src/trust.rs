@@ -114,7 +114,11 @@ pub unsafe extern "C" fn replicore_vault_pinned_key(
             Some(vk) => {
                 // SAFETY: per this function's contract.
                 unsafe {
-                    std::ptr::copy_nonoverlapping(vk.0.as_ptr(), vk_out, REPLICORE_VERIFYING_KEY_LEN)
+                    std::ptr::copy_nonoverlapping(
+                        vk.0.as_ptr(),
+                        vk_out,
+                        REPLICORE_VERIFYING_KEY_LEN,
+                    )
                 };
                 *pinned = 1;
             }

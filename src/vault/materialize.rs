@@ -161,7 +161,8 @@ impl Vault {
         if !report(0) {
             return Err(cancelled());
         }
-        let (written, out) = self.write_disk((point, disk), (map, &hashes), key, out, &mut report)?;
+        let (written, out) =
+            self.write_disk((point, disk), (map, &hashes), key, out, &mut report)?;
         out.commit()?;
         Ok(written)
     }
@@ -479,7 +480,11 @@ impl Vault {
         out.file()
             .sync_all()
             .map_err(|e| Error::io("syncing the image", Some(&path), e))?;
-        let last = if size == 0 { 0 } else { (size - 1) % WINDOW + 1 };
+        let last = if size == 0 {
+            0
+        } else {
+            (size - 1) % WINDOW + 1
+        };
         if !progress(last) {
             return Err(cancelled());
         }
@@ -569,7 +574,12 @@ fn write_windows(
         if let Some(buf) = &w.buf {
             for &(at, n) in &w.runs {
                 let from = (at - w.w0) as usize;
-                write_all_at(out.file(), &buf.as_slice()[from..from + n as usize], at, direct)?;
+                write_all_at(
+                    out.file(),
+                    &buf.as_slice()[from..from + n as usize],
+                    at,
+                    direct,
+                )?;
             }
         }
         if let Out::Onto(onto) = out {
@@ -768,4 +778,3 @@ pub(super) fn authenticate(p: &StoredPoint, key: &Key) -> Result<()> {
     p.file.body()?;
     Ok(())
 }
-

@@ -372,19 +372,14 @@ pub fn failover(a: FailoverArgs) -> CmdResult {
         let (name, path) = t
             .split_once('=')
             .ok_or_else(|| Failure::Usage(format!("--target `{t}`: expected NAME=PATH")))?;
-        options.targets.push((name.to_string(), PathBuf::from(path)));
+        options
+            .targets
+            .push((name.to_string(), PathBuf::from(path)));
     }
     let bar = Bar::new("failover");
     let out_dir = a.out_dir.clone().unwrap_or_default();
     let written = v
-        .failover_with(
-            &a.group,
-            sel,
-            &key,
-            &out_dir,
-            &options,
-            &mut bar.callback(),
-        )
+        .failover_with(&a.group, sel, &key, &out_dir, &options, &mut bar.callback())
         .map_err(forceable)?;
     drop(bar);
     for m in &written {
