@@ -145,7 +145,7 @@ pub(crate) enum Zeroed {
     /// Deallocated (a hole in a file; a discard that guarantees zeros on a block device).
     Discarded,
     /// Zeroed by the file system or the device (unwritten extents; `WRITE ZEROES`).
-    ZeroedOut,
+    WrittenZeroes,
     /// Neither is supported here: the caller writes the zeros.
     Unsupported,
 }
@@ -164,7 +164,7 @@ pub(crate) fn zero_range(file: &File, at: u64, len: u64) -> std::io::Result<Zero
         };
         for (mode, done) in [
             (libc::FALLOC_FL_PUNCH_HOLE, Zeroed::Discarded),
-            (libc::FALLOC_FL_ZERO_RANGE, Zeroed::ZeroedOut),
+            (libc::FALLOC_FL_ZERO_RANGE, Zeroed::WrittenZeroes),
         ] {
             loop {
                 // SAFETY: a system call on a file descriptor `file` owns for the duration of

@@ -93,6 +93,9 @@ fn vault_with_group(dir: &Path) -> (Vault, Group, Vec<Vec<u8>>) {
     (v, g, model)
 }
 
+/// Disks and the targets they go onto.
+type Targets<'a> = Vec<(&'a str, PathBuf)>;
+
 fn onto(targets: &[(&str, &Path)]) -> FailoverOptions {
     FailoverOptions {
         replace: false,
@@ -201,7 +204,7 @@ fn unusable_targets_are_refused_before_anything_is_written() {
     std::fs::write(&big, &before).unwrap();
     let small = dir.path().join("small");
     std::fs::write(&small, noise(model[1].len() - 1, 2)).unwrap();
-    let cases: Vec<(Vec<(&str, PathBuf)>, ErrorKind, &str)> = vec![
+    let cases: Vec<(Targets, ErrorKind, &str)> = vec![
         // One byte short: the disk would not fit.
         (
             vec![("os", big.clone()), ("data", small.clone())],

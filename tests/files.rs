@@ -244,7 +244,10 @@ fn failover_and_materialize_never_write_through_a_link() {
     assert!(e.to_string().contains("data.img"), "{e}");
     assert!(!out.join("os.img").exists());
     // Asked to replace: the link itself is replaced, its target untouched.
-    let replace = FailoverOptions { replace: true };
+    let replace = FailoverOptions {
+        replace: true,
+        ..FailoverOptions::default()
+    };
     let written = vault
         .failover_with("vm-01", Selector::Latest, &g.key, &out, &replace, &mut ok)
         .unwrap();

@@ -106,7 +106,7 @@ impl Onto {
         }
         if self.can_zero {
             match zero_range(&self.file, at, len)? {
-                Zeroed::Discarded | Zeroed::ZeroedOut => {
+                Zeroed::Discarded | Zeroed::WrittenZeroes => {
                     self.discarded += len;
                     return Ok(());
                 }
