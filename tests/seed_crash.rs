@@ -107,8 +107,11 @@ fn seed_with(
 fn child(dir: &Path) {
     let mut out = std::io::stdout();
     let seeded = seed_with(dir, &mut |done, _| {
-        writeln!(out, "progress {done}").unwrap();
-        out.flush().unwrap();
+        // One line per disk read (not the opening report, before any work).
+        if done > 0 {
+            writeln!(out, "progress {done}").unwrap();
+            out.flush().unwrap();
+        }
         true
     })
     .unwrap();
