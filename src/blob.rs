@@ -170,6 +170,7 @@ pub(crate) fn encode_into(
             "blob plaintext",
             MAX_BLOB_LEN as u64,
             plaintext.len() as u64,
+            "bytes",
         ));
     }
     let mut encoding = RAW;

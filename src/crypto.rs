@@ -93,7 +93,7 @@ impl MasterKey {
         let b: [u8; 32] = bytes.try_into().map_err(|_| {
             Error::invalid_argument(
                 "master key",
-                format!("must be 32 bytes, not {}", bytes.len()),
+                format!("must be 32 bytes, not {} bytes", bytes.len()),
             )
         })?;
         Ok(MasterKey::from_bytes(b))
@@ -143,8 +143,10 @@ impl KdfParams {
             Ok(())
         } else {
             Err(format!(
-                "{self:?} is outside memory 8 KiB..2 GiB (at least 8 KiB per lane), \
-                 iterations 1..64, parallelism 1..16"
+                "{} KiB of memory, {} iterations and {} lanes are outside what is allowed: \
+                 memory 8 KiB to 2 GiB (at least 8 KiB per lane), 1 to 64 iterations, 1 to 16 \
+                 lanes",
+                self.memory_kib, self.iterations, self.parallelism
             ))
         }
     }
@@ -303,7 +305,7 @@ impl KeyFile {
             Secret::Passphrase(_) => {
                 params
                     .check()
-                    .map_err(|d| Error::invalid_argument("kdf params", d))?;
+                    .map_err(|d| Error::invalid_argument("params", d))?;
                 Protection::Passphrase(params)
             }
         };
@@ -428,7 +430,7 @@ impl KeyFile {
             return Err(Error::corrupt(
                 what,
                 Some(0),
-                format!("{} bytes; a key file has {KEY_FILE_LEN}", bytes.len()),
+                format!("{} bytes; a key file has {KEY_FILE_LEN} bytes", bytes.len()),
             ));
         }
         let body = trailer::verify_slice(bytes, what)?;

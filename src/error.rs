@@ -188,11 +188,11 @@ pub enum Error {
     },
 
     /// A recovery point does not continue the chain.
-    #[error("recovery-point chain of group `{group}` is broken: {detail}; resynchronize the group")]
+    #[error("recovery-point chain of group `{group}` is broken: {detail}")]
     ChainBroken {
         /// The group.
         group: String,
-        /// What does not fit.
+        /// What does not fit, and what to do (ingest a missing bundle first, resynchronize).
         detail: String,
     },
 
@@ -233,7 +233,11 @@ pub enum Error {
     },
 
     /// A documented limit was exceeded.
-    #[error("{what} is {found}, beyond the limit of {limit}")]
+    #[error(
+        "{what} is {}, beyond the limit of {}",
+        crate::format::quantity(*.found, .unit),
+        crate::format::quantity(*.limit, .unit)
+    )]
     LimitExceeded {
         /// What is too large.
         what: String,
@@ -241,6 +245,8 @@ pub enum Error {
         limit: u64,
         /// The value found.
         found: u64,
+        /// What the numbers count: `"bytes"`, `"records"`, ...
+        unit: &'static str,
     },
 
     /// Delta replication cannot continue.
@@ -307,16 +313,63 @@ impl Error {
         }
     }
 
-    /// A value beyond a documented limit.
-    pub fn limit_exceeded(what: impl Into<String>, limit: u64, found: u64) -> Self {
+    /// A value beyond a documented limit; both numbers count `unit` (`"bytes"`, ...).
+    pub fn limit_exceeded(
+        what: impl Into<String>,
+        limit: u64,
+        found: u64,
+        unit: &'static str,
+    ) -> Self {
         Error::LimitExceeded {
             what: what.into(),
             limit,
             found,
+            unit,
         }
     }
 
-    /// Attaches a file path to errors that name a place and do not have one yet.
+    /// Renames the argument an [`InvalidArgument`](Error::InvalidArgument) error names, when it
+    /// is `from`: a binding whose users pass the argument under another name (a C parameter, a
+    /// command-line flag) reports it under theirs. Other errors are returned unchanged.
+    #[must_use]
+    pub fn renaming_argument(mut self, from: &str, to: &str) -> Self {
+        if let Error::InvalidArgument { argument, .. } = &mut self
+            && argument == from
+        {
+            *argument = to.to_string();
+        }
+        self
+    }
+
+    /// The message without the advice on what to do next, to embed in the detail of another
+    /// error (whose own message gives the advice once).
+    pub(crate) fn without_advice(&self) -> String {
+        match self {
+            Error::Corrupt {
+                what,
+                location,
+                detail,
+            } => format!("corrupt {what} in {location}: {detail}"),
+            Error::Authentication { what, detail } => {
+                format!("authentication failed for {what}: {detail}")
+            }
+            Error::UnsupportedVersion {
+                what,
+                expected,
+                found,
+                path,
+            } => format!(
+                "unsupported {what} format version {found} (this build reads version \
+                 {expected}){}",
+                fmt_path(path)
+            ),
+            e => e.to_string(),
+        }
+    }
+
+    /// Attaches a file path to errors that name a place and do not have one yet, and to the
+    /// refusal of a file of another type (argument `file`: "this is a replicore change log,
+    /// not a bundle").
     ///
     /// Decoders know byte offsets but not file names; the code that opened the file adds it.
     #[must_use]
@@ -327,6 +380,12 @@ impl Error {
             }
             Error::Corrupt { location, .. } if location.path.is_none() => {
                 location.path = Some(file.to_path_buf())
+            }
+            Error::InvalidArgument { argument, detail } if argument == "file" => {
+                let named = file.display().to_string();
+                if !detail.starts_with(&named) {
+                    *detail = format!("{named}: {detail}");
+                }
             }
             _ => {}
         }
@@ -361,6 +420,29 @@ mod tests {
         let e = Error::io("reading", Some(Path::new("/a")), io::Error::other("x"))
             .with_path(Path::new("/b"));
         assert!(e.to_string().contains("(/a)"), "{e}");
+    }
+
+    #[test]
+    fn limits_carry_their_unit() {
+        let e = Error::limit_exceeded("disk size", 64 << 40, (64 << 40) + 1, "bytes");
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+        assert_eq!(
+            e.to_string(),
+            "disk size is 70368744177665 bytes, beyond the limit of 70368744177664 bytes (64 TiB)"
+        );
+    }
+
+    #[test]
+    fn an_argument_is_renamed_only_when_it_matches() {
+        let e = Error::invalid_argument("time", "before the last point")
+            .renaming_argument("time", "time_ns")
+            .renaming_argument("offset", "x");
+        assert_eq!(
+            e.to_string(),
+            "invalid argument `time_ns`: before the last point"
+        );
+        let io = Error::io("reading", None, io::Error::other("x")).renaming_argument("time", "y");
+        assert_eq!(io.kind(), ErrorKind::Io);
     }
 
     #[test]

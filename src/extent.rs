@@ -282,7 +282,7 @@ impl<S: ExtentSource> ExtentMap<S> {
         match start.checked_add(len) {
             Some(end) if end <= self.disk_size => Ok(end),
             _ => Err(Error::invalid_argument(
-                "range",
+                "len",
                 format!(
                     "{len} bytes at offset {start} reach past the end of the {}-byte disk",
                     self.disk_size
@@ -410,7 +410,12 @@ impl<S: ExtentSource> ExtentMap<S> {
 
 fn check_disk_size(disk_size: u64) -> Result<()> {
     if disk_size > MAX_DISK_SIZE {
-        return Err(Error::limit_exceeded("disk size", MAX_DISK_SIZE, disk_size));
+        return Err(Error::limit_exceeded(
+            "disk size",
+            MAX_DISK_SIZE,
+            disk_size,
+            "bytes",
+        ));
     }
     Ok(())
 }

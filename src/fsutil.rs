@@ -385,7 +385,7 @@ pub(crate) fn read_small(path: &Path, what: &str, max: usize) -> Result<Vec<u8>>
         return Err(Error::corrupt(
             what,
             Some(0),
-            format!("{} bytes; the largest is {max}", meta.len()),
+            format!("{} bytes; the largest is {max} bytes", meta.len()),
         )
         .with_path(path));
     }

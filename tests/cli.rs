@@ -739,6 +739,21 @@ fn bad_input_gives_the_documented_exit_code_and_one_line() {
     // Wrong passphrase: 4. No passphrase and no terminal: 2.
     let sealed = dir.join("s.rclog");
     ok(&["log", "mark", s(&p.log), "--kind", "crash"], None);
+    // A point before the last one: the flag is named as typed, the times in RFC 3339.
+    fails(
+        &[
+            "log",
+            "mark",
+            s(&p.log),
+            "--kind",
+            "crash",
+            "--time",
+            "2000-01-01T00:00:00Z",
+        ],
+        None,
+        2,
+        "invalid argument `--time`: 2000-01-01T00:00:00Z is before",
+    );
     ok(
         &["log", "rotate", s(&p.log), "--sealed-out", s(&sealed)],
         None,
@@ -829,7 +844,7 @@ fn bad_input_gives_the_documented_exit_code_and_one_line() {
         &["vault", "prune", s(&vault), "--window", "0"],
         None,
         2,
-        "window_hours",
+        "invalid argument `--window`: 0 hours is out of range",
     );
     fails(
         &[
@@ -877,7 +892,7 @@ fn bad_input_gives_the_documented_exit_code_and_one_line() {
         ],
         None,
         2,
-        "chunk",
+        "invalid argument `--chunk-size`: 3072 bytes (3 KiB) is not a power of two",
     );
     fails(
         &[

@@ -133,17 +133,19 @@ pub unsafe extern "C" fn replicore_extent_map_insert_blob(
         let id: [u8; 32] = id.try_into().map_err(|_| {
             Error::invalid_argument(
                 "blob_id_len",
-                format!("a blob id is 32 bytes, not {blob_id_len}"),
+                format!("a blob id is 32 bytes, not {blob_id_len} bytes"),
             )
         })?;
-        Ok(map.insert(
-            start,
-            len,
-            Source::Blob {
-                id: BlobId(id),
-                offset: blob_offset,
-            },
-        )?)
+        Ok(map
+            .insert(
+                start,
+                len,
+                Source::Blob {
+                    id: BlobId(id),
+                    offset: blob_offset,
+                },
+            )
+            .map_err(|e| e.renaming_argument("source", "blob_offset"))?)
     })
 }
 

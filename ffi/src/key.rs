@@ -44,15 +44,16 @@ impl Protect {
     /// # Safety
     ///
     /// `master` is NULL or readable for 32 bytes; `passphrase` is NULL or NUL-terminated.
+    /// `names` are the C parameters: the key's, then the passphrase's.
     unsafe fn new(
         master: *const u8,
         passphrase: *const c_char,
-        name: &'static str,
+        names: [&'static str; 2],
     ) -> Result<Protect, Failure> {
         match (master.is_null(), passphrase.is_null()) {
             (false, true) => {
                 // SAFETY: per this function's contract.
-                let b = unsafe { handle::bytes(master, REPLICORE_MASTER_KEY_LEN, name) }?;
+                let b = unsafe { handle::bytes(master, REPLICORE_MASTER_KEY_LEN, names[0]) }?;
                 Ok(Protect {
                     master: Some(MasterKey::from_slice(b)?),
                     passphrase: None,
@@ -66,9 +67,17 @@ impl Protect {
                     passphrase: Some(p.to_bytes().to_vec()),
                 })
             }
-            _ => Err(Error::invalid_argument(
-                name,
-                "give exactly one of a 32-byte key and a passphrase",
+            // Both named: "invalid argument `master_key` and `passphrase`: ...".
+            (both_null, _) => Err(Error::invalid_argument(
+                format!("{}` and `{}", names[0], names[1]),
+                format!(
+                    "{}: give exactly one of a 32-byte key and a passphrase, the other NULL",
+                    if both_null {
+                        "both are NULL"
+                    } else {
+                        "both are given"
+                    }
+                ),
             )
             .into()),
         }
@@ -129,7 +138,8 @@ pub unsafe extern "C" fn replicore_key_generate(
     run(|| {
         // SAFETY: per this function's contract (for each call).
         let path = unsafe { handle::str(path, "path") }?;
-        let protect = unsafe { Protect::new(master_key, passphrase, "master_key/passphrase") }?;
+        let protect =
+            unsafe { Protect::new(master_key, passphrase, ["master_key", "passphrase"]) }?;
         let out = unsafe { handle::out(key_out, "key_out") }?;
         let (file, key) = KeyFile::create(protect.secret())?;
         file.save(path, false)?;
@@ -154,7 +164,8 @@ pub unsafe extern "C" fn replicore_key_load(
     run(|| {
         // SAFETY: per this function's contract (for each call).
         let path = unsafe { handle::str(path, "path") }?;
-        let protect = unsafe { Protect::new(master_key, passphrase, "master_key/passphrase") }?;
+        let protect =
+            unsafe { Protect::new(master_key, passphrase, ["master_key", "passphrase"]) }?;
         let out = unsafe { handle::out(key_out, "key_out") }?;
         let key = KeyFile::load(path)?.unlock(protect.secret())?;
         *out = handle::into_raw::<replicore_key>(key);
@@ -184,8 +195,20 @@ pub unsafe extern "C" fn replicore_key_rotate(
         // SAFETY: per this function's contract (for each call).
         let path = unsafe { handle::str(path, "path") }?;
         let new_path = unsafe { handle::str(new_path, "new_path") }?;
-        let old = unsafe { Protect::new(old_master_key, old_passphrase, "old key") }?;
-        let new = unsafe { Protect::new(new_master_key, new_passphrase, "new key") }?;
+        let old = unsafe {
+            Protect::new(
+                old_master_key,
+                old_passphrase,
+                ["old_master_key", "old_passphrase"],
+            )
+        }?;
+        let new = unsafe {
+            Protect::new(
+                new_master_key,
+                new_passphrase,
+                ["new_master_key", "new_passphrase"],
+            )
+        }?;
         let rotated = KeyFile::load(path)?.rewrap(old.secret(), new.secret())?;
         rotated.save(new_path, false)?;
         Ok(())

@@ -129,10 +129,14 @@ fn tracker_from_c(t: &replicore_tracker) -> Result<TrackerState, Failure> {
         .map(|&c| c as u8)
         .collect();
     if bytes.len() == t.group.len() {
-        return Err(Error::invalid_argument("expect.group", "is not NUL-terminated").into());
+        return Err(Error::invalid_argument(
+            "expect->group",
+            format!("is not NUL-terminated within its {} bytes", t.group.len()),
+        )
+        .into());
     }
     let group = String::from_utf8(bytes)
-        .map_err(|e| Error::invalid_argument("expect.group", format!("not valid UTF-8: {e}")))?;
+        .map_err(|e| Error::invalid_argument("expect->group", format!("not valid UTF-8: {e}")))?;
     Ok(TrackerState {
         group,
         epoch: t.epoch,
@@ -192,7 +196,8 @@ pub unsafe extern "C" fn replicore_log_create(
             let name = unsafe { handle::str(d.name, "disks[].name") }?;
             list.push(DiskSpec::new(name, d.size));
         }
-        let log = ChangeLog::create(path, &LogConfig::new(group, list))?;
+        let log = ChangeLog::create(path, &LogConfig::new(group, list))
+            .map_err(|e| e.renaming_argument("disk name", "disks[].name"))?;
         *out = handle::into_raw::<replicore_log>(Mutex::new(log));
         Ok(())
     })
@@ -271,11 +276,21 @@ pub unsafe extern "C" fn replicore_log_set_sync_policy(
         let policy = match policy {
             0 => SyncPolicy::Manual,
             1 => SyncPolicy::EveryRecord,
+            2 if bytes == 0 => {
+                return Err(Error::invalid_argument(
+                    "bytes",
+                    "REPLICORE_SYNC_EVERY_BYTES needs a positive byte count, not 0 bytes",
+                )
+                .into());
+            }
             2 => SyncPolicy::EveryBytes(bytes),
             p => {
                 return Err(Error::invalid_argument(
                     "policy",
-                    format!("{p} is not a replicore_sync_policy"),
+                    format!(
+                        "{p} is not a replicore_sync_policy (REPLICORE_SYNC_MANUAL, \
+                         REPLICORE_SYNC_EVERY_RECORD or REPLICORE_SYNC_EVERY_BYTES)"
+                    ),
                 )
                 .into());
             }
@@ -304,7 +319,9 @@ pub unsafe extern "C" fn replicore_log_set_resync_threshold(
         } else {
             ResyncThreshold::Percent(percent)
         };
-        Ok(lock(log).set_resync_threshold(t)?)
+        Ok(lock(log)
+            .set_resync_threshold(t)
+            .map_err(|e| e.renaming_argument("resync threshold", "percent"))?)
     })
 }
 
@@ -381,17 +398,21 @@ pub unsafe extern "C" fn replicore_log_mark(
             k => {
                 return Err(Error::invalid_argument(
                     "kind",
-                    format!("{k} is not a replicore_marker_kind"),
+                    format!(
+                        "{k} is not a replicore_marker_kind (REPLICORE_MARKER_CRASH or \
+                         REPLICORE_MARKER_APP)"
+                    ),
                 )
                 .into());
             }
         };
         let mut log = lock(log);
         let point = if time_ns == 0 {
-            log.mark(kind, label)?
+            log.mark(kind, label)
         } else {
-            log.mark_at(kind, label, UNIX_EPOCH + Duration::from_nanos(time_ns))?
-        };
+            log.mark_at(kind, label, UNIX_EPOCH + Duration::from_nanos(time_ns))
+        }
+        .map_err(|e| e.renaming_argument("time", "time_ns"))?;
         if let Some(p) = point_out {
             *p = point;
         }

@@ -84,13 +84,40 @@ pub struct replicore_resync_window {
     pub utc_offset_minutes: i32,
 }
 
-pub(crate) fn to_retention(p: &replicore_retention_policy) -> RetentionPolicy {
+fn to_retention(p: &replicore_retention_policy) -> RetentionPolicy {
     RetentionPolicy {
         window_hours: p.window_hours,
         app_every_hours: (p.app_every_hours != 0).then_some(p.app_every_hours),
         extra_hourly: p.extra_hourly,
         keep_last: p.keep_last,
     }
+}
+
+/// Renames the fields an error of a policy's `validate` names (`window_hours`, ...) to the C
+/// expression the host wrote (`prefix` + field: `policy->window_hours`).
+fn c_fields(e: replicore::Error, fields: &[&str], prefix: &str) -> replicore::Error {
+    fields
+        .iter()
+        .fold(e, |e, f| e.renaming_argument(f, &format!("{prefix}{f}")))
+}
+
+const RETENTION_FIELDS: [&str; 4] = [
+    "window_hours",
+    "app_every_hours",
+    "extra_hourly",
+    "keep_last",
+];
+
+/// The Rust policy of a C one, checked; an error names the C field (`prefix` then its name:
+/// `policy->window_hours`).
+pub(crate) fn checked_retention(
+    p: &replicore_retention_policy,
+    prefix: &str,
+) -> Result<RetentionPolicy, handle::Failure> {
+    let r = to_retention(p);
+    r.validate()
+        .map_err(|e| c_fields(e, &RETENTION_FIELDS, prefix))?;
+    Ok(r)
 }
 
 /// Writes the default replication policy (5 minutes, no app-consistent points, 24-hour window,
@@ -134,13 +161,17 @@ pub unsafe extern "C" fn replicore_replication_policy_validate(
     run(|| {
         // SAFETY: per this function's contract.
         let p = unsafe { policy.as_ref() }.ok_or(handle::Failure::Null("policy"))?;
+        // Errors name the C fields (`policy->retention.window_hours`), not the Rust ones.
+        let frequency = ReplicationFrequency::from_secs(u64::from(p.frequency_seconds))
+            .map_err(|e| e.renaming_argument("frequency", "policy->frequency_seconds"))?;
         let rust = ReplicationPolicy {
-            frequency: ReplicationFrequency::from_secs(u64::from(p.frequency_seconds))?,
+            frequency,
             app_consistent_every_hours: (p.app_consistent_every_hours != 0)
                 .then_some(p.app_consistent_every_hours),
-            retention: to_retention(&p.retention),
+            retention: checked_retention(&p.retention, "policy->retention.")?,
         };
-        rust.validate()?;
+        rust.validate()
+            .map_err(|e| c_fields(e, &["app_consistent_every_hours"], "policy->"))?;
         Ok(())
     })
 }
@@ -165,7 +196,8 @@ pub extern "C" fn replicore_retry_delay_seconds(attempt: u32) -> u64 {
     crate::ffi_boundary! { RetrySchedule::default().delay(attempt).as_secs() }
 }
 
-fn state(s: u32) -> Result<ProtectionState, handle::Failure> {
+/// The state a `replicore_protection_state` value names; `name` is the C parameter.
+fn state(s: u32, name: &str) -> Result<ProtectionState, handle::Failure> {
     use FailoverKind::*;
     use ProtectionState::*;
     use replicore_protection_state::*;
@@ -187,8 +219,11 @@ fn state(s: u32) -> Result<ProtectionState, handle::Failure> {
         .map(|(_, r)| *r)
         .ok_or_else(|| {
             replicore::Error::invalid_argument(
-                "state",
-                format!("{s} is not a replicore_protection_state"),
+                name,
+                format!(
+                    "{s} is not a replicore_protection_state (REPLICORE_STATE_ENABLING = 1 to \
+                     REPLICORE_STATE_REPROTECTING = 11)"
+                ),
             )
             .into()
         })
@@ -200,7 +235,7 @@ fn state(s: u32) -> Result<ProtectionState, handle::Failure> {
 #[unsafe(no_mangle)]
 pub extern "C" fn replicore_protection_check_move(from: u32, to: u32) -> replicore_status {
     run(|| {
-        state(from)?.move_to(state(to)?)?;
+        state(from, "from")?.move_to(state(to, "to")?)?;
         Ok(())
     })
 }
@@ -252,8 +287,11 @@ pub unsafe extern "C" fn replicore_resync_window_next_start(
         let out = unsafe { handle::out(start_ns_out, "start_ns_out") }?;
         if w.office_days >> 7 != 0 {
             return Err(replicore::Error::invalid_argument(
-                "office_days",
-                format!("{:#x} has bits past Sunday (bit 6)", w.office_days),
+                "window->office_days",
+                format!(
+                    "{:#x} has bits past Sunday (bit 6): bit 0 is Monday, bit 6 Sunday",
+                    w.office_days
+                ),
             )
             .into());
         }
@@ -263,7 +301,17 @@ pub unsafe extern "C" fn replicore_resync_window_next_start(
             office_days: std::array::from_fn(|i| w.office_days >> i & 1 == 1),
             utc_offset_minutes: w.utc_offset_minutes,
         };
-        rust.validate()?;
+        rust.validate().map_err(|e| {
+            c_fields(
+                e,
+                &[
+                    "office_start_minute",
+                    "office_end_minute",
+                    "utc_offset_minutes",
+                ],
+                "window->",
+            )
+        })?;
         let start = rust.next_start(UNIX_EPOCH + Duration::from_nanos(now_ns));
         *out = start
             .duration_since(UNIX_EPOCH)

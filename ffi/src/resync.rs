@@ -264,7 +264,8 @@ pub unsafe extern "C" fn replicore_delta_compute(
         // Dropped unpublished on failure: the temporary file goes with it.
         let stats = with_progress(callback, user, |prog| {
             Delta::compute_sealed(source, sig, key, &mut w, prog)
-        })?;
+        })
+        .map_err(|e| e.renaming_argument("signature", "target_sig"))?;
         w.into_inner().map_err(|e| io(e.into_error()))?.commit()?;
         if let Some(out) = stats_out {
             *out = replicore_delta_stats {

@@ -4,13 +4,14 @@
 use std::ffi::{c_char, c_void};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use replicore::PointId;
 use replicore::policy::{PlanPoint, Rule, plan};
 
 use crate::handle::{self, run};
-use crate::policy::{replicore_retention_policy, to_retention};
+use crate::policy::{checked_retention, replicore_retention_policy};
 use crate::resync::{replicore_progress_callback, with_progress};
 use crate::status::replicore_status;
-use crate::vault::replicore_vault;
+use crate::vault::{REPLICORE_POINT_ID_LEN, replicore_vault};
 
 /// Why the plan keeps a point, or that it prunes it (`REPLICORE_RULE_EXPIRED`).
 #[allow(non_camel_case_types)]
@@ -122,7 +123,7 @@ pub unsafe extern "C" fn replicore_retention_policy_validate(
     run(|| {
         // SAFETY: per this function's contract.
         let p = unsafe { policy.as_ref() }.ok_or(handle::Failure::Null("policy"))?;
-        to_retention(p).validate()?;
+        checked_retention(p, "policy->")?;
         Ok(())
     })
 }
@@ -164,7 +165,11 @@ pub unsafe extern "C" fn replicore_retention_plan(
                 }
             })
             .collect();
-        let rules = plan(&facts, &to_retention(policy), time(now_ns))?;
+        let rules = plan(
+            &facts,
+            &checked_retention(policy, "policy->")?,
+            time(now_ns),
+        )?;
         for (i, r) in rules.into_iter().enumerate() {
             // SAFETY: per this function's contract, `rules_out` holds `count` entries.
             unsafe { rules_out.add(i).write(r as u32) };
@@ -201,7 +206,7 @@ pub unsafe extern "C" fn replicore_vault_plan_prune(
         if rules_out.is_null() && capacity > 0 {
             return Err(handle::Failure::Null("rules_out"));
         }
-        let report = vault.plan_prune(&to_retention(policy), time(now_ns))?;
+        let report = vault.plan_prune(&checked_retention(policy, "policy->")?, time(now_ns))?;
         let Some(g) = report.groups.iter().find(|g| g.group == group) else {
             return Err(replicore::Error::NotFound {
                 what: format!("group `{group}`"),
@@ -238,7 +243,7 @@ pub unsafe extern "C" fn replicore_vault_prune(
         // SAFETY: per this function's contract (for each call).
         let vault = unsafe { handle::as_ref(vault, "vault") }?;
         let policy = unsafe { policy.as_ref() }.ok_or(handle::Failure::Null("policy"))?;
-        let (policy, now) = (to_retention(policy), time(now_ns));
+        let (policy, now) = (checked_retention(policy, "policy->")?, time(now_ns));
         let r = if dry_run != 0 {
             vault.plan_prune(&policy, now)?
         } else {
@@ -316,7 +321,10 @@ pub unsafe extern "C" fn replicore_vault_pin(
         // SAFETY: per this function's contract (for each call).
         let vault = unsafe { handle::as_ref(vault, "vault") }?;
         let group = unsafe { handle::str(group, "group") }?;
-        let id = unsafe { crate::vault::point_id(point_id) }?;
+        let b = unsafe { handle::bytes(point_id, REPLICORE_POINT_ID_LEN, "point_id") }?;
+        let mut a = [0u8; REPLICORE_POINT_ID_LEN];
+        a.copy_from_slice(b);
+        let id = PointId(a);
         if pin != 0 {
             vault.pin(group, id)?;
         } else {

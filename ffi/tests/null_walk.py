@@ -2,7 +2,8 @@
 """Writes a C program that calls every function of include/replicore.h once for each of its
 pointer arguments, with that argument NULL and every other one valid (live handles of each
 type, zeroed scratch memory, empty strings, zero sizes). The program fails when a call returns
-REPLICORE_ERR_PANIC (a Rust panic caught at the boundary); a crash fails it under ASan.
+REPLICORE_ERR_PANIC (a Rust panic caught at the boundary), or REPLICORE_ERR_NULL_PARAMETER with
+a message that does not name the parameter as the header does; a crash fails it under ASan.
 
     python3 ffi/tests/null_walk.py include/replicore.h > null_walk.c
 """
@@ -58,8 +59,11 @@ def main():
             args = ["NULL" if j == i else value(t, n) for j, (t, n) in enumerate(ps)]
             call = f"{name}({', '.join(args)})"
             what = f"{name} with {ps[i][1]} NULL"
+            # The message can name this parameter only when no other one is NULL (callbacks).
+            alone = all(a != "NULL" for j, a in enumerate(args) if j != i)
+            param = f'"{ps[i][1]}"' if alone else "NULL"
             if ret.strip() == "replicore_status":
-                calls.append(f'    status_of({call}, "{what}");')
+                calls.append(f'    status_of({call}, "{what}", "{name}", {param});')
             else:
                 calls.append(f"    (void){call}; passed++; /* {what} */")
             calls.append("    free_outs();")
@@ -86,10 +90,31 @@ static replicore_key *h_key, *out_key;
 static replicore_signature *h_signature, *out_signature;
 static replicore_extent_map *h_extent_map, *out_extent_map;
 
-static void status_of(replicore_status s, const char *what) {
+/* Calls whose NULL message names another argument than the C parameter (to be fixed):
+ * replicore_vault_materialize reads `point_id` through a helper that names it `id`. */
+static const char *misnamed[][2] = {{"replicore_vault_materialize", "point_id"}, {NULL, NULL}};
+
+/* A NULL argument refused must be named as the header names it: "argument `param` is NULL".
+ * `param` is NULL when another argument is NULL too (a callback), which may be named first. */
+static int names_param(const char *fn, const char *param) {
+    char needle[128];
+    if (param == NULL) return 1;
+    snprintf(needle, sizeof needle, "`%s`", param);
+    if (strstr(replicore_last_error_message(), needle) != NULL) return 1;
+    for (int i = 0; misnamed[i][0] != NULL; i++) {
+        if (strcmp(misnamed[i][0], fn) == 0 && strcmp(misnamed[i][1], param) == 0) return 1;
+    }
+    return 0;
+}
+
+static void status_of(replicore_status s, const char *what, const char *fn, const char *param) {
     if (s == REPLICORE_ERR_PANIC) {
         failed++;
         fprintf(stderr, "%s: a panic crossed the boundary: %s\n", what, replicore_last_error_message());
+    } else if (s == REPLICORE_ERR_NULL_PARAMETER && !names_param(fn, param)) {
+        failed++;
+        fprintf(stderr, "%s: the message does not name `%s`: %s\n", what, param,
+                replicore_last_error_message());
     } else {
         passed++;
     }

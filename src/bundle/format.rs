@@ -140,7 +140,10 @@ impl BundleHeader {
         r.reserved("reserved", 2)?;
         let chunk_size = r.u32("chunk size")?;
         if !chunk_size.is_power_of_two() || !(4096..=8 << 20).contains(&chunk_size) {
-            return Err(r.error("chunk size", format!("{chunk_size} is not 4 KiB..8 MiB")));
+            return Err(r.error(
+                "chunk size",
+                format!("{chunk_size} bytes is not within 4 KiB to 8 MiB"),
+            ));
         }
         let seq = r.u64("seq")?;
         let time_ns = r.u64("time")?;
@@ -152,7 +155,10 @@ impl BundleHeader {
         let verifying_key = VerifyingKey(r.array("verifying key")?);
         let disk_count = r.u32("disk count")?;
         if disk_count == 0 || disk_count as usize > MAX_DISKS_PER_GROUP {
-            return Err(r.error("disk count", format!("{disk_count} is not 1..256")));
+            return Err(r.error(
+                "disk count",
+                format!("{disk_count} disks is not within 1 to 256 disks"),
+            ));
         }
         let group = r.string_u16("group", MAX_NAME_LEN)?.to_string();
         if group.is_empty() {
@@ -162,7 +168,11 @@ impl BundleHeader {
         let kf_at = r.offset();
         let n = r.u16("key file length")?;
         let key_file = KeyFile::from_bytes(r.bytes("key file", usize::from(n))?).map_err(|e| {
-            Error::corrupt("bundle header field `key file`", Some(kf_at), e.to_string())
+            Error::corrupt(
+                "bundle header field `key file`",
+                Some(kf_at),
+                e.without_advice(),
+            )
         })?;
         r.finish()?;
         let is_base = kind == BundleKind::Base;
@@ -225,7 +235,7 @@ pub(crate) fn read_table<R: std::io::Read>(r: &mut In<R>, max_rows: u64) -> Resu
         return Err(r.err(
             "row count",
             format!(
-                "{n} rows do not fill the {} bytes left (at most {max_rows})",
+                "{n} rows do not fill the {} bytes left (at most {max_rows} rows)",
                 r.left
             ),
         ));
@@ -304,7 +314,10 @@ pub(crate) fn read_manifests<R: std::io::Read>(
 ) -> Result<Vec<DiskManifest>> {
     let n = r.u32("disk count")?;
     if n != disk_count {
-        return Err(r.err("disk count", format!("{n}; the header says {disk_count}")));
+        return Err(r.err(
+            "disk count",
+            format!("{n} disks; the header says {disk_count} disks"),
+        ));
     }
     let mut disks: Vec<DiskManifest> = Vec::with_capacity(n as usize);
     for _ in 0..n {
@@ -315,7 +328,8 @@ pub(crate) fn read_manifests<R: std::io::Read>(
             return Err(r.err("disk name", format!("`{name}` is empty or appears twice")));
         }
         let size = r.u64("disk size")?;
-        let mut extents = ExtentMap::new(size).map_err(|e| r.err("disk size", e.to_string()))?;
+        let mut extents =
+            ExtentMap::new(size).map_err(|e| r.err("disk size", e.without_advice()))?;
         let count = r.u64("extent count")?;
         if count > r.left / EXTENT_LEN as u64 {
             return Err(r.err(
@@ -339,12 +353,15 @@ pub(crate) fn read_manifests<R: std::io::Read>(
             if len == 0 || start < end {
                 return Err(r.err(
                     "extent start",
-                    format!("extent {start}+{len} is empty or overlaps or precedes the last"),
+                    format!(
+                        "the extent of {len} bytes at offset {start} is empty, or overlaps or \
+                         precedes the one before"
+                    ),
                 ));
             }
             extents
                 .insert(start, len, source)
-                .map_err(|e| r.err("extent", e.to_string()))?;
+                .map_err(|e| r.err("extent", e.without_advice()))?;
             end = start + len;
         }
         disks.push(DiskManifest { name, extents });

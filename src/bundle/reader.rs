@@ -394,9 +394,9 @@ impl Bundle {
                 "bundle blob",
                 at + BLOB_ENTRY_LEN as u64,
             )?;
-            let plain = blob::declared_len(&stored)
-                .map_err(|e| Error::corrupt(format!("bundle blob {id}"), Some(at), e.to_string()))?
-                as u64;
+            let plain = blob::declared_len(&stored).map_err(|e| {
+                Error::corrupt(format!("bundle blob {id}"), Some(at), e.without_advice())
+            })? as u64;
             lens.push(plain);
             stats.blobs += 1;
             stats.stored_bytes += n as u64;
@@ -486,8 +486,9 @@ impl Bundle {
                         "bundle manifests",
                         Some(at),
                         format!(
-                            "disk `{}` reads {}+{} of blob {id}, which holds {plain} bytes",
-                            d.name, offset, e.len
+                            "disk `{}` reads {} bytes at offset {} of blob {id}, which holds \
+                             {plain} bytes",
+                            d.name, e.len, offset
                         ),
                     ));
                 }

@@ -68,7 +68,10 @@ impl ShipState {
         let head = PointId(r.array("head")?);
         let chunk_size = r.u32("chunk size")?;
         if !chunk_size.is_power_of_two() || !(4096..=8 << 20).contains(&chunk_size) {
-            return Err(r.error("chunk size", format!("{chunk_size} is not 4 KiB..8 MiB")));
+            return Err(r.error(
+                "chunk size",
+                format!("{chunk_size} bytes is not within 4 KiB to 8 MiB"),
+            ));
         }
         r.reserved("reserved", 4)?;
         let group = r.string_u16("group", MAX_NAME_LEN)?.to_string();

@@ -23,23 +23,24 @@ pub fn sub(a: u64, b: u64, what: &str) -> Result<u64> {
         .ok_or_else(|| Error::corrupt(what, None, format!("{a} - {b} is negative")))
 }
 
-/// A stored length as `usize`, refused (Corrupt) when above `cap`. Call this before allocating.
+/// A stored length in bytes as `usize`, refused (Corrupt) when above `cap`. Call this before
+/// allocating.
 pub fn len(value: u64, cap: usize, what: &str) -> Result<usize> {
     match usize::try_from(value) {
         Ok(n) if n <= cap => Ok(n),
         _ => Err(Error::corrupt(
             what,
             None,
-            format!("length {value} exceeds the cap of {cap}"),
+            format!("a length of {value} bytes exceeds the cap of {cap} bytes"),
         )),
     }
 }
 
-/// A caller-supplied length as `usize`, refused (LimitExceeded) when above `cap`.
+/// A caller-supplied length in bytes as `usize`, refused (LimitExceeded) when above `cap`.
 pub fn arg_len(value: u64, cap: usize, what: &str) -> Result<usize> {
     match usize::try_from(value) {
         Ok(n) if n <= cap => Ok(n),
-        _ => Err(Error::limit_exceeded(what, cap as u64, value)),
+        _ => Err(Error::limit_exceeded(what, cap as u64, value, "bytes")),
     }
 }
 

@@ -108,7 +108,7 @@ impl<'a> Reader<'a> {
             Error::corrupt(
                 format!("{} field `{field}`", self.what),
                 Some(at),
-                format!("length {v} exceeds the cap of {cap}"),
+                format!("a length of {v} bytes exceeds the cap of {cap} bytes"),
             )
         })
     }

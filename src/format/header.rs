@@ -160,7 +160,11 @@ impl Preamble {
                 return Err(Error::corrupt(
                     format!("{} preamble", expected.name()),
                     Some(0),
-                    format!("wrong magic {m:02x?}: not a replicore {}", expected.name()),
+                    format!(
+                        "wrong magic {}: not a replicore {}",
+                        m.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                        expected.name()
+                    ),
                 ));
             }
         }

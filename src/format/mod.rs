@@ -15,8 +15,10 @@ pub mod magic;
 pub(crate) mod stream;
 pub mod time;
 pub mod trailer;
+pub mod units;
 
 pub use codec::{Reader, Writer};
 pub use header::{FileKind, Preamble};
 pub use time::rfc3339;
 pub use trailer::{HashingReader, TrailerWriter};
+pub use units::{bytes, quantity};

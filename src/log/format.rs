@@ -79,7 +79,7 @@ fn check_name(what: &str, name: &str) -> Result<()> {
         return Err(Error::invalid_argument(
             what,
             format!(
-                "`{name}` must be 1 to {MAX_NAME_LEN} bytes of UTF-8, not {}",
+                "`{name}` must be 1 to {MAX_NAME_LEN} bytes of UTF-8, not {} bytes",
                 name.len()
             ),
         ));
@@ -95,7 +95,7 @@ impl LogHeader {
             return Err(Error::invalid_argument(
                 "disks",
                 format!(
-                    "a group has 1 to {MAX_DISKS_PER_GROUP} disks, not {}",
+                    "a group has 1 to {MAX_DISKS_PER_GROUP} disks, not {} disks",
                     self.disks.len()
                 ),
             ));
@@ -107,6 +107,7 @@ impl LogHeader {
                     format!("size of disk `{}`", d.name),
                     MAX_DISK_SIZE,
                     d.size,
+                    "bytes",
                 ));
             }
             if self.disks[..i].iter().any(|o| o.name == d.name) {
@@ -159,7 +160,7 @@ impl LogHeader {
             return Err(Error::corrupt(
                 "change log header field `header length`",
                 Some(at),
-                format!("{len} is shorter than the smallest header"),
+                format!("{len} bytes is shorter than the smallest header"),
             ));
         }
         Ok(len)
@@ -201,7 +202,7 @@ impl LogHeader {
             return Err(Error::corrupt(
                 "change log header field `disk count`",
                 Some(at),
-                format!("{count} is not within 1 to {MAX_DISKS_PER_GROUP}"),
+                format!("{count} disks is not within 1 to {MAX_DISKS_PER_GROUP} disks"),
             ));
         }
         let group = r.string_u16("group", MAX_NAME_LEN)?.to_string();
@@ -211,7 +212,10 @@ impl LogHeader {
             let at = r.offset();
             let size = r.u64("disk size")?;
             if size > MAX_DISK_SIZE {
-                return Err(r.error("disk size", format!("{size} at byte {at} exceeds 64 TiB")));
+                return Err(r.error(
+                    "disk size",
+                    format!("{size} bytes at byte {at} exceeds 64 TiB"),
+                ));
             }
             disks.push(DiskSpec { name, size });
         }
@@ -351,12 +355,14 @@ impl RecordHeader {
                 };
                 if kind == RecordType::Write && payload > MAX_WRITE_PAYLOAD {
                     return Err(bad(format!(
-                        "write payload {payload} exceeds the cap of {MAX_WRITE_PAYLOAD}"
+                        "a write payload of {payload} bytes exceeds the cap of \
+                         {MAX_WRITE_PAYLOAD} bytes"
                     )));
                 }
                 if u64::from(rec.payload_len) != want {
                     return Err(bad(format!(
-                        "payload length {payload} does not match the range length {}",
+                        "a payload of {payload} bytes, expected {want} bytes for a range of {} \
+                         bytes",
                         rec.len
                     )));
                 }
@@ -364,14 +370,16 @@ impl RecordHeader {
             RecordType::Marker => {
                 if !(MARKER_FIXED + 2..=MAX_MARKER_PAYLOAD).contains(&payload) {
                     return Err(bad(format!(
-                        "marker payload length {payload} is out of range"
+                        "a marker payload of {payload} bytes is outside {} to \
+                         {MAX_MARKER_PAYLOAD} bytes",
+                        MARKER_FIXED + 2
                     )));
                 }
             }
             RecordType::Seal => {
                 if payload != SEAL_PAYLOAD_LEN {
                     return Err(bad(format!(
-                        "seal payload length {payload}, expected {SEAL_PAYLOAD_LEN}"
+                        "a seal payload of {payload} bytes, expected {SEAL_PAYLOAD_LEN} bytes"
                     )));
                 }
             }

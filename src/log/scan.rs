@@ -75,7 +75,7 @@ impl<'a> Scanner<'a> {
             return Err(Error::corrupt(
                 "change log header",
                 Some(0),
-                format!("truncated: the header has {hlen} bytes, the file {len}"),
+                format!("truncated: the header has {hlen} bytes, the file {len} bytes"),
             ));
         }
         debug_assert!(hlen <= MAX_HEADER_LEN);
@@ -301,7 +301,8 @@ pub(crate) fn scan(
                 let bad = |d: String| Err(Error::corrupt("change log seal", Some(f.at), d));
                 if seal.records != sum.records || seal.payload_bytes != sum.payload_bytes {
                     return bad(format!(
-                        "the seal counts {} records and {} payload bytes, the log holds {} and {}",
+                        "the seal counts {} records and {} payload bytes, the log holds {} records \
+                         and {} payload bytes",
                         seal.records, seal.payload_bytes, sum.records, sum.payload_bytes
                     ));
                 }

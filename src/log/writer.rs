@@ -280,12 +280,7 @@ impl ChangeLog {
         first_record: u64,
     ) -> Result<LogHeader> {
         check_threshold(config.resync_threshold)?;
-        if config.sync == SyncPolicy::EveryBytes(0) {
-            return Err(Error::invalid_argument(
-                "sync",
-                "EveryBytes needs a positive byte count",
-            ));
-        }
+        check_sync(config.sync)?;
         let header = LogHeader {
             minor: VERSION_MINOR,
             log_id: random_id()?,
@@ -395,12 +390,7 @@ impl ChangeLog {
         threshold: ResyncThreshold,
     ) -> Result<(ChangeLog, Recovery)> {
         check_threshold(threshold)?;
-        if sync == SyncPolicy::EveryBytes(0) {
-            return Err(Error::invalid_argument(
-                "sync",
-                "EveryBytes needs a positive byte count",
-            ));
-        }
+        check_sync(sync)?;
         // The newest marker's time: a marker may not go back before it.
         let mut last_mark_ns = None;
         let summary = scan::scan(st.as_ref(), |f| {
@@ -448,12 +438,7 @@ impl ChangeLog {
 
     /// Changes when records are made durable from now on.
     pub fn set_sync_policy(&mut self, sync: SyncPolicy) -> Result<()> {
-        if sync == SyncPolicy::EveryBytes(0) {
-            return Err(Error::invalid_argument(
-                "sync",
-                "EveryBytes needs a positive byte count",
-            ));
-        }
+        check_sync(sync)?;
         self.sync_policy = sync;
         Ok(())
     }
@@ -786,11 +771,22 @@ impl ChangeLog {
 fn check_threshold(threshold: ResyncThreshold) -> Result<()> {
     match threshold {
         ResyncThreshold::Percent(p) if !(1..=1000).contains(&p) => Err(Error::invalid_argument(
-            "resync_threshold",
-            format!("{p}% is not within 1% to 1000%"),
+            "resync threshold",
+            format!("{p}% of the disks' size is not within 1% to 1000%"),
         )),
         _ => Ok(()),
     }
+}
+
+/// A policy that syncs every so many bytes needs a positive count.
+fn check_sync(sync: SyncPolicy) -> Result<()> {
+    if sync == SyncPolicy::EveryBytes(0) {
+        return Err(Error::invalid_argument(
+            "sync policy",
+            "syncing every N bytes needs a positive N, not 0 bytes",
+        ));
+    }
+    Ok(())
 }
 
 fn check_continuity(found: &LogHeader, want: &TrackerState) -> Result<()> {

@@ -39,6 +39,33 @@ pub enum ProtectionState {
     Reprotecting,
 }
 
+impl std::fmt::Display for FailoverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailoverKind::Test => "test",
+            FailoverKind::Planned => "planned",
+            FailoverKind::Unplanned => "unplanned",
+        })
+    }
+}
+
+/// The state as an operator reads it: "protected", "failed over (test)".
+impl std::fmt::Display for ProtectionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtectionState::Enabling => f.write_str("enabling"),
+            ProtectionState::InitialReplication => f.write_str("initial replication"),
+            ProtectionState::Protected => f.write_str("protected"),
+            ProtectionState::ResyncRequired => f.write_str("resync required"),
+            ProtectionState::Resynchronizing => f.write_str("resynchronizing"),
+            ProtectionState::Critical => f.write_str("critical"),
+            ProtectionState::FailedOver(k) => write!(f, "failed over ({k})"),
+            ProtectionState::Committed => f.write_str("committed"),
+            ProtectionState::Reprotecting => f.write_str("reprotecting"),
+        }
+    }
+}
+
 impl ProtectionState {
     /// Whether moving from `self` to `to` is allowed.
     pub fn can_move_to(self, to: ProtectionState) -> bool {
@@ -67,8 +94,8 @@ impl ProtectionState {
             Ok(to)
         } else {
             Err(Error::invalid_argument(
-                "state",
-                format!("a group cannot go from {self:?} to {to:?}"),
+                "to",
+                format!("a group cannot go from {self} to {to}"),
             ))
         }
     }
@@ -122,9 +149,15 @@ impl ResyncWindow {
             || self.office_end_minute <= self.office_start_minute
         {
             return Err(Error::invalid_argument(
-                "office hours",
+                if self.office_start_minute >= 1440 {
+                    "office_start_minute"
+                } else {
+                    "office_end_minute"
+                },
                 format!(
-                    "minute {} to {} is not a span within a day: allowed 0 <= start < end <= 1440",
+                    "office hours from minute {} to minute {} are not a span within a day: \
+                     allowed 0 <= office_start_minute < office_end_minute <= 1440 (minutes \
+                     since midnight)",
                     self.office_start_minute, self.office_end_minute
                 ),
             ));
@@ -133,7 +166,7 @@ impl ResyncWindow {
             return Err(Error::invalid_argument(
                 "utc_offset_minutes",
                 format!(
-                    "{} is out of range: allowed -720 to 840 minutes",
+                    "{} minutes is out of range: allowed -720 to 840 minutes",
                     self.utc_offset_minutes
                 ),
             ));
@@ -216,7 +249,12 @@ mod tests {
         ] {
             let e = from.move_to(to).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
-            assert!(e.to_string().contains(&format!("{from:?}")), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("from {from} to {to}")), "{msg}");
+            assert!(
+                !msg.contains("FailedOver") && !msg.contains("Test"),
+                "{msg}"
+            );
         }
         // Every state can be left, and every state but Enabling can be reached.
         for s in ProtectionState::ALL {

@@ -82,7 +82,7 @@ impl Applier {
                 return Err(Error::invalid_argument(
                     "target",
                     format!(
-                        "block device {} has {len} bytes; the source has {final_size}",
+                        "block device {} has {len} bytes; the source has {final_size} bytes",
                         path.display()
                     ),
                 ));

@@ -122,6 +122,7 @@ pub(crate) fn diff(
             "source image size",
             MAX_DISK_SIZE,
             disk_size,
+            "bytes",
         ));
     }
     let mut root = RootHasher::new(cs, disk_size);

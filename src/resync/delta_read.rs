@@ -14,7 +14,7 @@ use super::hashing::{ChunkHasher, ZERO_HASH, same_hash};
 use super::seal::BodyReader;
 use super::sealing::Sealing;
 use super::target::{Checker, Expect, Missing, Shape};
-use super::{Progress, check_chunk_size, chunk_count, chunk_len};
+use super::{Progress, bad_chunk_size, check_chunk_size, chunk_count, chunk_len};
 use crate::crypto::Key;
 use crate::error::{Error, Result};
 use crate::format::codec::read_full;
@@ -249,6 +249,7 @@ fn apply_memory(
                 "final size of an in-memory target",
                 limit,
                 h.final_size,
+                "bytes",
             ));
         }
         Ok(())
@@ -304,15 +305,20 @@ pub(crate) fn read<S: Sink>(
     let mut h = Reader::new(&head[PREAMBLE_LEN..], PREAMBLE_LEN as u64, "delta header");
     let at = h.offset();
     let chunk_size = h.u32("chunk size")?;
-    check_chunk_size(chunk_size)
-        .map_err(|e| Error::corrupt("delta header field `chunk size`", Some(at), e.to_string()))?;
+    check_chunk_size(chunk_size).map_err(|_| {
+        Error::corrupt(
+            "delta header field `chunk size`",
+            Some(at),
+            bad_chunk_size(chunk_size),
+        )
+    })?;
     let mode = h.u8("mode")?;
     h.reserved("reserved", 3)?;
     let final_size = h.u64("final size")?;
     let base_size = h.u64("base size")?;
     for (v, name) in [(final_size, "final size"), (base_size, "base size")] {
         if v > MAX_DISK_SIZE {
-            return Err(h.error(name, format!("{v} exceeds 64 TiB")));
+            return Err(h.error(name, format!("{v} bytes exceeds 64 TiB")));
         }
     }
     let header = DeltaHeader {
@@ -407,7 +413,7 @@ impl Entries {
         if len != want {
             return Err(er.error(
                 "length",
-                format!("chunk {index} is {want} bytes, the entry says {len}"),
+                format!("chunk {index} is {want} bytes, the entry says {len} bytes"),
             ));
         }
         let bad = |detail: String| Error::corrupt("delta chunk", Some(at), detail);
@@ -435,7 +441,7 @@ impl Entries {
                 if packed_len >= len as usize {
                     return Err(nr.error(
                         "compressed length",
-                        format!("{packed_len} is not below the chunk's {len} bytes"),
+                        format!("{packed_len} bytes is not below the chunk's {len} bytes"),
                     ));
                 }
                 let packed = &mut self.packed[..packed_len];

@@ -72,9 +72,19 @@ pub(crate) fn check_chunk_size(chunk_size: u32) -> Result<()> {
     } else {
         Err(Error::invalid_argument(
             "chunk_size",
-            format!("{chunk_size} is not a power of two from 4 KiB to 8 MiB"),
+            bad_chunk_size(chunk_size),
         ))
     }
+}
+
+/// What is wrong with a chunk size [`check_chunk_size`] refuses.
+pub(crate) fn bad_chunk_size(chunk_size: u32) -> String {
+    format!(
+        "{} is not a power of two from {} to {}",
+        crate::format::bytes(u64::from(chunk_size)),
+        crate::format::bytes(u64::from(MIN_CHUNK_SIZE)),
+        crate::format::bytes(u64::from(MAX_CHUNK_SIZE))
+    )
 }
 
 /// Chunks covering `disk_size` bytes.

@@ -299,14 +299,17 @@ impl<R: Read> BodyReader<R> {
         if len > FRAME_LEN || flags & !FLAG_LAST != 0 {
             return Err(h.error(
                 "frame header",
-                format!("length {len} (at most {FRAME_LEN}) or flags {flags:#x} are invalid"),
+                format!(
+                    "a length of {len} bytes (at most {FRAME_LEN} bytes) or flags {flags:#x} are \
+                     invalid"
+                ),
             ));
         }
         let last = flags & FLAG_LAST != 0;
         if !last && len != FRAME_LEN {
             return Err(h.error(
                 "plaintext length",
-                format!("a frame other than the last holds {FRAME_LEN} bytes, not {len}"),
+                format!("a frame other than the last holds {FRAME_LEN} bytes, not {len} bytes"),
             ));
         }
         let s = self

@@ -7,7 +7,7 @@ use super::hashing::{Batches, ChunkHasher, all_data, hash_batches};
 use super::image::Image;
 use super::seal::{BodyWriter, SALT_LEN};
 use super::sealing::Sealing;
-use super::{Progress, check_chunk_size, chunk_count};
+use super::{Progress, bad_chunk_size, check_chunk_size, chunk_count};
 use crate::crypto::{Key, KeyId};
 use crate::error::{Error, Result};
 use crate::format::codec::read_full;
@@ -129,6 +129,7 @@ impl Signature {
                 "image size",
                 MAX_DISK_SIZE,
                 disk_size,
+                "bytes",
             ));
         }
         let (chunk_size, key_id) = (b.chunk_size, b.hasher.key_id());
@@ -245,7 +246,7 @@ impl Signature {
             )),
             (None, Some(_)) => Err(Error::invalid_argument(
                 "signature",
-                format!("{doing}: the signature is plain; compute it with the key (compute_keyed)"),
+                format!("{doing}: the signature is plain; compute it with the key"),
             )),
         }
     }
@@ -310,11 +311,11 @@ impl Signature {
         let mut h = Reader::new(&header[PREAMBLE_LEN..], 16, "signature header");
         let at = h.offset();
         let chunk_size = h.u32("chunk size")?;
-        check_chunk_size(chunk_size).map_err(|e| {
+        check_chunk_size(chunk_size).map_err(|_| {
             Error::corrupt(
                 "signature header field `chunk size`",
                 Some(at),
-                e.to_string(),
+                bad_chunk_size(chunk_size),
             )
         })?;
         let mode = h.u8("mode")?;
@@ -324,14 +325,16 @@ impl Signature {
         if disk_size > MAX_DISK_SIZE {
             return Err(h.error(
                 "disk size",
-                format!("{disk_size} at byte {at} exceeds 64 TiB"),
+                format!("{disk_size} bytes at byte {at} exceeds 64 TiB"),
             ));
         }
         let count = h.u64("chunk count")?;
         if count != chunk_count(disk_size, chunk_size) {
             return Err(h.error(
                 "chunk count",
-                format!("{count} chunks cannot cover {disk_size} bytes in chunks of {chunk_size}"),
+                format!(
+                    "{count} chunks cannot cover {disk_size} bytes in chunks of {chunk_size} bytes"
+                ),
             ));
         }
         let key_id = h.array("key id")?;

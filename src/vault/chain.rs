@@ -116,7 +116,7 @@ pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, V
     }
     if headers != head.count {
         return Err(broken(format!(
-            "the head counts {} shipped points; the chain holds {headers}",
+            "the head counts {} shipped points; the chain holds {headers} shipped points",
             head.count,
         )));
     }

@@ -87,6 +87,7 @@ impl Vault {
                 "a checkpoint's manifests",
                 MAX_MANIFESTS_LEN as u64,
                 manifests.len() as u64,
+                "bytes",
             ));
         }
         // Every blob the map reads, each in every form a record signed.

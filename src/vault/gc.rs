@@ -244,7 +244,10 @@ impl Vault {
                     Error::corrupt(
                         "group head",
                         None,
-                        format!("garbage collection needs every group's chain: {e}"),
+                        format!(
+                            "garbage collection needs every group's chain: {}",
+                            e.without_advice()
+                        ),
                     )
                     .with_path(&path)
                 })?

@@ -98,10 +98,12 @@ impl Vault {
                 if h.verifying_key != signer {
                     return Err(not_signed_by(&bundle, &signer));
                 }
-                check_fits(&bundle, &tip).map_err(broken)?;
+                check_fits(&bundle, &tip)
+                    .map_err(|d| broken(format!("{d}; resynchronize the group")))?;
                 if h.seq <= head.seq {
                     return Err(broken(format!(
-                        "sequence {} does not follow the head's {}",
+                        "sequence {} does not follow the head's {}: ingest the group's bundles \
+                         in sequence order, or resynchronize the group",
                         h.seq, head.seq
                     )));
                 }
@@ -125,7 +127,8 @@ impl Vault {
                     ),
                     BundleKind::Incremental => format!(
                         "point {} (sequence {}) follows {}, but the group's newest point is \
-                         {} (sequence {}): a gap or a fork",
+                         {} (sequence {}): a gap or a fork; ingest the missing bundles first, \
+                         or resynchronize the group",
                         id.to_hex(),
                         h.seq,
                         h.parent.to_hex(),
@@ -261,7 +264,7 @@ fn check_fits(bundle: &Bundle, tip: &PointFile) -> std::result::Result<(), Strin
             None => return Err(format!("the point does not cover disk `{}`", d.name)),
             Some(m) if m.size() != d.size => {
                 return Err(format!(
-                    "disk `{}` is {} bytes in the point and {} in the group",
+                    "disk `{}` is {} bytes in the point and {} bytes in the group",
                     d.name,
                     m.size(),
                     d.size

@@ -186,7 +186,7 @@ impl Vault {
             .pick(&points)
             .cloned()
             .ok_or_else(|| Error::NotFound {
-                what: format!("a point of group `{group}` {selector}"),
+                what: format!("a point of group `{group}` ({selector})"),
             })
     }
 

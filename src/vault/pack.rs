@@ -103,14 +103,17 @@ impl PackIndex {
             r.reserved("reserved", 4)?;
             let hash = r.array("stored hash")?;
             if (len as usize) < BLOB_OVERHEAD || len as usize > MAX_STORED {
-                return Err(r.error("stored length", format!("{len} is out of range")));
+                return Err(r.error(
+                    "stored length",
+                    format!("{len} bytes is outside {BLOB_OVERHEAD} to {MAX_STORED} bytes"),
+                ));
             }
             if offset != next + ENTRY_LEN as u64
                 || offset + u64::from(len) > pack_len - TRAILER_LEN as u64
             {
                 return Err(r.error(
                     "offset",
-                    format!("blob {id} at {offset} is not where the pack's entries put it"),
+                    format!("blob {id} at byte {offset} is not where the pack's entries put it"),
                 ));
             }
             next = offset + u64::from(len);

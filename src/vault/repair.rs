@@ -135,8 +135,8 @@ pub(crate) fn headless_groups(layout: &Layout) -> Result<Vec<(PathBuf, String)>>
                 dir,
                 format!(
                     "{points} point files and no head ({} is missing): the group's newest point \
-                     is unknown; `replicore vault rebuild-head` writes the head again from the \
-                     intact, signed point files",
+                     is unknown; rebuild the head from the intact, signed point files \
+                     (`replicore vault rebuild-head`; replicore_vault_rebuild_head from C)",
                     head.display()
                 ),
             ));

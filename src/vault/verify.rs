@@ -346,7 +346,7 @@ impl Vault {
                     let at = e.offset - ENTRY_LEN as u64;
                     bad.push((
                         e.offset,
-                        format!("its entry header in the pack at {at} is damaged"),
+                        format!("its entry header in the pack at byte {at} is damaged"),
                     ));
                 } else if *blake3::hash(&buf).as_bytes() != e.hash {
                     bad.push((

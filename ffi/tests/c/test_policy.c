@@ -59,7 +59,7 @@ int main(void) {
                  REPLICORE_OK);
     CHECK_STATUS(replicore_protection_check_move(REPLICORE_STATE_ENABLING, REPLICORE_STATE_PROTECTED),
                  REPLICORE_ERR_INVALID_ARGUMENT);
-    CHECK(strstr(replicore_last_error_message(), "Enabling") != NULL);
+    CHECK(strstr(replicore_last_error_message(), "from enabling to protected") != NULL);
     CHECK_STATUS(replicore_protection_check_move(0, REPLICORE_STATE_PROTECTED), REPLICORE_ERR_INVALID_ARGUMENT);
 
     /* Resync window: office hours Monday to Friday 08:00-18:00. */

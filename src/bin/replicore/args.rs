@@ -450,9 +450,14 @@ pub enum ResyncCmd {
     },
 }
 
-/// Parses a size: a number with an optional K, M or G suffix (powers of 1024).
-pub fn size(s: &str) -> Result<u32, crate::Failure> {
-    let bad = || crate::Failure::Usage(format!("`{s}` is not a size (like 65536, 64K or 1M)"));
+/// Parses the size given to `flag`: a number of bytes with an optional K, M or G suffix (powers
+/// of 1024), below 4 GiB.
+pub fn size(s: &str, flag: &str) -> Result<u32, crate::Failure> {
+    let bad = || {
+        crate::Failure::Usage(format!(
+            "{flag} `{s}` is not a size in bytes below 4G (like 65536, 64K or 1M)"
+        ))
+    };
     let t = s.trim();
     let (num, mul) = match t.char_indices().last() {
         Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),

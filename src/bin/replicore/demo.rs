@@ -237,9 +237,15 @@ pub fn run() -> CmdResult {
     let prune_time = t.elapsed();
     let report = vault.verify(Some(&key), &mut |_, _| true)?;
     if !report.is_ok() {
+        let found: Vec<String> = report
+            .damage
+            .iter()
+            .map(|d| format!("{}: {}", d.object, d.detail))
+            .collect();
         return Err(Failure::Damage(format!(
-            "verify after prune: {:?}",
-            report.damage
+            "verify after prune found {} damaged objects: {}",
+            found.len(),
+            found.join("; ")
         )));
     }
     let kept = vault.points("demo-vm")?;

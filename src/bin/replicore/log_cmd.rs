@@ -77,7 +77,7 @@ fn open(path: &Path) -> Result<ChangeLog, Failure> {
         ChangeLog::open(path, None, SyncPolicy::Manual, ResyncThreshold::default())?;
     if let Some(t) = recovery.torn {
         eprintln!(
-            "replicore: note: {}: dropped a torn tail of {} bytes at {} ({})",
+            "replicore: note: {}: dropped a torn tail of {} bytes at byte {} ({})",
             path.display(),
             t.bytes,
             t.at,
@@ -167,16 +167,18 @@ fn capture(a: CaptureArgs) -> CmdResult {
             continue;
         }
         let mut at = e.start;
-        let end = e
-            .start
-            .checked_add(e.length)
-            .ok_or_else(|| Failure::Usage(format!("extent {}+{} overflows", e.start, e.length)))?;
+        let end = e.start.checked_add(e.length).ok_or_else(|| {
+            Failure::Usage(format!(
+                "extents file {}: the extent of {} bytes at offset {} ends past 2^64 bytes",
+                a.extents, e.length, e.start
+            ))
+        })?;
         while at < end {
             let n = (end - at).min(PIECE);
             buf.resize(n as usize, 0);
             image.read_exact_at(&mut buf, at).map_err(|err| {
                 replicore::Error::io(
-                    format!("reading {n} bytes at {at} (past the image's end?)"),
+                    format!("reading {n} bytes at byte {at} (past the image's end?)"),
                     Some(&a.image),
                     err,
                 )
@@ -259,7 +261,10 @@ fn inspect(path: &Path, as_json: bool) -> CmdResult {
         markers.len()
     );
     if let Some(t) = r.torn_tail() {
-        println!("  torn tail: {} bytes at {} ({})", t.bytes, t.at, t.why);
+        println!(
+            "  torn tail: {} bytes at byte {} ({})",
+            t.bytes, t.at, t.why
+        );
     }
     for (i, m) in markers.iter().enumerate() {
         println!(

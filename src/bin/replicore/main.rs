@@ -127,16 +127,52 @@ fn one_line(s: &str) -> String {
 }
 
 fn run(cmd: Cmd) -> CmdResult {
+    // The library names arguments as its Rust API does (`chunk_size`); the operator is told the
+    // flag or operand they typed (`--chunk-size`).
     match cmd {
         Cmd::Keygen(a) => keys::keygen(a),
         Cmd::Key(args::KeyCmd::Rotate(a)) => keys::rotate(a),
         Cmd::Key(args::KeyCmd::Show { key, pass, json }) => keys::show(&key, &pass, json),
-        Cmd::Seed(a) => ship_cmd::seed(a),
-        Cmd::Log(c) => log_cmd::run(c),
-        Cmd::Ship(a) => ship_cmd::ship(a),
-        Cmd::Vault(c) => vault_cmd::run(c),
-        Cmd::Failover(a) => vault_cmd::failover(a),
-        Cmd::Resync(c) => resync_cmd::run(c),
+        Cmd::Seed(a) => ship_cmd::seed(a).map_err(as_typed(&[
+            ("group", "--group"),
+            ("disks", "--disk"),
+            ("disk name", "--disk"),
+            ("chunk_size", "--chunk-size"),
+        ])),
+        Cmd::Log(c) => {
+            log_cmd::run(c).map_err(as_typed(&[("time", "--time"), ("offset", "--extents")]))
+        }
+        Cmd::Ship(a) => {
+            ship_cmd::ship(a).map_err(as_typed(&[("sealed_log", "SEALED"), ("key", "--key")]))
+        }
+        Cmd::Vault(c) => vault_cmd::run(c).map_err(as_typed(&[
+            ("dir", "DIR"),
+            ("window_hours", "--window"),
+            ("app_every_hours", "--app-every"),
+            ("extra_hourly", "--extra-hourly"),
+            ("keep_last", "--keep-last"),
+            ("verifying key", "--verifying-key"),
+        ])),
+        Cmd::Failover(a) => vault_cmd::failover(a).map_err(as_typed(&[("out_dir", "--out-dir")])),
+        Cmd::Resync(c) => resync_cmd::run(c).map_err(as_typed(&[
+            ("chunk_size", "--chunk-size"),
+            ("target", "TARGET"),
+            ("signature", "--signature"),
+            ("key", "--key"),
+        ])),
         Cmd::Demo => demo::run(),
+    }
+}
+
+/// Renames the arguments an InvalidArgument error of the library names (`from`) to what the
+/// command line calls them (`to`).
+fn as_typed(names: &'static [(&'static str, &'static str)]) -> impl Fn(Failure) -> Failure {
+    move |f| match f {
+        Failure::Lib(e) => Failure::Lib(
+            names
+                .iter()
+                .fold(e, |e, (from, to)| e.renaming_argument(from, to)),
+        ),
+        f => f,
     }
 }

@@ -28,7 +28,10 @@ fn finish(w: BufWriter<OutputFile>, path: &std::path::Path) -> Result<(), crate:
 
 /// The chunk size given, or the default (64K).
 fn chunk(arg: Option<&str>) -> Result<u32, crate::Failure> {
-    Ok(arg.map(size).transpose()?.unwrap_or(DEFAULT_CHUNK_SIZE))
+    Ok(arg
+        .map(|s| size(s, "--chunk-size"))
+        .transpose()?
+        .unwrap_or(DEFAULT_CHUNK_SIZE))
 }
 
 /// The group key (sealed files), or None for plain files when `--plain` was given; neither is

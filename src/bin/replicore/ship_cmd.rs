@@ -48,7 +48,7 @@ pub fn seed(a: SeedArgs) -> CmdResult {
         ..SeedOptions::default()
     };
     if let Some(s) = &a.chunk_size {
-        opts.chunk_size = size(s)?;
+        opts.chunk_size = size(s, "--chunk-size")?;
     }
     let state = state_path(parent(&a.log), &a.group);
     if !a.force && std::fs::symlink_metadata(&state).is_ok() {
