@@ -49,7 +49,7 @@ for t in ffi/tests/c/*.c; do
 done
 # The threaded programs under ThreadSanitizer too, against the shared library: it checks the C
 # side's sharing (the library is not instrumented; its own locking is what the Rust tests check).
-for t in ffi/tests/c/test_threads.c ffi/examples/agent.c; do
+for t in ffi/tests/c/test_threads.c ffi/tests/c/test_host.c ffi/examples/agent.c; do
     name=$(basename "$t" .c)
     echo "== $name: ThreadSanitizer"
     gcc "${cflags[@]}" -Iffi/tests/c -pthread -g -fsanitize=thread "$t" "${shared_libs[@]}" \
