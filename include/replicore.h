@@ -317,9 +317,10 @@ typedef struct replicore_vault replicore_vault;
 typedef int (*replicore_progress_callback)(void *user, uint64_t done, uint64_t total);
 
 // Called once per bundle `replicore_ship` wrote, oldest first, with its path and sequence
-// number; return 0 to go on, non-zero to stop shipping (`REPLICORE_ERR_CANCELLED`; the bundles
-// already reported stay, and the ship state is not advanced). The path is valid during the
-// call only.
+// number, once every bundle is written and synced (before the ship state is saved); return 0
+// to go on, non-zero to stop (`REPLICORE_ERR_CANCELLED`: the ship state is not advanced, and
+// every bundle written stays; shipping the same log again reports them again). The path is
+// valid during the call only.
 typedef int (*replicore_bundle_callback)(void *user, const char *path, uint64_t seq);
 
 // What a bundle holds (from `replicore_bundle_verify`).
@@ -644,9 +645,10 @@ replicore_status replicore_seed(const char *group,
 // `progress_user`. The number of bundles goes to `*count_out` unless NULL. A log the
 // state says was shipped already is `REPLICORE_ERR_ALREADY_EXISTS` ("was shipped": nothing to
 // do, nothing changed); any other log that does not follow the state is
-// `REPLICORE_ERR_RESYNC_REQUIRED`. Bundles are created 0600 and
-// never replace a file: shipping again after a crash before the state was saved finds the
-// bundles already shipped (`REPLICORE_ERR_ALREADY_EXISTS`); remove them and ship again.
+// `REPLICORE_ERR_RESYNC_REQUIRED`. Bundles are created 0600 and never replace a file: shipping
+// again after a crash, a failure or a stop before the state was saved makes the same bundles
+// (sealing is deterministic), keeps those already there and reports them again, and saves the
+// state; a different file at a bundle's path is `REPLICORE_ERR_ALREADY_EXISTS`.
 //
 // # Safety
 //
@@ -1026,6 +1028,9 @@ replicore_status replicore_log_sync(const replicore_log *log);
 // Seals the log into `sealed_path` (which must not exist, a symbolic link counting:
 // `REPLICORE_ERR_ALREADY_EXISTS`) and goes on tracking in the next
 // generation; writes the tracker state to keep from now on to `*tracker_out` unless NULL.
+// Writes after the last mark are closed first by a crash-consistent point labelled
+// "rotation", timed now (or 1 ns after the previous point when the host marked with later
+// times), which ships like any point.
 //
 // # Safety
 //
@@ -1472,18 +1477,20 @@ replicore_status replicore_vault_select(const replicore_vault *vault,
                                         replicore_point_info *info_out);
 
 // Checks the vault: without a key (`key` NULL) its structure, every stored byte and every
-// point's signature; with the group's key, also every blob's decryption. A key that does not
-// open every group of the vault is `REPLICORE_ERR_AUTHENTICATION` (naming the groups), never
-// an OK that checked nothing with it. Damage is not an
+// point's signature; with the group's key, also every blob's decryption. With a key, `group`
+// (may be NULL) names the group the key is for: a key that does not open it (or, when
+// `group` is NULL, every group of the vault) is `REPLICORE_ERR_AUTHENTICATION` (naming the
+// groups), never an OK that checked nothing with it. Damage is not an
 // error: the number of damaged things goes to `*damaged_out` (0 for a sound vault), and the
 // first one's description to the thread's last-error text. Progress counts pack bytes read.
 //
 // # Safety
 //
-// `vault` is NULL or a live vault; `key` is NULL or a live key; `callback` may be called with
-// `user`; `damaged_out` is NULL or writable.
+// `vault` is NULL or a live vault; `key` is NULL or a live key; `group` is NULL or
+// NUL-terminated; `callback` may be called with `user`; `damaged_out` is NULL or writable.
 replicore_status replicore_vault_verify(const replicore_vault *vault,
                                         const replicore_key *key,
+                                        const char *group,
                                         replicore_progress_callback callback,
                                         void *user,
                                         uint64_t *damaged_out);

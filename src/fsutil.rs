@@ -232,6 +232,16 @@ impl AtomicFile {
                 what: format!("{}", path.display()),
             });
         }
+        AtomicFile::start(path, replace)
+    }
+
+    /// As [`create`](Self::create) without replacing, but a file already at `path` is refused
+    /// only when publishing (for a writer that then compares the two).
+    pub fn create_checked_at_commit(path: &Path) -> Result<AtomicFile> {
+        AtomicFile::start(path, false)
+    }
+
+    fn start(path: &Path, replace: bool) -> Result<AtomicFile> {
         remove_stale_temps(path);
         let (file, tmp) = create_temp(path)?;
         Ok(AtomicFile {

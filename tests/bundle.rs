@@ -117,12 +117,32 @@ fn ship_refuses_logs_that_do_not_follow() {
     other.epoch[0] ^= 1;
     let e = ship(&sealed, &g.key, &mut other, &out, &o, &mut ok).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ResyncRequired);
-    // Re-shipping from the state saved before (a crash before it was saved) finds the bundles
-    // it wrote; asked to replace them, it gives the same point ids.
+    // Re-shipping from the state saved before (a crash before it was saved) makes the same
+    // bundles: those already there are kept and reported, the state advances as the first
+    // ship's did, nothing is rewritten.
     let mut again = before.clone();
     let first = g.state.head;
+    let files: Vec<(std::path::PathBuf, Vec<u8>, std::time::SystemTime)> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let m = std::fs::metadata(&p).unwrap().modified().unwrap();
+            (p.clone(), std::fs::read(&p).unwrap(), m)
+        })
+        .collect();
+    let redone = ship(&sealed, &g.key, &mut again, &out, &o, &mut ok).unwrap();
+    assert_eq!(again, g.state);
+    assert_eq!(redone.last().unwrap().point, first);
+    for (p, bytes, modified) in &files {
+        assert_eq!(&std::fs::read(p).unwrap(), bytes);
+        assert_eq!(&std::fs::metadata(p).unwrap().modified().unwrap(), modified);
+    }
+    // Another file where a bundle goes: refused, the state left alone.
+    let mut again = before.clone();
+    std::fs::write(&redone[0].path, b"not this bundle").unwrap();
     let e = ship(&sealed, &g.key, &mut again, &out, &o, &mut ok).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(e.to_string().contains("another bundle"), "{e}");
     assert_eq!(again, before, "a refused ship leaves the state alone");
     let replace = ShipOptions {
         replace: true,

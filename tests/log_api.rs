@@ -414,3 +414,28 @@ fn a_mark_in_the_past_is_refused() {
     );
     log.mark_at(MarkerKind::Crash, "", t(101)).unwrap();
 }
+
+/// A rotation after writes past a point the host dated ahead of this clock (its clock stepped
+/// back, or it marks with its own times) still seals: the point it adds is timed just after
+/// that point, so points keep moving forward (issue 16).
+#[test]
+fn rotation_after_a_point_ahead_of_the_clock_seals() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vm.rclog");
+    let mut log = ChangeLog::create(&path, &config()).unwrap();
+    let ahead = std::time::SystemTime::now() + Duration::from_secs(3600);
+    log.mark_at(MarkerKind::App, "ahead", ahead).unwrap();
+    log.record_write(0, 0, b"after the point").unwrap();
+    let sealed = dir.path().join("sealed.rclog");
+    log.rotate(&sealed).unwrap();
+    let changes = changes_by_point(&LogReader::open(&sealed).unwrap()).unwrap();
+    assert_eq!(changes.points.len(), 2);
+    let (first, second) = (&changes.points[0].marker, &changes.points[1].marker);
+    assert_eq!(second.label, "rotation");
+    assert_eq!(second.time_ns, first.time_ns + 1);
+    // The next points still move forward from there.
+    let e = log
+        .mark_at(MarkerKind::Crash, "", std::time::SystemTime::now())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+}

@@ -15,9 +15,10 @@ use crate::resync::{replicore_progress_callback, with_progress};
 use crate::status::replicore_status;
 
 /// Called once per bundle `replicore_ship` wrote, oldest first, with its path and sequence
-/// number; return 0 to go on, non-zero to stop shipping (`REPLICORE_ERR_CANCELLED`; the bundles
-/// already reported stay, and the ship state is not advanced). The path is valid during the
-/// call only.
+/// number, once every bundle is written and synced (before the ship state is saved); return 0
+/// to go on, non-zero to stop (`REPLICORE_ERR_CANCELLED`: the ship state is not advanced, and
+/// every bundle written stays; shipping the same log again reports them again). The path is
+/// valid during the call only.
 #[allow(non_camel_case_types)]
 pub type replicore_bundle_callback =
     Option<unsafe extern "C" fn(user: *mut c_void, path: *const c_char, seq: u64) -> c_int>;
@@ -94,8 +95,8 @@ pub unsafe extern "C" fn replicore_seed(
         let mut disks = Vec::with_capacity(disk_count);
         for (n, p) in names.iter().zip(paths) {
             // SAFETY: per this function's contract.
-            let n = unsafe { handle::str(*n, "disk_names[i]") }?;
-            let p = unsafe { handle::str(*p, "image_paths[i]") }?;
+            let n = unsafe { handle::str(*n, "disk_names[]") }?;
+            let p = unsafe { handle::str(*p, "image_paths[]") }?;
             disks.push((n, Path::new(p)));
         }
         if Path::new(state_path).symlink_metadata().is_ok() {
@@ -113,7 +114,10 @@ pub unsafe extern "C" fn replicore_seed(
             ..SeedOptions::default()
         };
         let seeded = with_progress(callback, user, |p| {
-            bundle::seed(group, &disks, key, log_path, bundle_path, &options, p)
+            bundle::seed(group, &disks, key, log_path, bundle_path, &options, p).map_err(|e| {
+                e.renaming_argument("disks", "disk_names")
+                    .renaming_argument("disk name", "disk_names[]")
+            })
         })?;
         seeded.state.save(state_path)?;
         if !log_out.is_null() {
@@ -132,9 +136,10 @@ pub unsafe extern "C" fn replicore_seed(
 /// `progress_user`. The number of bundles goes to `*count_out` unless NULL. A log the
 /// state says was shipped already is `REPLICORE_ERR_ALREADY_EXISTS` ("was shipped": nothing to
 /// do, nothing changed); any other log that does not follow the state is
-/// `REPLICORE_ERR_RESYNC_REQUIRED`. Bundles are created 0600 and
-/// never replace a file: shipping again after a crash before the state was saved finds the
-/// bundles already shipped (`REPLICORE_ERR_ALREADY_EXISTS`); remove them and ship again.
+/// `REPLICORE_ERR_RESYNC_REQUIRED`. Bundles are created 0600 and never replace a file: shipping
+/// again after a crash, a failure or a stop before the state was saved makes the same bundles
+/// (sealing is deterministic), keeps those already there and reports them again, and saves the
+/// state; a different file at a bundle's path is `REPLICORE_ERR_ALREADY_EXISTS`.
 ///
 /// # Safety
 ///

@@ -71,7 +71,7 @@ pub unsafe extern "C" fn replicore_vault_materialize(
         // SAFETY: per this function's contract (for each call).
         let vault = unsafe { handle::as_ref(vault, "vault") }?;
         let group = unsafe { handle::str(group, "group") }?;
-        let point = unsafe { self::point_id(point_id) }?;
+        let point = unsafe { self::point_id(point_id, "point_id") }?;
         let disk = unsafe { handle::str(disk, "disk") }?;
         let key = unsafe { handle::as_ref(key, "key") }?;
         let out = unsafe { handle::str(out_path, "out_path") }?;
@@ -109,7 +109,7 @@ pub unsafe extern "C" fn replicore_vault_materialize_onto(
         // SAFETY: per this function's contract (for each call).
         let vault = unsafe { handle::as_ref(vault, "vault") }?;
         let group = unsafe { handle::str(group, "group") }?;
-        let point = unsafe { self::point_id(point_id) }?;
+        let point = unsafe { self::point_id(point_id, "point_id") }?;
         let disk = unsafe { handle::str(disk, "disk") }?;
         let key = unsafe { handle::as_ref(key, "key") }?;
         let target = unsafe { handle::str(target_path, "target_path") }?;

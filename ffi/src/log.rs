@@ -437,6 +437,9 @@ pub unsafe extern "C" fn replicore_log_sync(log: *const replicore_log) -> replic
 /// Seals the log into `sealed_path` (which must not exist, a symbolic link counting:
 /// `REPLICORE_ERR_ALREADY_EXISTS`) and goes on tracking in the next
 /// generation; writes the tracker state to keep from now on to `*tracker_out` unless NULL.
+/// Writes after the last mark are closed first by a crash-consistent point labelled
+/// "rotation", timed now (or 1 ns after the previous point when the host marked with later
+/// times), which ships like any point.
 ///
 /// # Safety
 ///

@@ -374,11 +374,14 @@ pub(crate) unsafe fn to_selector(
             Selector::AtOrBefore(UNIX_EPOCH + Duration::from_nanos(time_ns))
         }
         // SAFETY: per this function's contract.
-        s if s == REPLICORE_SELECT_ID as u32 => Selector::Id(unsafe { point_id(id) }?),
+        s if s == REPLICORE_SELECT_ID as u32 => Selector::Id(unsafe { point_id(id, "id") }?),
         s => {
             return Err(replicore::Error::invalid_argument(
                 "selector",
-                format!("{s} is not a replicore_selector"),
+                format!(
+                    "{s} is not a replicore_selector (REPLICORE_SELECT_LATEST = 1 to \
+                     REPLICORE_SELECT_ID = 4)"
+                ),
             )
             .into());
         }
@@ -390,29 +393,34 @@ pub(crate) unsafe fn to_selector(
 /// # Safety
 ///
 /// `id` is NULL or readable for 32 bytes.
-pub(crate) unsafe fn point_id(id: *const u8) -> Result<PointId, handle::Failure> {
+pub(crate) unsafe fn point_id(
+    id: *const u8,
+    name: &'static str,
+) -> Result<PointId, handle::Failure> {
     // SAFETY: per this function's contract.
-    let b = unsafe { handle::bytes(id, REPLICORE_POINT_ID_LEN, "id") }?;
+    let b = unsafe { handle::bytes(id, REPLICORE_POINT_ID_LEN, name) }?;
     let mut a = [0u8; REPLICORE_POINT_ID_LEN];
     a.copy_from_slice(b);
     Ok(PointId(a))
 }
 
 /// Checks the vault: without a key (`key` NULL) its structure, every stored byte and every
-/// point's signature; with the group's key, also every blob's decryption. A key that does not
-/// open every group of the vault is `REPLICORE_ERR_AUTHENTICATION` (naming the groups), never
-/// an OK that checked nothing with it. Damage is not an
+/// point's signature; with the group's key, also every blob's decryption. With a key, `group`
+/// (may be NULL) names the group the key is for: a key that does not open it (or, when
+/// `group` is NULL, every group of the vault) is `REPLICORE_ERR_AUTHENTICATION` (naming the
+/// groups), never an OK that checked nothing with it. Damage is not an
 /// error: the number of damaged things goes to `*damaged_out` (0 for a sound vault), and the
 /// first one's description to the thread's last-error text. Progress counts pack bytes read.
 ///
 /// # Safety
 ///
-/// `vault` is NULL or a live vault; `key` is NULL or a live key; `callback` may be called with
-/// `user`; `damaged_out` is NULL or writable.
+/// `vault` is NULL or a live vault; `key` is NULL or a live key; `group` is NULL or
+/// NUL-terminated; `callback` may be called with `user`; `damaged_out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn replicore_vault_verify(
     vault: *const replicore_vault,
     key: *const replicore_key,
+    group: *const c_char,
     callback: replicore_progress_callback,
     user: *mut c_void,
     damaged_out: *mut u64,
@@ -427,12 +435,31 @@ pub unsafe extern "C" fn replicore_vault_verify(
             // SAFETY: per this function's contract.
             Some(unsafe { handle::as_ref(key, "key") }?)
         };
+        let group = if group.is_null() {
+            None
+        } else {
+            // SAFETY: per this function's contract.
+            Some(unsafe { handle::str(group, "group") }?)
+        };
+        if let Some(g) = group
+            && !vault.groups()?.iter().any(|h| h == g)
+        {
+            return Err(replicore::Error::NotFound {
+                what: format!("group `{g}` in the vault"),
+            }
+            .into());
+        }
         let report = with_progress(callback, user, |p| vault.verify(key, p))?;
         if key.is_some() {
-            report.check_key_opened(None)?;
+            report.check_key_opened(group)?;
         }
         if let Some(d) = report.damage.first() {
-            crate::last_error::set(&format!("{}: {}", d.object, d.detail));
+            crate::last_error::set(&format!(
+                "{} objects damaged; the first: {}: {}",
+                report.damage.len(),
+                d.object,
+                d.detail
+            ));
         }
         *out = report.damage.len() as u64;
         Ok(())
@@ -472,7 +499,7 @@ pub unsafe extern "C" fn replicore_vault_disks(
             Selector::Latest
         } else {
             // SAFETY: per this function's contract.
-            Selector::Id(unsafe { self::point_id(point_id) }?)
+            Selector::Id(unsafe { self::point_id(point_id, "point_id") }?)
         };
         let point = vault.select(group, selector)?;
         if let Some(cb) = on_disk {

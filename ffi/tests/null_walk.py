@@ -90,9 +90,8 @@ static replicore_key *h_key, *out_key;
 static replicore_signature *h_signature, *out_signature;
 static replicore_extent_map *h_extent_map, *out_extent_map;
 
-/* Calls whose NULL message names another argument than the C parameter (to be fixed):
- * replicore_vault_materialize reads `point_id` through a helper that names it `id`. */
-static const char *misnamed[][2] = {{"replicore_vault_materialize", "point_id"}, {NULL, NULL}};
+/* Calls whose NULL message names another argument than the C parameter (none now). */
+static const char *misnamed[][2] = {{NULL, NULL}};
 
 /* A NULL argument refused must be named as the header names it: "argument `param` is NULL".
  * `param` is NULL when another argument is NULL too (a callback), which may be named first. */

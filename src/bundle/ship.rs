@@ -21,8 +21,8 @@ pub(crate) const BATCH_BYTES: usize = 64 << 20;
 pub struct ShipOptions {
     /// zstd level of the blobs (1 by default; higher shrinks text more, slower).
     pub level: i32,
-    /// Replace a bundle already at a bundle's path (false by default: AlreadyExists). Shipping
-    /// again after a crash before the state was saved writes the same names: pass true then.
+    /// Replace a bundle already at a bundle's path (false by default: a bundle there holding
+    /// the same point is kept and reported as shipped, anything else is AlreadyExists).
     pub replace: bool,
 }
 
@@ -49,9 +49,11 @@ pub fn bundle_file_name(group: &str, seq: u64) -> String {
 /// group's chunk grid, so whole chunks deduplicate with the seed. The log must continue the
 /// chain `state` describes: another tracking session (epoch) or a skipped or repeated
 /// generation is [`ResyncRequired`](crate::ErrorKind::ResyncRequired). Shipping the same log
-/// again (after a crash before `state` was saved) rewrites bundles with the same names and
-/// point ids: a bundle already there is AlreadyExists unless `options.replace`. Bundles are
-/// created 0600.
+/// again after a crash (or a cancellation) before `state` was saved makes the same bundles
+/// (same names, same point ids, byte for byte: sealing is deterministic): one already there
+/// holding the same point is kept and reported again, so a retry simply succeeds; a different
+/// file at a bundle's path is AlreadyExists unless `options.replace`. Bundles are created
+/// 0600.
 pub fn ship(
     sealed_log: impl AsRef<Path>,
     key: &Key,
@@ -152,9 +154,13 @@ pub fn ship(
     for (seq, marker, maps) in points {
         let name = bundle_file_name(&h.group, seq);
         let bundle_path = out_dir.as_ref().join(name);
-        // Re-shipping after a crash (with `replace`) replaces a bundle of the same name (same
-        // point id) once the new one is published.
-        let mut writer = BundleWriter::start(&bundle_path, options.replace)?;
+        // Re-shipping after a crash: with `replace`, the new bundle replaces one of the same
+        // name once published; without, one already there holding the same point is kept.
+        let mut writer = if options.replace {
+            BundleWriter::start(&bundle_path, true)?
+        } else {
+            BundleWriter::start_or_same(&bundle_path)?
+        };
         let mut shipper = PointShipper::new(state.chunk_size);
         let mut disks = Vec::with_capacity(maps.len());
         writer.pipelined(key, options.level, |stage| {

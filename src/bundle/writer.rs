@@ -122,6 +122,8 @@ pub struct BundleWriter {
     plain_bytes: u64,
     /// Bytes written when write-back was last started.
     kicked: u64,
+    /// Whether a bundle already at `path` with the same point id counts as this one.
+    same_ok: bool,
 }
 
 impl BundleWriter {
@@ -134,7 +136,18 @@ impl BundleWriter {
     /// As [`create`](Self::create); `replace` replaces a file already at `path` when this one
     /// is published (until then the old one stays).
     pub(crate) fn start(path: &Path, replace: bool) -> Result<BundleWriter> {
-        let file = AtomicFile::create(path, replace)?;
+        BundleWriter::open(path, AtomicFile::create(path, replace)?, false)
+    }
+
+    /// Starts a bundle at `path` as [`start`](Self::start) does without replacing, except
+    /// that a bundle already there holding the same point (same id: the same signed header,
+    /// hence the same manifests and sealed blobs, which are deterministic) is taken as this one
+    /// when publishing: shipping again what was shipped writes nothing new.
+    pub(crate) fn start_or_same(path: &Path) -> Result<BundleWriter> {
+        BundleWriter::open(path, AtomicFile::create_checked_at_commit(path)?, true)
+    }
+
+    fn open(path: &Path, file: AtomicFile, same_ok: bool) -> Result<BundleWriter> {
         // Gigabytes the host only moves on: written around the page cache where possible.
         let mut out = TrailerWriter::new(DirectWriter::new(file));
         out.write_all(&Preamble::new(FileKind::Bundle, VERSION_MAJOR, VERSION_MINOR).to_bytes())
@@ -146,6 +159,7 @@ impl BundleWriter {
             rows: Vec::new(),
             plain_bytes: 0,
             kicked: 0,
+            same_ok,
         })
     }
 
@@ -285,7 +299,24 @@ impl BundleWriter {
         self.out.write_all(&footer.encode()).map_err(io)?;
         let (buf, _) = self.out.finish().map_err(io)?;
         let file = buf.into_inner().map_err(io)?;
-        file.commit()?;
+        match file.commit() {
+            Ok(()) => {}
+            Err(e) if self.same_ok && e.kind() == crate::ErrorKind::AlreadyExists => {
+                let there = crate::bundle::Bundle::open(&self.path)
+                    .ok()
+                    .map(|b| b.point_id());
+                if there != Some(point) {
+                    return Err(Error::AlreadyExists {
+                        what: format!(
+                            "{} (another bundle, not point {}: move it away)",
+                            self.path.display(),
+                            point.to_hex()
+                        ),
+                    });
+                }
+            }
+            Err(e) => return Err(e),
+        }
         let file_bytes = std::fs::metadata(&self.path)
             .map_err(|e| Error::io("reading the bundle's size", Some(&self.path), e))?
             .len();

@@ -3,7 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::format::{
     DiskSpec, LogHeader, MAX_WRITE_PAYLOAD, Marker, MarkerKind, RECORD_HEADER_LEN, RecordHeader,
@@ -667,7 +667,8 @@ impl ChangeLog {
 
     /// Seals this log into `sealed_path` and goes on tracking in the next generation at the
     /// same path. If the last record is not a marker, a crash-consistent one (labelled
-    /// "rotation") closes the changes first. The sealed log is verified record by record before
+    /// "rotation", timed now or, if the previous point's time is later, 1 ns after it) closes
+    /// the changes first. The sealed log is verified record by record before
     /// the seal is written. Crash safety: see the module docs. A file or symbolic link at
     /// `sealed_path` is AlreadyExists, before anything is done and again, atomically, when the
     /// sealed log is renamed there; the next generation's log is created 0600.
@@ -686,7 +687,18 @@ impl ChangeLog {
             });
         }
         if matches!(self.last_kind, Some(k) if k != RecordType::Marker) {
-            self.mark(MarkerKind::Crash, "rotation")?;
+            // Writes after the last point close as a crash-consistent point now, or just after
+            // that point when the host marked with times ahead of this clock (points move
+            // forward in time; rotation never fails for it).
+            let now = unix_ns(SystemTime::now())?;
+            let at = self
+                .last_mark_ns
+                .map_or(now, |last| now.max(last.saturating_add(1)));
+            self.mark_at(
+                MarkerKind::Crash,
+                "rotation",
+                UNIX_EPOCH + Duration::from_nanos(at),
+            )?;
         }
         self.sync()?;
         let summary = scan::scan(self.st.as_ref(), |_| Ok(())).map_err(|e| e.with_path(&path))?;

@@ -295,7 +295,7 @@ impl Vault {
             progress(done, total)
         };
         if !report(0) {
-            return Err(cancelled());
+            return Err(failover_cancelled(cancelled()));
         }
         // Targets first, then the new images, each written and synced (new ones under their
         // temporary names: a failure or a cancellation drops them, and their temporary files
@@ -313,7 +313,8 @@ impl Vault {
             };
             pending.push((
                 i,
-                self.write_disk((point, disk), (map, &hashes), key, out, &mut report)?,
+                self.write_disk((point, disk), (map, &hashes), key, out, &mut report)
+                    .map_err(failover_cancelled)?,
             ));
         }
         pending.sort_by_key(|(i, _)| *i);
@@ -626,6 +627,16 @@ fn cancelled() -> Error {
     }
 }
 
+/// A cancellation during a failover, named so.
+fn failover_cancelled(e: Error) -> Error {
+    match e {
+        Error::Cancelled { .. } => Error::Cancelled {
+            what: "failover".into(),
+        },
+        e => e,
+    }
+}
+
 /// NotFound for a disk a point lacks, naming the disks it has.
 fn missing_disk(group: &str, disk: &str, maps: &Disks) -> Error {
     let have: Vec<&str> = maps.iter().map(|(n, _)| n.as_str()).collect();
@@ -747,7 +758,7 @@ fn fill(
                         format!("blob {id}"),
                         None,
                         format!(
-                            "a manifest reads {off}+{} of its {} bytes",
+                            "a manifest reads {} bytes at offset {off} of its {} bytes",
                             t.len(),
                             plain.len()
                         ),

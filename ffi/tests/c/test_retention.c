@@ -179,12 +179,12 @@ int main(void) {
     CHECK_STATUS(replicore_vault_points(vault, "vm-r", after, POINTS + 2, &m), REPLICORE_OK);
     CHECK(m == kept);
     CHECK(after[0].kind == 1 && memcmp(after[0].parent, (uint8_t[32]){0}, 32) == 0);
-    CHECK_STATUS(replicore_vault_verify(vault, key, NULL, NULL, &damaged), REPLICORE_OK);
+    CHECK_STATUS(replicore_vault_verify(vault, key, NULL, NULL, NULL, &damaged), REPLICORE_OK);
     CHECK(damaged == 0);
     CHECK_STATUS(replicore_vault_gc(vault, NULL, NULL, &gc), REPLICORE_OK);
     CHECK(gc.bytes_after < gc.bytes_before && gc.blobs_removed > 0 && gc.damaged_packs == 0);
     CHECK(gc.bytes_after >= gc.live_bytes);
-    CHECK_STATUS(replicore_vault_verify(vault, key, NULL, NULL, &damaged), REPLICORE_OK);
+    CHECK_STATUS(replicore_vault_verify(vault, key, NULL, NULL, NULL, &damaged), REPLICORE_OK);
     CHECK(damaged == 0);
 
     /* Every kept point, failed over, is the disk as it was. */

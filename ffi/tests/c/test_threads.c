@@ -107,7 +107,7 @@ static void *reader(void *arg) {
             unlink(out);
         }
         uint64_t damaged = 1;
-        s = replicore_vault_verify(vault, NULL, NULL, NULL, &damaged);
+        s = replicore_vault_verify(vault, NULL, NULL, NULL, NULL, &damaged);
         locked_check(s == REPLICORE_OK && damaged == 0, "verify beside ingest");
         rounds++;
         if (done) break;

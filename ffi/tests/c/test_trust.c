@@ -125,7 +125,7 @@ int main(void) {
     CHECK(compact.bytes_after < compact.bytes_before);
     CHECK_STATUS(replicore_vault_points(vault, "vm-t", points, 8, &n), REPLICORE_OK);
     CHECK(n == 1 && points[0].checkpoint == 1 && points[0].merged == 3);
-    CHECK_STATUS(replicore_vault_verify(vault, key, NULL, NULL, &damaged), REPLICORE_OK);
+    CHECK_STATUS(replicore_vault_verify(vault, key, NULL, NULL, NULL, &damaged), REPLICORE_OK);
     CHECK(damaged == 0);
     CHECK_STATUS(replicore_vault_failover(vault, "vm-t", REPLICORE_SELECT_LATEST, 0, NULL, key, out,
                                           NULL, NULL, &count),
@@ -144,12 +144,12 @@ int main(void) {
         unlink(p);
     }
     if (d) closedir(d);
-    CHECK_STATUS(replicore_vault_verify(vault, NULL, NULL, NULL, &damaged), REPLICORE_OK);
+    CHECK_STATUS(replicore_vault_verify(vault, NULL, NULL, NULL, NULL, &damaged), REPLICORE_OK);
     CHECK(damaged == 1);
     CHECK_STATUS(replicore_vault_rebuild_head(vault, "vm-t", &head), REPLICORE_OK);
     CHECK(head == last_seq);
     CHECK_STATUS(replicore_vault_rebuild_head(vault, "vm-t", &head), REPLICORE_ERR_ALREADY_EXISTS);
-    CHECK_STATUS(replicore_vault_verify(vault, key, NULL, NULL, &damaged), REPLICORE_OK);
+    CHECK_STATUS(replicore_vault_verify(vault, key, NULL, NULL, NULL, &damaged), REPLICORE_OK);
     CHECK(damaged == 0);
 
     /* NULL arguments. */

@@ -154,13 +154,18 @@ int main(void) {
                  REPLICORE_ERR_NULL_PARAMETER);
 
     /* Verify, then flip one byte of a pack. */
-    CHECK_STATUS(replicore_vault_verify(vault, NULL, NULL, NULL, &damaged), REPLICORE_OK);
+    CHECK_STATUS(replicore_vault_verify(vault, NULL, NULL, NULL, NULL, &damaged), REPLICORE_OK);
     CHECK(damaged == 0);
-    CHECK_STATUS(replicore_vault_verify(vault, key, on_progress, NULL, &damaged), REPLICORE_OK);
+    CHECK_STATUS(replicore_vault_verify(vault, key, NULL, on_progress, NULL, &damaged), REPLICORE_OK);
     CHECK(damaged == 0);
     /* Another group's key opens nothing here: an error, not an OK that checked nothing. */
-    CHECK_STATUS(replicore_vault_verify(vault, wrong, NULL, NULL, &damaged), REPLICORE_ERR_AUTHENTICATION);
+    CHECK_STATUS(replicore_vault_verify(vault, wrong, NULL, NULL, NULL, &damaged), REPLICORE_ERR_AUTHENTICATION);
     CHECK(strstr(replicore_last_error_message(), "vm-c") != NULL);
+    CHECK_STATUS(replicore_vault_verify(vault, wrong, "vm-c", NULL, NULL, &damaged), REPLICORE_ERR_AUTHENTICATION);
+    /* Scoped to the key's group. */
+    CHECK_STATUS(replicore_vault_verify(vault, key, "vm-c", NULL, NULL, &damaged), REPLICORE_OK);
+    CHECK(damaged == 0);
+    CHECK_STATUS(replicore_vault_verify(vault, key, "nope", NULL, NULL, &damaged), REPLICORE_ERR_NOT_FOUND);
     {
         char cmd[600];
         snprintf(cmd, sizeof cmd,
@@ -169,10 +174,10 @@ int main(void) {
                  vaultp);
         CHECK(system(cmd) == 0);
     }
-    CHECK_STATUS(replicore_vault_verify(vault, NULL, NULL, NULL, &damaged), REPLICORE_OK);
+    CHECK_STATUS(replicore_vault_verify(vault, NULL, NULL, NULL, NULL, &damaged), REPLICORE_OK);
     CHECK(damaged > 0);
     CHECK(strstr(replicore_last_error_message(), ".rcpack") != NULL || strstr(replicore_last_error_message(), "blob") != NULL);
-    CHECK_STATUS(replicore_vault_verify(NULL, NULL, NULL, NULL, &damaged), REPLICORE_ERR_NULL_PARAMETER);
+    CHECK_STATUS(replicore_vault_verify(NULL, NULL, NULL, NULL, NULL, &damaged), REPLICORE_ERR_NULL_PARAMETER);
     CHECK_STATUS(replicore_vault_ingest(vault, NULL, NULL, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
     CHECK_STATUS(replicore_vault_create(NULL, &again), REPLICORE_ERR_NULL_PARAMETER);
 

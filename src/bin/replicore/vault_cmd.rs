@@ -176,8 +176,10 @@ pub fn run(c: VaultCmd) -> CmdResult {
                 Ok(())
             } else {
                 Err(Failure::Damage(format!(
-                    "{} damaged: {}",
+                    "{} objects damaged; the first: {}: {}; restore from another copy or \
+                     resynchronize the affected groups",
                     r.damage.len(),
+                    r.damage[0].object,
                     r.damage[0].detail
                 )))
             }
@@ -322,7 +324,9 @@ fn selector(v: &Vault, group: &str, s: &str) -> Result<Selector, Failure> {
     Ok(match s {
         "latest" => Selector::Latest,
         "latest-app" => Selector::LatestAppConsistent,
-        _ if s.starts_with("at:") => Selector::AtOrBefore(parse_time(&s[3..], "--point at:")?),
+        _ if s.starts_with("at:") => {
+            Selector::AtOrBefore(parse_time(&s[3..], "--point at:RFC3339")?)
+        }
         _ => {
             if let Some(id) = PointId::from_hex(s) {
                 return Ok(Selector::Id(id));
