@@ -12,6 +12,7 @@
 
 pub(crate) mod format;
 mod reader;
+mod resync_ship;
 mod seed;
 mod ship;
 mod state;
@@ -20,6 +21,7 @@ mod writer;
 pub use format::{BundleHeader, BundleKind, DiskManifest, VERSION_MAJOR};
 pub(crate) use reader::check_sealed;
 pub use reader::{Bundle, BundleStats};
+pub use resync_ship::{ResyncOptions, Resynced, resync_ship};
 pub use seed::{DEFAULT_SEED_CHUNK, SeedOptions, Seeded, seed};
 pub use ship::{ShipOptions, bundle_file_name, ship};
 pub use state::ShipState;

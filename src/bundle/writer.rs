@@ -45,15 +45,26 @@ impl Stage<'_> {
     /// (zero check, id, encoding), so the pool has one task list per batch. Returns each
     /// piece's id in order, `None` for a piece of zeros (stored as no blob).
     pub fn add(&mut self, pieces: &[&[u8]]) -> Result<Vec<Option<BlobId>>> {
+        self.add_unless(pieces, None)
+    }
+
+    /// As [`add`](Self::add), except that a piece whose id is `known[i]` (the id its place
+    /// holds already) is not encoded; its id is still returned. `None` for zeros.
+    pub fn add_unless(
+        &mut self,
+        pieces: &[&[u8]],
+        known: Option<&[[u8; 32]]>,
+    ) -> Result<Vec<Option<BlobId>>> {
         let (seen, key, level, spare) = (&*self.seen, self.key, self.level, self.spare);
         let done: Vec<Option<(BlobId, Option<EncodedBlob>)>> = pieces
             .par_iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
                 if is_zero(p) {
                     return Ok(None);
                 }
                 let id = key.blob_id(p);
-                if seen.contains(&id) {
+                if seen.contains(&id) || known.is_some_and(|k| k[i] == id.0) {
                     return Ok(Some((id, None)));
                 }
                 let buf = spare

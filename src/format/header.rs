@@ -52,11 +52,13 @@ pub enum FileKind {
     ShipState,
     /// A group's pinned verifying key in a vault.
     Trust,
+    /// The chunk ids of a recovery point's disks (`.rcpsig`).
+    PointSignature,
 }
 
 impl FileKind {
     /// Every kind.
-    pub const ALL: [FileKind; 12] = [
+    pub const ALL: [FileKind; 13] = [
         FileKind::ChangeLog,
         FileKind::Bundle,
         FileKind::Signature,
@@ -69,6 +71,7 @@ impl FileKind {
         FileKind::GroupHead,
         FileKind::ShipState,
         FileKind::Trust,
+        FileKind::PointSignature,
     ];
 
     /// The magic this kind's files start with.
@@ -86,6 +89,7 @@ impl FileKind {
             FileKind::GroupHead => magic::GROUP_HEAD,
             FileKind::ShipState => magic::SHIP_STATE,
             FileKind::Trust => magic::TRUST,
+            FileKind::PointSignature => magic::POINT_SIGNATURE,
         }
     }
 

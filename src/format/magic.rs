@@ -33,9 +33,11 @@ pub const GROUP_HEAD: [u8; 8] = *b"\x89RCHED\r\n";
 pub const SHIP_STATE: [u8; 8] = *b"\x89RCSHP\r\n";
 /// A group's pinned verifying key in a vault (`.rctrust`).
 pub const TRUST: [u8; 8] = *b"\x89RCTRU\r\n";
+/// The chunk ids of every disk of a recovery point, for a resync into its chain (`.rcpsig`).
+pub const POINT_SIGNATURE: [u8; 8] = *b"\x89RCPSG\r\n";
 
 /// All magics with their file-type names, for diagnostics and uniqueness tests.
-pub const ALL: [([u8; 8], &str); 12] = [
+pub const ALL: [([u8; 8], &str); 13] = [
     (CHANGE_LOG, "change log"),
     (BUNDLE, "bundle"),
     (SIGNATURE, "signature"),
@@ -48,6 +50,7 @@ pub const ALL: [([u8; 8], &str); 12] = [
     (GROUP_HEAD, "group head"),
     (SHIP_STATE, "ship state"),
     (TRUST, "pinned verifying key"),
+    (POINT_SIGNATURE, "point signature"),
 ];
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ mod delta_read;
 mod hashing;
 #[allow(unsafe_code)] // the memory map: see image.rs
 pub(crate) mod image;
+pub mod point_sig;
 mod seal;
 mod sealing;
 pub(crate) mod signature;

@@ -147,7 +147,7 @@ impl Vault {
         open: impl FnOnce(u64) -> Result<Out>,
     ) -> Result<Materialized> {
         let _lock = self.lock(LockMode::Shared)?;
-        let (maps, hashes) = self.folded(group, point, key)?;
+        let (maps, hashes, _) = self.folded(group, point, key)?;
         let Some((_, map)) = maps.iter().find(|(n, _)| n == disk) else {
             return Err(missing_disk(group, disk, &maps));
         };
@@ -205,7 +205,7 @@ impl Vault {
     ) -> Result<Vec<Materialized>> {
         let point = self.select(group, selector)?.id;
         let _lock = self.lock(LockMode::Shared)?;
-        let (maps, hashes) = self.folded(group, point, key)?;
+        let (maps, hashes, _) = self.folded(group, point, key)?;
         let dir = out_dir.as_ref();
         for (i, (name, _)) in options.targets.iter().enumerate() {
             if !maps.iter().any(|(d, _)| d == name) {
@@ -336,7 +336,13 @@ impl Vault {
     /// Every disk of `group` at `point`: the chain's signed manifests folded, after checking
     /// that every point is signed by `key`'s verifying key; and every blob they carry with its
     /// signed sealed hashes.
-    fn folded(&self, group: &str, point: PointId, key: &Key) -> Result<(Disks, SignedHashes)> {
+    /// Also the point's chunk grid.
+    pub(super) fn folded(
+        &self,
+        group: &str,
+        point: PointId,
+        key: &Key,
+    ) -> Result<(Disks, SignedHashes, u32)> {
         let (_, chain) = chain::load(&self.layout, group, true)?;
         let Some(at) = chain.iter().position(|p| p.file.id() == point) else {
             return Err(Error::NotFound {
@@ -344,6 +350,7 @@ impl Vault {
             });
         };
         let chain = &chain[..=at];
+        let chunk_size = chain[at].file.header.chunk_size;
         let mut folded: Option<Disks> = None;
         let mut hashes = SignedHashes::default();
         for p in chain {
@@ -369,7 +376,7 @@ impl Vault {
                 }
             }
         }
-        Ok((folded.expect("a chain has a base"), hashes))
+        Ok((folded.expect("a chain has a base"), hashes, chunk_size))
     }
 
     /// Writes disk `disk` of `point`, whose map is `map` and whose blobs' signed forms are
@@ -506,7 +513,7 @@ impl Vault {
 
     /// Where each blob `pieces` read is stored in a form its signature covers, with its pack
     /// opened.
-    fn locate(
+    pub(super) fn locate(
         &self,
         pieces: &[Piece],
         hashes: &SignedHashes,
@@ -544,7 +551,7 @@ impl Vault {
 }
 
 /// Every disk of a point by name, with its map.
-type Disks = Vec<(String, ExtentMap<Source>)>;
+pub(super) type Disks = Vec<(String, ExtentMap<Source>)>;
 
 /// Bytes of the image assembled in memory and written together (progress is reported, and
 /// a cancellation seen, at least this often).
@@ -650,12 +657,12 @@ fn missing_disk(group: &str, disk: &str, maps: &Disks) -> Error {
 
 /// A range of the disk read from a blob.
 #[derive(Debug, Clone, Copy)]
-struct Piece {
-    start: u64,
-    len: u64,
-    id: BlobId,
+pub(super) struct Piece {
+    pub start: u64,
+    pub len: u64,
+    pub id: BlobId,
     /// Offset in the blob's plaintext.
-    offset: u64,
+    pub offset: u64,
 }
 
 impl Piece {
@@ -680,9 +687,9 @@ impl Piece {
 type Targets<'a> = Vec<(&'a mut [u8], u64)>;
 
 /// Blob locations and open packs.
-struct Locations {
-    blobs: HashMap<BlobId, (PackId, IndexEntry)>,
-    packs: HashMap<PackId, (File, PathBuf)>,
+pub(super) struct Locations {
+    pub blobs: HashMap<BlobId, (PackId, IndexEntry)>,
+    pub packs: HashMap<PackId, (File, PathBuf)>,
 }
 
 fn writer_gone(out: &Path) -> Error {

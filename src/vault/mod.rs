@@ -47,6 +47,7 @@ mod onto;
 mod pack;
 mod pins;
 mod point;
+mod point_sig;
 mod prune;
 mod records;
 mod repair;

@@ -1,0 +1,166 @@
+//! Resynchronization into the chain (issue 17, part 1): a group whose tracker was lost is
+//! brought back by a point signature taken at the vault and a resync point shipped from the
+//! primary's disks; the vault ingests it like any point, failover gives the disks byte for
+//! byte, and replication goes on from the new log in the same chain.
+//!
+//! Protects: the resync point holds only the chunks that differ (none when nothing changed);
+//! a signature of a point that is no longer the head is refused at ingest (ChainBroken); a
+//! signature read with another key is Authentication, a damaged one Corrupt; a resync run again
+//! after a failure simply works.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use replicore::ErrorKind;
+use replicore::bundle::{ResyncOptions, resync_ship};
+use replicore::log::MarkerKind;
+use replicore::resync::point_sig::PointSignature;
+use replicore::vault::{Selector, Vault};
+
+/// Writes the model's disks as images under `dir`; returns (name, path) pairs.
+fn images(dir: &Path, model: &[Vec<u8>]) -> Vec<(String, PathBuf)> {
+    ["os", "data"]
+        .iter()
+        .zip(model)
+        .map(|(n, bytes)| {
+            let p = dir.join(format!("snap-{n}.img"));
+            std::fs::write(&p, bytes).unwrap();
+            (n.to_string(), p)
+        })
+        .collect()
+}
+
+fn refs(v: &[(String, PathBuf)]) -> Vec<(&str, &Path)> {
+    v.iter().map(|(n, p)| (n.as_str(), p.as_path())).collect()
+}
+
+fn failover_equals(v: &Vault, key: &replicore::crypto::Key, out: &Path, model: &[Vec<u8>]) {
+    v.failover("vm-01", Selector::Latest, key, out, &mut ok)
+        .unwrap();
+    assert_eq!(std::fs::read(out.join("os.img")).unwrap(), model[0]);
+    assert_eq!(std::fs::read(out.join("data.img")).unwrap(), model[1]);
+}
+
+#[test]
+fn a_lost_tracker_is_resynchronized_into_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = seeded(dir.path(), key(7));
+    g.write(0, 70_000, &noise(100_000, 3));
+    g.mark(MarkerKind::Crash, "p1", 60);
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    let mut bundles = vec![g.base.clone()];
+    bundles.extend(g.rotate_and_ship(1));
+    for b in &bundles {
+        v.ingest(b, &mut ok).unwrap();
+    }
+    let base_bytes = std::fs::metadata(&g.base).unwrap().len();
+
+    // The tracker is lost: writes land that no log recorded (one chunk changed, one zeroed).
+    let mut model = g.model.clone();
+    model[0][3 * CS as usize + 10..3 * CS as usize + 5000].copy_from_slice(&noise(4990, 9));
+    model[1][..CS as usize].fill(0);
+
+    // At the vault: the newest point's signature, sealed, through a file.
+    let sig = v
+        .point_signature("vm-01", Selector::Latest, &g.key, &mut ok)
+        .unwrap();
+    assert_eq!(sig.seq, 1);
+    let sig_path = dir.path().join("vm-01.rcpsig");
+    sig.save(&sig_path, &g.key, false).unwrap();
+    assert_eq!(PointSignature::load(&sig_path, &g.key).unwrap(), sig);
+    // Another key: Authentication; one flipped byte: Corrupt.
+    let e = PointSignature::load(&sig_path, &key(8)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+    let mut bytes = std::fs::read(&sig_path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    let bad = dir.path().join("bad.rcpsig");
+    std::fs::write(&bad, &bytes).unwrap();
+    let e = PointSignature::load(&bad, &g.key).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+
+    // At the primary: the resync point from the disks' snapshot, with a new log.
+    let snap = images(dir.path(), &model);
+    let out = dir.path().join("resync-out");
+    std::fs::create_dir(&out).unwrap();
+    let log2 = dir.path().join("vm2.rclog");
+    let r = resync_ship(
+        &sig,
+        &refs(&snap),
+        &g.key,
+        &log2,
+        &out,
+        &ResyncOptions::default(),
+        &mut ok,
+    )
+    .unwrap();
+    assert_eq!(r.bundle.seq, 2);
+    assert_eq!(r.changed_chunks, 2, "one chunk of each disk");
+    // Only the changed chunk's bytes travel (the zeroed one is a zero range, no blob).
+    assert_eq!((r.bundle.blobs, r.bundle.plain_bytes), (1, u64::from(CS)));
+    assert!(r.bundle.file_bytes < base_bytes / 2, "{r:?}");
+    let ingested = v.ingest(&r.bundle.path, &mut ok).unwrap();
+    assert!(ingested.added);
+    failover_equals(&v, &g.key, &dir.path().join("fo-resync"), &model);
+
+    // Replication goes on from the new log and state, in the same chain.
+    let (mut log, mut state) = (r.log, r.state);
+    log.record_write(1, 500, b"after the resync").unwrap();
+    model[1][500..516].copy_from_slice(b"after the resync");
+    log.mark(MarkerKind::App, "p3").unwrap();
+    let sealed = dir.path().join("sealed-r.rclog");
+    log.rotate(&sealed).unwrap();
+    let shipped = replicore::bundle::ship(
+        &sealed,
+        &g.key,
+        &mut state,
+        &out,
+        &replicore::bundle::ShipOptions::default(),
+        &mut ok,
+    )
+    .unwrap();
+    assert_eq!(shipped[0].seq, 3);
+    v.ingest(&shipped[0].path, &mut ok).unwrap();
+    failover_equals(&v, &g.key, &dir.path().join("fo-after"), &model);
+    assert_eq!(v.points("vm-01").unwrap().len(), 4);
+
+    // Nothing changed since: a resync point with no chunk (run again after a failure: the
+    // log and bundle of the failed run are replaced; the old log's handle is closed first).
+    drop(log);
+    let sig = v
+        .point_signature("vm-01", Selector::Latest, &g.key, &mut ok)
+        .unwrap();
+    let snap = images(dir.path(), &model);
+    let again = ResyncOptions {
+        replace: true,
+        ..ResyncOptions::default()
+    };
+    let r = resync_ship(&sig, &refs(&snap), &g.key, &log2, &out, &again, &mut ok).unwrap();
+    assert_eq!((r.changed_chunks, r.bundle.blobs), (0, 0));
+    let stale = sig;
+    v.ingest(&r.bundle.path, &mut ok).unwrap();
+    failover_equals(&v, &g.key, &dir.path().join("fo-same"), &model);
+
+    // A signature of a point that is no longer the head: the resync point does not follow.
+    drop(r.log);
+    let out2 = dir.path().join("stale-out");
+    std::fs::create_dir(&out2).unwrap();
+    let r = resync_ship(&stale, &refs(&snap), &g.key, &log2, &out2, &again, &mut ok).unwrap();
+    let e = v.ingest(&r.bundle.path, &mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ChainBroken, "{e}");
+    // Disks that do not match the signature: refused before anything is written.
+    let e = resync_ship(
+        &stale,
+        &refs(&snap[..1]),
+        &g.key,
+        dir.path().join("x.rclog"),
+        &out2,
+        &ResyncOptions::default(),
+        &mut ok,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(!dir.path().join("x.rclog").exists());
+}
