@@ -250,7 +250,11 @@ pub enum Error {
     },
 
     /// Delta replication cannot continue.
-    #[error("resynchronization required: {reason}; run a full resync of the group")]
+    #[error(
+        "resynchronization required: {reason}; resynchronize the group into its chain (a point \
+         signature of its newest point from the vault, `replicore vault signature`, then \
+         `replicore resync ship` of the disks from a snapshot)"
+    )]
     ResyncRequired {
         /// Why.
         reason: String,

@@ -1074,3 +1074,92 @@ fn every_output_verb_refuses_an_existing_output_unless_forced() {
     ];
     refuses_then_forced(&args, None, &delta);
 }
+
+/// A resync into the chain through the command line (issue 17): the tracker lost, the vault's
+/// point signature, `resync ship` of the disks, ingest, failover equals the disks; the wrong
+/// group is a usage error.
+#[test]
+fn a_group_resyncs_into_its_chain_through_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = primary(tmp.path());
+    let vault = tmp.path().join("vault");
+    ok(&["vault", "init", s(&vault)], None);
+    ok(
+        &[
+            "vault",
+            "ingest",
+            s(&vault),
+            s(&tmp.path().join("base.rcb")),
+        ],
+        None,
+    );
+    // Writes no log saw.
+    patch(&p.os, 70_000, &common::noise(5000, 4));
+    patch(&p.data, 0, b"rewritten while nothing tracked");
+    let sig = tmp.path().join("vm1.rcpsig");
+    let out = ok(
+        &[
+            "vault",
+            "signature",
+            s(&vault),
+            "--group",
+            "vm 1",
+            "--key",
+            s(&p.key),
+            "--out",
+            s(&sig),
+        ],
+        Some(PASS),
+    );
+    assert_eq!(out.trim(), s(&sig));
+    let disks = seed_disks(&p);
+    let outbox = tmp.path().join("outbox");
+    let log2 = tmp.path().join("vm-2.rclog");
+    let args = |group: &'static str| {
+        [
+            "resync",
+            "ship",
+            "--key",
+            s(&p.key),
+            "--signature",
+            s(&sig),
+            "--group",
+            group,
+            "--disk",
+            &disks[0],
+            "--disk",
+            &disks[1],
+            "--log",
+            s(&log2),
+            "--out-dir",
+            s(&outbox),
+        ]
+        .map(str::to_string)
+    };
+    let a = args("vm 2");
+    fails(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(PASS),
+        2,
+        "not `vm 2`",
+    );
+    let a = args("vm 1");
+    let bundle = ok(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(PASS),
+    );
+    ok(&["vault", "ingest", s(&vault), bundle.trim()], None);
+    let fo = tmp.path().join("fo");
+    ok(&failover_latest(&vault, &p.key, &fo), Some(PASS));
+    assert_eq!(
+        std::fs::read(fo.join("os.img")).unwrap(),
+        std::fs::read(&p.os).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(fo.join("data.img")).unwrap(),
+        std::fs::read(&p.data).unwrap()
+    );
+    // The ship state beside the new log continues the chain: sequence 2 next.
+    let st = replicore::bundle::ShipState::load(tmp.path().join("vm_1.rcship")).unwrap();
+    assert_eq!(st.next_seq, 2);
+}

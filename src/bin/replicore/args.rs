@@ -293,6 +293,30 @@ pub enum VaultCmd {
         #[command(flatten)]
         pass: Passphrase,
     },
+    /// Takes the point signature of a group's point (the newest by default), for a resync into
+    /// the chain at the primary (`replicore resync ship`): keyed chunk ids, sealed with the
+    /// group's key, bound to the point.
+    Signature {
+        /// The vault.
+        dir: PathBuf,
+        /// The group.
+        #[arg(long, value_name = "NAME")]
+        group: String,
+        /// The group's key file.
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        pass: Passphrase,
+        /// latest (the default: a resync continues the newest point), or a point id.
+        #[arg(long, value_name = "POINT", default_value = "latest")]
+        point: String,
+        /// The point signature to write (created 0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace an existing file at --out.
+        #[arg(long)]
+        force: bool,
+    },
     /// Writes a lost or damaged group head again from the intact, signed point files.
     RebuildHead {
         /// The vault.
@@ -437,6 +461,35 @@ pub enum ResyncCmd {
         delta: PathBuf,
         #[command(flatten)]
         sealing: Sealing,
+    },
+    /// Resynchronizes a group into its chain at the primary: compares the disks (from a
+    /// snapshot) with the vault's point signature (`replicore vault signature`), writes the
+    /// next point of the chain holding only the chunks that differ, starts a new change log
+    /// and saves the ship state beside it (as seed does); replication then goes on from it.
+    Ship {
+        /// The group's key file.
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        pass: Passphrase,
+        /// The point signature the vault wrote.
+        #[arg(long, value_name = "FILE")]
+        signature: PathBuf,
+        /// The group (must be the signature's).
+        #[arg(long, value_name = "NAME")]
+        group: String,
+        /// A disk of the group and its image (repeat for each disk).
+        #[arg(long = "disk", value_name = "NAME=IMAGE", required = true)]
+        disks: Vec<String>,
+        /// The new change log (the ship state goes beside it as GROUP.rcship).
+        #[arg(long, value_name = "LOGFILE")]
+        log: PathBuf,
+        /// Where the resync point's bundle goes.
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        /// Replace the log and bundle of an earlier, interrupted resync.
+        #[arg(long)]
+        force: bool,
     },
     /// Makes TARGET identical to SOURCE (both local), copying only differing chunks.
     Run {

@@ -158,6 +158,87 @@ pub fn run(c: ResyncCmd) -> CmdResult {
                 st.zero_chunks
             );
         }
+        ResyncCmd::Ship {
+            key,
+            pass,
+            signature,
+            group,
+            disks,
+            log,
+            out_dir,
+            force,
+        } => ship_into_chain(
+            &key, &pass, &signature, &group, &disks, &log, &out_dir, force,
+        )?,
     }
+    Ok(())
+}
+
+/// `replicore resync ship`: see the command's help.
+#[allow(clippy::too_many_arguments)]
+fn ship_into_chain(
+    key: &std::path::Path,
+    pass: &crate::args::Passphrase,
+    signature: &std::path::Path,
+    group: &str,
+    disks: &[String],
+    log: &std::path::Path,
+    out_dir: &std::path::Path,
+    force: bool,
+) -> CmdResult {
+    use replicore::bundle::{ResyncOptions, resync_ship};
+    use replicore::resync::point_sig::PointSignature;
+    let mut list: Vec<(String, std::path::PathBuf)> = Vec::new();
+    for d in disks {
+        let (name, path) = d
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(format!("--disk `{d}`: expected NAME=IMAGE")))?;
+        list.push((name.to_string(), path.into()));
+    }
+    let key = keys::load(key, pass)?;
+    let sig = PointSignature::load(signature, &key)?;
+    if sig.group != group {
+        return Err(Failure::Usage(format!(
+            "--signature {} is of group `{}`, not `{group}`",
+            signature.display(),
+            sig.group
+        )));
+    }
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| replicore::Error::io("creating", Some(out_dir), e))?;
+    let refs: Vec<(&str, &std::path::Path)> = list
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_path()))
+        .collect();
+    let options = ResyncOptions {
+        replace: force,
+        ..ResyncOptions::default()
+    };
+    let bar = Bar::new("resync ship");
+    let r = resync_ship(
+        &sig,
+        &refs,
+        &key,
+        log,
+        out_dir,
+        &options,
+        &mut bar.callback(),
+    )
+    .map_err(forceable)?;
+    drop(bar);
+    let state = crate::ship_cmd::state_path(crate::ship_cmd::parent(log), group);
+    r.state.save(&state)?;
+    println!("{}", r.bundle.path.display());
+    eprintln!(
+        "group `{group}` resynchronized into its chain: point {} holds {} of {} chunks ({} of \
+         data, a {} bundle); new log {}, ship state {}",
+        r.bundle.seq,
+        r.changed_chunks,
+        r.chunks,
+        bytes(r.bundle.plain_bytes),
+        bytes(r.bundle.file_bytes),
+        log.display(),
+        state.display()
+    );
     Ok(())
 }

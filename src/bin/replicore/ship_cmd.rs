@@ -27,7 +27,7 @@ pub fn state_path(dir: &Path, group: &str) -> PathBuf {
     dir.join(format!("{safe}.rcship"))
 }
 
-fn parent(p: &Path) -> &Path {
+pub fn parent(p: &Path) -> &Path {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -98,6 +98,37 @@ pub fn run(c: VaultCmd) -> CmdResult {
             }
             Ok(())
         }
+        VaultCmd::Signature {
+            dir,
+            group,
+            key,
+            pass,
+            point,
+            out,
+            force,
+        } => {
+            let v = Vault::open(&dir)?;
+            let key = keys::load(&key, &pass)?;
+            let sel = selector(&v, &group, &point)?;
+            if !force && std::fs::symlink_metadata(&out).is_ok() {
+                return Err(forceable(replicore::Error::AlreadyExists {
+                    what: format!("{}", out.display()),
+                }));
+            }
+            let bar = Bar::new("signature");
+            let sig = v.point_signature(&group, sel, &key, &mut bar.callback())?;
+            drop(bar);
+            sig.save(&out, &key, force).map_err(forceable)?;
+            println!("{}", out.display());
+            eprintln!(
+                "point signature of group `{group}` at point {} (sequence {}): {} disks, {} chunks",
+                &sig.point.to_hex()[..16],
+                sig.seq,
+                sig.disks.len(),
+                sig.disks.iter().map(|d| d.ids.len()).sum::<usize>()
+            );
+            Ok(())
+        }
         VaultCmd::RebuildHead { dir, group } => {
             let v = Vault::open(&dir)?;
             let r = v.rebuild_head(&group)?;
