@@ -22,6 +22,8 @@ mod delta_apply;
 mod format_primitives;
 #[path = "../fuzz/checks/log_open.rs"]
 mod log_open;
+#[path = "../fuzz/checks/point_signature_read.rs"]
+mod point_signature_read;
 #[path = "../fuzz/checks/signature_read.rs"]
 mod signature_read;
 
@@ -262,6 +264,57 @@ fn resync_seed_corpora_are_current() {
 fn resync_corpora_and_regressions() {
     run_corpus("signature_read", signature_read::check);
     run_corpus("delta_apply", delta_apply::check);
+}
+
+/// Seeds for `point_signature_read`: point signatures of one and of three disks (one empty),
+/// sealed under the fixed key (random salts: checked for what they are), without trailers.
+#[test]
+fn point_signature_seed_corpus_is_current() {
+    use replicore::PointId;
+    use replicore::resync::point_sig::{DiskIds, PointSignature, ZERO_CHUNK, chunk_id};
+    let key = fixed_key::key();
+    let one = PointSignature {
+        group: "vm-01".into(),
+        point: PointId([5; 32]),
+        seq: 7,
+        chunk_size: 4096,
+        key_id: key.id(),
+        disks: vec![DiskIds {
+            name: "os".into(),
+            size: 10_000,
+            ids: vec![
+                chunk_id(&key, b"a chunk"),
+                ZERO_CHUNK,
+                chunk_id(&key, b"tail"),
+            ],
+        }],
+    };
+    let mut three = one.clone();
+    three.disks.push(DiskIds {
+        name: "empty".into(),
+        size: 0,
+        ids: Vec::new(),
+    });
+    three.disks.push(DiskIds {
+        name: "data disk".into(),
+        size: 4096,
+        ids: vec![chunk_id(&key, b"data")],
+    });
+    let seed = |s: &PointSignature| {
+        let mut b = Vec::new();
+        s.to_writer(&mut b, &key).unwrap();
+        strip_trailer(b)
+    };
+    let with_trailer = |b: &[u8]| [b, blake3::hash(b).as_bytes()].concat();
+    let seeds = vec![
+        ("one_disk".to_string(), seed(&one)),
+        ("three_disks".to_string(), seed(&three)),
+    ];
+    random_seeds("point_signature_read", seeds, |name, b| {
+        let want = if name == "one_disk" { &one } else { &three };
+        PointSignature::from_reader(&with_trailer(b)[..], &key).is_ok_and(|s| &s == want)
+    });
+    run_corpus("point_signature_read", point_signature_read::check);
 }
 
 #[path = "../fuzz/checks/blob_decode.rs"]
