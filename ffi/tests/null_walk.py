@@ -90,20 +90,14 @@ static replicore_key *h_key, *out_key;
 static replicore_signature *h_signature, *out_signature;
 static replicore_extent_map *h_extent_map, *out_extent_map;
 
-/* Calls whose NULL message names another argument than the C parameter (none now). */
-static const char *misnamed[][2] = {{NULL, NULL}};
-
 /* A NULL argument refused must be named as the header names it: "argument `param` is NULL".
  * `param` is NULL when another argument is NULL too (a callback), which may be named first. */
 static int names_param(const char *fn, const char *param) {
     char needle[128];
+    (void)fn;
     if (param == NULL) return 1;
     snprintf(needle, sizeof needle, "`%s`", param);
-    if (strstr(replicore_last_error_message(), needle) != NULL) return 1;
-    for (int i = 0; misnamed[i][0] != NULL; i++) {
-        if (strcmp(misnamed[i][0], fn) == 0 && strcmp(misnamed[i][1], param) == 0) return 1;
-    }
-    return 0;
+    return strstr(replicore_last_error_message(), needle) != NULL;
 }
 
 static void status_of(replicore_status s, const char *what, const char *fn, const char *param) {
