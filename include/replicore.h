@@ -18,6 +18,9 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+// `replicore_resync_ship` flag: replace the log and bundle an interrupted resync left.
+#define REPLICORE_RESYNC_REPLACE 1
+
 // `replicore_vault_failover_to` flag: replace images already in the output directory.
 #define REPLICORE_FAILOVER_REPLACE 1
 
@@ -351,6 +354,22 @@ typedef struct {
   uint8_t verifying_key[32];
 } replicore_bundle_info;
 
+// What `replicore_resync_ship` did.
+typedef struct {
+  // The resync point's sequence number (the signature's point's plus one).
+  uint64_t seq;
+  // The resync point's id.
+  uint8_t point_id[32];
+  // Chunks compared, across the disks.
+  uint64_t chunks;
+  // Chunks that differed (shipped as data, or as zeros).
+  uint64_t changed_chunks;
+  // Plaintext bytes of the blobs shipped.
+  uint64_t plain_bytes;
+  // Bytes of the bundle.
+  uint64_t bundle_bytes;
+} replicore_resync_info;
+
 // One piece of a disk, as passed to a `replicore_piece_callback`.
 typedef struct {
   // First byte on the disk.
@@ -675,6 +694,58 @@ replicore_status replicore_ship(const char *sealed_log,
 replicore_status replicore_bundle_verify(const char *path,
                                          const replicore_key *key,
                                          replicore_bundle_info *info_out);
+
+// Writes the point signature of `group`'s point whose id is the 32 bytes at `point_id` (NULL:
+// the newest, which a resync continues) to a new file at `out_path` (created 0600; an
+// existing one is `REPLICORE_ERR_ALREADY_EXISTS`): every chunk's keyed id, sealed under
+// `key`, bound to the point. Needs the group's key. Progress counts the disks' bytes.
+//
+// # Safety
+//
+// `vault` and `key` are NULL or live handles; strings are NULL or NUL-terminated; `point_id`
+// is NULL or readable for 32 bytes; `callback` may be called with `user`.
+replicore_status replicore_vault_point_signature(const replicore_vault *vault,
+                                                 const char *group,
+                                                 const uint8_t *point_id,
+                                                 const replicore_key *key,
+                                                 const char *out_path,
+                                                 replicore_progress_callback callback,
+                                                 void *user);
+
+// Resynchronizes a group into its chain at the primary: reads the point signature at
+// `signature_path` (sealed under `key`, of the group's newest point), compares the
+// `disk_count` images (`image_paths[i]` is disk `disk_names[i]`; the group's disks, sizes
+// unchanged) with it, creates a new change log at `log_path` (tracking from before the images
+// are read), writes into `out_dir` one bundle, the next point of the chain holding only the
+// chunks that differ, and saves the ship state (the one of the group, replaced) to
+// `state_path`. `on_bundle` (may be NULL) hears of the bundle with `bundle_user` (its return
+// value is ignored: the resync is done); progress
+// counts the disks' bytes with `progress_user`. The open log goes to `*log_out` (free it with
+// `replicore_log_free`) unless NULL; what was done to `*info_out` unless NULL. `flags` is 0 or
+// `REPLICORE_RESYNC_REPLACE` (replace the log and bundle of an interrupted resync: a resync is
+// simply run again). The vault ingests the bundle without the key; a signature of a point that
+// is no longer the newest makes a bundle the vault refuses (`REPLICORE_ERR_CHAIN_BROKEN`).
+//
+// # Safety
+//
+// Strings are NULL or NUL-terminated; `disk_names` and `image_paths` are NULL or hold
+// `disk_count` such strings; `key` is NULL or a live key; the callbacks may be called with
+// their user pointers; `log_out` and `info_out` are NULL or writable.
+replicore_status replicore_resync_ship(const char *signature_path,
+                                       const replicore_key *key,
+                                       const char *const *disk_names,
+                                       const char *const *image_paths,
+                                       size_t disk_count,
+                                       const char *log_path,
+                                       const char *state_path,
+                                       const char *out_dir,
+                                       uint32_t flags,
+                                       replicore_bundle_callback on_bundle,
+                                       void *bundle_user,
+                                       replicore_progress_callback progress,
+                                       void *progress_user,
+                                       replicore_log **log_out,
+                                       replicore_resync_info *info_out);
 
 // Creates an empty map (all gap) of a disk of `disk_size` bytes (at most 64 TiB) and writes it
 // to `*map_out`. The caller owns it and frees it with `replicore_extent_map_free`.

@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod bundle;
+pub mod chain_resync;
 pub mod extent;
 pub mod failover;
 mod handle;
