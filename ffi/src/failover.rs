@@ -67,19 +67,15 @@ pub unsafe extern "C" fn replicore_vault_materialize(
     callback: replicore_progress_callback,
     user: *mut c_void,
 ) -> replicore_status {
-    run(|| {
-        // SAFETY: per this function's contract (for each call).
-        let vault = unsafe { handle::as_ref(vault, "vault") }?;
-        let group = unsafe { handle::str(group, "group") }?;
-        let point = unsafe { self::point_id(point_id, "point_id") }?;
-        let disk = unsafe { handle::str(disk, "disk") }?;
-        let key = unsafe { handle::as_ref(key, "key") }?;
-        let out = unsafe { handle::str(out_path, "out_path") }?;
-        with_progress(callback, user, |p| {
-            vault.materialize(group, point, disk, key, out, p)
-        })?;
-        Ok(())
-    })
+    // SAFETY: per this function's contract.
+    unsafe {
+        materialize_with(
+            (vault, group, point_id, disk, key),
+            (out_path, "out_path", false),
+            callback,
+            user,
+        )
+    }
 }
 
 /// As `replicore_vault_materialize`, onto existing storage at `target_path`: a block device (a
@@ -105,6 +101,34 @@ pub unsafe extern "C" fn replicore_vault_materialize_onto(
     callback: replicore_progress_callback,
     user: *mut c_void,
 ) -> replicore_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        materialize_with(
+            (vault, group, point_id, disk, key),
+            (target_path, "target_path", true),
+            callback,
+            user,
+        )
+    }
+}
+
+/// The body of `replicore_vault_materialize` (`onto` false) and `_onto` (true).
+///
+/// # Safety
+///
+/// As for `replicore_vault_materialize`.
+unsafe fn materialize_with(
+    (vault, group, point_id, disk, key): (
+        *const replicore_vault,
+        *const c_char,
+        *const u8,
+        *const c_char,
+        *const replicore_key,
+    ),
+    (path, path_name, onto): (*const c_char, &'static str, bool),
+    callback: replicore_progress_callback,
+    user: *mut c_void,
+) -> replicore_status {
     run(|| {
         // SAFETY: per this function's contract (for each call).
         let vault = unsafe { handle::as_ref(vault, "vault") }?;
@@ -112,9 +136,13 @@ pub unsafe extern "C" fn replicore_vault_materialize_onto(
         let point = unsafe { self::point_id(point_id, "point_id") }?;
         let disk = unsafe { handle::str(disk, "disk") }?;
         let key = unsafe { handle::as_ref(key, "key") }?;
-        let target = unsafe { handle::str(target_path, "target_path") }?;
+        let path = unsafe { handle::str(path, path_name) }?;
         with_progress(callback, user, |p| {
-            vault.materialize_onto(group, point, disk, key, target, p)
+            if onto {
+                vault.materialize_onto(group, point, disk, key, path, p)
+            } else {
+                vault.materialize(group, point, disk, key, path, p)
+            }
         })?;
         Ok(())
     })
