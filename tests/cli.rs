@@ -245,6 +245,7 @@ fn the_whole_job_through_the_command_line() {
     assert_eq!(inspect["trims"], 1);
     assert_eq!(inspect["points"][1]["kind"], "app");
     assert_eq!(inspect["points"][0]["time"], "2026-11-25T10:00:00Z");
+    assert_eq!(inspect["resync"]["needed"], false, "{inspect}");
     let sealed = dir.join("sealed-1.rclog");
     ok(
         &["log", "rotate", s(&p.log), "--sealed-out", s(&sealed)],
@@ -1162,4 +1163,38 @@ fn a_group_resyncs_into_its_chain_through_the_command_line() {
     // The ship state beside the new log continues the chain: sequence 2 next.
     let st = replicore::bundle::ShipState::load(tmp.path().join("vm_1.rcship")).unwrap();
     assert_eq!(st.next_seq, 2);
+}
+
+/// `log inspect --json` says why a resync is needed (issue 17): a torn tail (not closed
+/// cleanly) and pending bytes past the default threshold, each with its detail.
+#[test]
+fn log_inspect_says_why_a_resync_is_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = primary(tmp.path());
+    // Past 50% of the disks (3 MiB + 1 MB): capture most of the os disk as written.
+    let extents = tmp.path().join("all.json");
+    std::fs::write(&extents, r#"[{"start": 0, "length": 3145728}]"#).unwrap();
+    capture(&p, "os", &p.os, &extents);
+    let inspect = |path: &Path| -> Value {
+        serde_json::from_str(&ok(&["log", "inspect", s(path), "--json"], None)).unwrap()
+    };
+    let v = inspect(&p.log);
+    assert_eq!(v["resync"]["needed"], true, "{v}");
+    assert_eq!(
+        v["resync"]["reasons"][0]["reason"], "pending bytes past the threshold",
+        "{v}"
+    );
+    // A torn tail: the last record cut.
+    let len = std::fs::metadata(&p.log).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p.log)
+        .unwrap();
+    f.set_len(len - 100).unwrap();
+    let v = inspect(&p.log);
+    assert_eq!(
+        v["resync"]["reasons"][0]["reason"], "not closed cleanly",
+        "{v}"
+    );
+    assert!(ok(&["log", "inspect", s(&p.log)], None).contains("resync needed: not closed cleanly"));
 }

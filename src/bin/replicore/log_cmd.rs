@@ -219,6 +219,26 @@ fn inspect(path: &Path, as_json: bool) -> CmdResult {
     }
     let time = |ns: u64| format_time(UNIX_EPOCH + Duration::from_nanos(ns));
     let seal = r.seal();
+    // Why this log cannot go on by delta replication, as far as the file tells: a torn tail
+    // (not closed cleanly: writes the host counted as tracked may be gone), or more pending
+    // than the default threshold (50% of the group's disks; a host may set another).
+    let threshold = h.total_disk_size() / 2;
+    let mut reasons = Vec::new();
+    if let Some(t) = r.torn_tail() {
+        reasons.push(json!({
+            "reason": "not closed cleanly",
+            "detail": format!("a torn tail of {} bytes at byte {} ({})", t.bytes, t.at, t.why),
+        }));
+    }
+    if seal.is_none() && r.payload_bytes() >= threshold {
+        reasons.push(json!({
+            "reason": "pending bytes past the threshold",
+            "detail": format!(
+                "{} bytes pending, the threshold is {threshold} bytes (50% of the disks)",
+                r.payload_bytes()
+            ),
+        }));
+    }
     let v = json!({
         "path": path.display().to_string(),
         "group": h.group,
@@ -232,6 +252,7 @@ fn inspect(path: &Path, as_json: bool) -> CmdResult {
         "trims": trims,
         "payload_bytes": r.payload_bytes(),
         "torn_tail_bytes": r.torn_tail().map_or(0, |t| t.bytes),
+        "resync": {"needed": !reasons.is_empty(), "reasons": reasons},
         "points": markers.iter().enumerate().map(|(i, m)| json!({
             "seq": h.first_point + i as u64,
             "kind": kind_name(m.kind),
@@ -264,6 +285,13 @@ fn inspect(path: &Path, as_json: bool) -> CmdResult {
         println!(
             "  torn tail: {} bytes at byte {} ({})",
             t.bytes, t.at, t.why
+        );
+    }
+    for why in &reasons {
+        println!(
+            "  resync needed: {} ({})",
+            why["reason"].as_str().unwrap_or_default(),
+            why["detail"].as_str().unwrap_or_default()
         );
     }
     for (i, m) in markers.iter().enumerate() {
