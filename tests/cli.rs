@@ -1198,3 +1198,75 @@ fn log_inspect_says_why_a_resync_is_needed() {
     );
     assert!(ok(&["log", "inspect", s(&p.log)], None).contains("resync needed: not closed cleanly"));
 }
+
+/// `replicore status` (issue 17): the primary's pending bytes and last point shipped, the
+/// recovery site's groups with their newest points and a health judged from the lag.
+#[test]
+fn status_shows_what_an_operator_watches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = primary(tmp.path());
+    let vault = tmp.path().join("vault");
+    ok(&["vault", "init", s(&vault)], None);
+    ok(
+        &[
+            "vault",
+            "ingest",
+            s(&vault),
+            s(&tmp.path().join("base.rcb")),
+        ],
+        None,
+    );
+    let status = |now: &str| -> Value {
+        let out = ok(
+            &[
+                "status",
+                "--vault",
+                s(&vault),
+                "--log",
+                s(&p.log),
+                "--now",
+                now,
+                "--json",
+            ],
+            None,
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    // The base was taken now: healthy now, a warning in 20 minutes, critical in 2 hours.
+    let now = std::time::SystemTime::now();
+    let at = |secs: u64| {
+        humantime::format_rfc3339_seconds(now + std::time::Duration::from_secs(secs)).to_string()
+    };
+    let v = status(&at(10));
+    assert_eq!(v["primary"]["group"], "vm 1", "{v}");
+    assert_eq!(v["primary"]["last_shipped_seq"], 0, "{v}");
+    assert_eq!(v["primary"]["resync"]["needed"], false, "{v}");
+    let g = &v["recovery_site"]["groups"][0];
+    assert_eq!(
+        (g["group"].as_str(), g["head_seq"].as_u64()),
+        (Some("vm 1"), Some(0))
+    );
+    assert_eq!(g["health"], "healthy", "{v}");
+    assert!(v["recovery_site"]["stored_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        status(&at(1200))
+            .pointer("/recovery_site/groups/0/health")
+            .unwrap(),
+        "warning"
+    );
+    assert_eq!(
+        status(&at(7200))
+            .pointer("/recovery_site/groups/0/health")
+            .unwrap(),
+        "critical"
+    );
+    // Text, and a bad interval.
+    let text = ok(&["status", "--vault", s(&vault)], None);
+    assert!(text.contains("group `vm 1`"), "{text}");
+    fails(
+        &["status", "--vault", s(&vault), "--frequency", "60"],
+        None,
+        2,
+        "--frequency",
+    );
+}

@@ -6,12 +6,14 @@
 //! Pure values and functions: nothing here reads a clock or touches a file; times are passed
 //! in.
 
+mod health;
 mod plan;
 mod replication;
 mod retention;
 mod retry;
 mod state;
 
+pub use health::Health;
 pub use plan::{PlanPoint, Rule, plan};
 pub use replication::{ReplicationFrequency, ReplicationPolicy};
 pub use retention::RetentionPolicy;

@@ -41,8 +41,32 @@ pub enum Cmd {
     /// Resynchronization by fixed-chunk checksums (failback is the same, reversed).
     #[command(subcommand)]
     Resync(ResyncCmd),
+    /// What an operator watches: on the primary (--log), pending bytes against the resync
+    /// threshold, whether a resync is needed and why, the last point shipped; at the recovery
+    /// site (--vault), per group the newest point, the newest app-consistent one, the lag
+    /// behind the replication interval and the health it gives.
+    Status(StatusArgs),
     /// Runs the whole job on a sample disk in a temporary directory and reports.
     Demo,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The vault (recovery site).
+    #[arg(long, value_name = "DIR", required_unless_present = "log")]
+    pub vault: Option<PathBuf>,
+    /// The group's active change log (primary); its ship state is read beside it.
+    #[arg(long, value_name = "LOGFILE")]
+    pub log: Option<PathBuf>,
+    /// The replication interval in seconds: 30, 300 or 900.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub frequency: u64,
+    /// The time to judge the lag at (RFC 3339; default now).
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where a key file's passphrase comes from.

@@ -219,26 +219,7 @@ fn inspect(path: &Path, as_json: bool) -> CmdResult {
     }
     let time = |ns: u64| format_time(UNIX_EPOCH + Duration::from_nanos(ns));
     let seal = r.seal();
-    // Why this log cannot go on by delta replication, as far as the file tells: a torn tail
-    // (not closed cleanly: writes the host counted as tracked may be gone), or more pending
-    // than the default threshold (50% of the group's disks; a host may set another).
-    let threshold = h.total_disk_size() / 2;
-    let mut reasons = Vec::new();
-    if let Some(t) = r.torn_tail() {
-        reasons.push(json!({
-            "reason": "not closed cleanly",
-            "detail": format!("a torn tail of {} bytes at byte {} ({})", t.bytes, t.at, t.why),
-        }));
-    }
-    if seal.is_none() && r.payload_bytes() >= threshold {
-        reasons.push(json!({
-            "reason": "pending bytes past the threshold",
-            "detail": format!(
-                "{} bytes pending, the threshold is {threshold} bytes (50% of the disks)",
-                r.payload_bytes()
-            ),
-        }));
-    }
+    let reasons = resync_reasons(&r);
     let v = json!({
         "path": path.display().to_string(),
         "group": h.group,
@@ -304,4 +285,28 @@ fn inspect(path: &Path, as_json: bool) -> CmdResult {
         );
     }
     Ok(())
+}
+
+/// Why the log `r` cannot go on by delta replication, as far as the file tells: a torn tail
+/// (not closed cleanly: writes the host counted as tracked may be gone), or, for an active log,
+/// more pending than the default threshold (50% of the group's disks; a host may set another).
+pub fn resync_reasons(r: &LogReader) -> Vec<serde_json::Value> {
+    let threshold = r.header().total_disk_size() / 2;
+    let mut reasons = Vec::new();
+    if let Some(t) = r.torn_tail() {
+        reasons.push(json!({
+            "reason": "not closed cleanly",
+            "detail": format!("a torn tail of {} bytes at byte {} ({})", t.bytes, t.at, t.why),
+        }));
+    }
+    if r.seal().is_none() && r.payload_bytes() >= threshold {
+        reasons.push(json!({
+            "reason": "pending bytes past the threshold",
+            "detail": format!(
+                "{} bytes pending, the threshold is {threshold} bytes (50% of the disks)",
+                r.payload_bytes()
+            ),
+        }));
+    }
+    reasons
 }

@@ -16,6 +16,7 @@ mod log_cmd;
 mod out;
 mod resync_cmd;
 mod ship_cmd;
+mod status_cmd;
 mod vault_cmd;
 
 use std::process::ExitCode;
@@ -160,6 +161,7 @@ fn run(cmd: Cmd) -> CmdResult {
             ("signature", "--signature"),
             ("key", "--key"),
         ])),
+        Cmd::Status(a) => status_cmd::run(a),
         Cmd::Demo => demo::run(),
     }
 }
