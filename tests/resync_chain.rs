@@ -164,3 +164,80 @@ fn a_lost_tracker_is_resynchronized_into_the_chain() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     assert!(!dir.path().join("x.rclog").exists());
 }
+
+/// A disk resized while nothing tracked (issue 17): the resync point carries the new sizes, one
+/// disk grown (its new bytes shipped, the rest of the growth zeros) and one shrunk; older points
+/// keep their sizes; replication goes on at the new sizes.
+#[test]
+fn a_resized_disk_is_carried_by_the_resync_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = seeded(dir.path(), key(9));
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    v.ingest(&g.base, &mut ok).unwrap();
+    let old = g.model.clone();
+    let mut model = old.clone();
+    let grown = model[0].len() + 3 * CS as usize + 100;
+    model[0].resize(grown, 0);
+    let at = grown - 5000;
+    model[0][at..at + 4000].copy_from_slice(&noise(4000, 11));
+    let shrunk = model[1].len() - CS as usize - 10;
+    model[1].truncate(shrunk);
+    let sig = v
+        .point_signature("vm-01", Selector::Latest, &g.key, &mut ok)
+        .unwrap();
+    let snap = images(dir.path(), &model);
+    let out = dir.path().join("out-resize");
+    std::fs::create_dir(&out).unwrap();
+    let r = resync_ship(
+        &sig,
+        &refs(&snap),
+        &g.key,
+        dir.path().join("resized.rclog"),
+        &out,
+        &ResyncOptions::default(),
+        &mut ok,
+    )
+    .unwrap();
+    // `os`: its old short last chunk (5), now whole, and the new data across chunks 7 and 8;
+    // `data`: its new short last chunk (1). Chunk 6 of `os` is new zeros: nothing to ship.
+    assert_eq!((r.bundle.blobs, r.changed_chunks), (4, 4), "{r:?}");
+    v.ingest(&r.bundle.path, &mut ok).unwrap();
+    let points = v.points("vm-01").unwrap();
+    assert_eq!(points[1].disks[0].size, grown as u64);
+    assert_eq!(points[1].disks[1].size, shrunk as u64);
+    failover_equals(&v, &g.key, &dir.path().join("fo-new"), &model);
+    // The base keeps its sizes.
+    let fo_old = dir.path().join("fo-old");
+    v.failover(
+        "vm-01",
+        Selector::Id(points[0].id),
+        &g.key,
+        &fo_old,
+        &mut ok,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(fo_old.join("os.img")).unwrap(), old[0]);
+    assert_eq!(std::fs::read(fo_old.join("data.img")).unwrap(), old[1]);
+    // Replication goes on at the new sizes: a write past the old end of `os`.
+    let (mut log, mut state) = (r.log, r.state);
+    let tail = grown as u64 - 10;
+    log.record_write(0, tail, b"0123456789").unwrap();
+    model[0][tail as usize..].copy_from_slice(b"0123456789");
+    log.mark(MarkerKind::Crash, "after").unwrap();
+    let sealed = dir.path().join("sealed-resized.rclog");
+    log.rotate(&sealed).unwrap();
+    for b in replicore::bundle::ship(
+        &sealed,
+        &g.key,
+        &mut state,
+        &out,
+        &replicore::bundle::ShipOptions::default(),
+        &mut ok,
+    )
+    .unwrap()
+    {
+        v.ingest(&b.path, &mut ok).unwrap();
+    }
+    failover_equals(&v, &g.key, &dir.path().join("fo-after"), &model);
+    assert!(v.verify(Some(&g.key), &mut ok).unwrap().is_ok());
+}

@@ -73,7 +73,8 @@ impl std::fmt::Debug for Resynced {
 
 /// Resynchronizes `sig`'s group into its chain: creates a new change log at `log_path` (so
 /// writes that land while the images are read are tracked), reads every disk (`(name, image
-/// path)`: the signature's disks, by name, of the same sizes), and writes to `out_dir` one
+/// path)`: the signature's disks, by name; a disk resized since the point is carried with
+/// its new size), and writes to `out_dir` one
 /// bundle, the point after the signature's, holding only the chunks whose id differs from the
 /// signature's (chunks that became zeros as zero ranges), compressed, sealed and signed like any
 /// point. The vault ingests it without the key; it must still be the group's newest point (a
@@ -129,28 +130,15 @@ pub fn resync_ship(
                     ),
                 ));
             };
-            let image = Image::open(path)?;
-            let len = image.bytes().len() as u64;
-            if len != d.size {
-                return Err(Error::invalid_argument(
-                    "disks",
-                    format!(
-                        "disk `{}` ({}) holds {len} bytes; the point has {} bytes: a disk \
-                         whose size changed cannot be resynchronized into the chain yet (seed a \
-                         new group)",
-                        d.name,
-                        path.display(),
-                        d.size
-                    ),
-                ));
-            }
-            Ok(image)
+            Image::open(path)
         })
         .collect::<Result<Vec<_>>>()?;
+    // A disk may have been resized since the point: the new log and the point take its size.
     let specs: Vec<DiskSpec> = sig
         .disks
         .iter()
-        .map(|d| DiskSpec::new(d.name.clone(), d.size))
+        .zip(&images)
+        .map(|(d, i)| DiskSpec::new(d.name.clone(), i.bytes().len() as u64))
         .collect();
     let seq = sig.seq + 1;
     let mut config = LogConfig::new(sig.group.clone(), specs);
@@ -201,7 +189,7 @@ fn write_point(
     progress: Progress<'_>,
 ) -> Result<(WrittenBundle, u64, u64)> {
     let cs = sig.chunk_size as usize;
-    let total: u64 = sig.disks.iter().map(|d| d.size).sum();
+    let total: u64 = images.iter().map(|i| i.bytes().len() as u64).sum();
     let mut done = 0u64;
     let cancelled = || Error::Cancelled {
         what: "resync ship".into(),
@@ -215,7 +203,8 @@ fn write_point(
     writer.pipelined(key, options.level, |stage| {
         for (d, image) in sig.disks.iter().zip(images) {
             let bytes = image.bytes();
-            let mut map = ExtentMap::new(d.size)?;
+            // Its size now (a resized disk: chunks past the point's end read as zeros there).
+            let mut map = ExtentMap::new(bytes.len() as u64)?;
             let per_batch = (BATCH_BYTES / cs).max(1) * cs;
             for (b, batch) in bytes.chunks(per_batch).enumerate() {
                 let base = (b * per_batch) as u64;
@@ -224,7 +213,7 @@ fn write_point(
                 let mut pieces: Vec<(u64, &[u8])> = Vec::new();
                 let mut known: Vec<[u8; 32]> = Vec::new();
                 for (i, c) in batch.chunks(cs).enumerate() {
-                    let old = d.ids[first + i];
+                    let old = d.ids.get(first + i).copied().unwrap_or(ZERO_CHUNK);
                     let (c0, c1) = (base + (i * cs) as u64, base + (i * cs + c.len()) as u64);
                     let k = ranges.partition_point(|&(_, e)| e <= c0);
                     let in_hole = !matches!(ranges.get(k), Some(&(s, _)) if s < c1);
