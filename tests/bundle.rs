@@ -137,17 +137,25 @@ fn ship_refuses_logs_that_do_not_follow() {
         assert_eq!(&std::fs::read(p).unwrap(), bytes);
         assert_eq!(&std::fs::metadata(p).unwrap().modified().unwrap(), modified);
     }
-    // Another file where a bundle goes: refused, the state left alone.
-    let mut again = before.clone();
-    std::fs::write(&redone[0].path, b"not this bundle").unwrap();
-    let e = ship(&sealed, &g.key, &mut again, &out, &o, &mut ok).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
-    assert!(e.to_string().contains("another bundle"), "{e}");
-    assert_eq!(again, before, "a refused ship leaves the state alone");
+    // A damaged copy of the same bundle (its header intact), or another file, where a bundle
+    // goes: refused, the state left alone.
+    let good = std::fs::read(&redone[0].path).unwrap();
+    let mut damaged = good.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x01;
+    for other in [damaged, b"not this bundle".to_vec()] {
+        let mut again = before.clone();
+        std::fs::write(&redone[0].path, &other).unwrap();
+        let e = ship(&sealed, &g.key, &mut again, &out, &o, &mut ok).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+        assert!(e.to_string().contains("a damaged copy"), "{e}");
+        assert_eq!(again, before, "a refused ship leaves the state alone");
+    }
     let replace = ShipOptions {
         replace: true,
         ..ShipOptions::default()
     };
+    let mut again = before.clone();
     ship(&sealed, &g.key, &mut again, &out, &replace, &mut ok).unwrap();
     assert_eq!(again.head, first);
     // Another key; an active (unsealed) log.

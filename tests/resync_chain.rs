@@ -70,6 +70,13 @@ fn a_lost_tracker_is_resynchronized_into_the_chain() {
     let sig_path = dir.path().join("vm-01.rcpsig");
     sig.save(&sig_path, &g.key, false).unwrap();
     assert_eq!(PointSignature::load(&sig_path, &g.key).unwrap(), sig);
+    // One written with an id missing would not read back: refused when written.
+    let mut short = sig.clone();
+    short.disks[0].ids.pop();
+    let e = short
+        .save(dir.path().join("short.rcpsig"), &g.key, false)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     // Another key: Authentication; one flipped byte: Corrupt.
     let e = PointSignature::load(&sig_path, &key(8)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");

@@ -501,3 +501,30 @@ fn verify_beside_ingest_finds_nothing_damaged() {
         ingest.join().unwrap();
     });
 }
+
+/// Ingest reports (0, total) first and (total, total) last, for a point it adds and for one
+/// that was there already (issue 16: a host's progress bar always starts and ends).
+#[test]
+fn ingest_progress_starts_and_ends_added_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = seeded(dir.path(), key(4));
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    for round in 0..2 {
+        let mut calls: Vec<(u64, u64)> = Vec::new();
+        let i = v
+            .ingest(&g.base, &mut |d, t| {
+                calls.push((d, t));
+                true
+            })
+            .unwrap();
+        assert_eq!(i.added, round == 0);
+        let total = calls[0].1;
+        assert!(total > 0);
+        assert_eq!(calls.first(), Some(&(0, total)), "round {round}: {calls:?}");
+        assert_eq!(
+            calls.last(),
+            Some(&(total, total)),
+            "round {round}: {calls:?}"
+        );
+    }
+}

@@ -200,6 +200,8 @@ fn write_base(
         disk_count: 0,
     };
     let bundle = writer.finish(header, &manifests, key)?;
+    // The end, once the bundle is published (too late to cancel).
+    progress(total, total);
     let state = ShipState {
         group: group.to_string(),
         key_id: key.id(),

@@ -2,6 +2,7 @@
 //! that a bundle of any size is written in one pass in bounded memory (manifests aside).
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -151,9 +152,9 @@ impl BundleWriter {
     }
 
     /// Starts a bundle at `path` as [`start`](Self::start) does without replacing, except
-    /// that a bundle already there holding the same point (same id: the same signed header,
-    /// hence the same manifests and sealed blobs, which are deterministic) is taken as this one
-    /// when publishing: shipping again what was shipped writes nothing new.
+    /// that a file already there holding the same bytes (sealing is deterministic, so shipping
+    /// the same point again makes them) is taken as this one when publishing: shipping again
+    /// what was shipped writes nothing new.
     pub(crate) fn start_or_same(path: &Path) -> Result<BundleWriter> {
         BundleWriter::open(path, AtomicFile::create_checked_at_commit(path)?, true)
     }
@@ -308,18 +309,22 @@ impl BundleWriter {
         self.out.write_all(&table).map_err(io)?;
         self.out.write_all(&signature).map_err(io)?;
         self.out.write_all(&footer.encode()).map_err(io)?;
-        let (buf, _) = self.out.finish().map_err(io)?;
+        let (buf, hash) = self.out.finish().map_err(io)?;
         let file = buf.into_inner().map_err(io)?;
         match file.commit() {
             Ok(()) => {}
             Err(e) if self.same_ok && e.kind() == crate::ErrorKind::AlreadyExists => {
-                let there = crate::bundle::Bundle::open(&self.path)
-                    .ok()
-                    .map(|b| b.point_id());
-                if there != Some(point) {
+                // The same bytes only: a file whose intact trailer is this one's hash (not
+                // merely the same header: a damaged or cut copy is not taken as shipped).
+                let same = File::open(&self.path).ok().and_then(|f| {
+                    let mut r = std::io::BufReader::new(f);
+                    crate::format::trailer::verify_stream(&mut r, "bundle").ok()
+                });
+                if same.map(|(_, h)| h) != Some(hash) {
                     return Err(Error::AlreadyExists {
                         what: format!(
-                            "{} (another bundle, not point {}: move it away)",
+                            "{} (not the bundle of point {} this ship makes, or a damaged copy \
+                             of it: move it away)",
                             self.path.display(),
                             point.to_hex()
                         ),

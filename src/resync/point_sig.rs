@@ -86,6 +86,33 @@ impl PointSignature {
                 ),
             ));
         }
+        // What the reader checks, so that what is written reads back.
+        check_chunk_size(self.chunk_size)?;
+        if self.disks.is_empty() || self.disks.len() > MAX_DISKS_PER_GROUP {
+            return Err(Error::invalid_argument(
+                "disks",
+                format!(
+                    "{} disks is outside 1 to {MAX_DISKS_PER_GROUP}",
+                    self.disks.len()
+                ),
+            ));
+        }
+        for d in &self.disks {
+            if d.size > MAX_DISK_SIZE || d.ids.len() as u64 != chunk_count(d.size, self.chunk_size)
+            {
+                return Err(Error::invalid_argument(
+                    "disks",
+                    format!(
+                        "disk `{}` of {} bytes holds {} chunk ids, not one per chunk of {} bytes \
+                         (at most 64 TiB)",
+                        d.name,
+                        d.size,
+                        d.ids.len(),
+                        self.chunk_size
+                    ),
+                ));
+            }
+        }
         let io = |e| Error::io("writing the point signature", None, e);
         let sealing = Sealing::new(Some(key))?;
         let mut head = Writer::with_capacity(MAX_HEADER_LEN);

@@ -52,6 +52,19 @@ impl Vault {
     /// bundle's stored blob bytes.
     pub fn ingest(&self, bundle: impl AsRef<Path>, progress: Progress<'_>) -> Result<Ingested> {
         let bundle = Bundle::open(bundle)?;
+        // (0, total) first and (total, total) last, whether the point was added or was there.
+        let total = bundle.blob_section_len();
+        if !progress(0, total) {
+            return Err(Error::Cancelled {
+                what: "ingest".into(),
+            });
+        }
+        let ingested = self.ingest_opened(&bundle, progress)?;
+        progress(total, total);
+        Ok(ingested)
+    }
+
+    fn ingest_opened(&self, bundle: &Bundle, progress: Progress<'_>) -> Result<Ingested> {
         let h = bundle.header().clone();
         let _vault = self.lock(LockMode::Shared)?;
         let _group = lock(
@@ -96,9 +109,9 @@ impl Vault {
                 let tip = chain::tip(&self.layout, head)?;
                 signer = tip.header.verifying_key;
                 if h.verifying_key != signer {
-                    return Err(not_signed_by(&bundle, &signer));
+                    return Err(not_signed_by(bundle, &signer));
                 }
-                check_fits(&bundle, &tip)
+                check_fits(bundle, &tip)
                     .map_err(|d| broken(format!("{d}; resynchronize the group")))?;
                 if h.seq <= head.seq {
                     return Err(broken(format!(
@@ -113,7 +126,7 @@ impl Vault {
                 // Not the group's signer: say so before anything about the chain.
                 let group_key = chain::tip(&self.layout, head)?.header.verifying_key;
                 if h.verifying_key != group_key {
-                    return Err(not_signed_by(&bundle, &group_key));
+                    return Err(not_signed_by(bundle, &group_key));
                 }
                 let (_, c) = chain::load(&self.layout, &h.group, false)?;
                 if chain::contains(&c, &id, h.seq)? {
@@ -142,7 +155,7 @@ impl Vault {
         if let Some(pinned) = trust::load(&self.layout, &h.group)?
             && pinned != signer
         {
-            return Err(not_signed_by(&bundle, &pinned));
+            return Err(not_signed_by(bundle, &pinned));
         }
         // Check the whole bundle and store what the vault lacks; nothing is published before
         // every byte checked out, and nothing is referenced until the head is replaced.
@@ -150,10 +163,10 @@ impl Vault {
         let index = self.refreshed_index()?;
         // The signature is checked once the whole bundle read back sound (damage is Corrupt, a
         // forgery Authentication), before anything is published.
-        let packs = stored.write(&self.layout, &bundle, &index, &mut *progress, || {
+        let packs = stored.write(&self.layout, bundle, &index, &mut *progress, || {
             bundle.check_signature(&signer)
         })?;
-        let committed = self.commit(&bundle, count);
+        let committed = self.commit(bundle, count);
         if committed.is_err() {
             // Best effort: the packs no point references are GC's otherwise.
             for p in &packs {
@@ -162,9 +175,6 @@ impl Vault {
             }
         }
         committed?;
-        // The end, once committed (too late to cancel).
-        let total = bundle.blob_section_len();
-        progress(total, total);
         Ok(Ingested {
             added: true,
             blobs_stored: stored.blobs,
@@ -295,11 +305,6 @@ impl Stored {
     ) -> Result<Vec<PackIndex>> {
         let total = bundle.blob_section_len();
         let mut done = 0u64;
-        if !progress(0, total) {
-            return Err(Error::Cancelled {
-                what: "ingest".into(),
-            });
-        }
         std::thread::scope(|scope| -> Result<Vec<PackIndex>> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Hashed>>(2);
             let writer = scope.spawn(move || -> Result<Vec<PackWriter>> {

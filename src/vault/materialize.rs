@@ -60,6 +60,14 @@ pub struct Materialized {
     pub blobs: u64,
 }
 
+/// Where failover will write a disk: checked before anything is written.
+enum Planned {
+    /// An existing target, opened and its size checked.
+    Onto(Onto),
+    /// A new image at this path.
+    New(PathBuf),
+}
+
 /// Where a disk is written.
 enum Out {
     /// A new image, published only when complete.
@@ -228,13 +236,13 @@ impl Vault {
         // Check every output before anything is written: new images' names and paths, targets'
         // kinds and sizes, and that no two disks go to one file.
         let mut names: Vec<String> = Vec::new();
-        let mut outs: Vec<Result<Onto, PathBuf>> = Vec::with_capacity(maps.len());
+        let mut planned: Vec<Option<Planned>> = Vec::with_capacity(maps.len());
         let mut seen: Vec<((u64, u64), PathBuf)> = Vec::new();
         for (disk, map) in &maps {
             let (path, identity) = if let Some(t) = target_of(disk) {
                 let onto = Onto::open(t, disk, map.disk_size())?;
                 let id = onto.identity()?;
-                outs.push(Ok(onto));
+                planned.push(Some(Planned::Onto(onto)));
                 (t.to_path_buf(), Some(id))
             } else {
                 let name = crate::fsutil::image_name(disk);
@@ -252,7 +260,7 @@ impl Vault {
                     });
                 }
                 names.push(name);
-                outs.push(Err(out.clone()));
+                planned.push(Some(Planned::New(out.clone())));
                 let id = existing.map(|m| super::onto::file_identity(&m));
                 (out, id)
             };
@@ -302,14 +310,13 @@ impl Vault {
         // go); then all new images are published; a failure there removes the new images
         // already published.
         let mut order: Vec<usize> = (0..maps.len()).collect();
-        order.sort_by_key(|&i| outs[i].is_err());
-        let mut outs: Vec<Option<Result<Onto, PathBuf>>> = outs.into_iter().map(Some).collect();
+        order.sort_by_key(|&i| matches!(planned[i], Some(Planned::New(_))));
         let mut pending = Vec::with_capacity(maps.len());
         for i in order {
             let (disk, map) = &maps[i];
-            let out = match outs[i].take().expect("each disk once") {
-                Ok(onto) => Out::Onto(onto),
-                Err(path) => Out::New(AtomicFile::create(&path, options.replace)?),
+            let out = match planned[i].take().expect("each disk once") {
+                Planned::Onto(onto) => Out::Onto(onto),
+                Planned::New(path) => Out::New(AtomicFile::create(&path, options.replace)?),
             };
             pending.push((
                 i,
