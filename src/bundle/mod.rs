@@ -10,19 +10,27 @@
 //!
 //! The group's place in its chain on the primary is a [`ShipState`] (`.rcship`, §14).
 
+mod apply;
+mod apply_state;
 pub(crate) mod format;
+mod protection;
 mod reader;
 mod resync_ship;
 mod seed;
 mod ship;
 mod state;
+mod track;
 mod writer;
 
+pub use apply::{Applied, apply, sign_for_apply};
+pub use apply_state::ApplyState;
 pub use format::{BundleHeader, BundleKind, DiskManifest, VERSION_MAJOR};
+pub use protection::ProtectionRecord;
 pub(crate) use reader::check_sealed;
 pub use reader::{Bundle, BundleStats};
 pub use resync_ship::{ResyncOptions, Resynced, resync_ship};
 pub use seed::{DEFAULT_SEED_CHUNK, SeedOptions, Seeded, seed};
 pub use ship::{ShipOptions, bundle_file_name, ship};
 pub use state::ShipState;
+pub use track::{TrackFrom, track};
 pub use writer::{BundleWriter, WrittenBundle};

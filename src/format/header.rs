@@ -54,11 +54,15 @@ pub enum FileKind {
     Trust,
     /// The chunk ids of a recovery point's disks (`.rcpsig`).
     PointSignature,
+    /// Where a replica's disks stand in the chain applied to them (`.rcapply`).
+    ApplyState,
+    /// A group's protection state at one site (`.rcprot`).
+    Protection,
 }
 
 impl FileKind {
     /// Every kind.
-    pub const ALL: [FileKind; 13] = [
+    pub const ALL: [FileKind; 15] = [
         FileKind::ChangeLog,
         FileKind::Bundle,
         FileKind::Signature,
@@ -72,6 +76,8 @@ impl FileKind {
         FileKind::ShipState,
         FileKind::Trust,
         FileKind::PointSignature,
+        FileKind::ApplyState,
+        FileKind::Protection,
     ];
 
     /// The magic this kind's files start with.
@@ -90,6 +96,8 @@ impl FileKind {
             FileKind::ShipState => magic::SHIP_STATE,
             FileKind::Trust => magic::TRUST,
             FileKind::PointSignature => magic::POINT_SIGNATURE,
+            FileKind::ApplyState => magic::APPLY_STATE,
+            FileKind::Protection => magic::PROTECTION,
         }
     }
 

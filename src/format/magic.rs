@@ -35,9 +35,13 @@ pub const SHIP_STATE: [u8; 8] = *b"\x89RCSHP\r\n";
 pub const TRUST: [u8; 8] = *b"\x89RCTRU\r\n";
 /// The chunk ids of every disk of a recovery point, for a resync into its chain (`.rcpsig`).
 pub const POINT_SIGNATURE: [u8; 8] = *b"\x89RCPSG\r\n";
+/// Where a replica's disks stand in the chain applied to them (`.rcapply`).
+pub const APPLY_STATE: [u8; 8] = *b"\x89RCAPL\r\n";
+/// A group's protection state at one site (`.rcprot`).
+pub const PROTECTION: [u8; 8] = *b"\x89RCPRO\r\n";
 
 /// All magics with their file-type names, for diagnostics and uniqueness tests.
-pub const ALL: [([u8; 8], &str); 13] = [
+pub const ALL: [([u8; 8], &str); 15] = [
     (CHANGE_LOG, "change log"),
     (BUNDLE, "bundle"),
     (SIGNATURE, "signature"),
@@ -51,6 +55,8 @@ pub const ALL: [([u8; 8], &str); 13] = [
     (SHIP_STATE, "ship state"),
     (TRUST, "pinned verifying key"),
     (POINT_SIGNATURE, "point signature"),
+    (APPLY_STATE, "apply state"),
+    (PROTECTION, "protection state"),
 ];
 
 #[cfg(test)]

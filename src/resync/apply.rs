@@ -259,7 +259,7 @@ fn open_target(path: &Path, may_create: bool) -> Result<File> {
 
 /// Punches a hole (Linux `fallocate(PUNCH_HOLE | KEEP_SIZE)`); false where unsupported.
 #[cfg(target_os = "linux")]
-fn punch_hole(file: &File, pos: u64, len: u64) -> bool {
+pub(crate) fn punch_hole(file: &File, pos: u64, len: u64) -> bool {
     use std::os::fd::AsRawFd;
     let (Ok(off), Ok(l)) = (libc::off_t::try_from(pos), libc::off_t::try_from(len)) else {
         return false;

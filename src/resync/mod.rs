@@ -35,6 +35,7 @@
 mod apply;
 mod delta;
 mod delta_read;
+pub mod disk_sig;
 mod hashing;
 #[allow(unsafe_code)] // the memory map: see image.rs
 pub(crate) mod image;
@@ -45,6 +46,7 @@ pub(crate) mod signature;
 mod target;
 
 pub use apply::ApplyStats;
+pub(crate) use apply::{is_block_device, punch_hole};
 pub use delta::{Delta, DeltaStats};
 pub use signature::Signature;
 

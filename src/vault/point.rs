@@ -61,6 +61,8 @@ pub struct RecoveryPoint {
     pub key_id: KeyId,
     /// Every disk of the group at this point.
     pub disks: Vec<DiskInfo>,
+    /// The group's chunk grid (the seed's chunk size).
+    pub chunk_size: u32,
 }
 
 /// Which point to pick ([`Vault::select`](super::Vault::select)).
@@ -171,6 +173,7 @@ impl PointFile {
             verifying_key: h.verifying_key,
             key_id: h.key_id(),
             disks: self.disks.clone(),
+            chunk_size: h.chunk_size,
         }
     }
 
