@@ -1270,3 +1270,142 @@ fn status_shows_what_an_operator_watches() {
         "--frequency",
     );
 }
+
+/// The way back through the command line (issue 17): failover with `--log` records the site as
+/// failed over and tracks the recovered disks; `resync sign` at the original site, `resync
+/// ship` at the recovery site (committed, reprotecting, then protected) and `apply` bring the
+/// stale original disks to the recovered ones; applying again is exit 5; a move the state
+/// machine forbids is exit 2.
+#[test]
+fn reprotect_and_apply_through_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pdir = tmp.path().join("primary");
+    std::fs::create_dir(&pdir).unwrap();
+    let p = primary(&pdir);
+    let vault = tmp.path().join("vault");
+    ok(&["vault", "init", s(&vault)], None);
+    ok(
+        &["vault", "ingest", s(&vault), s(&pdir.join("base.rcb"))],
+        None,
+    );
+    let show = |dir: &Path| {
+        ok(
+            &["protection", "--dir", s(dir), "--group", "vm 1", "--json"],
+            None,
+        )
+    };
+    assert!(show(&pdir).contains("\"state\":\"protected\""));
+
+    // Unplanned failover, tracked.
+    let rec = tmp.path().join("recovered");
+    let rlog = rec.join("rec.rclog");
+    let mut fo = failover_latest(&vault, &p.key, &rec)
+        .map(str::to_string)
+        .to_vec();
+    fo.extend(["--log".to_string(), s(&rlog).to_string()]);
+    ok(
+        &fo.iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(PASS),
+    );
+    assert!(rlog.exists() && rec.join("vm_1.rcship").exists());
+    assert!(
+        show(&rec).contains("failed over (unplanned)"),
+        "{}",
+        show(&rec)
+    );
+    // The recovered VM writes; the original disks took writes that never shipped.
+    patch(&rec.join("os.img"), 10_000, &common::noise(70_000, 8));
+    patch(&p.data, 5, b"lost with the primary");
+
+    // Reprotect: signature of the stale disks, reverse resync point, apply.
+    let osig = tmp.path().join("original.rcpsig");
+    let odisks = seed_disks(&p);
+    ok(
+        &[
+            "resync",
+            "sign",
+            "--key",
+            s(&p.key),
+            "--group",
+            "vm 1",
+            "--disk",
+            &odisks[0],
+            "--disk",
+            &odisks[1],
+            "--out",
+            s(&osig),
+        ],
+        Some(PASS),
+    );
+    let rdisks = [
+        format!("os={}", s(&rec.join("os.img"))),
+        format!("data={}", s(&rec.join("data.img"))),
+    ];
+    let rev = tmp.path().join("rev");
+    let bundle = ok(
+        &[
+            "resync",
+            "ship",
+            "--key",
+            s(&p.key),
+            "--signature",
+            s(&osig),
+            "--group",
+            "vm 1",
+            "--disk",
+            &rdisks[0],
+            "--disk",
+            &rdisks[1],
+            "--log",
+            s(&rec.join("rev.rclog")),
+            "--out-dir",
+            s(&rev),
+        ],
+        Some(PASS),
+    );
+    assert!(
+        show(&rec).contains("\"state\":\"protected\""),
+        "{}",
+        show(&rec)
+    );
+    let apply = [
+        "apply",
+        "--key",
+        s(&p.key),
+        "--group",
+        "vm 1",
+        "--disk",
+        &odisks[0],
+        "--disk",
+        &odisks[1],
+        bundle.trim(),
+    ];
+    ok(&apply, Some(PASS));
+    for n in ["os.img", "data.img"] {
+        assert_eq!(
+            std::fs::read(pdir.join(n)).unwrap(),
+            std::fs::read(rec.join(n)).unwrap(),
+            "{n}"
+        );
+    }
+    fails(&apply, Some(PASS), 5, "the disks hold it");
+    // The forward base is no continuation of the reverse chain: refused, exit 5.
+    let base = pdir.join("base.rcb");
+    let mut fwd = apply;
+    fwd[9] = s(&base);
+    fails(&fwd, Some(PASS), 5, "does not follow");
+    fails(
+        &[
+            "protection",
+            "--dir",
+            s(&rec),
+            "--group",
+            "vm 1",
+            "--set",
+            "committed",
+        ],
+        None,
+        2,
+        "from protected to committed",
+    );
+}

@@ -41,6 +41,13 @@ pub enum Cmd {
     /// Resynchronization by fixed-chunk checksums (failback is the same, reversed).
     #[command(subcommand)]
     Resync(ResyncCmd),
+    /// Applies bundles to a replica's disks in chain order (the reverse replication of a
+    /// failback), checked against the apply state beside the disks: a gap, a fork, a replay,
+    /// another key or a damaged bundle is refused before a byte is written.
+    Apply(ApplyArgs),
+    /// Shows a group's protection state at a site (GROUP.rcprot beside its log), or moves it
+    /// (--set), refusing a move the state machine forbids.
+    Protection(ProtectionArgs),
     /// What an operator watches: on the primary (--log), pending bytes against the resync
     /// threshold, whether a resync is needed and why, the last point shipped; at the recovery
     /// site (--vault), per group the newest point, the newest app-consistent one, the lag
@@ -422,9 +429,89 @@ pub struct FailoverArgs {
     /// primary shipped. Catches a vault rolled back to an older point.
     #[arg(long, value_name = "SEQ")]
     pub expect_seq: Option<u64>,
-    /// Replace images already in --out-dir.
+    /// Start tracking the recovered disks: a new change log here (its ship state and the
+    /// site's protection state go beside it), whose points follow the point failed over to.
+    #[arg(long, value_name = "LOGFILE")]
+    pub log: Option<PathBuf>,
+    /// How the failover is recorded with --log: unplanned (default), planned or test.
+    #[arg(
+        long,
+        value_name = "KIND",
+        default_value = "unplanned",
+        requires = "log"
+    )]
+    pub kind: String,
+    /// Replace images already in --out-dir (and a log at --log).
     #[arg(long)]
     pub force: bool,
+}
+
+/// `replicore apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The group's key file.
+    #[arg(long, value_name = "KEYFILE")]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub pass: Passphrase,
+    /// A disk of the group and its image (repeat for each disk).
+    #[arg(long = "disk", value_name = "NAME=IMAGE", required = true)]
+    pub disks: Vec<String>,
+    /// The group (finds GROUP.rcapply beside the first disk).
+    #[arg(long, value_name = "NAME", required_unless_present = "state")]
+    pub group: Option<String>,
+    /// The disks' apply state (default GROUP.rcapply beside the first disk).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// The bundles, applied in sequence order.
+    #[arg(required = true, value_name = "BUNDLE")]
+    pub bundles: Vec<PathBuf>,
+}
+
+/// `replicore resync sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The group's key file.
+    #[arg(long, value_name = "KEYFILE")]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub pass: Passphrase,
+    /// The group.
+    #[arg(long, value_name = "NAME")]
+    pub group: String,
+    /// A disk of the group and its image (repeat for each disk, in the group's order).
+    #[arg(long = "disk", value_name = "NAME=IMAGE", required = true)]
+    pub disks: Vec<String>,
+    /// The point signature to write (send it to the recovery site).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The apply state to start (default GROUP.rcapply beside the first disk).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Chunk size: a power of two from 4K to 8M (default 64K).
+    #[arg(long, value_name = "SIZE")]
+    pub chunk_size: Option<String>,
+    /// Replace an existing signature and apply state.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `replicore protection`.
+#[derive(Debug, Args)]
+pub struct ProtectionArgs {
+    /// The directory of the group's log (where GROUP.rcprot is).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The group.
+    #[arg(long, value_name = "NAME")]
+    pub group: String,
+    /// Move to this state (e.g. committed, reprotecting, protected), if the state machine
+    /// allows it from the current one (else exit 2).
+    #[arg(long, value_name = "STATE")]
+    pub set: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How a resync file is protected: sealed under the group's key, or plain (keyless).
@@ -515,6 +602,10 @@ pub enum ResyncCmd {
         #[arg(long)]
         force: bool,
     },
+    /// At the original site after a failover: the keyed signature of the group's stale disks,
+    /// for the recovery site's `resync ship` (the reverse resync of a reprotect), and the
+    /// apply state beside them that expects the resync point made against it.
+    Sign(SignArgs),
     /// Makes TARGET identical to SOURCE (both local), copying only differing chunks.
     Run {
         /// The up-to-date image.

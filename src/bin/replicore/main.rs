@@ -15,6 +15,7 @@ mod keys;
 mod log_cmd;
 mod out;
 mod resync_cmd;
+mod reverse_cmd;
 mod ship_cmd;
 mod status_cmd;
 mod vault_cmd;
@@ -162,6 +163,12 @@ fn run(cmd: Cmd) -> CmdResult {
             ("key", "--key"),
         ])),
         Cmd::Status(a) => status_cmd::run(a),
+        Cmd::Apply(a) => reverse_cmd::apply(a).map_err(as_typed(&[
+            ("disks", "--disk"),
+            ("key", "--key"),
+            ("bundle", "BUNDLE"),
+        ])),
+        Cmd::Protection(a) => reverse_cmd::protection(a).map_err(as_typed(&[("to", "--set")])),
         Cmd::Demo => demo::run(),
     }
 }

@@ -158,6 +158,7 @@ pub fn run(c: ResyncCmd) -> CmdResult {
                 st.zero_chunks
             );
         }
+        ResyncCmd::Sign(a) => crate::reverse_cmd::sign(a)?,
         ResyncCmd::Ship {
             key,
             pass,
@@ -214,6 +215,10 @@ fn ship_into_chain(
         replace: force,
         ..ResyncOptions::default()
     };
+    // The site's protection state must allow the resync (a test failover's copy does not).
+    let dir = crate::ship_cmd::parent(log);
+    let mut moves = crate::reverse_cmd::resync_moves(dir, group)?;
+    crate::reverse_cmd::step(dir, group, &moves, false)?;
     let bar = Bar::new("resync ship");
     let r = resync_ship(
         &sig,
@@ -228,6 +233,8 @@ fn ship_into_chain(
     drop(bar);
     let state = crate::ship_cmd::state_path(crate::ship_cmd::parent(log), group);
     r.state.save(&state)?;
+    moves.push(replicore::policy::ProtectionState::Protected);
+    crate::reverse_cmd::step(dir, group, &moves, true)?;
     println!("{}", r.bundle.path.display());
     eprintln!(
         "group `{group}` resynchronized into its chain: point {} holds {} of {} chunks ({} of \

@@ -76,6 +76,16 @@ pub fn seed(a: SeedArgs) -> CmdResult {
     .map_err(forceable)?;
     drop(bar);
     s.state.save(&state)?;
+    // A seed starts the group's protection over: protected, whatever was recorded before.
+    replicore::bundle::ProtectionRecord {
+        group: a.group.clone(),
+        state: replicore::policy::ProtectionState::Protected,
+        since: std::time::SystemTime::now(),
+    }
+    .save(crate::reverse_cmd::protection_path(
+        parent(&a.log),
+        &a.group,
+    ))?;
     println!("{}", s.bundle.path.display());
     eprintln!(
         "seeded group `{}`: {} blobs, {} of data in a {} bundle; log {}, ship state {}",
@@ -99,6 +109,19 @@ pub fn ship(a: ShipArgs) -> CmdResult {
     };
     let mut state = ShipState::load(&state_file)?;
     let key = keys::load(&a.key, &a.pass)?;
+    let prot = crate::reverse_cmd::protection_path(parent(&state_file), &state.group);
+    if let Some(r) = replicore::bundle::ProtectionRecord::load(&prot)? {
+        if r.state == replicore::policy::ProtectionState::ResyncRequired {
+            return Err(Failure::Lib(replicore::Error::ResyncRequired {
+                reason: format!(
+                    "group `{}` is recorded as needing a resync ({}): resync it into its \
+                     chain (replicore vault signature, then replicore resync ship)",
+                    state.group,
+                    prot.display()
+                ),
+            }));
+        }
+    }
     std::fs::create_dir_all(&a.out_dir)
         .map_err(|e| replicore::Error::io("creating", Some(&a.out_dir), e))?;
     let bar = Bar::new("ship");
@@ -113,7 +136,18 @@ pub fn ship(a: ShipArgs) -> CmdResult {
         },
         &mut bar.callback(),
     )
-    .map_err(forceable)?;
+    .map_err(|e| {
+        if e.kind() == replicore::ErrorKind::ResyncRequired {
+            // Recorded so that status and the next ship say so (if the state machine allows).
+            let _ = crate::reverse_cmd::step(
+                parent(&state_file),
+                &state.group,
+                &[replicore::policy::ProtectionState::ResyncRequired],
+                true,
+            );
+        }
+        forceable(e)
+    })?;
     drop(bar);
     state.save(&state_file)?;
     for b in &shipped {

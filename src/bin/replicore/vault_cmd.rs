@@ -411,6 +411,23 @@ pub fn failover(a: FailoverArgs) -> CmdResult {
             .targets
             .push((name.to_string(), PathBuf::from(path)));
     }
+    let kind = match a.kind.as_str() {
+        "unplanned" => replicore::policy::FailoverKind::Unplanned,
+        "planned" => replicore::policy::FailoverKind::Planned,
+        "test" => replicore::policy::FailoverKind::Test,
+        k => {
+            return Err(Failure::Usage(format!(
+                "--kind `{k}`: expected unplanned, planned or test"
+            )));
+        }
+    };
+    if let Some(log) = &a.log {
+        if !a.force && std::fs::symlink_metadata(log).is_ok() {
+            return Err(forceable(replicore::Error::AlreadyExists {
+                what: format!("change log {}", log.display()),
+            }));
+        }
+    }
     let bar = Bar::new("failover");
     let out_dir = a.out_dir.clone().unwrap_or_default();
     let written = v
@@ -427,6 +444,11 @@ pub fn failover(a: FailoverArgs) -> CmdResult {
             &m.point.to_hex()[..16],
             written.len()
         );
+        if let Some(log) = &a.log {
+            crate::reverse_cmd::track_after_failover(
+                &v, &a.group, m.point, &written, &key, log, kind, a.force,
+            )?;
+        }
     }
     Ok(())
 }
