@@ -480,6 +480,60 @@ fn bundle_blob_key_and_state_seed_corpora_are_valid() {
     });
 }
 
+#[path = "../fuzz/checks/apply_state.rs"]
+mod apply_state;
+#[path = "../fuzz/checks/protection_state.rs"]
+mod protection_state;
+
+/// Seeds of the site-state targets: an apply state (at rest, and mid-apply) and a protection
+/// state of several kinds (the committed seeds are checked to parse).
+#[test]
+fn make_site_state_seeds() {
+    use replicore::bundle::{ApplyState, ProtectionRecord};
+    use replicore::policy::{FailoverKind, ProtectionState};
+    let with_trailer = |b: &[u8]| [b, blake3::hash(b).as_bytes()].concat();
+    let mut a = ApplyState {
+        group: "vm-01".into(),
+        key_id: replicore::crypto::KeyId([5; 16]),
+        head: replicore::PointId([2; 32]),
+        next_seq: 4,
+        applying: None,
+    };
+    let mut seeds = vec![("rest".to_string(), strip_trailer(a.to_bytes().unwrap()))];
+    a.applying = Some(replicore::PointId([3; 32]));
+    seeds.push(("applying".into(), strip_trailer(a.to_bytes().unwrap())));
+    random_seeds("apply_state", seeds, |_, b| {
+        ApplyState::from_bytes(&with_trailer(b)).is_ok()
+    });
+    let seeds = [
+        ProtectionState::Protected,
+        ProtectionState::FailedOver(FailoverKind::Unplanned),
+        ProtectionState::Reprotecting,
+    ]
+    .into_iter()
+    .map(|state| {
+        let r = ProtectionRecord {
+            group: "vm-01".into(),
+            state,
+            since: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000),
+        };
+        (
+            format!("{state}").replace([' ', '(', ')'], "-"),
+            strip_trailer(r.to_bytes().unwrap()),
+        )
+    })
+    .collect();
+    random_seeds("protection_state", seeds, |_, b| {
+        ProtectionRecord::from_bytes(&with_trailer(b)).is_ok()
+    });
+}
+
+#[test]
+fn site_state_corpora_and_regressions() {
+    run_corpus("apply_state", apply_state::check);
+    run_corpus("protection_state", protection_state::check);
+}
+
 #[test]
 fn bundle_blob_key_and_state_corpora_and_regressions() {
     run_corpus("bundle_read", bundle_read::check);

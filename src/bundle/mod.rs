@@ -11,6 +11,8 @@
 //! The group's place in its chain on the primary is a [`ShipState`] (`.rcship`, §14).
 
 mod apply;
+#[cfg(test)]
+mod apply_crash_tests;
 mod apply_state;
 pub(crate) mod format;
 mod protection;
