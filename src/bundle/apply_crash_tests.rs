@@ -34,7 +34,9 @@ fn key() -> Key {
 
 /// Stale original disks and newer recovered ones (some chunks changed, some zeroed, one disk
 /// grown), both under `dir`.
-fn disks(dir: &Path) -> (Vec<(&'static str, PathBuf)>, Vec<(&'static str, PathBuf)>) {
+type Disks = Vec<(&'static str, PathBuf)>;
+
+fn disks(dir: &Path) -> (Disks, Disks) {
     let stale_a = noise(20 * CS as usize + 100, 1);
     let stale_b = noise(6 * CS as usize, 2);
     let mut new_a = stale_a.clone();
