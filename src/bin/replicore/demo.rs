@@ -9,7 +9,6 @@ use replicore::bundle::{SeedOptions, ShipOptions, seed, ship};
 use replicore::crypto::{KeyFile, MasterKey, Secret};
 use replicore::log::MarkerKind;
 use replicore::policy::RetentionPolicy;
-use replicore::resync::{DEFAULT_CHUNK_SIZE, resync};
 use replicore::vault::{Selector, Vault};
 
 use crate::out::bytes;
@@ -277,33 +276,9 @@ pub fn run() -> CmdResult {
         }
     }
 
-    // The failed-over VM runs on the recovery site; then fail back onto the primary's disks by
-    // resync (only differing chunks cross) and check.
-    let os_fo = &written_images[0].path;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(os_fo)
-        .map_err(io("opening", os_fo))?;
-    f.write_all_at(&vec![0x5a; 3 << 20], 5 << 20)
-        .map_err(io("writing", os_fo))?;
-    drop(f);
-    let t = Instant::now();
-    let mut stats = Vec::new();
-    for (m, img) in written_images.iter().zip(&images) {
-        stats.push(resync(&m.path, img, DEFAULT_CHUNK_SIZE, &mut |_, _| true)?);
-    }
-    let resync_time = t.elapsed();
-    for (m, img) in written_images.iter().zip(&images) {
-        let a = std::fs::read(&m.path).map_err(io("reading", &m.path))?;
-        let b = std::fs::read(img).map_err(io("reading", img))?;
-        if a != b {
-            return Err(Failure::Damage(format!(
-                "failback: {} differs from its source",
-                img.display()
-            )));
-        }
-    }
-    let copied: u64 = stats.iter().map(|s| s.data_bytes).sum();
+    // The DR cycle: a lost tracker, resync, failover, reprotect, failback, reprotect forward.
+    let mut fill = |b: &mut [u8]| r.fill(b);
+    let cycle = crate::demo_cycle::run(&vault, &key, s.log, &images, &dir, &mut fill)?;
 
     println!();
     println!(
@@ -350,12 +325,7 @@ pub fn run() -> CmdResult {
         failover_time.as_secs_f64(),
         mbps(disk_bytes, failover_time)
     );
-    println!(
-        "failback     resync onto the primary: {} of {} copied in {:.2} s; every byte checked",
-        bytes(copied),
-        bytes(disk_bytes),
-        resync_time.as_secs_f64()
-    );
+    crate::demo_cycle::print(&cycle, base_size);
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -11,6 +11,7 @@
 
 mod args;
 mod demo;
+mod demo_cycle;
 mod keys;
 mod log_cmd;
 mod out;
