@@ -56,7 +56,7 @@ pub(crate) const SIGNED_CHECKPOINT: &[u8] = b"replicore 2026-12-01 signed checkp
 /// Bytes of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 
-fn random<const N: usize>(what: &str) -> Result<[u8; N]> {
+pub(crate) fn random<const N: usize>(what: &str) -> Result<[u8; N]> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|e| {
         Error::io(

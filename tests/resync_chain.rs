@@ -248,3 +248,75 @@ fn a_resized_disk_is_carried_by_the_resync_point() {
     failover_equals(&v, &g.key, &dir.path().join("fo-after"), &model);
     assert!(v.verify(Some(&g.key), &mut ok).unwrap().is_ok());
 }
+
+/// The streamed signature (issue 17, memory bounded): `save_point_signature` writes what
+/// `point_signature` holds, `resync_ship_from` reads it as needed; a truncated or damaged file
+/// is refused at its end with nothing left behind (no bundle, no log).
+#[test]
+fn a_streamed_signature_resyncs_and_a_cut_one_leaves_nothing() {
+    use replicore::bundle::resync_ship_from;
+    use replicore::resync::point_sig::{PointSigReader, open_file};
+    let dir = tempfile::tempdir().unwrap();
+    let g = seeded(dir.path(), key(10));
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    v.ingest(&g.base, &mut ok).unwrap();
+    let path = dir.path().join("s.rcpsig");
+    let head = v
+        .save_point_signature("vm-01", Selector::Latest, &g.key, &path, false, &mut ok)
+        .unwrap();
+    let whole = PointSignature::load(&path, &g.key).unwrap();
+    assert_eq!(whole.header(), head);
+    assert_eq!(
+        whole,
+        v.point_signature("vm-01", Selector::Latest, &g.key, &mut ok)
+            .unwrap()
+    );
+    let mut model = g.model.clone();
+    model[1][10..20].copy_from_slice(b"0123456789");
+    let snap = images(dir.path(), &model);
+    let out = dir.path().join("out-stream");
+    std::fs::create_dir(&out).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    for (name, bad) in [
+        ("cut", bytes[..bytes.len() - 40].to_vec()),
+        ("flipped", {
+            let mut b = bytes.clone();
+            let at = b.len() - 10;
+            b[at] ^= 1;
+            b
+        }),
+    ] {
+        let p = dir.path().join(format!("{name}.rcpsig"));
+        std::fs::write(&p, &bad).unwrap();
+        let log = dir.path().join(format!("{name}.rclog"));
+        let e = PointSigReader::open(open_file(&p).unwrap(), &g.key)
+            .and_then(|r| {
+                resync_ship_from(
+                    r,
+                    &refs(&snap),
+                    &g.key,
+                    &log,
+                    &out,
+                    &ResyncOptions::default(),
+                    &mut ok,
+                )
+            })
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{name}: {e}");
+        assert!(!log.exists(), "{name}: the log was left");
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "{name}");
+    }
+    let r = resync_ship_from(
+        PointSigReader::open(open_file(&path).unwrap(), &g.key).unwrap(),
+        &refs(&snap),
+        &g.key,
+        dir.path().join("ok.rclog"),
+        &out,
+        &ResyncOptions::default(),
+        &mut ok,
+    )
+    .unwrap();
+    assert_eq!(r.changed_chunks, 1);
+    v.ingest(&r.bundle.path, &mut ok).unwrap();
+    failover_equals(&v, &g.key, &dir.path().join("fo-stream"), &model);
+}

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use replicore::Error;
-use replicore::bundle::{ResyncOptions, resync_ship};
-use replicore::resync::point_sig::PointSignature;
+use replicore::bundle::{ResyncOptions, resync_ship_from};
+use replicore::resync::point_sig::{PointSigReader, open_file};
 use replicore::vault::Selector;
 
 use crate::bundle::replicore_bundle_callback;
@@ -71,16 +71,9 @@ pub unsafe extern "C" fn replicore_vault_point_signature(
             // SAFETY: per this function's contract.
             Selector::Id(unsafe { self::point_id(point_id, "point_id") }?)
         };
-        if std::fs::symlink_metadata(out).is_ok() {
-            return Err(Error::AlreadyExists {
-                what: out.to_string(),
-            }
-            .into());
-        }
-        let sig = with_progress(callback, user, |p| {
-            vault.point_signature(group, selector, key, p)
+        with_progress(callback, user, |p| {
+            vault.save_point_signature(group, selector, key, out, false, p)
         })?;
-        sig.save(out, key, false)?;
         Ok(())
     })
 }
@@ -146,13 +139,14 @@ pub unsafe extern "C" fn replicore_resync_ship(
             let p = unsafe { handle::str(*p, "image_paths[]") }?;
             disks.push((n, Path::new(p)));
         }
-        let sig = PointSignature::load(sig_path, key)?;
+        let sig = PointSigReader::open(open_file(Path::new(sig_path))?, key)
+            .map_err(|e| e.with_path(Path::new(sig_path)))?;
         let options = ResyncOptions {
             replace: flags & REPLICORE_RESYNC_REPLACE != 0,
             ..ResyncOptions::default()
         };
         let r = with_progress(progress, progress_user, |p| {
-            resync_ship(&sig, &disks, key, log_path, out_dir, &options, p)
+            resync_ship_from(sig, &disks, key, log_path, out_dir, &options, p)
                 .map_err(|e| e.renaming_argument("disks", "disk_names"))
         })?;
         r.state.save(state_path)?;

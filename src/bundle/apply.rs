@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::extent::Source;
 use crate::id::{BlobId, PointId};
 use crate::resync::Progress;
-use crate::resync::disk_sig::sign_disks;
-use crate::resync::point_sig::PointSignature;
+use crate::resync::disk_sig::sign_disks_into;
+use crate::resync::point_sig::{PointSigHeader, PointSigWriter};
 
 /// What [`apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,10 +296,11 @@ fn open_targets(bundle: &Bundle, disks: &[(&str, &Path)]) -> Result<Vec<Target>>
         .collect()
 }
 
-/// Takes the disks' signature ([`sign_disks`](crate::resync::disk_sig::sign_disks)), saves it at `sig_path` (sealed under `key`)
-/// and the [`ApplyState`] at `state_path` that expects the resync point made against it:
-/// from then on the disks must not change but by [`apply`](crate::bundle::apply()). Either
-/// file already there is AlreadyExists unless `replace`.
+/// Takes the disks' signature ([`sign_disks_into`]), streams it to `sig_path` (sealed under
+/// `key`; memory bounded whatever the disks' size) and saves the [`ApplyState`] at
+/// `state_path` that expects the resync point made against it: from then on the disks must
+/// not change but by [`apply`]. Either file already there is AlreadyExists unless `replace`.
+/// Returns the signature's header.
 #[allow(clippy::too_many_arguments)]
 pub fn sign_for_apply(
     group: &str,
@@ -310,29 +311,49 @@ pub fn sign_for_apply(
     state_path: &Path,
     replace: bool,
     progress: Progress<'_>,
-) -> Result<PointSignature> {
-    if !replace {
-        for p in [sig_path, state_path] {
-            if p.exists() {
-                return Err(Error::AlreadyExists {
-                    what: p.display().to_string(),
-                });
-            }
-        }
+) -> Result<PointSigHeader> {
+    if !replace && state_path.exists() {
+        return Err(Error::AlreadyExists {
+            what: state_path.display().to_string(),
+        });
     }
-    let sig = sign_disks(group, disks, key, chunk_size, progress)?;
+    let mut out = crate::fsutil::OutputFile::create(sig_path, replace)?;
+    let mut writer: Option<PointSigWriter<std::io::BufWriter<&mut crate::fsutil::OutputFile>>> =
+        None;
+    let mut pending = Some(std::io::BufWriter::new(&mut out));
+    let header = sign_disks_into(group, disks, key, chunk_size, progress, &mut |h, _, ids| {
+        if let Some(w) = pending.take() {
+            writer = Some(PointSigWriter::start(w, h, key)?);
+        }
+        match writer.as_mut() {
+            Some(w) => w.ids(ids),
+            None => Ok(()),
+        }
+    })?;
+    let w = match (writer, pending) {
+        (Some(w), _) => w,
+        // No chunk at all (every disk empty): the header alone.
+        (None, Some(out)) => PointSigWriter::start(out, &header, key)?,
+        (None, None) => {
+            return Err(Error::invalid_argument(
+                "disks",
+                "the signature's writer was lost (a bug: report it)",
+            ));
+        }
+    };
+    w.finish()?;
     let state = ApplyState {
         group: group.to_string(),
         key_id: key.id(),
-        head: sig.point,
-        next_seq: sig.seq + 1,
+        head: header.point,
+        next_seq: header.seq + 1,
         applying: None,
     };
     // The state first: a signature without its state is useless, a state without its
-    // signature is replaced by the next attempt.
+    // published signature is replaced by the next attempt.
     state.save(state_path, true)?;
-    sig.save(sig_path, key, true)?;
-    Ok(sig)
+    out.commit()?;
+    Ok(header)
 }
 
 fn write_all_at(t: &Target, buf: &[u8], pos: u64) -> std::io::Result<()> {

@@ -82,7 +82,9 @@ fn a_reverse_resync_and_its_apply_cut_anywhere_end_byte_identical() {
     let ok = &mut |_, _| true;
     let sig_path = dir.path().join("orig.rcpsig");
     let state = dir.path().join("orig").join("g.rcapply");
-    let sig = sign_for_apply("g", &refs(&orig), &k, CS, &sig_path, &state, false, ok).unwrap();
+    let head = sign_for_apply("g", &refs(&orig), &k, CS, &sig_path, &state, false, ok).unwrap();
+    let sig = crate::resync::point_sig::PointSignature::load(&sig_path, &k).unwrap();
+    assert_eq!(sig.header(), head);
     let pristine: Vec<Vec<u8>> = orig.iter().map(|d| std::fs::read(&d.1).unwrap()).collect();
     let state0 = std::fs::read(&state).unwrap();
     let restore = || {

@@ -30,7 +30,7 @@ pub use format::{BundleHeader, BundleKind, DiskManifest, VERSION_MAJOR};
 pub use protection::ProtectionRecord;
 pub(crate) use reader::check_sealed;
 pub use reader::{Bundle, BundleStats};
-pub use resync_ship::{ResyncOptions, Resynced, resync_ship};
+pub use resync_ship::{ResyncOptions, Resynced, resync_ship, resync_ship_from};
 pub use seed::{DEFAULT_SEED_CHUNK, SeedOptions, Seeded, seed};
 pub use ship::{ShipOptions, bundle_file_name, ship};
 pub use state::ShipState;

@@ -4,6 +4,7 @@
 //! change log tracks the writes from the snapshot on, as a seed's does. Replication then goes
 //! on from it: no new group, no base shipped again.
 
+use std::io::Read;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,7 +18,7 @@ use crate::extent::{ExtentMap, Source};
 use crate::log::{ChangeLog, DiskSpec, LogConfig, MarkerKind};
 use crate::resync::Progress;
 use crate::resync::image::Image;
-use crate::resync::point_sig::{PointSignature, ZERO_CHUNK};
+use crate::resync::point_sig::{PointSigHeader, PointSigReader, PointSignature, ZERO_CHUNK};
 
 /// How a resync point is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +93,132 @@ pub fn resync_ship(
     options: &ResyncOptions,
     progress: Progress<'_>,
 ) -> Result<Resynced> {
+    let header = sig.header();
+    let mut ids = MemIds {
+        sig,
+        disk: 0,
+        at: 0,
+    };
+    resync_inner(
+        &header,
+        &mut ids,
+        disks,
+        key,
+        log_path.as_ref(),
+        out_dir.as_ref(),
+        options,
+        progress,
+    )
+}
+
+/// As [`resync_ship`], reading the signature's ids as they are needed from `sig` (memory
+/// bounded whatever the disks' size). The file's end is checked before the bundle is
+/// published: a truncated or damaged signature leaves nothing.
+pub fn resync_ship_from<R: Read>(
+    sig: PointSigReader<R>,
+    disks: &[(&str, &Path)],
+    key: &Key,
+    log_path: impl AsRef<Path>,
+    out_dir: impl AsRef<Path>,
+    options: &ResyncOptions,
+    progress: Progress<'_>,
+) -> Result<Resynced> {
+    let header = sig.header().clone();
+    let mut ids = StreamIds(Some(sig));
+    resync_inner(
+        &header,
+        &mut ids,
+        disks,
+        key,
+        log_path.as_ref(),
+        out_dir.as_ref(),
+        options,
+        progress,
+    )
+}
+
+/// Where the signature's ids come from, in file order.
+trait Ids {
+    /// Appends the next `n` ids to `out`.
+    fn next(&mut self, n: u64, out: &mut Vec<[u8; 32]>) -> Result<()>;
+    /// Skips the next `n` ids.
+    fn skip(&mut self, n: u64) -> Result<()>;
+    /// Checks that the source ended well (the file's trailer).
+    fn done(&mut self) -> Result<()>;
+}
+
+struct MemIds<'a> {
+    sig: &'a PointSignature,
+    disk: usize,
+    at: usize,
+}
+
+impl Ids for MemIds<'_> {
+    fn next(&mut self, mut n: u64, out: &mut Vec<[u8; 32]>) -> Result<()> {
+        while n > 0 {
+            let Some(d) = self.sig.disks.get(self.disk) else {
+                return Err(Error::invalid_argument("n", "past the signature's last id"));
+            };
+            let k = ((d.ids.len() - self.at) as u64).min(n) as usize;
+            out.extend_from_slice(&d.ids[self.at..self.at + k]);
+            self.at += k;
+            n -= k as u64;
+            if self.at == d.ids.len() {
+                self.disk += 1;
+                self.at = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, n: u64) -> Result<()> {
+        let mut sink = Vec::new();
+        self.next(n, &mut sink)
+    }
+
+    fn done(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct StreamIds<R: Read>(Option<PointSigReader<R>>);
+
+impl<R: Read> StreamIds<R> {
+    fn reader(&mut self) -> Result<&mut PointSigReader<R>> {
+        self.0
+            .as_mut()
+            .ok_or_else(|| Error::invalid_argument("signature", "read past its end"))
+    }
+}
+
+impl<R: Read> Ids for StreamIds<R> {
+    fn next(&mut self, n: u64, out: &mut Vec<[u8; 32]>) -> Result<()> {
+        self.reader()?.read_ids(n, out)
+    }
+
+    fn skip(&mut self, n: u64) -> Result<()> {
+        self.reader()?.skip_ids(n)
+    }
+
+    fn done(&mut self) -> Result<()> {
+        match self.0.take() {
+            Some(r) => r.finish(),
+            None => Ok(()),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resync_inner(
+    sig: &PointSigHeader,
+    ids: &mut dyn Ids,
+    disks: &[(&str, &Path)],
+    key: &Key,
+    log_path: &Path,
+    out_dir: &Path,
+    options: &ResyncOptions,
+    progress: Progress<'_>,
+) -> Result<Resynced> {
     if sig.key_id != key.id() {
         return Err(Error::invalid_argument(
             "key",
@@ -118,13 +245,13 @@ pub fn resync_ship(
     let images = sig
         .disks
         .iter()
-        .map(|d| {
-            let Some((_, path)) = disks.iter().find(|(n, _)| *n == d.name) else {
+        .map(|(dname, _)| {
+            let Some((_, path)) = disks.iter().find(|(n, _)| n == dname) else {
                 return Err(Error::invalid_argument(
                     "disks",
                     format!(
                         "disk `{}` of group `{}` is not given (its disks: {})",
-                        d.name,
+                        dname,
                         sig.group,
                         names(sig)
                     ),
@@ -138,15 +265,14 @@ pub fn resync_ship(
         .disks
         .iter()
         .zip(&images)
-        .map(|(d, i)| DiskSpec::new(d.name.clone(), i.bytes().len() as u64))
+        .map(|((name, _), i)| DiskSpec::new(name.clone(), i.bytes().len() as u64))
         .collect();
     let seq = sig.seq + 1;
     let mut config = LogConfig::new(sig.group.clone(), specs);
     config.first_point = seq + 1;
-    let log_path = log_path.as_ref();
     let log = ChangeLog::create_at(log_path, &config, options.replace)?;
-    let out = out_dir.as_ref().join(bundle_file_name(&sig.group, seq));
-    match write_point(sig, &images, key, &log, &out, options, progress) {
+    let out = out_dir.join(bundle_file_name(&sig.group, seq));
+    match write_point(sig, ids, &images, key, &log, &out, options, progress) {
         Ok((bundle, changed, chunks)) => {
             let state = ShipState {
                 group: sig.group.clone(),
@@ -173,14 +299,16 @@ pub fn resync_ship(
     }
 }
 
-fn names(sig: &PointSignature) -> String {
-    let n: Vec<&str> = sig.disks.iter().map(|d| d.name.as_str()).collect();
+fn names(sig: &PointSigHeader) -> String {
+    let n: Vec<&str> = sig.disks.iter().map(|(n, _)| n.as_str()).collect();
     n.join(", ")
 }
 
 /// Writes the resync point; returns it, the chunks that differed and the chunks compared.
+#[allow(clippy::too_many_arguments)]
 fn write_point(
-    sig: &PointSignature,
+    sig: &PointSigHeader,
+    ids: &mut dyn Ids,
     images: &[Image],
     key: &Key,
     log: &ChangeLog,
@@ -201,19 +329,29 @@ fn write_point(
     let mut manifests = Vec::with_capacity(images.len());
     let (mut changed, mut compared) = (0u64, 0u64);
     writer.pipelined(key, options.level, |stage| {
-        for (d, image) in sig.disks.iter().zip(images) {
+        for (di, ((dname, _), image)) in sig.disks.iter().zip(images).enumerate() {
             let bytes = image.bytes();
+            // The signature's ids of this disk, read batch by batch (a shrunk disk leaves
+            // some to skip; a grown one reads zeros past them).
+            let sig_chunks = sig.chunks(di);
+            let mut consumed = 0u64;
+            let mut old_ids: Vec<[u8; 32]> = Vec::new();
             // Its size now (a resized disk: chunks past the point's end read as zeros there).
             let mut map = ExtentMap::new(bytes.len() as u64)?;
             let per_batch = (BATCH_BYTES / cs).max(1) * cs;
             for (b, batch) in bytes.chunks(per_batch).enumerate() {
                 let base = (b * per_batch) as u64;
-                let first = b * (per_batch / cs);
+                let first = (b * (per_batch / cs)) as u64;
+                let in_batch = batch.len().div_ceil(cs) as u64;
+                old_ids.clear();
+                let n = sig_chunks.saturating_sub(first).min(in_batch);
+                ids.next(n, &mut old_ids)?;
+                consumed += n;
                 let ranges = image.data_ranges(base, base + batch.len() as u64);
                 let mut pieces: Vec<(u64, &[u8])> = Vec::new();
                 let mut known: Vec<[u8; 32]> = Vec::new();
                 for (i, c) in batch.chunks(cs).enumerate() {
-                    let old = d.ids.get(first + i).copied().unwrap_or(ZERO_CHUNK);
+                    let old = old_ids.get(i).copied().unwrap_or(ZERO_CHUNK);
                     let (c0, c1) = (base + (i * cs) as u64, base + (i * cs + c.len()) as u64);
                     let k = ranges.partition_point(|&(_, e)| e <= c0);
                     let in_hole = !matches!(ranges.get(k), Some(&(s, _)) if s < c1);
@@ -250,13 +388,16 @@ fn write_point(
                     return Err(cancelled());
                 }
             }
+            ids.skip(sig_chunks - consumed)?;
             manifests.push(DiskManifest {
-                name: d.name.clone(),
+                name: dname.clone(),
                 extents: map,
             });
         }
         Ok(())
     })?;
+    // The whole signature read and its end checked before anything is published.
+    ids.done()?;
     let time = options.time.unwrap_or_else(SystemTime::now);
     let time_ns = time
         .duration_since(UNIX_EPOCH)

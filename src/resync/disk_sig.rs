@@ -4,10 +4,10 @@
 //! the recovery site ship only the chunks that differ from its recovered images, as a resync
 //! point the original site applies ([`crate::bundle::apply()`]).
 //!
-//! Such disks are no point of any chain: the signature names a point id derived from what it
-//! holds (keyed, so it says nothing about the data), with sequence number 0; the resync point
-//! made against it is seq 1 of the reverse chain, and the apply state that
-//! [`crate::bundle::sign_for_apply`] writes beside the disks expects exactly it.
+//! Such disks are no point of any chain: the signature names a random point id (drawn when it
+//! is taken, so that the header, which comes first, is known before any id), with sequence
+//! number 0; the resync point made against it is seq 1 of the reverse chain, and the apply
+//! state that [`crate::bundle::sign_for_apply`] writes beside the disks expects exactly it.
 
 use std::path::Path;
 
@@ -15,21 +15,18 @@ use rayon::prelude::*;
 
 use super::Progress;
 use super::image::Image;
-use super::point_sig::{DiskIds, PointSignature, ZERO_CHUNK, chunk_id};
+use super::point_sig::{DiskIds, PointSigHeader, PointSignature, ZERO_CHUNK, chunk_id};
 use crate::crypto::Key;
 use crate::error::{Error, Result};
 use crate::format::limits::MAX_DISKS_PER_GROUP;
 use crate::id::PointId;
 
-/// Derivation context of the point id of a disk signature.
-const CTX_DISKS_POINT: &str = "replicore 2026-12-02 disk signature point v1";
 /// Chunks hashed together (and between progress reports): 64 MiB of 64 KiB chunks.
 const BATCH_BYTES: usize = 64 << 20;
 
 /// The point signature of the group's disks as they are now (`(name, image path)`, in the
-/// group's order), on the `chunk_size` grid (the group's), with `key` (the group's). Reads every
-/// disk once, in parallel batches; holes are zeros without reading. Progress counts the
-/// disks' bytes.
+/// group's order), on the `chunk_size` grid (the group's), with `key` (the group's), in memory
+/// (32 bytes per chunk: [`sign_disks_into`] streams). Progress counts the disks' bytes.
 pub fn sign_disks(
     group: &str,
     disks: &[(&str, &Path)],
@@ -37,6 +34,55 @@ pub fn sign_disks(
     chunk_size: u32,
     progress: Progress<'_>,
 ) -> Result<PointSignature> {
+    let mut out: Vec<DiskIds> = Vec::new();
+    let header = sign_disks_into(
+        group,
+        disks,
+        key,
+        chunk_size,
+        progress,
+        &mut |h, disk, ids| {
+            if out.len() == disk {
+                let (name, size) = &h.disks[disk];
+                out.push(DiskIds {
+                    name: name.clone(),
+                    size: *size,
+                    ids: Vec::new(),
+                });
+            }
+            out[disk].ids.extend_from_slice(ids);
+            Ok(())
+        },
+    )?;
+    while out.len() < header.disks.len() {
+        let (name, size) = &header.disks[out.len()];
+        out.push(DiskIds {
+            name: name.clone(),
+            size: *size,
+            ids: Vec::new(),
+        });
+    }
+    Ok(PointSignature {
+        group: header.group,
+        point: header.point,
+        seq: header.seq,
+        chunk_size: header.chunk_size,
+        key_id: header.key_id,
+        disks: out,
+    })
+}
+
+/// The signature's header for these disks (a fresh random point id), then every chunk's id
+/// handed to `sink` with the disk's index, batch by batch in order: one read of every disk,
+/// in parallel batches; holes are zeros without reading. Memory stays bounded.
+pub fn sign_disks_into(
+    group: &str,
+    disks: &[(&str, &Path)],
+    key: &Key,
+    chunk_size: u32,
+    progress: Progress<'_>,
+    sink: &mut dyn FnMut(&PointSigHeader, usize, &[[u8; 32]]) -> Result<()>,
+) -> Result<PointSigHeader> {
     super::check_chunk_size(chunk_size)?;
     if group.is_empty() {
         return Err(Error::invalid_argument("group", "empty"));
@@ -62,6 +108,18 @@ pub fn sign_disks(
         .iter()
         .map(|(_, p)| Image::open(p))
         .collect::<Result<Vec<_>>>()?;
+    let header = PointSigHeader {
+        group: group.to_string(),
+        point: PointId(crate::crypto::random("a disk signature's point id")?),
+        seq: 0,
+        chunk_size,
+        key_id: key.id(),
+        disks: disks
+            .iter()
+            .zip(&images)
+            .map(|((n, _), i)| (n.to_string(), i.bytes().len() as u64))
+            .collect(),
+    };
     let total: u64 = images.iter().map(|i| i.bytes().len() as u64).sum();
     let cancelled = || Error::Cancelled {
         what: "disk signature".into(),
@@ -71,10 +129,8 @@ pub fn sign_disks(
     }
     let cs = chunk_size as usize;
     let mut done = 0u64;
-    let mut out = Vec::with_capacity(disks.len());
-    for ((name, _), image) in disks.iter().zip(&images) {
+    for (di, image) in images.iter().enumerate() {
         let bytes = image.bytes();
-        let mut ids = Vec::with_capacity(bytes.len().div_ceil(cs));
         let per_batch = (BATCH_BYTES / cs).max(1) * cs;
         for (b, batch) in bytes.chunks(per_batch).enumerate() {
             let base = (b * per_batch) as u64;
@@ -91,42 +147,12 @@ pub fn sign_disks(
                     }
                 })
                 .collect();
-            ids.extend(part);
+            sink(&header, di, &part)?;
             done += batch.len() as u64;
             if !progress(done, total) {
                 return Err(cancelled());
             }
         }
-        out.push(DiskIds {
-            name: name.to_string(),
-            size: bytes.len() as u64,
-            ids,
-        });
     }
-    let point = disks_point(group, chunk_size, key, &out);
-    Ok(PointSignature {
-        group: group.to_string(),
-        point,
-        seq: 0,
-        chunk_size,
-        key_id: key.id(),
-        disks: out,
-    })
-}
-
-/// The id a disk signature names: keyed by the group key, over the group, grid and every id.
-fn disks_point(group: &str, chunk_size: u32, key: &Key, disks: &[DiskIds]) -> PointId {
-    let mut h = blake3::Hasher::new_keyed(&key.subkey(CTX_DISKS_POINT));
-    h.update(&(group.len() as u64).to_le_bytes())
-        .update(group.as_bytes())
-        .update(&chunk_size.to_le_bytes());
-    for d in disks {
-        h.update(&(d.name.len() as u64).to_le_bytes())
-            .update(d.name.as_bytes())
-            .update(&d.size.to_le_bytes());
-        for id in &d.ids {
-            h.update(id);
-        }
-    }
-    PointId(*h.finalize().as_bytes())
+    Ok(header)
 }

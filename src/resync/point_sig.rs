@@ -73,9 +73,31 @@ pub fn chunk_id(key: &Key, bytes: &[u8]) -> [u8; 32] {
     }
 }
 
-impl PointSignature {
-    /// Writes the signature sealed under `key` (the group's: its id must be the signature's).
-    pub fn to_writer(&self, w: impl Write, key: &Key) -> Result<()> {
+/// What a point signature says before its ids: the point, the grid, the key, the disks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointSigHeader {
+    /// The group.
+    pub group: String,
+    /// The point the ids were taken of: the resync point's parent.
+    pub point: PointId,
+    /// Its sequence number: the resync point's is the next.
+    pub seq: u64,
+    /// The group's chunk grid.
+    pub chunk_size: u32,
+    /// The id of the group's key.
+    pub key_id: KeyId,
+    /// Every disk, in the point's order: (name, size in bytes).
+    pub disks: Vec<(String, u64)>,
+}
+
+impl PointSigHeader {
+    /// How many ids disk `i` has: one per chunk.
+    pub fn chunks(&self, i: usize) -> u64 {
+        chunk_count(self.disks[i].1, self.chunk_size)
+    }
+
+    /// What the reader checks, so that what is written reads back.
+    fn validate(&self, key: &Key) -> Result<()> {
         if key.id() != self.key_id {
             return Err(Error::invalid_argument(
                 "key",
@@ -86,7 +108,6 @@ impl PointSignature {
                 ),
             ));
         }
-        // What the reader checks, so that what is written reads back.
         check_chunk_size(self.chunk_size)?;
         if self.disks.is_empty() || self.disks.len() > MAX_DISKS_PER_GROUP {
             return Err(Error::invalid_argument(
@@ -97,64 +118,109 @@ impl PointSignature {
                 ),
             ));
         }
-        for d in &self.disks {
-            if d.size > MAX_DISK_SIZE || d.ids.len() as u64 != chunk_count(d.size, self.chunk_size)
-            {
-                return Err(Error::invalid_argument(
-                    "disks",
-                    format!(
-                        "disk `{}` of {} bytes holds {} chunk ids, not one per chunk of {} bytes \
-                         (at most 64 TiB)",
-                        d.name,
-                        d.size,
-                        d.ids.len(),
-                        self.chunk_size
-                    ),
-                ));
-            }
+        if let Some((name, size)) = self.disks.iter().find(|(_, s)| *s > MAX_DISK_SIZE) {
+            return Err(Error::invalid_argument(
+                "disks",
+                format!("disk `{name}` of {size} bytes is larger than 64 TiB"),
+            ));
         }
-        let io = |e| Error::io("writing the point signature", None, e);
+        Ok(())
+    }
+}
+
+/// Writes a point signature as its ids come, sealed in 1 MiB frames: memory stays bounded
+/// whatever the disks' size. Every disk must get exactly one id per chunk, in order.
+pub struct PointSigWriter<W: Write> {
+    w: BodyWriter<W>,
+    /// Ids still expected, per disk from the current one.
+    left: Vec<u64>,
+    disk: usize,
+}
+
+impl<W: Write> PointSigWriter<W> {
+    /// Writes the header to `w` and starts the sealed body under `key` (the header's key).
+    pub fn start(w: W, header: &PointSigHeader, key: &Key) -> Result<Self> {
+        header.validate(key)?;
         let sealing = Sealing::new(Some(key))?;
         let mut head = Writer::with_capacity(MAX_HEADER_LEN);
         Preamble::new(FileKind::PointSignature, VERSION_MAJOR, VERSION_MINOR).encode(&mut head);
         let mut rest = Writer::with_capacity(MAX_HEADER_LEN);
-        rest.string_u16("group", &self.group, MAX_NAME_LEN)?;
-        for d in &self.disks {
-            rest.string_u16("disk name", &d.name, MAX_NAME_LEN)?;
-            rest.u64(d.size);
+        rest.string_u16("group", &header.group, MAX_NAME_LEN)?;
+        for (name, size) in &header.disks {
+            rest.string_u16("disk name", name, MAX_NAME_LEN)?;
+            rest.u64(*size);
         }
         let len = FIXED_LEN + rest.as_bytes().len();
         head.u32(len as u32)
-            .u32(self.chunk_size)
-            .u64(self.seq)
-            .bytes(&self.point.0)
+            .u32(header.chunk_size)
+            .u64(header.seq)
+            .bytes(&header.point.0)
             .bytes(&sealing.key_id)
             .bytes(&sealing.salt)
-            .u16(self.disks.len() as u16)
+            .u16(header.disks.len() as u16)
             .zeros(2)
             .bytes(rest.as_bytes());
-        let mut w = BodyWriter::start(w, head.as_bytes(), sealing.seal(Some(key))).map_err(io)?;
-        for d in &self.disks {
-            for id in &d.ids {
-                w.write_all(id).map_err(io)?;
+        let w =
+            BodyWriter::start(w, head.as_bytes(), sealing.seal(Some(key))).map_err(write_err)?;
+        let left = (0..header.disks.len()).map(|i| header.chunks(i)).collect();
+        Ok(PointSigWriter { w, left, disk: 0 })
+    }
+
+    /// Appends ids of the current disk, moving to the next disk when one is complete; more
+    /// ids than the disks have chunks is InvalidArgument.
+    pub fn ids(&mut self, mut ids: &[[u8; 32]]) -> Result<()> {
+        while !ids.is_empty() {
+            while self.left.get(self.disk) == Some(&0) {
+                self.disk += 1;
             }
+            let Some(left) = self.left.get_mut(self.disk) else {
+                return Err(Error::invalid_argument(
+                    "disks",
+                    "more chunk ids than the disks have chunks",
+                ));
+            };
+            let n = (*left).min(ids.len() as u64) as usize;
+            for id in &ids[..n] {
+                self.w.write_all(id).map_err(write_err)?;
+            }
+            *left -= n as u64;
+            ids = &ids[n..];
         }
-        let (mut inner, _) = w.finish().map_err(io)?;
-        inner.flush().map_err(io)
+        Ok(())
     }
 
-    /// Writes the signature to a new file at `path` (0600; an existing file is AlreadyExists
-    /// unless `replace`).
-    pub fn save(&self, path: impl AsRef<Path>, key: &Key, replace: bool) -> Result<()> {
-        let mut out = crate::fsutil::OutputFile::create(path.as_ref(), replace)?;
-        self.to_writer(std::io::BufWriter::new(&mut out), key)?;
-        out.commit()
+    /// Seals the last frame and writes the trailer; fewer ids than chunks is InvalidArgument.
+    pub fn finish(self) -> Result<W> {
+        if let Some(i) = self.left.iter().position(|&l| l != 0) {
+            return Err(Error::invalid_argument(
+                "disks",
+                format!("disk {i} lacks {} chunk ids", self.left[i]),
+            ));
+        }
+        let (mut inner, _) = self.w.finish().map_err(write_err)?;
+        inner.flush().map_err(write_err)?;
+        Ok(inner)
     }
+}
 
-    /// Reads a point signature sealed under `key`, streaming (memory grows with the ids
-    /// actually read, never with a claimed size). Nothing is returned before the trailer
-    /// verified. Damage is Corrupt; another key's, or a forged one, is Authentication.
-    pub fn from_reader(r: impl Read, key: &Key) -> Result<PointSignature> {
+fn write_err(e: std::io::Error) -> Error {
+    Error::io("writing the point signature", None, e)
+}
+
+/// Reads a point signature's ids as they are needed: memory stays bounded whatever the
+/// disks' size. Every frame is authenticated before its ids are handed out; the trailer (and
+/// with it the file's end) only at [`finish`](Self::finish): act on nothing irrevocably
+/// before it returned `Ok`.
+pub struct PointSigReader<R: Read> {
+    body: super::seal::BodyReader<R>,
+    header: PointSigHeader,
+    left: u64,
+}
+
+impl<R: Read> PointSigReader<R> {
+    /// Reads and checks the header, and authenticates the first frame with `key`. Damage is
+    /// Corrupt; another key's, or a forged one, is Authentication.
+    pub fn open(r: R, key: &Key) -> Result<Self> {
         let mut r = HashingReader::new(r);
         let mut header = vec![0u8; FIXED_LEN];
         read_full(
@@ -230,11 +296,7 @@ impl PointSignature {
                     format!("{size} bytes at byte {at} exceeds 64 TiB"),
                 ));
             }
-            disks.push(DiskIds {
-                name,
-                size,
-                ids: Vec::new(),
-            });
+            disks.push((name, size));
         }
         if v.remaining() != 0 {
             return Err(v.error(
@@ -246,20 +308,150 @@ impl PointSignature {
             Sealing::decode(MODE_SEALED, key_id, salt).map_err(|d| v.error("key id", d))?;
         let mut body = sealing.open_body(r, "point signature", &header, Some(key))?;
         body.prime()?;
+        let left = disks
+            .iter()
+            .map(|(_, size)| chunk_count(*size, chunk_size))
+            .sum();
+        Ok(PointSigReader {
+            body,
+            header: PointSigHeader {
+                group,
+                point,
+                seq,
+                chunk_size,
+                key_id: KeyId(key_id),
+                disks,
+            },
+            left,
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &PointSigHeader {
+        &self.header
+    }
+
+    /// Appends the next `n` ids (in file order: every chunk of the first disk, then the next)
+    /// to `out`; more than the file holds is InvalidArgument.
+    pub fn read_ids(&mut self, n: u64, out: &mut Vec<[u8; 32]>) -> Result<()> {
+        if n > self.left {
+            return Err(Error::invalid_argument(
+                "n",
+                format!(
+                    "{n} chunk ids asked; the signature holds {} more",
+                    self.left
+                ),
+            ));
+        }
         let mut buf = [0u8; 32];
-        for d in &mut disks {
-            for _ in 0..chunk_count(d.size, chunk_size) {
-                body.fill(&mut buf, "chunk id")?;
-                d.ids.push(buf);
+        for _ in 0..n {
+            self.body.fill(&mut buf, "chunk id")?;
+            out.push(buf);
+        }
+        self.left -= n;
+        Ok(())
+    }
+
+    /// Skips the next `n` ids.
+    pub fn skip_ids(&mut self, mut n: u64) -> Result<()> {
+        let mut sink = Vec::new();
+        while n > 0 {
+            let k = n.min(1 << 14);
+            sink.clear();
+            self.read_ids(k, &mut sink)?;
+            n -= k;
+        }
+        Ok(())
+    }
+
+    /// Reads what is left and checks the end of the file: its last frame and its trailer.
+    pub fn finish(mut self) -> Result<()> {
+        let left = self.left;
+        self.skip_ids(left)?;
+        self.body.finish()
+    }
+}
+
+impl PointSignature {
+    /// The header of this signature.
+    pub fn header(&self) -> PointSigHeader {
+        PointSigHeader {
+            group: self.group.clone(),
+            point: self.point,
+            seq: self.seq,
+            chunk_size: self.chunk_size,
+            key_id: self.key_id,
+            disks: self
+                .disks
+                .iter()
+                .map(|d| (d.name.clone(), d.size))
+                .collect(),
+        }
+    }
+
+    /// Writes the signature sealed under `key` (the group's: its id must be the signature's).
+    pub fn to_writer(&self, w: impl Write, key: &Key) -> Result<()> {
+        let header = self.header();
+        header.validate(key)?;
+        for (i, d) in self.disks.iter().enumerate() {
+            if d.ids.len() as u64 != header.chunks(i) {
+                return Err(Error::invalid_argument(
+                    "disks",
+                    format!(
+                        "disk `{}` of {} bytes holds {} chunk ids, not one per chunk of {} bytes",
+                        d.name,
+                        d.size,
+                        d.ids.len(),
+                        self.chunk_size
+                    ),
+                ));
             }
         }
-        body.finish()?;
+        let mut w = PointSigWriter::start(w, &header, key)?;
+        for d in &self.disks {
+            w.ids(&d.ids)?;
+        }
+        w.finish().map(|_| ())
+    }
+
+    /// Writes the signature to a new file at `path` (0600; an existing file is AlreadyExists
+    /// unless `replace`).
+    pub fn save(&self, path: impl AsRef<Path>, key: &Key, replace: bool) -> Result<()> {
+        let mut out = crate::fsutil::OutputFile::create(path.as_ref(), replace)?;
+        self.to_writer(std::io::BufWriter::new(&mut out), key)?;
+        out.commit()
+    }
+
+    /// Reads a point signature sealed under `key` whole (memory grows with the ids actually
+    /// read, never with a claimed size; 32 bytes per chunk: [`PointSigReader`] streams them).
+    /// Nothing is returned before the trailer verified. Damage is Corrupt; another key's, or
+    /// a forged one, is Authentication.
+    pub fn from_reader(r: impl Read, key: &Key) -> Result<PointSignature> {
+        let mut r = PointSigReader::open(r, key)?;
+        let h = r.header().clone();
+        let mut disks = Vec::with_capacity(h.disks.len());
+        for (i, (name, size)) in h.disks.iter().enumerate() {
+            let mut ids = Vec::new();
+            // In steps, so that a huge claimed size costs only what the file holds.
+            let mut left = h.chunks(i);
+            while left > 0 {
+                let n = left.min(1 << 14);
+                r.read_ids(n, &mut ids)?;
+                left -= n;
+            }
+            disks.push(DiskIds {
+                name: name.clone(),
+                size: *size,
+                ids,
+            });
+        }
+        r.finish()?;
         Ok(PointSignature {
-            group,
-            point,
-            seq,
-            chunk_size,
-            key_id: KeyId(key_id),
+            group: h.group,
+            point: h.point,
+            seq: h.seq,
+            chunk_size: h.chunk_size,
+            key_id: h.key_id,
             disks,
         })
     }
@@ -267,12 +459,18 @@ impl PointSignature {
     /// Reads the point signature at `path`; see [`from_reader`](Self::from_reader).
     pub fn load(path: impl AsRef<Path>, key: &Key) -> Result<PointSignature> {
         let path = path.as_ref();
-        let f = std::fs::File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound {
-                what: format!("point signature {}", path.display()),
-            },
-            _ => Error::io("opening the point signature", Some(path), e),
-        })?;
-        PointSignature::from_reader(std::io::BufReader::new(f), key).map_err(|e| e.with_path(path))
+        let r = open_file(path)?;
+        PointSignature::from_reader(r, key).map_err(|e| e.with_path(path))
     }
+}
+
+/// Opens the point signature at `path` for reading (NotFound named as such).
+pub fn open_file(path: &Path) -> Result<std::io::BufReader<std::fs::File>> {
+    let f = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            what: format!("point signature {}", path.display()),
+        },
+        _ => Error::io("opening the point signature", Some(path), e),
+    })?;
+    Ok(std::io::BufReader::with_capacity(1 << 20, f))
 }

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use replicore::bundle::{
-    ResyncOptions, ShipOptions, TrackFrom, apply, resync_ship, ship, sign_for_apply, track,
+    ResyncOptions, ShipOptions, TrackFrom, apply, resync_ship, resync_ship_from, ship,
+    sign_for_apply, track,
 };
 use replicore::crypto::Key;
 use replicore::log::{ChangeLog, DiskSpec, MarkerKind};
 use replicore::resync::DEFAULT_CHUNK_SIZE;
+use replicore::resync::point_sig::{PointSigReader, open_file};
 use replicore::vault::{Selector, Vault};
 
 use crate::out::bytes;
@@ -171,7 +173,7 @@ pub fn run(
     //    reverse chain's first point, applied.
     let osig = p("primary.rcpsig");
     let ostate = p("demo-vm.rcapply");
-    let sig = sign_for_apply(
+    sign_for_apply(
         GROUP,
         &pairs(&names, images),
         key,
@@ -183,8 +185,9 @@ pub fn run(
     )?;
     let rev = p("reverse-bundles");
     std::fs::create_dir_all(&rev).map_err(io("creating", &rev))?;
-    let r = resync_ship(
-        &sig,
+    let reader = PointSigReader::open(open_file(&osig)?, key)?;
+    let r = resync_ship_from(
+        reader,
         &pairs(&names, &rec),
         key,
         rec_dir.join("rev.rclog"),

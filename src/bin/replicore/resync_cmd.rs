@@ -187,8 +187,8 @@ fn ship_into_chain(
     out_dir: &std::path::Path,
     force: bool,
 ) -> CmdResult {
-    use replicore::bundle::{ResyncOptions, resync_ship};
-    use replicore::resync::point_sig::PointSignature;
+    use replicore::bundle::{ResyncOptions, resync_ship_from};
+    use replicore::resync::point_sig::{PointSigReader, open_file};
     let mut list: Vec<(String, std::path::PathBuf)> = Vec::new();
     for d in disks {
         let (name, path) = d
@@ -197,12 +197,13 @@ fn ship_into_chain(
         list.push((name.to_string(), path.into()));
     }
     let key = keys::load(key, pass)?;
-    let sig = PointSignature::load(signature, &key)?;
-    if sig.group != group {
+    let sig =
+        PointSigReader::open(open_file(signature)?, &key).map_err(|e| e.with_path(signature))?;
+    if sig.header().group != group {
         return Err(Failure::Usage(format!(
             "--signature {} is of group `{}`, not `{group}`",
             signature.display(),
-            sig.group
+            sig.header().group
         )));
     }
     std::fs::create_dir_all(out_dir)
@@ -220,8 +221,8 @@ fn ship_into_chain(
     let mut moves = crate::reverse_cmd::resync_moves(dir, group)?;
     crate::reverse_cmd::step(dir, group, &moves, false)?;
     let bar = Bar::new("resync ship");
-    let r = resync_ship(
-        &sig,
+    let r = resync_ship_from(
+        sig,
         &refs,
         &key,
         log,
@@ -229,7 +230,7 @@ fn ship_into_chain(
         &options,
         &mut bar.callback(),
     )
-    .map_err(forceable)?;
+    .map_err(|e| forceable(e.with_path(signature)))?;
     drop(bar);
     let state = crate::ship_cmd::state_path(crate::ship_cmd::parent(log), group);
     r.state.save(&state)?;

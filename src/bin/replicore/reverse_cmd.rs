@@ -139,7 +139,7 @@ pub fn sign(a: SignArgs) -> CmdResult {
     .map_err(forceable)?;
     drop(bar);
     println!("{}", a.out.display());
-    let chunks: usize = sig.disks.iter().map(|d| d.ids.len()).sum();
+    let chunks: u64 = (0..sig.disks.len()).map(|i| sig.chunks(i)).sum();
     eprintln!(
         "signed {} disks of group `{}` ({chunks} chunks); apply state {} expects the resync \
          point made against it (seq 1)",

@@ -116,16 +116,17 @@ pub fn run(c: VaultCmd) -> CmdResult {
                 }));
             }
             let bar = Bar::new("signature");
-            let sig = v.point_signature(&group, sel, &key, &mut bar.callback())?;
+            let sig = v
+                .save_point_signature(&group, sel, &key, &out, force, &mut bar.callback())
+                .map_err(forceable)?;
             drop(bar);
-            sig.save(&out, &key, force).map_err(forceable)?;
             println!("{}", out.display());
             eprintln!(
                 "point signature of group `{group}` at point {} (sequence {}): {} disks, {} chunks",
                 &sig.point.to_hex()[..16],
                 sig.seq,
                 sig.disks.len(),
-                sig.disks.iter().map(|d| d.ids.len()).sum::<usize>()
+                (0..sig.disks.len()).map(|i| sig.chunks(i)).sum::<u64>()
             );
             Ok(())
         }
