@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::format::limits::MAX_DISKS_PER_GROUP;
 use crate::id::PointId;
 
+/// Where [`sign_disks_into`] hands the ids: (the header, the disk's index, ids in order).
+pub type IdSink<'a> = dyn FnMut(&PointSigHeader, usize, &[[u8; 32]]) -> Result<()> + 'a;
+
 /// Chunks hashed together (and between progress reports): 64 MiB of 64 KiB chunks.
 const BATCH_BYTES: usize = 64 << 20;
 
@@ -81,7 +84,7 @@ pub fn sign_disks_into(
     key: &Key,
     chunk_size: u32,
     progress: Progress<'_>,
-    sink: &mut dyn FnMut(&PointSigHeader, usize, &[[u8; 32]]) -> Result<()>,
+    sink: &mut IdSink<'_>,
 ) -> Result<PointSigHeader> {
     super::check_chunk_size(chunk_size)?;
     if group.is_empty() {

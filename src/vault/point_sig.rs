@@ -21,6 +21,9 @@ use crate::sys::LockMode;
 /// Chunks assembled and hashed together.
 const BATCH: usize = 256;
 
+/// Where the ids go: (the header, ids in order).
+type Sink<'a> = dyn FnMut(&PointSigHeader, &[[u8; 32]]) -> Result<()> + 'a;
+
 /// Chunks whose ids are computed and handed on together (2 MiB of ids).
 const WINDOW: u64 = 1 << 16;
 
@@ -140,7 +143,7 @@ impl Vault {
         selector: Selector,
         key: &Key,
         progress: Progress<'_>,
-        sink: &mut dyn FnMut(&PointSigHeader, &[[u8; 32]]) -> Result<()>,
+        sink: &mut Sink<'_>,
     ) -> Result<PointSigHeader> {
         let point = self.select(group, selector)?;
         let _lock = self.lock(LockMode::Shared)?;
