@@ -258,6 +258,7 @@ fn the_whole_dr_cycle_keeps_every_byte() {
         point: older.id,
         seq: older.seq,
         chunk_size: older.chunk_size,
+        time_ns: older.time.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64,
     };
     let (rlog, rstate) = track(&from, specs, &k, rdir.join("rec.rclog"), false).unwrap();
     assert_eq!((rstate.next_seq, rstate.head), (older.seq + 1, older.id));

@@ -473,6 +473,7 @@ fn bundle_blob_key_and_state_seed_corpora_are_valid() {
         next_seq: 12,
         head: replicore::PointId([2; 32]),
         chunk_size: 1 << 20,
+        head_time_ns: 1_800_000_000_000_000_000,
     };
     let state_seeds = vec![("state".into(), strip_trailer(state.to_bytes().unwrap()))];
     random_seeds("ship_state", state_seeds, |_, b| {
@@ -516,6 +517,10 @@ fn make_site_state_seeds() {
             group: "vm-01".into(),
             state,
             since: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000),
+            last_error: (state == ProtectionState::Protected).then_some((
+                replicore::ErrorKind::Io,
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_060),
+            )),
         };
         (
             format!("{state}").replace([' ', '(', ')'], "-"),

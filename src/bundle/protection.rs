@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::header::{FileKind, Preamble};
 use crate::format::limits::MAX_NAME_LEN;
 use crate::format::{Reader, Writer, trailer};
@@ -15,7 +15,7 @@ use crate::policy::{FailoverKind, ProtectionState};
 /// Major format version of `.rcprot` this build reads and writes.
 pub const VERSION_MAJOR: u16 = 1;
 const VERSION_MINOR: u16 = 0;
-const MAX_LEN: usize = 16 + 8 + 8 + 2 + MAX_NAME_LEN + 32;
+const MAX_LEN: usize = 16 + 8 + 8 + 8 + 2 + MAX_NAME_LEN + 32;
 
 /// A group's protection state at one site, and since when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,21 @@ pub struct ProtectionRecord {
     pub state: ProtectionState,
     /// When it got there.
     pub since: SystemTime,
+    /// The class of the last failure of a step at this site since the state was entered or
+    /// last succeeded, and when (what health is judged by besides the lag).
+    pub last_error: Option<(ErrorKind, SystemTime)>,
+}
+
+fn error_code(k: ErrorKind) -> u8 {
+    ErrorKind::ALL
+        .iter()
+        .position(|x| *x == k)
+        .map_or(0, |i| i as u8 + 1)
+}
+
+fn ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn code(s: ProtectionState) -> (u8, u8) {
@@ -57,12 +72,11 @@ impl ProtectionRecord {
         let mut w = Writer::with_capacity(MAX_LEN);
         Preamble::new(FileKind::Protection, VERSION_MAJOR, VERSION_MINOR).encode(&mut w);
         let (s, k) = code(self.state);
-        w.u8(s).u8(k).zeros(6);
-        let ns = self
-            .since
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        w.u64(ns);
+        let (e, et) = self
+            .last_error
+            .map_or((0, 0), |(k, t)| (error_code(k), ns(t)));
+        w.u8(s).u8(k).u8(e).zeros(5);
+        w.u64(ns(self.since)).u64(et);
         w.string_u16("group", &self.group, MAX_NAME_LEN)?;
         let mut b = w.into_bytes();
         let h = blake3::hash(&b);
@@ -81,8 +95,18 @@ impl ProtectionRecord {
         let Some(state) = decode(s, k) else {
             return Err(r.error("state", format!("unknown state {s} (failover kind {k})")));
         };
-        r.reserved("reserved", 6)?;
+        let e = r.u8("last error")?;
+        r.reserved("reserved", 5)?;
         let since = UNIX_EPOCH + Duration::from_nanos(r.u64("since")?);
+        let et = r.u64("last error time")?;
+        let last_error = match e {
+            0 if et == 0 => None,
+            0 => return Err(r.error("last error time", "set, with no error")),
+            e => match ErrorKind::ALL.get(usize::from(e) - 1) {
+                Some(k) => Some((*k, UNIX_EPOCH + Duration::from_nanos(et))),
+                None => return Err(r.error("last error", format!("unknown error class {e}"))),
+            },
+        };
         let group = r.string_u16("group", MAX_NAME_LEN)?.to_string();
         if group.is_empty() {
             return Err(r.error("group", "empty"));
@@ -92,6 +116,7 @@ impl ProtectionRecord {
             group,
             state,
             since,
+            last_error,
         })
     }
 
@@ -137,21 +162,51 @@ impl ProtectionRecord {
         Ok(s)
     }
 
-    /// As [`check`](Self::check), then saves the last state at `now`.
+    /// As [`check`](Self::check), then saves the last state at `now` (any move clears the
+    /// last error; staying in the same state keeps it and its time).
     pub fn advance(
         path: &Path,
         group: &str,
         moves: &[ProtectionState],
         now: SystemTime,
     ) -> Result<ProtectionState> {
+        let before = Self::load(path)?;
         let state = Self::check(path, group, moves)?;
+        let (since, last_error) = match before {
+            Some(b) if moves.iter().all(|m| *m == b.state) => (b.since, b.last_error),
+            _ => (now, None),
+        };
         ProtectionRecord {
             group: group.to_string(),
             state,
-            since: now,
+            since,
+            last_error,
         }
         .save(path)?;
         Ok(state)
+    }
+
+    /// Records at `path` that a step of `group` failed with `kind` at `now` (the state stays;
+    /// a group with no record gets none). [`clear_error`](Self::clear_error) after a success.
+    pub fn note_error(path: &Path, group: &str, kind: ErrorKind, now: SystemTime) -> Result<()> {
+        match Self::load(path)? {
+            Some(mut r) if r.group == group => {
+                r.last_error = Some((kind, now));
+                r.save(path)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Clears the last error at `path` after a step of `group` succeeded.
+    pub fn clear_error(path: &Path, group: &str) -> Result<()> {
+        match Self::load(path)? {
+            Some(mut r) if r.group == group && r.last_error.is_some() => {
+                r.last_error = None;
+                r.save(path)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -162,17 +217,26 @@ mod tests {
     #[test]
     fn every_state_round_trips_and_damage_is_refused() {
         for state in ProtectionState::ALL {
-            let r = ProtectionRecord {
-                group: "g".into(),
-                state,
-                since: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-            };
-            let b = r.to_bytes().unwrap();
-            assert_eq!(ProtectionRecord::from_bytes(&b).unwrap(), r);
-            for i in 0..b.len() {
-                let mut bad = b.clone();
-                bad[i] ^= 0x04;
-                assert!(ProtectionRecord::from_bytes(&bad).is_err(), "byte {i}");
+            for last_error in [
+                None,
+                Some((
+                    ErrorKind::Io,
+                    UNIX_EPOCH + Duration::from_secs(1_800_000_100),
+                )),
+            ] {
+                let r = ProtectionRecord {
+                    group: "g".into(),
+                    state,
+                    since: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+                    last_error,
+                };
+                let b = r.to_bytes().unwrap();
+                assert_eq!(ProtectionRecord::from_bytes(&b).unwrap(), r);
+                for i in 0..b.len() {
+                    let mut bad = b.clone();
+                    bad[i] ^= 0x04;
+                    assert!(ProtectionRecord::from_bytes(&bad).is_err(), "byte {i}");
+                }
             }
         }
     }

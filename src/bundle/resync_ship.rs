@@ -282,6 +282,7 @@ fn resync_inner(
                 next_seq: seq + 1,
                 head: bundle.point,
                 chunk_size: sig.chunk_size,
+                head_time_ns: bundle.time_ns,
             };
             Ok(Resynced {
                 bundle,

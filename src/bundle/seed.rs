@@ -210,6 +210,7 @@ fn write_base(
         next_seq: log.header().first_point,
         head: bundle.point,
         chunk_size: options.chunk_size,
+        head_time_ns: bundle.time_ns,
     };
     Ok((bundle, state))
 }

@@ -151,6 +151,7 @@ pub fn ship(
     }
     let mut out = Vec::new();
     let mut head = state.head;
+    let mut head_time = state.head_time_ns;
     for (seq, marker, maps) in points {
         let name = bundle_file_name(&h.group, seq);
         let bundle_path = out_dir.as_ref().join(name);
@@ -207,9 +208,11 @@ pub fn ship(
         };
         let written = writer.finish(header, &disks, key)?;
         head = written.point;
+        head_time = written.time_ns;
         out.push(written);
     }
     state.head = head;
+    state.head_time_ns = head_time;
     state.next_seq = h.first_point + out.len() as u64;
     state.next_generation += 1;
     progress(total, total);

@@ -21,6 +21,8 @@ pub struct TrackFrom {
     pub seq: u64,
     /// The group's chunk grid.
     pub chunk_size: u32,
+    /// When the point was taken (nanoseconds since the Unix epoch).
+    pub time_ns: u64,
 }
 
 /// Creates a change log at `log_path` for `disks` (as the recovered images are: names and
@@ -45,6 +47,7 @@ pub fn track(
         next_seq: from.seq + 1,
         head: from.point,
         chunk_size: from.chunk_size,
+        head_time_ns: from.time_ns,
     };
     Ok((log, state))
 }

@@ -115,6 +115,8 @@ pub struct WrittenBundle {
     pub point: PointId,
     /// Its sequence number.
     pub seq: u64,
+    /// When the point was taken (nanoseconds since the Unix epoch).
+    pub time_ns: u64,
     /// Blobs stored.
     pub blobs: u64,
     /// Plaintext bytes of those blobs.
@@ -340,6 +342,7 @@ impl BundleWriter {
             path: self.path,
             point,
             seq: header.seq,
+            time_ns: header.time_ns,
             blobs: footer.blob_count,
             plain_bytes: self.plain_bytes,
             file_bytes,

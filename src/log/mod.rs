@@ -30,6 +30,7 @@ mod format;
 mod lock;
 mod points;
 mod reader;
+mod reasons;
 mod scan;
 pub mod storage;
 mod writer;
@@ -39,6 +40,7 @@ pub use format::{
 };
 pub use points::{LogChanges, LogSource, PointChanges, changes_by_point};
 pub use reader::{LogReader, Record, RecordBody, Records};
+pub use reasons::{ResyncCheck, ResyncNeed, ResyncReason, resync_reasons};
 pub use scan::TornTail;
 pub use storage::{FileStorage, LogStorage, MemStorage};
 pub use writer::{

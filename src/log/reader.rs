@@ -112,6 +112,17 @@ impl LogReader {
         self.summary.markers
     }
 
+    /// Bytes of records (the header and a seal excluded), as
+    /// [`ChangeLog::pending_bytes`](super::ChangeLog::pending_bytes) counts them: what the
+    /// resync threshold is measured against.
+    pub fn pending_bytes(&self) -> u64 {
+        let end = self
+            .summary
+            .seal
+            .map_or(self.summary.good_end, |(at, _)| at);
+        end.saturating_sub(self.summary.header_len)
+    }
+
     /// Bytes of write payloads.
     pub fn payload_bytes(&self) -> u64 {
         self.summary.payload_bytes

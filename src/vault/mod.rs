@@ -53,6 +53,7 @@ mod records;
 mod repair;
 #[cfg(test)]
 mod retention_crash_tests;
+mod status;
 mod trust;
 mod verify;
 
@@ -68,6 +69,7 @@ pub use materialize::{FailoverOptions, Materialized};
 pub use point::{DiskInfo, RecoveryPoint, Selector};
 pub use prune::{GroupPrune, Merge, PlannedPoint, PruneReport};
 pub use repair::RebuiltHead;
+pub use status::GroupStatus;
 pub use verify::{Damage, VerifyReport};
 
 use self::layout::{Layout, Lock, lock_vault};

@@ -71,6 +71,9 @@ pub struct StatusArgs {
     /// The time to judge the lag at (RFC 3339; default now).
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+    /// With --log: a disk of the group and its image, to tell a resized disk (repeat).
+    #[arg(long = "disk", value_name = "NAME=IMAGE", requires = "log")]
+    pub disks: Vec<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

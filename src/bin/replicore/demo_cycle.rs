@@ -163,6 +163,10 @@ pub fn run(
         point: point.id,
         seq: point.seq,
         chunk_size: point.chunk_size,
+        time_ns: point
+            .time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
     };
     let (mut rlog, _) = track(&from, specs, key, rec_dir.join("rec.rclog"), false)?;
     fill(&mut data);

@@ -219,7 +219,12 @@ fn inspect(path: &Path, as_json: bool) -> CmdResult {
     }
     let time = |ns: u64| format_time(UNIX_EPOCH + Duration::from_nanos(ns));
     let seal = r.seal();
-    let reasons = resync_reasons(&r);
+    // The file alone: a torn tail, the pending bytes against the default threshold.
+    let reasons: Vec<serde_json::Value> =
+        replicore::log::resync_reasons(path, &replicore::log::ResyncCheck::default())?
+            .iter()
+            .map(|n| json!({"reason": n.reason.name(), "detail": n.detail}))
+            .collect();
     let v = json!({
         "path": path.display().to_string(),
         "group": h.group,
@@ -285,28 +290,4 @@ fn inspect(path: &Path, as_json: bool) -> CmdResult {
         );
     }
     Ok(())
-}
-
-/// Why the log `r` cannot go on by delta replication, as far as the file tells: a torn tail
-/// (not closed cleanly: writes the host counted as tracked may be gone), or, for an active log,
-/// more pending than the default threshold (50% of the group's disks; a host may set another).
-pub fn resync_reasons(r: &LogReader) -> Vec<serde_json::Value> {
-    let threshold = r.header().total_disk_size() / 2;
-    let mut reasons = Vec::new();
-    if let Some(t) = r.torn_tail() {
-        reasons.push(json!({
-            "reason": "not closed cleanly",
-            "detail": format!("a torn tail of {} bytes at byte {} ({})", t.bytes, t.at, t.why),
-        }));
-    }
-    if r.seal().is_none() && r.payload_bytes() >= threshold {
-        reasons.push(json!({
-            "reason": "pending bytes past the threshold",
-            "detail": format!(
-                "{} bytes pending, the threshold is {threshold} bytes (50% of the disks)",
-                r.payload_bytes()
-            ),
-        }));
-    }
-    reasons
 }

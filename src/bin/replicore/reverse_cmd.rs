@@ -50,20 +50,17 @@ pub fn step(dir: &Path, group: &str, moves: &[ProtectionState], save: bool) -> C
     let path = protection_path(dir, group);
     let exists = ProtectionRecord::load(&path)?.is_some();
     if exists {
-        let s = ProtectionRecord::check(&path, group, moves)?;
         if save {
-            ProtectionRecord {
-                group: group.into(),
-                state: s,
-                since: SystemTime::now(),
-            }
-            .save(&path)?;
+            ProtectionRecord::advance(&path, group, moves, SystemTime::now())?;
+        } else {
+            ProtectionRecord::check(&path, group, moves)?;
         }
     } else if let (true, Some(last)) = (save, moves.last()) {
         ProtectionRecord {
             group: group.into(),
             state: *last,
             since: SystemTime::now(),
+            last_error: None,
         }
         .save(&path)?;
     }
@@ -244,6 +241,10 @@ pub fn track_after_failover(
         point: p.id,
         seq: p.seq,
         chunk_size: p.chunk_size,
+        time_ns: p
+            .time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
     };
     let (_log, state) = track(&from, specs, key, log, force).map_err(forceable)?;
     let sp = state_path(dir, group);

@@ -81,6 +81,7 @@ pub fn seed(a: SeedArgs) -> CmdResult {
         group: a.group.clone(),
         state: replicore::policy::ProtectionState::Protected,
         since: std::time::SystemTime::now(),
+        last_error: None,
     }
     .save(crate::reverse_cmd::protection_path(
         parent(&a.log),
@@ -137,6 +138,16 @@ pub fn ship(a: ShipArgs) -> CmdResult {
         &mut bar.callback(),
     )
     .map_err(|e| {
+        // The failure's class, for status and health (a retry that succeeds clears it); a
+        // log shipped already is no failure.
+        if !matches!(e, replicore::Error::AlreadyDone { .. }) {
+            let _ = replicore::bundle::ProtectionRecord::note_error(
+                &prot,
+                &state.group,
+                e.kind(),
+                std::time::SystemTime::now(),
+            );
+        }
         if e.kind() == replicore::ErrorKind::ResyncRequired {
             // Recorded so that status and the next ship say so (if the state machine allows).
             let _ = crate::reverse_cmd::step(
@@ -150,6 +161,7 @@ pub fn ship(a: ShipArgs) -> CmdResult {
     })?;
     drop(bar);
     state.save(&state_file)?;
+    replicore::bundle::ProtectionRecord::clear_error(&prot, &state.group)?;
     for b in &shipped {
         println!("{}", b.path.display());
     }

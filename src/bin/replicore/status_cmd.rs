@@ -1,10 +1,10 @@
 //! `replicore status`: what an operator watches, on the primary and at the recovery site.
 
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use replicore::bundle::ShipState;
-use replicore::log::{LogReader, MarkerKind};
+use replicore::bundle::{ProtectionRecord, ShipState};
+use replicore::log::{LogReader, ResyncCheck, resync_reasons};
 use replicore::policy::{Health, ReplicationFrequency};
 use replicore::vault::Vault;
 use serde_json::{Value, json};
@@ -22,7 +22,8 @@ pub fn run(a: StatusArgs) -> CmdResult {
     };
     let mut out = json!({});
     if let Some(log) = &a.log {
-        out["primary"] = primary(log)?;
+        let disks = crate::reverse_cmd::disk_pairs(&a.disks)?;
+        out["primary"] = primary(log, &disks, frequency, now)?;
     }
     if let Some(dir) = &a.vault {
         out["recovery_site"] = recovery_site(dir, frequency, now)?;
@@ -33,14 +34,32 @@ pub fn run(a: StatusArgs) -> CmdResult {
     }
     if let Some(p) = out.get("primary") {
         println!(
-            "primary, group `{}`: {} pending (resync threshold {}), last point shipped: {}",
+            "primary, group `{}`: {} pending (resync threshold {}), last point shipped: {}{}; \
+             health {}",
             p["group"].as_str().unwrap_or_default(),
             bytes(p["pending_bytes"].as_u64().unwrap_or(0)),
             bytes(p["threshold_bytes"].as_u64().unwrap_or(0)),
             p["last_shipped_seq"]
                 .as_u64()
-                .map_or("none".to_string(), |s| format!("sequence {s}"))
+                .map_or("none".to_string(), |s| format!("sequence {s}")),
+            p["last_shipped_time"]
+                .as_str()
+                .map_or(String::new(), |t| format!(
+                    " at {t} (lag {} s)",
+                    p["lag_seconds"].as_u64().unwrap_or(0)
+                )),
+            p["health"].as_str().unwrap_or("unknown")
         );
+        if let Some(state) = p["protection"].as_str() {
+            println!("  protection: {state}");
+        }
+        if let Some(e) = p["last_error"].as_object() {
+            println!(
+                "  last error: {} at {}",
+                e["class"].as_str().unwrap_or_default(),
+                e["time"].as_str().unwrap_or_default()
+            );
+        }
         for r in p["resync"]["reasons"].as_array().into_iter().flatten() {
             println!(
                 "  resync needed: {} ({})",
@@ -57,10 +76,11 @@ pub fn run(a: StatusArgs) -> CmdResult {
         );
         for g in v["groups"].as_array().into_iter().flatten() {
             println!(
-                "  group `{}`: {}; {} points, newest sequence {} at {} (lag {} s), newest app-consistent {}",
+                "  group `{}`: {}; {} points ({} stored), newest sequence {} at {} (lag {} s), newest app-consistent {}",
                 g["group"].as_str().unwrap_or_default(),
                 g["health"].as_str().unwrap_or_default(),
                 g["points"],
+                bytes(g["stored_bytes"].as_u64().unwrap_or(0)),
                 g["head_seq"],
                 g["head_time"].as_str().unwrap_or_default(),
                 g["lag_seconds"],
@@ -73,33 +93,70 @@ pub fn run(a: StatusArgs) -> CmdResult {
     Ok(())
 }
 
-/// The primary's side: the active log and the ship state beside it.
-fn primary(log: &Path) -> Result<Value, Failure> {
+/// The primary's side: the active log, the ship state and the protection state beside it.
+fn primary(
+    log: &Path,
+    disks: &[(String, std::path::PathBuf)],
+    frequency: ReplicationFrequency,
+    now: SystemTime,
+) -> Result<Value, Failure> {
     let r = LogReader::open(log)?;
     let h = r.header().clone();
-    let threshold = h.total_disk_size() / 2;
-    let mut reasons = crate::log_cmd::resync_reasons(&r);
-    let state_path = crate::ship_cmd::state_path(crate::ship_cmd::parent(log), &h.group);
-    let state = ShipState::load(&state_path).ok();
-    if let Some(s) = &state
-        && s.epoch != h.epoch
-    {
-        reasons.push(json!({
-            "reason": "tracker lost",
-            "detail": format!(
-                "the log belongs to another tracking session than the ship state {}",
-                state_path.display()
-            ),
-        }));
+    let dir = crate::ship_cmd::parent(log);
+    let state_path = crate::ship_cmd::state_path(dir, &h.group);
+    let state = match ShipState::load(&state_path) {
+        Ok(s) => Some(s),
+        Err(e) if e.kind() == replicore::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut sizes = Vec::with_capacity(disks.len());
+    for (name, path) in disks {
+        let len = std::fs::metadata(path)
+            .map_err(|e| replicore::Error::io("reading the size of", Some(path), e))?
+            .len();
+        sizes.push((name.as_str(), len));
     }
+    let check = ResyncCheck {
+        epoch: state.as_ref().map(|s| s.epoch),
+        disk_sizes: &sizes,
+        threshold: None,
+    };
+    let reasons = resync_reasons(log, &check)?;
+    let total = h.total_disk_size();
+    let record = ProtectionRecord::load(crate::reverse_cmd::protection_path(dir, &h.group))?;
+    let last_error = record.as_ref().and_then(|r| r.last_error);
+    let head_time = state
+        .as_ref()
+        .filter(|s| s.head_time_ns != 0)
+        .map(|s| UNIX_EPOCH + Duration::from_nanos(s.head_time_ns));
+    let lag = head_time.map(|t| now.duration_since(t).unwrap_or_default());
+    let health = lag.map(|l| {
+        Health::of(
+            l,
+            frequency,
+            !reasons.is_empty(),
+            last_error.map(|(k, _)| k),
+        )
+    });
     Ok(json!({
         "group": h.group,
         "log": log.display().to_string(),
-        "pending_bytes": r.payload_bytes(),
-        "threshold_bytes": threshold,
-        "resync": {"needed": !reasons.is_empty(), "reasons": reasons},
+        "pending_bytes": r.pending_bytes(),
+        "threshold_bytes": (u128::from(total) * 50 / 100) as u64,
+        "resync": {
+            "needed": !reasons.is_empty(),
+            "reasons": reasons.iter().map(|n| json!({
+                "reason": n.reason.name(),
+                "detail": n.detail,
+            })).collect::<Vec<_>>(),
+        },
         "last_shipped_seq": state.as_ref().and_then(|s| s.next_seq.checked_sub(1)),
         "last_shipped_point": state.as_ref().map(|s| s.head.to_hex()),
+        "last_shipped_time": head_time.map(format_time),
+        "lag_seconds": lag.map(|l| l.as_secs()),
+        "protection": record.as_ref().map(|r| r.state.to_string()),
+        "last_error": last_error.map(|(k, t)| json!({"class": k.name(), "time": format_time(t)})),
+        "health": health.map(|h| h.name()),
     }))
 }
 
@@ -112,25 +169,23 @@ fn recovery_site(
     let v = Vault::open(dir)?;
     let mut groups = Vec::new();
     for g in v.groups()? {
-        let points = v.points(&g)?;
-        let Some(head) = points.last() else { continue };
-        let lag = now.duration_since(head.time).unwrap_or_default();
-        let app = points
-            .iter()
-            .rev()
-            .find(|p| p.consistency == MarkerKind::App);
-        let health = Health::of(lag, frequency, false, None);
+        let s = match v.group_status(&g, frequency, now, None) {
+            Ok(s) => s,
+            Err(e) if e.kind() == replicore::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
         groups.push(json!({
             "group": g,
-            "points": points.len(),
-            "head_seq": head.seq,
-            "head_time": format_time(head.time),
-            "lag_seconds": lag.as_secs(),
-            "newest_app_consistent": app.map_or(Value::Null, |p| json!({
+            "points": s.points,
+            "head_seq": s.head.seq,
+            "head_time": format_time(s.head.time),
+            "lag_seconds": s.lag.as_secs(),
+            "newest_app_consistent": s.newest_app_consistent.as_ref().map_or(Value::Null, |p| json!({
                 "seq": p.seq,
                 "time": format_time(p.time),
             })),
-            "health": health.name(),
+            "stored_bytes": s.stored_bytes,
+            "health": s.health.name(),
         }));
     }
     let stored: u64 = std::fs::read_dir(dir.join("packs"))
