@@ -1260,6 +1260,81 @@ fn status_shows_what_an_operator_watches() {
             .unwrap(),
         "critical"
     );
+    // The primary: the last shipped point's time and lag, its protection state and health.
+    let v = status(&at(10));
+    assert!(v["primary"]["last_shipped_time"].is_string(), "{v}");
+    assert!(v["primary"]["lag_seconds"].as_u64().unwrap() >= 9, "{v}");
+    assert_eq!(v["primary"]["protection"], "protected", "{v}");
+    assert_eq!(v["primary"]["health"], "healthy", "{v}");
+    assert_eq!(
+        status(&at(7200)).pointer("/primary/health").unwrap(),
+        "critical"
+    );
+    let g = &v["recovery_site"]["groups"][0];
+    assert!(g["stored_bytes"].as_u64().unwrap() > 0, "{v}");
+    // A ship that fails (a damaged copy of the sealed log: its seal is gone) leaves its
+    // class; the health says so until a ship succeeds.
+    let sealed = tmp.path().join("sealed.rclog");
+    ok(
+        &["log", "rotate", s(&p.log), "--sealed-out", s(&sealed)],
+        None,
+    );
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    let at_byte = bytes.len() - 5;
+    bytes[at_byte] ^= 0x40;
+    let bad = tmp.path().join("bad.rclog");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = tmp.path().join("outbox");
+    let state = tmp.path().join("vm_1.rcship");
+    let r = rc(
+        &[
+            "ship",
+            "--key",
+            s(&p.key),
+            "--state",
+            s(&state),
+            "--out-dir",
+            s(&out),
+            s(&bad),
+        ],
+        Some(PASS),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let v = status(&at(10));
+    assert_eq!(
+        v["primary"]["last_error"]["class"], "invalid argument",
+        "{v}"
+    );
+    assert_eq!(v["primary"]["health"], "critical", "{v}");
+    ok(
+        &["ship", "--key", s(&p.key), "--out-dir", s(&out), s(&sealed)],
+        Some(PASS),
+    );
+    let v = status(&at(10));
+    assert!(v["primary"]["last_error"].is_null(), "{v}");
+    // A disk resized since tracking started: a reason to resync.
+    let os = std::fs::OpenOptions::new().write(true).open(&p.os).unwrap();
+    os.set_len((4 << 20) + 512).unwrap();
+    let disk = format!("os={}", s(&p.os));
+    let out = ok(
+        &["status", "--log", s(&p.log), "--disk", &disk, "--json"],
+        None,
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let reasons = v["primary"]["resync"]["reasons"].as_array().unwrap();
+    assert!(reasons.iter().any(|r| r["reason"] == "disk resized"), "{v}");
+    // The log gone while the ship state is there: the tracker is lost.
+    std::fs::rename(&p.log, tmp.path().join("moved.rclog")).unwrap();
+    let r = rc(&["log", "inspect", s(&p.log), "--json"], None);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    let out = ok(&["status", "--log", s(&p.log), "--json"], None);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["primary"]["group"], "vm 1", "{v}");
+    assert_eq!(
+        v["primary"]["resync"]["reasons"][0]["reason"], "tracker lost",
+        "{v}"
+    );
+    assert_eq!(v["primary"]["health"], "critical", "{v}");
     // Text, and a bad interval.
     let text = ok(&["status", "--vault", s(&vault)], None);
     assert!(text.contains("group `vm 1`"), "{text}");

@@ -100,9 +100,15 @@ fn primary(
     frequency: ReplicationFrequency,
     now: SystemTime,
 ) -> Result<Value, Failure> {
-    let r = LogReader::open(log)?;
-    let h = r.header().clone();
     let dir = crate::ship_cmd::parent(log);
+    let r = match LogReader::open(log) {
+        Ok(r) => r,
+        Err(e) if e.kind() == replicore::ErrorKind::NotFound => {
+            return lost_tracker(log, dir, frequency, now);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let h = r.header().clone();
     let state_path = crate::ship_cmd::state_path(dir, &h.group);
     let state = match ShipState::load(&state_path) {
         Ok(s) => Some(s),
@@ -157,6 +163,56 @@ fn primary(
         "protection": record.as_ref().map(|r| r.state.to_string()),
         "last_error": last_error.map(|(k, t)| json!({"class": k.name(), "time": format_time(t)})),
         "health": health.map(|h| h.name()),
+    }))
+}
+
+/// The primary's side when its log is gone: the one ship state beside where it was says which
+/// group lost its tracker.
+fn lost_tracker(
+    log: &Path,
+    dir: &Path,
+    frequency: ReplicationFrequency,
+    now: SystemTime,
+) -> Result<Value, Failure> {
+    let states: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| replicore::Error::io("listing", Some(dir), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rcship"))
+        .collect();
+    let [path] = states.as_slice() else {
+        return Err(Failure::Lib(replicore::Error::NotFound {
+            what: format!(
+                "change log {} (and no single ship state beside it names its group)",
+                log.display()
+            ),
+        }));
+    };
+    let state = ShipState::load(path)?;
+    let reasons = resync_reasons(
+        log,
+        &ResyncCheck {
+            epoch: Some(state.epoch),
+            ..ResyncCheck::default()
+        },
+    )?;
+    let head_time =
+        (state.head_time_ns != 0).then(|| UNIX_EPOCH + Duration::from_nanos(state.head_time_ns));
+    let lag = head_time.map(|t| now.duration_since(t).unwrap_or_default());
+    Ok(json!({
+        "group": state.group,
+        "log": log.display().to_string(),
+        "resync": {
+            "needed": true,
+            "reasons": reasons.iter().map(|n| json!({
+                "reason": n.reason.name(),
+                "detail": n.detail,
+            })).collect::<Vec<_>>(),
+        },
+        "last_shipped_seq": state.next_seq.checked_sub(1),
+        "last_shipped_point": state.head.to_hex(),
+        "last_shipped_time": head_time.map(format_time),
+        "lag_seconds": lag.map(|l| l.as_secs()),
+        "health": Health::of(lag.unwrap_or_default(), frequency, true, None).name(),
     }))
 }
 
