@@ -30,6 +30,10 @@
 // Bytes of a key id.
 #define REPLICORE_KEY_ID_LEN 16
 
+// Flag of `replicore_resync_sign` and `replicore_vault_track_failover`: replace files an
+// earlier, interrupted attempt left.
+#define REPLICORE_REPLACE 1
+
 // Bytes of a verifying key.
 #define REPLICORE_VERIFYING_KEY_LEN 32
 
@@ -271,6 +275,50 @@ enum replicore_rule
 typedef enum replicore_rule replicore_rule;
 #else
 typedef uint32_t replicore_rule;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// A reason a resync is needed (bits of `replicore_log_resync_reasons`'s mask).
+enum replicore_resync_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The log is missing, or of another tracking session than the one shipped from.
+  REPLICORE_RESYNC_TRACKER_LOST = 1,
+  // The log ends in a torn record: not closed cleanly.
+  REPLICORE_RESYNC_NOT_CLOSED_CLEANLY = 2,
+  // The pending bytes reached the resync threshold.
+  REPLICORE_RESYNC_PAST_THRESHOLD = 4,
+  // A disk's size is not the one the log tracks.
+  REPLICORE_RESYNC_DISK_RESIZED = 8,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum replicore_resync_reason replicore_resync_reason;
+#else
+typedef uint32_t replicore_resync_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// A group's replication health.
+enum replicore_health
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Points arrive on time.
+  REPLICORE_HEALTH_HEALTHY = 1,
+  // Points are late, or the last step failed in a way a retry may fix.
+  REPLICORE_HEALTH_WARNING = 2,
+  // Replication stopped, a resync is needed, or the last step failed for good.
+  REPLICORE_HEALTH_CRITICAL = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum replicore_health replicore_health;
+#else
+typedef uint32_t replicore_health;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -550,6 +598,42 @@ typedef struct {
   // Packs left as they were because a blob in them is damaged (see `replicore_vault_verify`).
   uint64_t damaged_packs;
 } replicore_gc_info;
+
+// What `replicore_apply` did.
+typedef struct {
+  // The sequence number of the point the disks now hold.
+  uint64_t seq;
+  // Its id.
+  uint8_t point_id[32];
+  // Bytes written from the bundle's blobs.
+  uint64_t data_bytes;
+  // Bytes zeroed.
+  uint64_t zeroed_bytes;
+} replicore_apply_info;
+
+// A group's status at the recovery site (`replicore_vault_group_status`).
+typedef struct {
+  // Points kept.
+  uint64_t points;
+  // The newest point's sequence number.
+  uint64_t head_seq;
+  // Its time, in nanoseconds since the Unix epoch.
+  uint64_t head_time_ns;
+  // Its id.
+  uint8_t head_id[32];
+  // Whether an app-consistent point is kept.
+  bool has_app_consistent;
+  // The newest app-consistent point's sequence number (0 when none).
+  uint64_t app_seq;
+  // Its time (0 when none).
+  uint64_t app_time_ns;
+  // Stored bytes of the blobs the group's points reference, each once.
+  uint64_t stored_bytes;
+  // How old the newest point is at the time asked, in nanoseconds.
+  uint64_t lag_ns;
+  // A `replicore_health` value.
+  uint32_t health;
+} replicore_group_status;
 
 // What `replicore_vault_compact` did.
 typedef struct {
@@ -1388,6 +1472,146 @@ replicore_status replicore_vault_pin(const replicore_vault *vault,
                                      const char *group,
                                      const uint8_t *point_id,
                                      uint32_t pin);
+
+// After a failover of `group` to the point whose id is the 32 bytes at `point_id`: creates a
+// change log at `log_path` tracking the recovered disks (the point's disks, names and sizes)
+// whose points follow that point, and saves the ship state that ships it at `state_path`, so
+// the recovered VM's writes are kept for the way back from the first one. The open log goes
+// to `*log_out` (free it with `replicore_log_free`). `flags` is 0 or `REPLICORE_REPLACE` (an
+// existing log is replaced; else `REPLICORE_ERR_ALREADY_EXISTS`).
+//
+// # Safety
+//
+// `vault` and `key` are NULL or live handles; strings are NULL or NUL-terminated; `point_id`
+// is NULL or readable for 32 bytes; `log_out` is NULL or writable.
+replicore_status replicore_vault_track_failover(const replicore_vault *vault,
+                                                const char *group,
+                                                const uint8_t *point_id,
+                                                const replicore_key *key,
+                                                const char *log_path,
+                                                const char *state_path,
+                                                uint32_t flags,
+                                                replicore_log **log_out);
+
+// At the original site after a failover: the keyed signature of the group's stale disks
+// (`image_paths[i]` is disk `disk_names[i]`, in the group's order) on the `chunk_size` grid
+// (0: 64 KiB), streamed to `signature_path` (sealed under `key`, created 0600), and the apply
+// state at `apply_state_path` that expects the resync point the recovery site makes against
+// it (`replicore_resync_ship` with this signature). From then on the disks change only by
+// `replicore_apply`. `flags` is 0 or `REPLICORE_REPLACE`. Progress counts the disks' bytes.
+//
+// # Safety
+//
+// Strings are NULL or NUL-terminated; `disk_names` and `image_paths` are NULL or hold
+// `disk_count` such strings; `key` is NULL or a live key; the callback may be called with
+// `user`.
+replicore_status replicore_resync_sign(const char *group,
+                                       const replicore_key *key,
+                                       const char *const *disk_names,
+                                       const char *const *image_paths,
+                                       size_t disk_count,
+                                       uint32_t chunk_size,
+                                       const char *signature_path,
+                                       const char *apply_state_path,
+                                       uint32_t flags,
+                                       replicore_progress_callback callback,
+                                       void *user);
+
+// Applies the bundle at `bundle_path` to a replica's disks (`image_paths[i]` is disk
+// `disk_names[i]`; every disk of the bundle), which hold the point the apply state at
+// `apply_state_path` names, and advances it. Refused before a byte is written: another group
+// or key (`REPLICORE_ERR_INVALID_ARGUMENT`), a gap, a fork or a replay
+// (`REPLICORE_ERR_CHAIN_BROKEN`), the point the disks hold already
+// (`REPLICORE_ERR_ALREADY_EXISTS`), a damaged or forged bundle (`REPLICORE_ERR_CORRUPT`,
+// `REPLICORE_ERR_AUTHENTICATION`). An apply cut at any moment is completed by applying the same
+// bundle again. What was done goes to `*info_out` unless NULL. Progress counts the bytes the
+// bundle's manifests map.
+//
+// # Safety
+//
+// Strings are NULL or NUL-terminated; `disk_names` and `image_paths` are NULL or hold
+// `disk_count` such strings; `key` is NULL or a live key; the callback may be called with
+// `user`; `info_out` is NULL or writable.
+replicore_status replicore_apply(const char *bundle_path,
+                                 const replicore_key *key,
+                                 const char *const *disk_names,
+                                 const char *const *image_paths,
+                                 size_t disk_count,
+                                 const char *apply_state_path,
+                                 replicore_progress_callback callback,
+                                 void *user,
+                                 replicore_apply_info *info_out);
+
+// Reads the protection state of `group` recorded at `path` (a `.rcprot` file): its
+// `replicore_protection_state` to `*state_out`, when it was entered to `*since_ns_out`
+// (unless NULL), and the status class of the last failure since (`REPLICORE_OK` for none)
+// to `*last_error_out` (unless NULL). No record: `REPLICORE_ERR_NOT_FOUND`.
+//
+// # Safety
+//
+// Strings are NULL or NUL-terminated; the outputs are NULL or writable.
+replicore_status replicore_protection_load(const char *path,
+                                           const char *group,
+                                           uint32_t *state_out,
+                                           uint64_t *since_ns_out,
+                                           replicore_status *last_error_out);
+
+// Moves `group`'s protection state recorded at `path` to `to` (a
+// `replicore_protection_state`), if the state machine allows the move
+// (`REPLICORE_ERR_INVALID_ARGUMENT` naming both states otherwise, nothing written). With no
+// record yet, `to` is recorded as it stands. A move clears the last error.
+//
+// # Safety
+//
+// Strings are NULL or NUL-terminated.
+replicore_status replicore_protection_move(const char *path, const char *group, uint32_t to);
+
+// Records at `path` that a step of `group` failed with `error` (a `replicore_status` other
+// than `REPLICORE_OK`; `REPLICORE_OK` clears the last error after a success). The state stays;
+// a group with no record gets none.
+//
+// # Safety
+//
+// Strings are NULL or NUL-terminated.
+replicore_status replicore_protection_note_error(const char *path,
+                                                 const char *group,
+                                                 uint32_t error);
+
+// Why the active change log at `log_path` cannot carry delta replication on: a mask of
+// `replicore_resync_reason` bits to `*reasons_out` (0: it can). `epoch` is NULL or the 16
+// bytes of the tracking session the ship state continues (with it a missing log is a lost
+// tracker); `disk_names[i]` is `disk_sizes[i]` bytes now (disks not given are not checked);
+// the threshold is the default, 50% of the disks. `replicore_last_error_message` is not
+// touched on success: the reasons' details are in the log's own description
+// (`replicore log inspect`).
+//
+// # Safety
+//
+// Strings are NULL or NUL-terminated; `epoch` is NULL or readable for 16 bytes;
+// `disk_names` and `disk_sizes` are NULL or hold `disk_count` items; `reasons_out` is NULL or
+// writable.
+replicore_status replicore_log_resync_reasons(const char *log_path,
+                                              const uint8_t *epoch,
+                                              const char *const *disk_names,
+                                              const uint64_t *disk_sizes,
+                                              size_t disk_count,
+                                              uint32_t *reasons_out);
+
+// `group`'s status at the recovery site at `now_ns` (nanoseconds since the Unix epoch; 0:
+// now), replicating every `interval_secs` (30, 300 or 900), to `*status_out`. `last_error` is
+// `REPLICORE_OK` or the status of the last failure of a step for the group since its newest
+// point (what the host's agent saw), which the health takes into account.
+//
+// # Safety
+//
+// `vault` is NULL or a live vault; `group` is NULL or NUL-terminated; `status_out` is NULL or
+// writable.
+replicore_status replicore_vault_group_status(const replicore_vault *vault,
+                                              const char *group,
+                                              uint64_t now_ns,
+                                              uint64_t interval_secs,
+                                              uint32_t last_error,
+                                              replicore_group_status *status_out);
 
 // The name of a status value (`"REPLICORE_ERR_CORRUPT"`), or NULL for a value that is not a
 // status. The string is static: never free it.

@@ -9,7 +9,7 @@
 #   `b3sum --num-threads 2` of changed.img (the hashing floor) and
 #   `rsync --inplace --no-whole-file -B 65536` of the same pair.
 #
-#   apt-get install -y b3sum rsync
+#   apt-get install -y b3sum rsync python3-cryptography   # libzstd1 too (changed_chunks.py)
 #   python3 ../shared/bench/make_images.py --size 1G --data-dir /tmp/rcbench    # or 4G
 #   DATA=/tmp/rcbench/1g WORK=/tmp/rcbench/chain benches/peers/resync_chain.sh
 #
@@ -60,7 +60,14 @@ for grid in 1M 64K; do
     ship=$(secs "$bin" resync ship --key "$w/k.rckey" --signature "$w/g.rcpsig" --group g \
         --disk "disk=$DATA/changed.img" --log "$w/g2.rclog" --out-dir "$w/out")
     point_bytes=$(stat -c %s "$w"/out/*.rcb)
-    printf '%s\tresync ship\t%s\t%s\t%sx b3sum, rsync %sx slower, 1/%s of re-seeding (goal 1/20); %s\n' \
-        "$grid" "$ship" "$point_bytes" "$(ratio "$ship" "$b3")" "$(ratio "$rs" "$ship")" \
+    # The reference: the changed chunks compressed and sealed one by one (one thread).
+    bytes_per_grid=$(numfmt --from=iec "$grid")
+    read -r n_changed compressed encode < <(python3 benches/peers/changed_chunks.py \
+        "$DATA/base.img" "$DATA/changed.img" "$bytes_per_grid")
+    printf '%s\tencode of the %s changed chunks (zstd -1 + AES-256-GCM, 1 thread)\t%s\t%s\t\n' \
+        "$grid" "$n_changed" "$encode" "$compressed"
+    printf '%s\tresync ship\t%s\t%s\t%sx (b3sum + encode) (goal <= 1.25), rsync %sx slower (goal >= 4), point %sx the compressed changed chunks (goal <= 1.2), 1/%s of re-seeding (goal 1/20); %s\n' \
+        "$grid" "$ship" "$point_bytes" "$(ratio "$ship" "$(echo "$b3 + $encode" | bc)")" \
+        "$(ratio "$rs" "$ship")" "$(ratio "$point_bytes" "$compressed")" \
         "$(echo "$seed_bytes / $point_bytes" | bc)" "$(tail -n 1 "$WORK/last.err")"
 done

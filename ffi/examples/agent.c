@@ -5,7 +5,12 @@
  *   a timer         marks a recovery point and rotates the log every interval;
  *   a shipper       turns each sealed log into bundles;
  *   a recovery site ingests the bundles, then prunes, collects garbage and fails over,
- *                   printing progress through the callback, and checks every byte.
+ *                   printing progress through the callback, and checks every byte;
+ *   the way back    the recovered disk tracked from the failover on; the original site's
+ *                   stale disk signed and brought to the recovered one by a reverse resync
+ *                   point (reprotect); the recovered VM's last writes shipped and applied after
+ *                   it stops (planned failback); the original disk resynchronized into the
+ *                   original chain (reprotect forward). Every step checked byte for byte.
  *
  * Build (after ffi/install.sh --prefix PREFIX):
  *   cc -std=c11 -pthread agent.c $(pkg-config --cflags --libs replicore)
@@ -212,6 +217,95 @@ static int same_files(const char *a, const char *b) {
     return same;
 }
 
+/* Writes `text` at `at` of the image at `path` and, unless NULL, records it in `log`. */
+static void write_at(replicore_log *log, const char *path, long at, const char *text) {
+    FILE *f = fopen(path, "r+b");
+    size_t n = strlen(text);
+    if (f == NULL || fseek(f, at, SEEK_SET) != 0 || fwrite(text, 1, n, f) != n) abort();
+    fclose(f);
+    if (log) TRY(replicore_log_write(log, 0, (uint64_t)at, (const uint8_t *)text, n));
+}
+
+/* The one bundle a call reports. */
+static int one_bundle(void *user, const char *path, uint64_t seq) {
+    (void)seq;
+    snprintf(user, 512, "%s", path);
+    return 0;
+}
+
+/* The DR cycle's way back, after the failover to the newest point; 1 when every byte held. */
+static int way_back(void) {
+    char rec_disk[400], rec_log[300], rec_state[300], osig[300], ostate[300], rev[300], rev_log[300];
+    char rev_state[300], bundle[512], sealed_log[300], fsig[300], flog[300], check[300], got[400];
+    const char *names[] = {"disk0"};
+    const char *original[] = {disk_path};
+    const char *recovered[] = {rec_disk};
+    replicore_point_info latest;
+    replicore_log *rlog = NULL, *revlog = NULL, *flog_h = NULL;
+    replicore_resync_info info;
+    replicore_apply_info applied;
+    replicore_tracker tracker;
+    uint64_t n = 0, point = 0;
+    int ok = 1;
+    snprintf(rec_disk, sizeof rec_disk, "%s/recovered/disk0.img", dir);
+    snprintf(rec_log, sizeof rec_log, "%s/recovered/rec.rclog", dir);
+    snprintf(rec_state, sizeof rec_state, "%s/recovered/rec.rcship", dir);
+    snprintf(osig, sizeof osig, "%s/original.rcpsig", dir);
+    snprintf(ostate, sizeof ostate, "%s/original.rcapply", dir);
+    snprintf(rev, sizeof rev, "%s/reverse", dir);
+    snprintf(rev_log, sizeof rev_log, "%s/recovered/rev.rclog", dir);
+    snprintf(rev_state, sizeof rev_state, "%s/recovered/rev.rcship", dir);
+    if (mkdir(rev, 0700) != 0) return 0;
+
+    /* The recovered disk is tracked from the point failed over to; the VM writes. */
+    TRY(replicore_vault_select(vault, "vm-agent", REPLICORE_SELECT_LATEST, 0, NULL, &latest));
+    TRY(replicore_vault_track_failover(vault, "vm-agent", latest.id, key, rec_log, rec_state, 0, &rlog));
+    write_at(rlog, rec_disk, 12345, "the recovered VM writes");
+    /* The original site had a write it never shipped: its disk is stale and diverged. */
+    write_at(NULL, disk_path, 777, "lost with the primary");
+    replicore_log_free(rlog);
+
+    /* Reprotect: the stale disk signed; the differing chunks shipped back and applied. */
+    TRY(replicore_resync_sign("vm-agent", key, names, original, 1, 0, osig, ostate, 0, NULL, NULL));
+    TRY(replicore_resync_ship(osig, key, names, recovered, 1, rev_log, rev_state, rev, 0, one_bundle, bundle, NULL,
+                              NULL, &revlog, &info));
+    TRY(replicore_apply(bundle, key, names, original, 1, ostate, NULL, NULL, &applied));
+    ok &= same_files(disk_path, rec_disk);
+    printf("way back: reprotect shipped %llu of %llu chunks (%llu bytes) back; the original disk %s\n",
+           (unsigned long long)info.changed_chunks, (unsigned long long)info.chunks,
+           (unsigned long long)info.bundle_bytes, ok ? "equals the recovered one" : "DIFFERS");
+
+    /* Planned failback: the recovered VM's last writes, then it stops; shipped and applied. */
+    write_at(revlog, rec_disk, 4096 * 3, "last write before failback");
+    TRY(replicore_log_mark(revlog, REPLICORE_MARKER_APP, "failback", 0, &point));
+    snprintf(sealed_log, sizeof sealed_log, "%s/recovered/rev-sealed.rclog", dir);
+    TRY(replicore_log_rotate(revlog, sealed_log, &tracker));
+    TRY(replicore_ship(sealed_log, key, rev_state, rev, one_bundle, bundle, NULL, NULL, &n));
+    TRY(replicore_apply(bundle, key, names, original, 1, ostate, NULL, NULL, &applied));
+    replicore_log_free(revlog);
+    ok &= same_files(disk_path, rec_disk);
+    printf("way back: planned failback applied point %llu; the original disk %s\n",
+           (unsigned long long)applied.seq, ok ? "equals the recovered one" : "DIFFERS");
+
+    /* Reprotect forward: the original disk resyncs into the original chain. */
+    snprintf(fsig, sizeof fsig, "%s/forward.rcpsig", dir);
+    snprintf(flog, sizeof flog, "%s/agent-2.rclog", dir);
+    snprintf(check, sizeof check, "%s/check", dir);
+    TRY(replicore_vault_point_signature(vault, "vm-agent", NULL, key, fsig, NULL, NULL));
+    snprintf(sealed_log, sizeof sealed_log, "%s/outbox", dir);
+    TRY(replicore_resync_ship(fsig, key, names, original, 1, flog, state_path, sealed_log, 0, one_bundle, bundle,
+                              NULL, NULL, &flog_h, &info));
+    TRY(replicore_vault_ingest(vault, bundle, NULL, NULL, NULL));
+    TRY(replicore_vault_failover(vault, "vm-agent", REPLICORE_SELECT_LATEST, 0, NULL, key, check, NULL, NULL, &n));
+    snprintf(got, sizeof got, "%s/disk0.img", check);
+    ok &= same_files(disk_path, got);
+    printf("way back: reprotect forward, resync point %llu (%llu chunks changed); its failover %s\n",
+           (unsigned long long)info.seq, (unsigned long long)info.changed_chunks,
+           ok ? "equals the original disk" : "DIFFERS");
+    replicore_log_free(flog_h);
+    return ok;
+}
+
 int main(void) {
     if (mkdtemp(dir) == NULL) return 2;
     snprintf(disk_path, sizeof disk_path, "%s/disk.img", dir);
@@ -254,6 +348,8 @@ int main(void) {
     snprintf(recovered, sizeof recovered, "%s/recovered/disk0.img", dir);
     int ok = same_files(disk_path, recovered);
     printf("agent: the failed-over disk %s the guest's disk\n", ok ? "equals" : "DIFFERS FROM");
+    fflush(disk);
+    ok &= way_back();
 
     fclose(disk);
     replicore_log_free(changelog);

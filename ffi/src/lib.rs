@@ -42,6 +42,7 @@ pub mod policy;
 pub mod pool;
 pub mod resync;
 pub mod retention;
+pub mod reverse;
 pub mod status;
 pub mod trust;
 pub mod vault;

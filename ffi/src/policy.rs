@@ -196,12 +196,12 @@ pub extern "C" fn replicore_retry_delay_seconds(attempt: u32) -> u64 {
     crate::ffi_boundary! { RetrySchedule::default().delay(attempt).as_secs() }
 }
 
-/// The state a `replicore_protection_state` value names; `name` is the C parameter.
-fn state(s: u32, name: &str) -> Result<ProtectionState, handle::Failure> {
+/// Every state with its C value.
+fn states() -> [(replicore_protection_state, ProtectionState); 11] {
     use FailoverKind::*;
     use ProtectionState::*;
     use replicore_protection_state::*;
-    let all = [
+    [
         (REPLICORE_STATE_ENABLING, Enabling),
         (REPLICORE_STATE_INITIAL_REPLICATION, InitialReplication),
         (REPLICORE_STATE_PROTECTED, Protected),
@@ -213,8 +213,13 @@ fn state(s: u32, name: &str) -> Result<ProtectionState, handle::Failure> {
         (REPLICORE_STATE_FAILED_OVER_UNPLANNED, FailedOver(Unplanned)),
         (REPLICORE_STATE_COMMITTED, Committed),
         (REPLICORE_STATE_REPROTECTING, Reprotecting),
-    ];
-    all.iter()
+    ]
+}
+
+/// The state a `replicore_protection_state` value names; `name` is the C parameter.
+pub(crate) fn state(s: u32, name: &str) -> Result<ProtectionState, handle::Failure> {
+    states()
+        .iter()
         .find(|(c, _)| *c as u32 == s)
         .map(|(_, r)| *r)
         .ok_or_else(|| {
@@ -227,6 +232,14 @@ fn state(s: u32, name: &str) -> Result<ProtectionState, handle::Failure> {
             )
             .into()
         })
+}
+
+/// The C value of a state.
+pub(crate) fn state_code(s: ProtectionState) -> u32 {
+    states()
+        .iter()
+        .find(|(_, r)| *r == s)
+        .map_or(0, |(c, _)| *c as u32)
 }
 
 /// Checks the move of a group from state `from` to state `to` (both
