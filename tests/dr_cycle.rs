@@ -151,6 +151,39 @@ fn resync_into_chain(
     r.changed_chunks
 }
 
+/// What an attacker with their own key makes to follow `last`: its point as parent, the next
+/// sequence number, every disk, one range of their bytes.
+fn forge_next(dir: &Path, last: &Path, attacker: &Key) -> PathBuf {
+    use replicore::bundle::{BundleHeader, BundleWriter, DiskManifest};
+    use replicore::{ExtentMap, Source};
+    let real = Bundle::open(last).unwrap();
+    let path = dir.join("forged.rcb");
+    let mut w = BundleWriter::create(&path).unwrap();
+    let blob = replicore::blob::encode(attacker, b"the attacker's bytes", 1).unwrap();
+    w.add_blob(&blob).unwrap();
+    let disks: Vec<DiskManifest> = real
+        .disks()
+        .iter()
+        .map(|d| {
+            let mut m = ExtentMap::new(d.size()).unwrap();
+            let id = blob.id;
+            m.insert(0, 20, Source::Blob { id, offset: 0 }).unwrap();
+            DiskManifest {
+                name: d.name.clone(),
+                extents: m,
+            }
+        })
+        .collect();
+    let header = BundleHeader {
+        seq: real.header().seq + 1,
+        parent: real.point_id(),
+        key_file: attacker.key_file().clone(),
+        ..real.header().clone()
+    };
+    w.finish(header, &disks, attacker).unwrap();
+    path
+}
+
 #[test]
 fn the_whole_dr_cycle_keeps_every_byte() {
     let dir = tempfile::tempdir().unwrap();
@@ -327,6 +360,12 @@ fn the_whole_dr_cycle_keeps_every_byte() {
     // Again: the disks hold it.
     let e = apply(&r.bundle.path, &k, &refs(&odisks), &ostate, &mut ok).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    // Whoever can write the original site's inbox forges the next point (the right parent and
+    // sequence number, signed with their own key): refused, the disks untouched.
+    let forged = forge_next(d, &r.bundle.path, &key(66));
+    let e = apply(&forged, &k, &refs(&odisks), &ostate, &mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+    primary.check("a forged reverse point");
 
     // Reverse replication, applied in order; a gap, a replay and a fork are refused.
     rec.write(0, 10, b"reverse one");

@@ -160,3 +160,69 @@ fn a_reverse_resync_and_its_apply_cut_anywhere_end_byte_identical() {
     }
     assert!(cuts >= 5, "the apply made {cuts} file operations");
 }
+
+#[test]
+fn a_reverse_resync_and_its_apply_cancelled_anywhere_end_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orig, rec) = disks(dir.path());
+    let k = key();
+    let ok = &mut |_, _| true;
+    let sig_path = dir.path().join("orig.rcpsig");
+    let state = dir.path().join("orig").join("g.rcapply");
+    sign_for_apply("g", &refs(&orig), &k, CS, &sig_path, &state, false, ok).unwrap();
+    let sig = crate::resync::point_sig::PointSignature::load(&sig_path, &k).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let log = dir.path().join("rec").join("rev.rclog");
+    let again = ResyncOptions {
+        replace: true,
+        ..ResyncOptions::default()
+    };
+    // Resync ship cancelled at its n-th progress call: nothing left; run again.
+    for n in 0.. {
+        let mut calls = 0;
+        let mut cancel = |_, _| {
+            calls += 1;
+            calls <= n
+        };
+        match resync_ship(&sig, &refs(&rec), &k, &log, &out, &again, &mut cancel) {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(e.kind(), crate::ErrorKind::Cancelled, "{e}");
+                assert!(!log.exists(), "call {n}: the log was left");
+                assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "call {n}");
+            }
+        }
+    }
+    let bundle = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // Apply cancelled at its n-th progress call, then applied again: the source's bytes.
+    let pristine: Vec<Vec<u8>> = orig.iter().map(|d| std::fs::read(&d.1).unwrap()).collect();
+    let state0 = std::fs::read(&state).unwrap();
+    for n in 0.. {
+        for (d, b) in orig.iter().zip(&pristine) {
+            std::fs::write(&d.1, b).unwrap();
+        }
+        std::fs::write(&state, &state0).unwrap();
+        let mut calls = 0;
+        let mut cancel = |_, _| {
+            calls += 1;
+            calls <= n
+        };
+        match apply(&bundle, &k, &refs(&orig), &state, &mut cancel) {
+            Ok(_) => {
+                assert!(same(&orig, &rec));
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), crate::ErrorKind::Cancelled, "{e}");
+                apply(&bundle, &k, &refs(&orig), &state, ok).unwrap();
+                assert!(same(&orig, &rec), "apply cancelled at call {n}");
+            }
+        }
+    }
+}
