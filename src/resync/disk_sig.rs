@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::Progress;
 use super::image::Image;
-use super::point_sig::{DiskIds, PointSigHeader, PointSignature, ZERO_CHUNK, chunk_id};
+use super::point_sig::{Collector, PointSigHeader, PointSignature, ZERO_CHUNK, chunk_id};
 use crate::crypto::Key;
 use crate::error::{Error, Result};
 use crate::format::limits::MAX_DISKS_PER_GROUP;
@@ -37,42 +37,12 @@ pub fn sign_disks(
     chunk_size: u32,
     progress: Progress<'_>,
 ) -> Result<PointSignature> {
-    let mut out: Vec<DiskIds> = Vec::new();
-    let header = sign_disks_into(
-        group,
-        disks,
-        key,
-        chunk_size,
-        progress,
-        &mut |h, disk, ids| {
-            if out.len() == disk {
-                let (name, size) = &h.disks[disk];
-                out.push(DiskIds {
-                    name: name.clone(),
-                    size: *size,
-                    ids: Vec::new(),
-                });
-            }
-            out[disk].ids.extend_from_slice(ids);
-            Ok(())
-        },
-    )?;
-    while out.len() < header.disks.len() {
-        let (name, size) = &header.disks[out.len()];
-        out.push(DiskIds {
-            name: name.clone(),
-            size: *size,
-            ids: Vec::new(),
-        });
-    }
-    Ok(PointSignature {
-        group: header.group,
-        point: header.point,
-        seq: header.seq,
-        chunk_size: header.chunk_size,
-        key_id: header.key_id,
-        disks: out,
-    })
+    let mut out = Collector::default();
+    let header = sign_disks_into(group, disks, key, chunk_size, progress, &mut |h, _, ids| {
+        out.push(h, ids);
+        Ok(())
+    })?;
+    Ok(out.finish(header))
 }
 
 /// The signature's header for these disks (a fresh random point id), then every chunk's id

@@ -372,6 +372,63 @@ impl<R: Read> PointSigReader<R> {
     }
 }
 
+/// Builds a [`PointSignature`] in memory from its ids handed over in file order, in pieces of
+/// any size.
+#[derive(Debug, Default)]
+pub(crate) struct Collector {
+    disks: Vec<DiskIds>,
+}
+
+impl Collector {
+    /// Takes the next ids.
+    pub fn push(&mut self, h: &PointSigHeader, mut ids: &[[u8; 32]]) {
+        while !ids.is_empty() && self.open_next(h) {
+            let i = self.disks.len() - 1;
+            let d = &mut self.disks[i];
+            let n = ((h.chunks(i) - d.ids.len() as u64) as usize).min(ids.len());
+            d.ids.extend_from_slice(&ids[..n]);
+            ids = &ids[n..];
+        }
+    }
+
+    /// Starts the next disk when the current one is complete; false past the last.
+    fn open_next(&mut self, h: &PointSigHeader) -> bool {
+        let i = self.disks.len();
+        if i > 0 && (self.disks[i - 1].ids.len() as u64) < h.chunks(i - 1) {
+            return true;
+        }
+        let Some((name, size)) = h.disks.get(i) else {
+            return false;
+        };
+        self.disks.push(DiskIds {
+            name: name.clone(),
+            size: *size,
+            ids: Vec::new(),
+        });
+        true
+    }
+
+    /// The signature (disks that got no id, having no chunk, included).
+    pub fn finish(mut self, h: PointSigHeader) -> PointSignature {
+        while self.disks.len() < h.disks.len() {
+            let (name, size) = &h.disks[self.disks.len()];
+            self.disks.push(DiskIds {
+                name: name.clone(),
+                size: *size,
+                ids: Vec::new(),
+            });
+        }
+        PointSignature {
+            group: h.group,
+            point: h.point,
+            seq: h.seq,
+            chunk_size: h.chunk_size,
+            key_id: h.key_id,
+            disks: self.disks,
+        }
+    }
+}
+
 impl PointSignature {
     /// The header of this signature.
     pub fn header(&self) -> PointSigHeader {

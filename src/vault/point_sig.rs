@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::extent::Source;
 use crate::resync::Progress;
 use crate::resync::point_sig::{
-    DiskIds, PointSigHeader, PointSigWriter, PointSignature, ZERO_CHUNK, chunk_id,
+    Collector, PointSigHeader, PointSigWriter, PointSignature, ZERO_CHUNK, chunk_id,
 };
 use crate::sys::LockMode;
 
@@ -40,46 +40,12 @@ impl Vault {
         key: &Key,
         progress: Progress<'_>,
     ) -> Result<PointSignature> {
-        let mut disks: Vec<DiskIds> = Vec::new();
+        let mut out = Collector::default();
         let header = self.signature_ids(group, selector, key, progress, &mut |h, ids| {
-            let mut left = ids;
-            while !left.is_empty() {
-                if disks
-                    .last()
-                    .is_none_or(|d| d.ids.len() as u64 == h.chunks(disks.len() - 1))
-                {
-                    let (name, size) = &h.disks[disks.len()];
-                    disks.push(DiskIds {
-                        name: name.clone(),
-                        size: *size,
-                        ids: Vec::new(),
-                    });
-                }
-                let i = disks.len() - 1;
-                let d = &mut disks[i];
-                let n = ((h.chunks(i) - d.ids.len() as u64) as usize).min(left.len());
-                d.ids.extend_from_slice(&left[..n]);
-                left = &left[n..];
-            }
+            out.push(h, ids);
             Ok(())
         })?;
-        // Disks with no chunk at all got no ids.
-        while disks.len() < header.disks.len() {
-            let (name, size) = &header.disks[disks.len()];
-            disks.push(DiskIds {
-                name: name.clone(),
-                size: *size,
-                ids: Vec::new(),
-            });
-        }
-        Ok(PointSignature {
-            group: header.group,
-            point: header.point,
-            seq: header.seq,
-            chunk_size: header.chunk_size,
-            key_id: header.key_id,
-            disks,
-        })
+        Ok(out.finish(header))
     }
 
     /// As [`point_signature`](Self::point_signature), streamed sealed to a new file at `path`
