@@ -39,6 +39,7 @@ pub mod disk_sig;
 mod hashing;
 #[allow(unsafe_code)] // the memory map: see image.rs
 pub(crate) mod image;
+mod local;
 pub mod point_sig;
 mod seal;
 mod sealing;
@@ -128,31 +129,15 @@ pub fn resync(
     let (source, target) = (source.as_ref(), target.as_ref());
     check_chunk_size(chunk_size)?;
     let src = image::Image::open(source)?;
-    let total = src.bytes().len() as u64 + target.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut offset = 0u64;
-    let target_sig = if target.exists() {
-        let mut p = |d: u64, _t: u64| progress(d, total);
-        let s = Signature::compute(target, chunk_size, &mut p)?;
-        offset = s.disk_size();
-        s
-    } else {
-        Signature::empty(chunk_size)?
-    };
+    // The applier opens (or creates) the target first: it refuses what must not be written
+    // (a symbolic link to a file, a directory); then the target is read through its own map,
+    // dropped before the applier sets the final size (a map must not outlive a truncation).
     let mut applier = apply::Applier::open(target, chunk_size, src.bytes().len() as u64, 0, true)?;
-    let mut p = |d: u64, _t: u64| progress(offset + d, total);
-    let data = |s: u64, e: u64| src.data_ranges(s, e);
-    let source = delta::Source {
-        bytes: src.bytes(),
-        data: &data,
-        hasher: &hashing::ChunkHasher::Plain,
-        parallel: true,
-    };
-    let stats = delta::diff(source, &target_sig, &mut p, &mut applier)?;
+    let old = image::Image::open(target)?;
+    let total = src.bytes().len() as u64 * 2;
+    let stats = local::run(&src, Some(&old), &mut applier, chunk_size, total, progress);
+    drop(old);
+    let stats = stats?;
     applier.finish()?;
-    Ok(ResyncStats {
-        chunks: stats.chunks,
-        data_chunks: stats.data_chunks,
-        zero_chunks: stats.zero_chunks,
-        data_bytes: stats.data_bytes,
-    })
+    Ok(stats)
 }

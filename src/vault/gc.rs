@@ -192,8 +192,11 @@ impl Vault {
                     None => out.insert(PackWriter::create(&self.layout)?),
                 };
                 w.add(&e.id, b, e.hash)?;
-                if w.len() >= PACK_TARGET {
-                    written.extend(out.take());
+                // A full pack is closed at once: its write buffer freed.
+                if w.len() >= PACK_TARGET
+                    && let Some(w) = out.take()
+                {
+                    written.push(w.close()?);
                 }
                 done += ENTRY_LEN as u64 + u64::from(e.len);
                 if !progress(done, total) {
@@ -202,10 +205,12 @@ impl Vault {
             }
             copied.push(p);
         }
-        written.extend(out);
+        if let Some(w) = out {
+            written.push(w.close()?);
+        }
         report.packs_written = written.len() as u64;
         for w in written {
-            w.finish(&self.layout)?;
+            w.publish(&self.layout)?;
         }
         report.packs_rewritten = copied.len() as u64;
         report.blobs_removed = gone

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::chain;
 use super::head::Head;
 use super::layout::{Layout, lock};
-use super::pack::{PACK_TARGET, PackIndex, PackWriter};
+use super::pack::{ClosedPack, PACK_TARGET, PackIndex, PackWriter};
 use super::point::{DiskInfo, PointFile};
 use super::records::write_shipped_from;
 use super::{BlobIndex, Vault, repair, trust};
@@ -307,8 +307,10 @@ impl Stored {
         let mut done = 0u64;
         std::thread::scope(|scope| -> Result<Vec<PackIndex>> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Hashed>>(2);
-            let writer = scope.spawn(move || -> Result<Vec<PackWriter>> {
+            let writer = scope.spawn(move || -> Result<Vec<ClosedPack>> {
                 let mut open: Option<PackWriter> = None;
+                // Full packs are closed at once (their write buffers freed): memory stays
+                // bounded whatever the bundle's size; they are published once it all checked.
                 let mut full = Vec::new();
                 for batch in rx {
                     for (id, bytes, hash) in batch {
@@ -317,12 +319,16 @@ impl Stored {
                             None => open.insert(PackWriter::create(layout)?),
                         };
                         w.add(&id, &bytes, hash)?;
-                        if w.len() >= PACK_TARGET {
-                            full.extend(open.take());
+                        if w.len() >= PACK_TARGET
+                            && let Some(w) = open.take()
+                        {
+                            full.push(w.close()?);
                         }
                     }
                 }
-                full.extend(open);
+                if let Some(w) = open {
+                    full.push(w.close()?);
+                }
                 Ok(full)
             });
             let mut batch: Vec<(usize, BlobId, Vec<u8>)> = Vec::new();
@@ -377,7 +383,7 @@ impl Stored {
             authentic()?;
             let mut published: Vec<PackIndex> = Vec::new();
             for w in packs {
-                match w.finish(layout) {
+                match w.publish(layout) {
                     Ok(i) => published.push(i),
                     Err(e) => {
                         for p in &published {

@@ -170,8 +170,8 @@ pub(crate) fn read_stored(
     Ok(buf)
 }
 
-/// Writes one pack: blobs appended verbatim, then (on [`finish`](Self::finish)) the trailer,
-/// the pack published, then its index published. A pack without an index is a leftover.
+/// Writes one pack: blobs appended verbatim, then (on [`close`](Self::close)) the trailer; then
+/// ([`ClosedPack::publish`]) the pack published, then its index published. A pack without an index is a leftover.
 pub(crate) struct PackWriter {
     id: PackId,
     path: PathBuf,
@@ -214,12 +214,34 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Publishes the pack and then its index.
-    pub fn finish(self, layout: &Layout) -> Result<PackIndex> {
+    /// Writes the rest of the pack and its trailer, and lets the write buffer go: a pack that
+    /// filled up while more come costs its index entries and a file handle until it is
+    /// published (or dropped: its temporary file is removed).
+    pub fn close(self) -> Result<ClosedPack> {
         let io = |e| Error::io("writing a pack", Some(&self.path), e);
         let (w, _) = self.out.finish().map_err(io)?;
         let file = w.into_inner().map_err(io)?;
-        file.commit()?;
+        Ok(ClosedPack {
+            id: self.id,
+            path: self.path,
+            file,
+            entries: self.entries,
+        })
+    }
+}
+
+/// A pack written whole but not yet published ([`PackWriter::close`]).
+pub(crate) struct ClosedPack {
+    id: PackId,
+    path: PathBuf,
+    file: AtomicFile,
+    entries: Vec<IndexEntry>,
+}
+
+impl ClosedPack {
+    /// Publishes the pack (synced, renamed into place) and then its index.
+    pub fn publish(self, layout: &Layout) -> Result<PackIndex> {
+        self.file.commit()?;
         let index = PackIndex {
             pack: self.id,
             pack_len: std::fs::metadata(&self.path)
