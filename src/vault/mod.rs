@@ -91,7 +91,7 @@ pub struct Vault {
 /// Every stored blob's place, from the pack indexes. A stored blob is known by its id and the
 /// BLAKE3 of its sealed bytes together: a copy whose bytes differ from the signed ones (another
 /// group's garbage under a known id, a damaged copy) is never taken for it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct BlobIndex {
     packs: HashMap<PackId, Arc<PackIndex>>,
     blobs: HashMap<(BlobId, [u8; 32]), (PackId, IndexEntry)>,
@@ -152,9 +152,26 @@ impl Vault {
     fn refreshed_index(&self) -> Result<Arc<BlobIndex>> {
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         let on_disk = self.layout.pack_ids()?;
-        if on_disk.len() != index.packs.len()
-            || on_disk.iter().any(|p| !index.packs.contains_key(p))
-        {
+        let new: Vec<&PackId> = on_disk
+            .iter()
+            .filter(|p| !index.packs.contains_key(*p))
+            .collect();
+        if on_disk.len() == index.packs.len() + new.len() {
+            // Only packs added (ingests): read just their indexes. Cloned only while another
+            // operation still holds the previous index; else updated in place, so a run of
+            // ingests costs each its own packs, not the vault's.
+            if !new.is_empty() {
+                let loaded = new
+                    .into_iter()
+                    .map(|id| PackIndex::load(&self.layout, id).map(Arc::new))
+                    .collect::<Result<Vec<_>>>()?;
+                let shared = Arc::make_mut(&mut index);
+                for p in loaded {
+                    shared.add(p);
+                }
+            }
+        } else {
+            // Packs removed (GC): rebuilt, reusing the indexes already read.
             let mut fresh = BlobIndex::default();
             for id in on_disk {
                 match index.packs.get(&id) {

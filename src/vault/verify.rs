@@ -152,25 +152,25 @@ impl Vault {
         let mut affected: HashMap<BlobId, Vec<(String, u64, PointId)>> = HashMap::new();
         // The intact stored copy of each blob a point reads, in a form its signature covers.
         let mut to_decrypt: HashMap<BlobId, (PackId, super::pack::IndexEntry)> = HashMap::new();
-        for (group, chain) in chains {
+        for (group, chain) in &chains {
             if group.is_some() {
                 report.groups += 1;
             }
             let chain = match chain {
                 Ok(c) => c,
                 Err(damage) => {
-                    report.damage.push(damage);
+                    report.damage.push(damage.clone());
                     continue;
                 }
             };
-            let group = group.unwrap_or_default();
+            let group = group.clone().unwrap_or_default();
             let keyed = key.filter(|k| chain[0].file.header.key_id() == k.id());
             if key.is_some() && keyed.is_none() {
                 report.other_key_groups.push(group.clone());
             }
             let mut folded: HashMap<String, ExtentMap<Source>> = HashMap::new();
             let mut hashes = super::records::SignedHashes::default();
-            for p in &chain {
+            for p in chain {
                 report.points += 1;
                 let h = &p.file.header;
                 let me = (group.clone(), h.seq, p.file.id());
@@ -197,26 +197,12 @@ impl Vault {
                         continue;
                     }
                 };
-                for d in disks {
-                    match folded.get_mut(&d.name) {
-                        Some(m) => {
-                            if let Err(e) = m.overlay(&d.extents) {
-                                report.damage.push(Damage {
-                                    object: p.path.display().to_string(),
-                                    detail: e.to_string(),
-                                    points: vec![me.clone()],
-                                });
-                            }
-                        }
-                        None => {
-                            folded.insert(d.name, d.extents);
-                        }
-                    }
-                }
-                // Every blob this point's disks read, as folded up to it.
+                // Every blob this point's own manifests read: each blob a fold reads was
+                // brought in by some point's manifests, so checking each point's own is every
+                // check once (the fold of the whole chain is not walked at every point).
                 let mut seen = HashSet::new();
-                for m in folded.values() {
-                    for e in m.iter() {
+                for d in &disks {
+                    for e in d.extents.iter() {
                         if let Source::Blob { id, .. } = e.source
                             && seen.insert(id)
                         {
@@ -230,9 +216,22 @@ impl Vault {
                                     bad_blobs.entry(id).or_insert(why);
                                 }
                             }
-                            if bad_blobs.contains_key(&id) || keyed.is_some() {
-                                affected.entry(id).or_default().push(me.clone());
+                        }
+                    }
+                }
+                for d in disks {
+                    match folded.get_mut(&d.name) {
+                        Some(m) => {
+                            if let Err(e) = m.overlay(&d.extents) {
+                                report.damage.push(Damage {
+                                    object: p.path.display().to_string(),
+                                    detail: e.to_string(),
+                                    points: vec![me.clone()],
+                                });
                             }
+                        }
+                        None => {
+                            folded.insert(d.name, d.extents);
                         }
                     }
                 }
@@ -260,6 +259,10 @@ impl Vault {
             for (id, why) in failed {
                 bad_blobs.insert(id, why);
             }
+        }
+        // Which points read a bad blob (only when there is one: this walks every fold).
+        if !bad_blobs.is_empty() {
+            affected = points_reading(&chains, &bad_blobs);
         }
         let mut bad: Vec<(BlobId, String)> = bad_blobs.into_iter().collect();
         bad.sort_by_key(|(id, _)| *id.as_bytes());
@@ -399,4 +402,52 @@ fn intact_copy(
                 .into()
         }
     }))
+}
+
+/// For each blob of `bad`, every point (group, sequence, id) whose folded disks read it.
+#[allow(clippy::type_complexity)]
+fn points_reading(
+    chains: &[(
+        Option<String>,
+        std::result::Result<Vec<super::point::StoredPoint>, Damage>,
+    )],
+    bad: &HashMap<BlobId, String>,
+) -> HashMap<BlobId, Vec<(String, u64, PointId)>> {
+    let mut affected: HashMap<BlobId, Vec<(String, u64, PointId)>> = HashMap::new();
+    for (group, chain) in chains {
+        let Ok(chain) = chain else { continue };
+        let group = group.clone().unwrap_or_default();
+        let mut folded: HashMap<String, ExtentMap<Source>> = HashMap::new();
+        for p in chain {
+            let Ok(disks) = p.file.decode_disks() else {
+                continue;
+            };
+            for d in disks {
+                match folded.get_mut(&d.name) {
+                    Some(m) => {
+                        let _ = m.overlay(&d.extents);
+                    }
+                    None => {
+                        folded.insert(d.name, d.extents);
+                    }
+                }
+            }
+            let mut seen = HashSet::new();
+            for m in folded.values() {
+                for e in m.iter() {
+                    if let Source::Blob { id, .. } = e.source
+                        && bad.contains_key(&id)
+                        && seen.insert(id)
+                    {
+                        affected.entry(id).or_default().push((
+                            group.clone(),
+                            p.file.header.seq,
+                            p.file.id(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    affected
 }

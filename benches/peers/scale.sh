@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Scale (issue 18), through the command line: each step's wall time and peak anonymous memory
+# (RssAnon, sampled by benches/peers/peakmem.py) on a 1 TiB sparse disk holding 8 GiB of data
+# (one 1 MiB run every 128 MiB, half random, half text), and, in the same run, the seed's
+# throughput on the shared 4 GiB image beside the 1 TiB disk's.
+#
+#   python3 ../shared/bench/make_images.py --size 4G --data-dir /tmp/rcbench   # base.img
+#   DATA=/tmp/rcbench/4g WORK=/tmp/rcbench/scale benches/peers/scale.sh
+#
+# Needs about 30 GB free under WORK. Prints one TSV row per step: step, seconds, peak MiB, and
+# a note. Every command that opens the passphrase-protected key file spends 64 MiB on argon2id
+# for an instant; that is in its peak.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DATA=${DATA:-/tmp/rcbench/4g}
+WORK=${WORK:-/tmp/rcbench/scale}
+cargo build --release --locked -q
+bin=${CARGO_TARGET_DIR:-$(pwd)/target}/release/replicore
+mem="python3 benches/peers/peakmem.py"
+export REPLICORE_PASSPHRASE=bench ERRF="$WORK/last.err"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+w=$WORK
+
+# The 1 TiB sparse disk: 8192 runs of 1 MiB, one every 128 MiB, even ones random, odd text.
+python3 - "$w/disk.img" <<'PY'
+import os, sys
+path = sys.argv[1]
+text = (b"replicore scale bench: a line of guest text, " * 24000)[: 1 << 20]
+with open(path, "wb") as f:
+    f.truncate(1 << 40)
+    for i in range(8192):
+        f.seek(i * (128 << 20))
+        f.write(os.urandom(1 << 20) if i % 2 == 0 else text)
+PY
+data=$((8192 << 20))
+"$bin" keygen --out "$w/k.rckey" > /dev/null 2>&1
+printf 'step\tseconds\tpeak MiB\tnote\n'
+row() { printf '%s\t%s\n' "$1" "$2"; }
+
+# Seed: the 1 TiB disk and, in the same run, the 4 GiB image.
+r=$($mem "seed 1 TiB" "$bin" seed --key "$w/k.rckey" --group big --disk "disk=$w/disk.img" \
+    --log "$w/big.rclog" --out "$w/base.rcb")
+big_s=$(cut -f2 <<< "$r")
+cat "$DATA/base.img" > /dev/null
+r4=$($mem "seed 4 GiB image" "$bin" seed --key "$w/k.rckey" --group small \
+    --disk "disk=$DATA/base.img" --log "$w/small.rclog" --out "$w/small.rcb")
+small_data=$(python3 -c "
+import os
+f = os.open('$DATA/base.img', os.O_RDONLY); n = os.fstat(f).st_size; at = 0; d = 0
+while at < n:
+    try: s = os.lseek(f, at, os.SEEK_DATA)
+    except OSError: break
+    e = os.lseek(f, s, os.SEEK_HOLE); d += e - s; at = e
+print(d)")
+small_s=$(cut -f2 <<< "$r4")
+big_rate=$(echo "scale=2; $data / $big_s / 1000000000" | bc)
+small_rate=$(echo "scale=2; $small_data / $small_s / 1000000000" | bc)
+row "$r" "$big_rate GB/s of data ($(stat -c %s "$w/base.rcb") bytes)"
+row "$r4" "$small_rate GB/s of data; the 1 TiB disk's rate is $(echo "scale=2; $big_rate / $small_rate" | bc)x (goal >= 0.8)"
+rm -f "$w/small.rcb"
+
+"$bin" vault init "$w/v" > /dev/null
+row "$($mem "ingest of the base" "$bin" vault ingest "$w/v" "$w/base.rcb")" ""
+
+# A point of 2,000 scattered 4 KiB writes, captured from the image, shipped and ingested.
+python3 - "$w/disk.img" "$w/dirty.json" <<'PY'
+import json, os, random, sys
+random.seed(7)
+ext = []
+with open(sys.argv[1], "r+b") as f:
+    for _ in range(2000):
+        at = random.randrange(0, (1 << 40) - 4096) // 4096 * 4096
+        f.seek(at); f.write(os.urandom(4096))
+        ext.append({"start": at, "length": 4096})
+json.dump(ext, open(sys.argv[2], "w"))
+PY
+"$bin" log capture "$w/big.rclog" --disk disk --image "$w/disk.img" --extents "$w/dirty.json" > /dev/null
+"$bin" log mark "$w/big.rclog" --kind crash > /dev/null
+"$bin" log rotate "$w/big.rclog" --sealed-out "$w/big-1.rclog" > /dev/null
+row "$($mem "ship of 2,000 writes" "$bin" ship --key "$w/k.rckey" "$w/big-1.rclog" --out-dir "$w/out")" ""
+row "$($mem "ingest of that point" "$bin" vault ingest "$w/v" "$w/out"/big-*.rcb)" ""
+row "$($mem "keyless verify" "$bin" vault verify "$w/v")" ""
+row "$($mem "keyed verify" "$bin" vault verify "$w/v" --key "$w/k.rckey" --group big)" ""
+row "$($mem "failover" "$bin" failover "$w/v" --group big --point latest --key "$w/k.rckey" \
+    --out-dir "$w/fo")" ""
+cmp -s <(head -c 64M "$w/disk.img") <(head -c 64M "$w/fo/disk.img") || { echo "failover differs" >&2; exit 1; }
+
+# 100 changed chunks on the live disk, then the local resync of the pair.
+python3 - "$w/disk.img" <<'PY'
+import os, random, sys
+random.seed(11)
+with open(sys.argv[1], "r+b") as f:
+    for _ in range(100):
+        f.seek(random.randrange(0, 1 << 40) // 65536 * 65536); f.write(os.urandom(65536))
+PY
+row "$($mem "resync run, 100 changed chunks" "$bin" resync run "$w/disk.img" "$w/fo/disk.img")" ""
+row "$($mem "vault signature" "$bin" vault signature "$w/v" --group big --key "$w/k.rckey" \
+    --out "$w/big.rcpsig")" ""
+row "$($mem "resync ship" "$bin" resync ship --key "$w/k.rckey" --signature "$w/big.rcpsig" \
+    --group big --disk "disk=$w/disk.img" --log "$w/big-2.rclog" --out-dir "$w/out2")" ""
+row "$($mem "vault points" "$bin" vault points "$w/v" --group big --json)" ""
+rm -rf "$w"

@@ -1,0 +1,150 @@
+//! Long chains and many groups (issue 18): builds a vault holding one group of POINTS points
+//! (a 1 MiB disk, one 4 KiB write and a crash-consistent marker every 30 seconds, shipped and
+//! ingested in rounds of 500) and GROUPS other groups of two points each, then times what an
+//! operator and an agent do: open, ingest one more point, list the points and the groups, plan a
+//! prune, prune, GC, keyless verify. Run it at two sizes to see how each step grows:
+//!
+//!   cargo run --release --example scale_vault -- POINTS GROUPS DIR
+//!
+//! Prints one TSV row per step: step, seconds. DIR is created (and left for inspection).
+
+use std::path::Path;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use replicore::bundle::{SeedOptions, ShipOptions, ShipState, seed, ship};
+use replicore::crypto::{Key, KeyFile, MasterKey, Secret};
+use replicore::log::{ChangeLog, MarkerKind};
+use replicore::policy::RetentionPolicy;
+use replicore::vault::Vault;
+
+const DISK: usize = 1 << 20;
+const ROUND: u64 = 500;
+const T0: u64 = 1_800_000_000;
+
+fn ok(_: u64, _: u64) -> bool {
+    true
+}
+
+/// Seeds `group` from a fresh 1 MiB image in `dir`; returns its log and state.
+fn seeded(
+    dir: &Path,
+    group: &str,
+    key: &Key,
+    vault: &Vault,
+) -> replicore::Result<(ChangeLog, ShipState)> {
+    let img = dir.join(format!("{group}.img"));
+    let bytes: Vec<u8> = (0..DISK).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&img, bytes).map_err(|e| replicore::Error::io("writing", Some(&img), e))?;
+    let base = dir.join(format!("{group}-base.rcb"));
+    let options = SeedOptions {
+        chunk_size: 64 << 10,
+        time: Some(UNIX_EPOCH + Duration::from_secs(T0)),
+        ..SeedOptions::default()
+    };
+    let s = seed(
+        group,
+        &[("disk", img.as_path())],
+        key,
+        dir.join(format!("{group}.rclog")),
+        &base,
+        &options,
+        &mut ok,
+    )?;
+    vault.ingest(&base, &mut ok)?;
+    std::fs::remove_file(&base).ok();
+    std::fs::remove_file(&img).ok();
+    Ok((s.log, s.state))
+}
+
+/// `n` more points of `log`, shipped and ingested; returns the time of the newest.
+fn points(
+    dir: &Path,
+    log: &mut ChangeLog,
+    state: &mut ShipState,
+    key: &Key,
+    vault: &Vault,
+    from: u64,
+    n: u64,
+) -> replicore::Result<u64> {
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).map_err(|e| replicore::Error::io("creating", Some(&out), e))?;
+    let mut i = from;
+    while i < from + n {
+        let round = ROUND.min(from + n - i);
+        for _ in 0..round {
+            i += 1;
+            let at = (i * 40_961) % (DISK as u64 - 4096);
+            log.record_write(0, at, &i.to_le_bytes().repeat(512))?;
+            log.mark_at(
+                MarkerKind::Crash,
+                "",
+                UNIX_EPOCH + Duration::from_secs(T0 + i * 30),
+            )?;
+        }
+        let sealed = dir.join("sealed.rclog");
+        log.rotate(&sealed)?;
+        for b in ship(&sealed, key, state, &out, &ShipOptions::default(), &mut ok)? {
+            vault.ingest(&b.path, &mut ok)?;
+            std::fs::remove_file(&b.path).ok();
+        }
+        std::fs::remove_file(&sealed).ok();
+    }
+    Ok(T0 + i * 30)
+}
+
+fn timed<T>(label: &str, f: impl FnOnce() -> replicore::Result<T>) -> replicore::Result<T> {
+    let t = Instant::now();
+    let out = f()?;
+    println!("{label}\t{:.3}", t.elapsed().as_secs_f64());
+    Ok(out)
+}
+
+fn main() -> replicore::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage =
+        || replicore::Error::invalid_argument("arguments", "usage: scale_vault POINTS GROUPS DIR");
+    let n: u64 = args.get(1).and_then(|a| a.parse().ok()).ok_or_else(usage)?;
+    let groups: u64 = args.get(2).and_then(|a| a.parse().ok()).ok_or_else(usage)?;
+    let dir = Path::new(args.get(3).ok_or_else(usage)?);
+    std::fs::create_dir_all(dir).map_err(|e| replicore::Error::io("creating", Some(dir), e))?;
+    let (_, key) = KeyFile::create(Secret::Key(&MasterKey::from_bytes([9; 32])))?;
+    let vault = Vault::create(dir.join("vault"))?;
+    let t = Instant::now();
+    let (mut log, mut state) = seeded(dir, "long", &key, &vault)?;
+    let last = points(dir, &mut log, &mut state, &key, &vault, 0, n)?;
+    for g in 0..groups {
+        let name = format!("g{g:05}");
+        let (mut l, mut s) = seeded(dir, &name, &key, &vault)?;
+        points(dir, &mut l, &mut s, &key, &vault, 0, 1)?;
+    }
+    println!(
+        "build ({n} points, {groups} more groups)\t{:.1}",
+        t.elapsed().as_secs_f64()
+    );
+    let vault = timed("open", || Vault::open(dir.join("vault")))?;
+    timed("ingest of one more point", || {
+        points(dir, &mut log, &mut state, &key, &vault, n, 1)
+    })?;
+    let listed = timed("list the long group's points", || vault.points("long"))?;
+    assert_eq!(listed.len() as u64, n + 2);
+    timed("list the groups", || vault.groups())?;
+    let now = UNIX_EPOCH + Duration::from_secs(last + 60);
+    let policy = RetentionPolicy {
+        window_hours: 24,
+        app_every_hours: None,
+        extra_hourly: 0,
+        keep_last: 1,
+    };
+    timed("plan a prune", || vault.plan_prune(&policy, now))?;
+    timed("prune", || vault.prune(&policy, now))?;
+    timed("gc", || vault.gc(&mut ok))?;
+    let report = timed("keyless verify", || vault.verify(None, &mut ok))?;
+    if !report.is_ok() {
+        return Err(replicore::Error::corrupt(
+            "vault",
+            None,
+            "verify found damage",
+        ));
+    }
+    Ok(())
+}
