@@ -241,8 +241,24 @@ impl AtomicFile {
         AtomicFile::start(path, false)
     }
 
+    /// As [`create`](Self::create), for a directory whose leftovers its owner removes (the
+    /// vault's open): without the scan for this name's stale temporary files, which lists the
+    /// whole directory at every file (a vault's packs and point directories hold thousands).
+    pub fn create_unscanned(path: &Path, replace: bool) -> Result<AtomicFile> {
+        if !replace && fs::symlink_metadata(path).is_ok() {
+            return Err(Error::AlreadyExists {
+                what: format!("{}", path.display()),
+            });
+        }
+        AtomicFile::begin(path, replace)
+    }
+
     fn start(path: &Path, replace: bool) -> Result<AtomicFile> {
         remove_stale_temps(path);
+        AtomicFile::begin(path, replace)
+    }
+
+    fn begin(path: &Path, replace: bool) -> Result<AtomicFile> {
         let (file, tmp) = create_temp(path)?;
         Ok(AtomicFile {
             file: Some(file),
@@ -320,6 +336,15 @@ pub(crate) fn remove(path: &Path, what: &str) -> Result<()> {
 /// Writes `bytes` to `path` crash-safely (see [`AtomicFile`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
     let mut f = AtomicFile::create(path, replace)?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io("writing", Some(&f.tmp), e))?;
+    f.commit()
+}
+
+/// As [`write_atomic`], in a directory whose leftovers its owner removes (see
+/// [`AtomicFile::create_unscanned`]).
+pub(crate) fn write_atomic_unscanned(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
+    let mut f = AtomicFile::create_unscanned(path, replace)?;
     f.write_all(bytes)
         .map_err(|e| Error::io("writing", Some(&f.tmp), e))?;
     f.commit()

@@ -9,7 +9,7 @@ use crate::format::trailer::verify_slice;
 use crate::format::{Reader, Writer};
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{list_dir, read_small, write_atomic};
+use crate::fsutil::{list_dir, read_small, write_atomic_unscanned};
 use crate::id::PointId;
 
 const MAX_HEAD_LEN: usize = 16 + 2 + MAX_NAME_LEN + 8 + 32 + 8 + 32;
@@ -100,6 +100,6 @@ impl Head {
 
     /// Publishes this head (the commit of its point).
     pub fn store(&self, layout: &Layout) -> Result<()> {
-        write_atomic(&layout.head(&self.group), &self.encode()?, true)
+        write_atomic_unscanned(&layout.head(&self.group), &self.encode()?, true)
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::format::header::{FileKind, PREAMBLE_LEN, Preamble};
 use crate::format::trailer::{TRAILER_LEN, verify_slice};
 use crate::format::{Reader, TrailerWriter, Writer};
-use crate::fsutil::{AtomicFile, read_small, write_atomic};
+use crate::fsutil::{AtomicFile, read_small, write_atomic_unscanned};
 use crate::id::BlobId;
 
 /// A pack is closed once it holds this many bytes.
@@ -183,7 +183,9 @@ impl PackWriter {
     pub fn create(layout: &Layout) -> Result<PackWriter> {
         let id = PackId::random()?;
         let path = layout.pack(&id);
-        let mut out = TrailerWriter::new(DirectWriter::new(AtomicFile::create(&path, false)?));
+        let mut out = TrailerWriter::new(DirectWriter::new(AtomicFile::create_unscanned(
+            &path, false,
+        )?));
         out.write_all(&Preamble::new(FileKind::Pack, VERSION_MAJOR, VERSION_MINOR).to_bytes())
             .map_err(|e| Error::io("writing a pack", Some(&path), e))?;
         Ok(PackWriter {
@@ -249,7 +251,7 @@ impl ClosedPack {
                 .len(),
             entries: self.entries,
         };
-        write_atomic(&layout.pack_index(&self.id), &index.encode(), false)?;
+        write_atomic_unscanned(&layout.pack_index(&self.id), &index.encode(), false)?;
         Ok(index)
     }
 }

@@ -240,7 +240,7 @@ impl PointFile {
         replace: bool,
         records: impl FnOnce(&mut TrailerWriter<std::io::BufWriter<AtomicFile>>) -> Result<()>,
     ) -> Result<()> {
-        let file = AtomicFile::create(path, replace)?;
+        let file = AtomicFile::create_unscanned(path, replace)?;
         let w = self.write(
             std::io::BufWriter::with_capacity(1 << 20, file),
             path,

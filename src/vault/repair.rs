@@ -34,7 +34,7 @@ pub(crate) fn record_ids(path: &Path) -> Result<Vec<(u64, PointId)>> {
 pub(crate) fn begin(layout: &Layout, group: &str) -> Result<()> {
     let dir = layout.points(group);
     crate::fsutil::create_private_dir(&dir).map_err(|e| Error::io("creating", Some(&dir), e))?;
-    write_atomic(&layout.pending(group), &[], true)
+    crate::fsutil::write_atomic_unscanned(&layout.pending(group), &[], true)
 }
 
 /// Ends what [`begin`] started, once the head and every file are published.
