@@ -138,6 +138,16 @@ fn main() -> replicore::Result<()> {
     timed("plan a prune", || vault.plan_prune(&policy, now))?;
     timed("prune", || vault.prune(&policy, now))?;
     timed("gc", || vault.gc(&mut ok))?;
+    let packs = std::fs::read_dir(dir.join("vault").join("packs"))
+        .map_err(|e| replicore::Error::io("listing", Some(dir), e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .collect::<Vec<u64>>();
+    println!(
+        "pack files after GC\t{} ({} bytes)",
+        packs.len(),
+        packs.iter().sum::<u64>()
+    );
     let report = timed("keyless verify", || vault.verify(None, &mut ok))?;
     if !report.is_ok() {
         return Err(replicore::Error::corrupt(

@@ -45,7 +45,7 @@ const REWRITE_DEAD_PER_4: u64 = 1;
 
 /// A pack holding fewer entry bytes than this is small...
 const SMALL_PACK: u64 = PACK_TARGET / 8;
-/// ...and this many small packs, holding a full pack's worth of live blobs, are combined.
+/// ...and this many small packs are combined.
 const SMALL_PACKS_TO_COMBINE: usize = 16;
 
 /// What [`Vault::gc`] did.
@@ -102,8 +102,7 @@ impl PackPlan {
 impl Vault {
     /// Collects garbage (see the module docs of `vault::gc`): removes what interrupted
     /// operations left, then every blob no point references, rewriting packs that are more
-    /// than a quarter dead; sixteen or more small packs (under 8 MiB) are combined once they
-    /// hold a full pack's worth (64 MiB) of live blobs. Runs alone (the vault lock, exclusive); any chain that does not
+    /// than a quarter dead; sixteen or more small packs (under 8 MiB) are combined. Runs alone (the vault lock, exclusive); any chain that does not
     /// load stops it before anything is removed. Progress counts the bytes of the packs to
     /// rewrite, as they are copied.
     pub fn gc(&self, progress: Progress<'_>) -> Result<GcReport> {
@@ -149,11 +148,11 @@ impl Vault {
                 small.push(p);
             }
         }
-        // Many small packs (an ingest every 30 seconds writes one each) are combined once they
-        // hold a full pack's worth: each combining writes at least one full pack, so a blob is
-        // copied this way about once, not at every GC.
-        let small_live: u64 = small.iter().map(PackPlan::live_bytes).sum();
-        if small.len() >= SMALL_PACKS_TO_COMBINE && small_live >= PACK_TARGET {
+        // Many small packs (an ingest every 30 seconds writes one each) are combined: the
+        // vault keeps about one file per pack's worth of data, whatever the number of points.
+        // A blob is copied this way until its pack is no longer small (8 MiB), so a GC copies
+        // at most the small packs' bytes, under 8 MiB of them already combined once.
+        if small.len() >= SMALL_PACKS_TO_COMBINE {
             rewrite.append(&mut small);
         }
         report.packs_removed = gone.len() as u64;
