@@ -154,3 +154,57 @@ fn a_point_signature_and_a_resync_of_a_large_sparse_disk_stream() {
     eprintln!("ship peak {peak}");
     assert!(peak < BOUND, "resync ship: peak {peak} bytes");
 }
+
+#[test]
+fn a_resync_by_files_of_large_sparse_images_streams() {
+    use replicore::resync::{Delta, Signature};
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (src, tgt) = (dir.path().join("src.img"), dir.path().join("tgt.img"));
+    sparse(&src, &[2, 40], 21);
+    sparse(&tgt, &[2, 33], 29);
+    let k = key(5);
+    let sig = dir.path().join("tgt.rcsig");
+    let (size, _) = peak_check("signature", || {
+        let f = std::io::BufWriter::new(std::fs::File::create(&sig).unwrap());
+        Signature::write_of_image(&tgt, 64 << 10, Some(&k), f, &mut ok).unwrap()
+    });
+    assert_eq!(size, DISK);
+    let delta = dir.path().join("d.rcdelta");
+    let stats = peak_check("delta", || {
+        let f = std::io::BufWriter::new(std::fs::File::create(&delta).unwrap());
+        Delta::compute_from_file(&src, &sig, Some(&k), f, &mut ok).unwrap()
+    });
+    assert_eq!(
+        (stats.data_chunks, stats.zero_chunks),
+        (32, 16),
+        "{stats:?}"
+    );
+    Delta::apply_sealed(&delta, &tgt, &k, &mut ok).unwrap();
+    for g in [2u64, 33, 40] {
+        use std::os::unix::fs::FileExt;
+        let (mut a, mut b) = (vec![0u8; 1 << 20], vec![1u8; 1 << 20]);
+        std::fs::File::open(&src)
+            .unwrap()
+            .read_exact_at(&mut a, g << 30)
+            .unwrap();
+        std::fs::File::open(&tgt)
+            .unwrap()
+            .read_exact_at(&mut b, g << 30)
+            .unwrap();
+        assert!(a == b, "at {g} GiB");
+    }
+    // A signature cut short: refused at its end, whatever was written of the delta.
+    let bytes = std::fs::read(&sig).unwrap();
+    std::fs::write(&sig, &bytes[..bytes.len() - 100]).unwrap();
+    let e = Delta::compute_from_file(&src, &sig, Some(&k), std::io::sink(), &mut ok).unwrap_err();
+    assert_eq!(e.kind(), replicore::ErrorKind::Corrupt, "{e}");
+}
+
+/// Runs `f`, prints and bounds its peak.
+fn peak_check<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let (out, peak) = peak_during(f);
+    eprintln!("{what} peak {peak}");
+    assert!(peak < BOUND, "{what}: peak {peak} bytes");
+    out
+}

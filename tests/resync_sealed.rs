@@ -480,3 +480,73 @@ fn files_of_the_previous_major_version_are_refused() {
         "version 1",
     );
 }
+
+/// The streamed forms (issue 18: memory bounded): a signature written as the image is hashed
+/// reads back as the in-memory one, plain and sealed; a delta computed from the signature's
+/// file is the in-memory one's (it applies to the same bytes); a signature of the other mode,
+/// or under another key, is refused.
+#[test]
+fn streamed_signature_and_delta_match_the_in_memory_ones() {
+    let key = key();
+    let dir = tempfile::tempdir().unwrap();
+    for (n, (source, target)) in [
+        one_chunk_changed(),
+        (rnd(20_000, 3), rnd(9_000, 4)),
+        (rnd(9_000, 5), rnd(20_000, 6)),
+        (rnd(9_000, 7), Vec::new()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, t) = (
+            dir.path().join(format!("s{n}")),
+            dir.path().join(format!("t{n}")),
+        );
+        std::fs::write(&s, &source).unwrap();
+        std::fs::write(&t, &target).unwrap();
+        for keyed in [false, true] {
+            let k = keyed.then_some(&key);
+            let mut bytes = Vec::new();
+            let (size, root) = Signature::write_of_image(&t, CS, k, &mut bytes, &mut ok).unwrap();
+            let (read, want) = if keyed {
+                (
+                    Signature::from_reader_sealed(&bytes[..], &key).unwrap(),
+                    Signature::of_keyed(&target, CS, &key).unwrap(),
+                )
+            } else {
+                (
+                    Signature::from_reader(&bytes[..]).unwrap(),
+                    Signature::of(&target, CS).unwrap(),
+                )
+            };
+            assert_eq!(read, want);
+            assert_eq!((size, root), (target.len() as u64, want.root()));
+            let sig = dir.path().join(format!("sig{n}{keyed}"));
+            std::fs::write(&sig, &bytes).unwrap();
+            let mut delta = Vec::new();
+            let st = Delta::compute_from_file(&s, &sig, k, &mut delta, &mut ok).unwrap();
+            assert_eq!(st.chunks, source.len().div_ceil(CS as usize) as u64);
+            let mut got = target.clone();
+            if keyed {
+                Delta::apply_sealed_in_memory(&delta, &mut got, &key, 1 << 30, &mut ok).unwrap();
+            } else {
+                Delta::apply_in_memory(&delta, &mut got, 1 << 30, &mut ok).unwrap();
+            }
+            assert_eq!(got, source);
+            // The other mode, or another key: refused.
+            let other = if keyed { None } else { Some(&key) };
+            assert!(Delta::compute_from_file(&s, &sig, other, &mut Vec::new(), &mut ok).is_err());
+            if keyed {
+                let e = Delta::compute_from_file(
+                    &s,
+                    &sig,
+                    Some(&common::key(8)),
+                    &mut Vec::new(),
+                    &mut ok,
+                )
+                .unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+            }
+        }
+    }
+}

@@ -106,11 +106,81 @@ pub(crate) struct Source<'a> {
     pub parallel: bool,
 }
 
-/// Compares the source chunk by chunk with `target` and hands every chunk that differs to
-/// `sink`, with the target's hash of it.
-pub(crate) fn diff(
+/// Where the target's hashes come from, in chunk order: a signature in memory, or one read from
+/// its file as the source is hashed.
+pub(crate) trait TargetHashes {
+    /// The signature's chunk size.
+    fn chunk_size(&self) -> u32;
+    /// Appends the next `n` hashes (fewer past the target's end) to `out`.
+    fn next(&mut self, n: usize, out: &mut Vec<[u8; 32]>) -> Result<()>;
+}
+
+/// A signature in memory, read in order.
+struct InMemory<'a> {
+    sig: &'a Signature,
+    at: usize,
+}
+
+impl TargetHashes for InMemory<'_> {
+    fn chunk_size(&self) -> u32 {
+        self.sig.chunk_size()
+    }
+
+    fn next(&mut self, n: usize, out: &mut Vec<[u8; 32]>) -> Result<()> {
+        let all = self.sig.hashes();
+        let end = (self.at + n).min(all.len());
+        out.extend_from_slice(&all[self.at.min(end)..end]);
+        self.at = end;
+        Ok(())
+    }
+}
+
+/// A signature read from its file as it is needed.
+pub(crate) struct Streamed<R: std::io::Read> {
+    pub reader: super::signature::SignatureReader<R>,
+    /// Hashes not yet read.
+    pub left: u64,
+}
+
+impl<R: std::io::Read> TargetHashes for Streamed<R> {
+    fn chunk_size(&self) -> u32 {
+        self.reader.chunk_size()
+    }
+
+    fn next(&mut self, n: usize, out: &mut Vec<[u8; 32]>) -> Result<()> {
+        let n = (n as u64).min(self.left);
+        self.reader.read(n, out)?;
+        self.left -= n;
+        Ok(())
+    }
+}
+
+/// Hashes read through, their root computed as they go.
+struct Checking<R: std::io::Read> {
+    inner: Streamed<R>,
+    root: super::signature::RootHasher,
+}
+
+impl<R: std::io::Read> TargetHashes for Checking<R> {
+    fn chunk_size(&self) -> u32 {
+        self.inner.chunk_size()
+    }
+
+    fn next(&mut self, n: usize, out: &mut Vec<[u8; 32]>) -> Result<()> {
+        let from = out.len();
+        self.inner.next(n, out)?;
+        for h in &out[from..] {
+            self.root.update(h);
+        }
+        Ok(())
+    }
+}
+
+/// Compares the source chunk by chunk with the target's hashes (read in order) and hands
+/// every chunk that differs to `sink`, with the target's hash of it.
+pub(crate) fn diff_from(
     src: Source<'_>,
-    target: &Signature,
+    target: &mut dyn TargetHashes,
     progress: Progress<'_>,
     sink: &mut dyn Sink,
 ) -> Result<DeltaStats> {
@@ -134,7 +204,7 @@ pub(crate) fn diff(
         delta_bytes: 0,
         source_root: blake3::Hash::from([0; 32]),
     };
-    let theirs = target.hashes();
+    let mut theirs: Vec<[u8; 32]> = Vec::new();
     let b = Batches {
         bytes,
         data: src.data,
@@ -143,12 +213,14 @@ pub(crate) fn diff(
         parallel: src.parallel,
     };
     hash_batches(b, progress, "delta computation", |first, hashes| {
+        theirs.clear();
+        target.next(hashes.len(), &mut theirs)?;
         let mut changes = Vec::new();
         for (k, h) in hashes.iter().enumerate() {
             root.update(h);
             let index = first + k as u64;
             // Past the target's end, the target grows with zeros.
-            let old = theirs.get(index as usize).unwrap_or(&ZERO_HASH);
+            let old = theirs.get(k).unwrap_or(&ZERO_HASH);
             if old == h {
                 continue;
             }
@@ -337,6 +409,91 @@ impl Delta {
         Self::compute_with(src, &all_data, target, Some(key), out, progress)
     }
 
+    /// As [`compute`](Self::compute) (without `key`) or [`compute_sealed`](Self::compute_sealed)
+    /// (with it), reading the target's signature from the file at `signature` as the source is
+    /// hashed, so that memory stays bounded whatever the images' size (a [`Signature`] holds 32
+    /// bytes a chunk). The file is read twice: once for its root, which the delta's header
+    /// names, then for the comparison; it must not change meanwhile (the second read's root is
+    /// checked against the first's before this returns). Write `out` to a file that is
+    /// published only when this returns `Ok`.
+    pub fn compute_from_file(
+        source: impl AsRef<Path>,
+        signature: impl AsRef<Path>,
+        key: Option<&Key>,
+        out: impl Write,
+        progress: Progress<'_>,
+    ) -> Result<DeltaStats> {
+        let sig_path = signature.as_ref();
+        let open =
+            || -> Result<super::signature::SignatureReader<std::io::BufReader<std::fs::File>>> {
+                let f = std::fs::File::open(sig_path).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Error::NotFound {
+                        what: format!("signature {}", sig_path.display()),
+                    },
+                    _ => Error::io("opening the signature", Some(sig_path), e),
+                })?;
+                super::signature::SignatureReader::open(
+                    std::io::BufReader::with_capacity(1 << 20, f),
+                    key,
+                )
+            };
+        let in_file = |e: Error| e.with_path(sig_path);
+        // First read: the root, and the file's end checked.
+        let mut first = open().map_err(in_file)?;
+        let (cs, base_size) = (first.chunk_size(), first.disk_size());
+        let mut root = super::signature::RootHasher::new(cs, base_size);
+        let mut buf = Vec::new();
+        while first.left() > 0 {
+            buf.clear();
+            let n = first.left().min(1 << 14);
+            first.read(n, &mut buf).map_err(in_file)?;
+            for h in &buf {
+                root.update(h);
+            }
+        }
+        first.finish().map_err(in_file)?;
+        let root = root.finalize();
+        // Second read: the comparison, streamed, the root computed again as it goes.
+        let second = open().map_err(in_file)?;
+        let left = second.left();
+        let image = Image::open(source.as_ref())?;
+        let data = |s: u64, e: u64| image.data_ranges(s, e);
+        let mut target = Checking {
+            inner: Streamed {
+                reader: second,
+                left,
+            },
+            root: super::signature::RootHasher::new(cs, base_size),
+        };
+        let stats = Self::write_delta(
+            image.bytes(),
+            &data,
+            &mut target,
+            (cs, base_size, root),
+            key,
+            out,
+            progress,
+        )
+        .map_err(|e| e.with_path(image.path()))?;
+        // The hashes past the source's end (a target larger than the source), then the end.
+        while target.inner.left > 0 {
+            buf.clear();
+            let n = target.inner.left.min(1 << 14) as usize;
+            target.next(n, &mut buf).map_err(in_file)?;
+        }
+        let Checking { inner, root: again } = target;
+        inner.reader.finish().map_err(in_file)?;
+        if again.finalize() != root {
+            return Err(Error::corrupt(
+                "signature",
+                None,
+                "it changed while the delta was computed",
+            )
+            .with_path(sig_path));
+        }
+        Ok(stats)
+    }
+
     fn compute_with(
         src: &[u8],
         data: DataRanges<'_>,
@@ -345,15 +502,39 @@ impl Delta {
         out: impl Write,
         progress: Progress<'_>,
     ) -> Result<DeltaStats> {
+        let meta = (target.chunk_size(), target.disk_size(), target.root());
+        Self::write_delta(
+            src,
+            data,
+            &mut InMemory { sig: target, at: 0 },
+            meta,
+            key,
+            out,
+            progress,
+        )
+    }
+
+    /// Writes the delta of `src` against `target`'s hashes; `meta` is the target signature's
+    /// (chunk size, image size, root).
+    fn write_delta(
+        src: &[u8],
+        data: DataRanges<'_>,
+        target: &mut dyn TargetHashes,
+        meta: (u32, u64, blake3::Hash),
+        key: Option<&Key>,
+        out: impl Write,
+        progress: Progress<'_>,
+    ) -> Result<DeltaStats> {
+        let (chunk_size, base_size, root) = meta;
         let sealing = Sealing::new(key)?;
         let mut head = Writer::with_capacity(HEADER_LEN);
         Preamble::new(FileKind::Delta, VERSION_MAJOR, VERSION_MINOR).encode(&mut head);
-        head.u32(target.chunk_size())
+        head.u32(chunk_size)
             .u8(sealing.mode())
             .zeros(3)
             .u64(src.len() as u64)
-            .u64(target.disk_size())
-            .bytes(target.root().as_bytes())
+            .u64(base_size)
+            .bytes(root.as_bytes())
             .bytes(&sealing.key_id)
             .bytes(&sealing.salt);
         let out = BufWriter::with_capacity(1 << 20, out);
@@ -368,7 +549,7 @@ impl Delta {
             hasher: &hasher,
             parallel: true,
         };
-        let mut stats = diff(source, target, progress, &mut w)?;
+        let mut stats = diff_from(source, target, progress, &mut w)?;
         let mut end = Writer::with_capacity(ENTRY_LEN + 32);
         end.u8(KIND_END)
             .zeros(3)

@@ -49,7 +49,7 @@ mod target;
 pub use apply::ApplyStats;
 pub(crate) use apply::{is_block_device, punch_hole};
 pub use delta::{Delta, DeltaStats};
-pub use signature::Signature;
+pub use signature::{Signature, SignatureReader};
 
 use std::path::Path;
 

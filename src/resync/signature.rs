@@ -303,6 +303,96 @@ impl Signature {
     }
 
     fn read_with(r: impl Read, key: Option<&Key>) -> Result<Signature> {
+        let mut r = SignatureReader::open(r, key)?;
+        let (chunk_size, disk_size, key_id) = (r.chunk_size, r.disk_size, r.key_id);
+        let mut hashes = Vec::new();
+        // In steps, so that a huge claimed count costs only what the file holds.
+        while r.left > 0 {
+            let n = r.left.min(1 << 14);
+            r.read(n, &mut hashes)?;
+        }
+        r.finish()?;
+        Ok(Signature {
+            chunk_size,
+            disk_size,
+            hashes,
+            key_id,
+        })
+    }
+
+    /// Computes the signature of the image at `path` (plain, or keyed and sealed under `key`)
+    /// and streams it to `w` as it is hashed: memory stays bounded whatever the image's size
+    /// (a [`Signature`] holds 32 bytes a chunk). Returns the image's size and the signature's
+    /// root. Progress as [`compute`](Self::compute).
+    pub fn write_of_image(
+        path: impl AsRef<Path>,
+        chunk_size: u32,
+        key: Option<&Key>,
+        w: impl Write,
+        progress: Progress<'_>,
+    ) -> Result<(u64, blake3::Hash)> {
+        check_chunk_size(chunk_size)?;
+        let image = Image::open(path.as_ref())?;
+        let disk_size = image.bytes().len() as u64;
+        if disk_size > MAX_DISK_SIZE {
+            return Err(Error::limit_exceeded(
+                "image size",
+                MAX_DISK_SIZE,
+                disk_size,
+                "bytes",
+            ));
+        }
+        let io = |e| Error::io("writing the signature", None, e);
+        let sealing = Sealing::new(key)?;
+        let mut head = Writer::with_capacity(HEADER_LEN);
+        Preamble::new(FileKind::Signature, VERSION_MAJOR, VERSION_MINOR).encode(&mut head);
+        head.u32(chunk_size)
+            .u8(sealing.mode())
+            .zeros(3)
+            .u64(disk_size)
+            .u64(chunk_count(disk_size, chunk_size))
+            .bytes(&sealing.key_id)
+            .bytes(&sealing.salt);
+        let mut body = BodyWriter::start(w, head.as_bytes(), sealing.seal(key)).map_err(io)?;
+        let hasher = ChunkHasher::new(key);
+        let data = |s: u64, e: u64| image.data_ranges(s, e);
+        let b = Batches {
+            bytes: image.bytes(),
+            data: &data,
+            chunk_size,
+            hasher: &hasher,
+            parallel: true,
+        };
+        let mut root = RootHasher::new(chunk_size, disk_size);
+        hash_batches(b, progress, "signature computation", |_, hashes| {
+            for h in hashes {
+                root.update(h);
+                body.write_all(h).map_err(io)?;
+            }
+            Ok(())
+        })?;
+        let (mut inner, _) = body.finish().map_err(io)?;
+        inner.flush().map_err(io)?;
+        Ok((disk_size, root.finalize()))
+    }
+}
+
+/// Reads a signature's hashes as they are needed (memory bounded whatever the image's size):
+/// the header first, then the hashes in chunk order, each frame of a sealed body
+/// authenticated before its hashes are handed out; the file's end (its trailer) only at
+/// [`finish`](Self::finish): act on nothing irrevocably before it returned `Ok`.
+pub struct SignatureReader<R: Read> {
+    body: super::seal::BodyReader<R>,
+    chunk_size: u32,
+    disk_size: u64,
+    key_id: Option<KeyId>,
+    left: u64,
+}
+
+impl<R: Read> SignatureReader<R> {
+    /// Reads and checks the header; with `key`, the signature must be sealed under it, without,
+    /// plain (see [`Signature::from_reader_sealed`]).
+    pub fn open(r: R, key: Option<&Key>) -> Result<Self> {
         let mut r = HashingReader::new(r);
         let mut header = [0u8; HEADER_LEN];
         read_full(&mut r, &mut header[..PREAMBLE_LEN], "signature preamble", 0)?;
@@ -342,19 +432,61 @@ impl Signature {
         let sealing = Sealing::decode(mode, key_id, salt).map_err(|d| h.error("mode", d))?;
         let mut body = sealing.open_body(r, "signature", &header, key)?;
         body.prime()?;
-        let mut hashes = Vec::new();
-        let mut buf = [0u8; 32];
-        for _ in 0..count {
-            body.fill(&mut buf, "hash")?;
-            hashes.push(buf);
-        }
-        body.finish()?;
-        Ok(Signature {
+        Ok(SignatureReader {
+            body,
             chunk_size,
             disk_size,
-            hashes,
             key_id: sealing.sealed.then_some(KeyId(sealing.key_id)),
+            left: count,
         })
+    }
+
+    /// The chunk size.
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    /// The size of the image the signature was taken of.
+    pub fn disk_size(&self) -> u64 {
+        self.disk_size
+    }
+
+    /// The key the hashes are keyed by (None: plain).
+    pub fn key_id(&self) -> Option<KeyId> {
+        self.key_id
+    }
+
+    /// Hashes not read yet.
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+
+    /// Appends the next `n` hashes to `out`; more than the file holds is InvalidArgument.
+    pub fn read(&mut self, n: u64, out: &mut Vec<[u8; 32]>) -> Result<()> {
+        if n > self.left {
+            return Err(Error::invalid_argument(
+                "n",
+                format!("{n} hashes asked; the signature holds {} more", self.left),
+            ));
+        }
+        let mut buf = [0u8; 32];
+        for _ in 0..n {
+            self.body.fill(&mut buf, "hash")?;
+            out.push(buf);
+        }
+        self.left -= n;
+        Ok(())
+    }
+
+    /// Reads what is left and checks the end of the file.
+    pub fn finish(mut self) -> Result<()> {
+        let mut sink = Vec::new();
+        while self.left > 0 {
+            let n = self.left.min(1 << 14);
+            sink.clear();
+            self.read(n, &mut sink)?;
+        }
+        self.body.finish()
     }
 }
 

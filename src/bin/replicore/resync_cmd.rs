@@ -1,6 +1,6 @@
 //! `replicore resync ...`: signatures, deltas, apply, and a local resync.
 
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
 
 use replicore::OutputFile;
 use replicore::crypto::Key;
@@ -64,25 +64,20 @@ pub fn run(c: ResyncCmd) -> CmdResult {
         } => {
             let cs = chunk(chunk_size.as_deref())?;
             let key = key(&sealing)?;
-            let bar = Bar::new("signature");
-            let sig = match &key {
-                Some(k) => Signature::compute_keyed(&image, cs, k, &mut bar.callback())?,
-                None => Signature::compute(&image, cs, &mut bar.callback())?,
-            };
-            drop(bar);
+            // Streamed to the file as the image is hashed: memory bounded whatever its size.
             let mut w = create(&out, force)?;
-            match &key {
-                Some(k) => sig.to_writer_sealed(&mut w, k)?,
-                None => sig.to_writer(&mut w)?,
-            }
+            let bar = Bar::new("signature");
+            let (disk_size, _) =
+                Signature::write_of_image(&image, cs, key.as_ref(), &mut w, &mut bar.callback())?;
+            drop(bar);
             finish(w, &out)?;
             println!(
                 "{}: {} signature, {} chunks of {} over {}",
                 out.display(),
                 mode(&key),
-                sig.disk_size().div_ceil(u64::from(cs)),
+                disk_size.div_ceil(u64::from(cs)),
                 bytes(u64::from(cs)),
-                bytes(sig.disk_size())
+                bytes(disk_size)
             );
         }
         ResyncCmd::Delta {
@@ -93,20 +88,16 @@ pub fn run(c: ResyncCmd) -> CmdResult {
             sealing,
         } => {
             let key = key(&sealing)?;
-            let f = std::fs::File::open(&signature)
-                .map_err(|e| replicore::Error::io("opening the signature", Some(&signature), e))?;
-            let r = BufReader::with_capacity(1 << 20, f);
-            let sig = match &key {
-                Some(k) => Signature::from_reader_sealed(r, k),
-                None => Signature::from_reader(r),
-            }
-            .map_err(|e| e.with_path(&signature))?;
+            // The signature is read as the source is hashed: memory bounded whatever its size.
             let mut w = create(&out, force)?;
             let bar = Bar::new("delta");
-            let st = match &key {
-                Some(k) => Delta::compute_sealed(&source, &sig, k, &mut w, &mut bar.callback()),
-                None => Delta::compute(&source, &sig, &mut w, &mut bar.callback()),
-            }?;
+            let st = Delta::compute_from_file(
+                &source,
+                &signature,
+                key.as_ref(),
+                &mut w,
+                &mut bar.callback(),
+            )?;
             drop(bar);
             finish(w, &out)?;
             println!(
