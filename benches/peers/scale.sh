@@ -37,6 +37,8 @@ data=$((8192 << 20))
 "$bin" keygen --out "$w/k.rckey" > /dev/null 2>&1
 printf 'step\tseconds\tpeak MiB\tnote\n'
 row() { printf '%s\t%s\n' "$1" "$2"; }
+# Empties the page cache (as root), so that a step and its limit both read from the device.
+cold() { sync; if [ -w /proc/sys/vm/drop_caches ]; then echo 3 > /proc/sys/vm/drop_caches; fi; }
 
 # Seed: the 1 TiB disk and, in the same run, the 4 GiB image.
 r=$($mem "seed 1 TiB" "$bin" seed --key "$w/k.rckey" --group big --disk "disk=$w/disk.img" \
@@ -94,10 +96,20 @@ with open(sys.argv[1], "r+b") as f:
     for _ in range(100):
         f.seek(random.randrange(0, 1 << 40) // 65536 * 65536); f.write(os.urandom(65536))
 PY
-row "$($mem "resync run, 100 changed chunks" "$bin" resync run "$w/disk.img" "$w/fo/disk.img")" ""
+cold
+limit=$($mem "limit: read both images' data (cold)" python3 benches/peers/read_data.py "$w/disk.img" "$w/fo/disk.img")
+row "$limit" ""
+cold
+r=$($mem "resync run, 100 changed chunks (cold)" "$bin" resync run "$w/disk.img" "$w/fo/disk.img")
+row "$r" "$(echo "scale=2; $(cut -f2 <<< "$r") / $(cut -f2 <<< "$limit")" | bc)x the limit"
 row "$($mem "vault signature" "$bin" vault signature "$w/v" --group big --key "$w/k.rckey" \
     --out "$w/big.rcpsig")" ""
-row "$($mem "resync ship" "$bin" resync ship --key "$w/k.rckey" --signature "$w/big.rcpsig" \
-    --group big --disk "disk=$w/disk.img" --log "$w/big-2.rclog" --out-dir "$w/out2")" ""
+cold
+limit=$($mem "limit: read the disk's data (cold)" python3 benches/peers/read_data.py "$w/disk.img")
+row "$limit" ""
+cold
+r=$($mem "resync ship (cold)" "$bin" resync ship --key "$w/k.rckey" --signature "$w/big.rcpsig" \
+    --group big --disk "disk=$w/disk.img" --log "$w/big-2.rclog" --out-dir "$w/out2")
+row "$r" "$(echo "scale=2; $(cut -f2 <<< "$r") / $(cut -f2 <<< "$limit")" | bc)x the limit"
 row "$($mem "vault points" "$bin" vault points "$w/v" --group big --json)" ""
 rm -rf "$w"

@@ -87,6 +87,23 @@ impl Image {
         vec![(start, end)]
     }
 
+    /// Asks the kernel to start reading the data of `[start, end)` (`MADV_WILLNEED` on the
+    /// map, for the ranges that hold data): a batch about to be read comes from the device in
+    /// large reads rather than page fault by page fault. Best effort; a no-op when the image
+    /// was read into memory.
+    pub fn prefetch(&self, start: u64, end: u64) {
+        let Bytes::Mapped(m) = &self.bytes else {
+            return;
+        };
+        let end = end.min(m.len() as u64);
+        if start >= end {
+            return;
+        }
+        for (s, e) in self.data_ranges(start, end) {
+            let _ = m.advise_range(memmap2::Advice::WillNeed, s as usize, (e - s) as usize);
+        }
+    }
+
     /// The image's path.
     pub fn path(&self) -> &Path {
         &self.path
