@@ -126,22 +126,29 @@ pub fn apply(
             }
         }
     }
-    let mut stopped = false;
     bundle.for_each_blob(|id, stored| {
-        if stopped {
-            return Err(cancelled());
-        }
         let plain = blob::decode(key, id, stored)?;
         for &(i, at, offset, len) in wanted.get(id).map(Vec::as_slice).unwrap_or(&[]) {
             let t = &targets[i];
-            // Bounds were checked when the bundle verified.
-            let bytes = &plain[offset as usize..(offset + len) as usize];
+            // Checked when the bundle verified; checked again rather than trusted.
+            let range = usize::try_from(offset)
+                .ok()
+                .zip(usize::try_from(offset.saturating_add(len)).ok());
+            let Some(bytes) = range.and_then(|(a, b)| plain.get(a..b)) else {
+                return Err(Error::corrupt(
+                    format!("blob {id}"),
+                    None,
+                    format!(
+                        "a manifest reads {len} bytes at offset {offset} of its {} bytes",
+                        plain.len()
+                    ),
+                ));
+            };
             write_all_at(t, bytes, at).map_err(|e| Error::io("writing", Some(&t.path), e))?;
             stats.data_bytes += len;
             done += len;
         }
         if !progress(done, total) {
-            stopped = true;
             return Err(cancelled());
         }
         Ok(())

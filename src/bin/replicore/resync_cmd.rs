@@ -180,13 +180,7 @@ fn ship_into_chain(
 ) -> CmdResult {
     use replicore::bundle::{ResyncOptions, resync_ship_from};
     use replicore::resync::point_sig::{PointSigReader, open_file};
-    let mut list: Vec<(String, std::path::PathBuf)> = Vec::new();
-    for d in disks {
-        let (name, path) = d
-            .split_once('=')
-            .ok_or_else(|| Failure::Usage(format!("--disk `{d}`: expected NAME=IMAGE")))?;
-        list.push((name.to_string(), path.into()));
-    }
+    let list = crate::reverse_cmd::disk_pairs(disks)?;
     let key = keys::load(key, pass)?;
     let sig =
         PointSigReader::open(open_file(signature)?, &key).map_err(|e| e.with_path(signature))?;
