@@ -1,8 +1,10 @@
 //! Long chains and many groups (issue 18): builds a vault holding one group of POINTS points
 //! (a 1 MiB disk, one 4 KiB write and a crash-consistent marker every 30 seconds, shipped and
-//! ingested in rounds of 500) and GROUPS other groups of two points each, then times what an
-//! operator and an agent do: open, ingest one more point, list the points and the groups, plan a
-//! prune, prune, GC, keyless verify. Run it at two sizes to see how each step grows:
+//! ingested in rounds of 500 by one vault handle, as an agent does) and GROUPS other groups of
+//! two points each, then times what an operator and an agent do: open, ingest one more point,
+//! list the points and the groups, plan a prune, prune (the older half of the chain's span),
+//! GC, ingest again after the GC, keyless verify. Run it at two sizes to see how each step
+//! grows (`benches/peers/scale.sh` runs 10,000 + 100 and 100,000 + 1,000):
 //!
 //!   cargo run --release --example scale_vault -- POINTS GROUPS DIR
 //!
@@ -56,7 +58,8 @@ fn seeded(
     Ok((s.log, s.state))
 }
 
-/// `n` more points of `log`, shipped and ingested; returns the time of the newest.
+/// `n` more points of `log`, shipped and ingested; returns the time of the newest and the
+/// seconds the last round's ingests took.
 fn points(
     dir: &Path,
     log: &mut ChangeLog,
@@ -65,8 +68,9 @@ fn points(
     vault: &Vault,
     from: u64,
     n: u64,
-) -> replicore::Result<u64> {
+) -> replicore::Result<(u64, f64)> {
     let out = dir.join("out");
+    let mut ingesting = 0.0;
     std::fs::create_dir_all(&out).map_err(|e| replicore::Error::io("creating", Some(&out), e))?;
     let mut i = from;
     while i < from + n {
@@ -83,13 +87,16 @@ fn points(
         }
         let sealed = dir.join("sealed.rclog");
         log.rotate(&sealed)?;
+        ingesting = 0.0;
         for b in ship(&sealed, key, state, &out, &ShipOptions::default(), &mut ok)? {
+            let t = Instant::now();
             vault.ingest(&b.path, &mut ok)?;
+            ingesting += t.elapsed().as_secs_f64();
             std::fs::remove_file(&b.path).ok();
         }
         std::fs::remove_file(&sealed).ok();
     }
-    Ok(T0 + i * 30)
+    Ok((T0 + i * 30, ingesting))
 }
 
 fn timed<T>(label: &str, f: impl FnOnce() -> replicore::Result<T>) -> replicore::Result<T> {
@@ -111,7 +118,7 @@ fn main() -> replicore::Result<()> {
     let vault = Vault::create(dir.join("vault"))?;
     let t = Instant::now();
     let (mut log, mut state) = seeded(dir, "long", &key, &vault)?;
-    let last = points(dir, &mut log, &mut state, &key, &vault, 0, n)?;
+    let (last, round) = points(dir, &mut log, &mut state, &key, &vault, 0, n)?;
     for g in 0..groups {
         let name = format!("g{g:05}");
         let (mut l, mut s) = seeded(dir, &name, &key, &vault)?;
@@ -121,6 +128,11 @@ fn main() -> replicore::Result<()> {
         "build ({n} points, {groups} more groups)\t{:.1}",
         t.elapsed().as_secs_f64()
     );
+    println!(
+        "ingest of a point, mean of the chain's last {} (one handle)\t{:.4}",
+        ROUND.min(n),
+        round / ROUND.min(n).max(1) as f64
+    );
     let vault = timed("open", || Vault::open(dir.join("vault")))?;
     timed("ingest of one more point", || {
         points(dir, &mut log, &mut state, &key, &vault, n, 1)
@@ -129,14 +141,16 @@ fn main() -> replicore::Result<()> {
     assert_eq!(listed.len() as u64, n + 2);
     timed("list the groups", || vault.groups())?;
     let now = UNIX_EPOCH + Duration::from_secs(last + 60);
+    // The newer half of the chain's span is kept: the same share is pruned at every size.
     let policy = RetentionPolicy {
-        window_hours: 24,
+        window_hours: (n * 30 / 3600 / 2).max(1) as u32,
         app_every_hours: None,
         extra_hourly: 0,
         keep_last: 1,
     };
     timed("plan a prune", || vault.plan_prune(&policy, now))?;
-    timed("prune", || vault.prune(&policy, now))?;
+    let pruned = timed("prune", || vault.prune(&policy, now))?;
+    println!("points pruned\t{}", pruned.pruned());
     timed("gc", || vault.gc(&mut ok))?;
     let packs = std::fs::read_dir(dir.join("vault").join("packs"))
         .map_err(|e| replicore::Error::io("listing", Some(dir), e))?
@@ -148,6 +162,11 @@ fn main() -> replicore::Result<()> {
         packs.len(),
         packs.iter().sum::<u64>()
     );
+    let vault = Vault::open(dir.join("vault"))?;
+    timed(
+        "ingest of one more point after the GC (fresh handle)",
+        || points(dir, &mut log, &mut state, &key, &vault, n + 1, 1),
+    )?;
     let report = timed("keyless verify", || vault.verify(None, &mut ok))?;
     if !report.is_ok() {
         return Err(replicore::Error::corrupt(

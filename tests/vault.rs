@@ -528,3 +528,56 @@ fn ingest_progress_starts_and_ends_added_or_not() {
         );
     }
 }
+
+/// An agent's vault handle keeps its blob index between ingests instead of listing the packs
+/// each time. Another process's prune and GC then remove a pack that snapshot still names, and
+/// the agent's next bundle brings the same blob again: the ingest must store it, not count on
+/// the collected pack (the point would name a blob the vault lacks: lost at failover).
+#[test]
+fn a_long_lived_handle_never_counts_on_a_pack_another_process_collected() {
+    use replicore::policy::RetentionPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = seeded(dir.path(), key(3));
+    let agent = Vault::create(dir.path().join("vault")).unwrap();
+    assert!(agent.ingest(&g.base, &mut ok).unwrap().added);
+    let (x, y) = (noise(CS as usize, 41), noise(CS as usize, 42));
+    g.write(0, 0, &x);
+    g.mark(MarkerKind::Crash, "x", 60);
+    g.write(0, 0, &y);
+    g.mark(MarkerKind::Crash, "y", 120);
+    for b in g.rotate_and_ship(0) {
+        assert!(agent.ingest(&b, &mut ok).unwrap().added);
+    }
+    // The operator keeps only the newest point: x is overwritten, its pack collected.
+    let operator = Vault::open(dir.path().join("vault")).unwrap();
+    let policy = RetentionPolicy {
+        window_hours: 1,
+        app_every_hours: None,
+        extra_hourly: 0,
+        keep_last: 1,
+    };
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 10 * 3600);
+    assert_eq!(operator.prune(&policy, now).unwrap().pruned(), 2);
+    let gc = operator.gc(&mut ok).unwrap();
+    assert!(gc.packs_removed >= 1, "{gc:?}");
+    // x again, through the agent's handle: stored anew, and the point fails over whole.
+    g.write(0, 0, &x);
+    let want = g.mark(MarkerKind::Crash, "x again", 180);
+    let bundles = g.rotate_and_ship(1);
+    assert_eq!(bundles.len(), 1);
+    let r = agent.ingest(&bundles[0], &mut ok).unwrap();
+    assert_eq!((r.blobs_stored, r.blobs_deduplicated), (1, 0), "{r:?}");
+    let out = dir.path().join("fo");
+    std::fs::create_dir(&out).unwrap();
+    agent
+        .failover("vm-01", Selector::Latest, &g.key, &out, &mut ok)
+        .unwrap();
+    assert_eq!(read(&out.join("os.img")), want[0]);
+    assert_eq!(read(&out.join("data.img")), want[1]);
+    assert!(agent.verify(None, &mut ok).unwrap().is_ok());
+    // And the agent goes on: its index was read again, the next blob of x deduplicated.
+    g.write(1, 0, &x);
+    g.mark(MarkerKind::Crash, "x on data", 240);
+    let r = agent.ingest(&g.rotate_and_ship(2)[0], &mut ok).unwrap();
+    assert_eq!((r.blobs_stored, r.blobs_deduplicated), (0, 1), "{r:?}");
+}

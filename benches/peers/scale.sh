@@ -10,29 +10,66 @@
 # Needs about 30 GB free under WORK. Prints one TSV row per step: step, seconds, peak MiB, and
 # a note. Every command that opens the passphrase-protected key file spends 64 MiB on argon2id
 # for an instant; that is in its peak.
+#
+# Then long chains and many groups: examples/scale_vault.rs at POINTS + GROUPS and at ten
+# times both (default 10,000 + 100 and 100,000 + 1,000; about 20 minutes), each step's time
+# side by side with the growth factor. SIZE (default 1T) sets the sparse disk's size (its data
+# stays 8 GiB, spread evenly); PART=disk or PART=vault runs one half.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-/tmp/rcbench/4g}
 WORK=${WORK:-/tmp/rcbench/scale}
+SIZE=${SIZE:-1T}
+PART=${PART:-all}
+POINTS=${POINTS:-10000}
+GROUPS_=${GROUPS_:-100}
 cargo build --release --locked -q
-bin=${CARGO_TARGET_DIR:-$(pwd)/target}/release/replicore
+cargo build --release --locked -q --example scale_vault
+target=${CARGO_TARGET_DIR:-$(pwd)/target}/release
+bin=$target/replicore
 mem="python3 benches/peers/peakmem.py"
 export REPLICORE_PASSPHRASE=bench ERRF="$WORK/last.err"
 rm -rf "$WORK"
 mkdir -p "$WORK"
 w=$WORK
 
-# The 1 TiB sparse disk: 8192 runs of 1 MiB, one every 128 MiB, even ones random, odd text.
+# Long chains and many groups: both sizes, then one row per step with the growth for 10x.
+vault_part() {
+    "$target/examples/scale_vault" "$POINTS" "$GROUPS_" "$w/small" > "$w/small.tsv"
+    rm -rf "$w/small"
+    "$target/examples/scale_vault" $((POINTS * 10)) $((GROUPS_ * 10)) "$w/large" > "$w/large.tsv"
+    rm -rf "$w/large"
+    python3 - "$w/small.tsv" "$w/large.tsv" "$POINTS" "$GROUPS_" <<'PY'
+import sys
+small = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+large = [l.rstrip("\n").split("\t") for l in open(sys.argv[2])]
+p, g = int(sys.argv[3]), int(sys.argv[4])
+print(f"step\t{p:,} points + {g:,} groups\t{p * 10:,} + {g * 10:,}\tgrowth for 10x")
+for (step, a), (_, b) in zip(small, large):
+    step = step.split(" (")[0] if step.startswith("build") else step
+    try:
+        print(f"{step}\t{a}\t{b}\t{float(b) / float(a):.1f}x")
+    except (ValueError, ZeroDivisionError):
+        print(f"{step}\t{a}\t{b}\t")
+PY
+}
+if [ "$PART" = vault ]; then vault_part; rm -rf "$w"; exit 0; fi
+
+# The sparse disk (1 TiB unless SIZE says otherwise): 8192 runs of 1 MiB spread evenly (one
+# every 128 MiB on 1 TiB), even ones random, odd text.
+truncate -s "$SIZE" "$w/disk.img"
 python3 - "$w/disk.img" <<'PY'
 import os, sys
 path = sys.argv[1]
 text = (b"replicore scale bench: a line of guest text, " * 24000)[: 1 << 20]
-with open(path, "wb") as f:
-    f.truncate(1 << 40)
+with open(path, "r+b") as f:
+    size = os.fstat(f.fileno()).st_size
+    step = size // 8192 // (1 << 20) * (1 << 20)
     for i in range(8192):
-        f.seek(i * (128 << 20))
+        f.seek(i * step)
         f.write(os.urandom(1 << 20) if i % 2 == 0 else text)
 PY
+disk_size=$(stat -c %s "$w/disk.img")
 data=$((8192 << 20))
 "$bin" keygen --out "$w/k.rckey" > /dev/null 2>&1
 printf 'step\tseconds\tpeak MiB\tnote\n'
@@ -41,7 +78,7 @@ row() { printf '%s\t%s\n' "$1" "$2"; }
 cold() { sync; if [ -w /proc/sys/vm/drop_caches ]; then echo 3 > /proc/sys/vm/drop_caches; fi; }
 
 # Seed: the 1 TiB disk and, in the same run, the 4 GiB image.
-r=$($mem "seed 1 TiB" "$bin" seed --key "$w/k.rckey" --group big --disk "disk=$w/disk.img" \
+r=$($mem "seed $SIZE" "$bin" seed --key "$w/k.rckey" --group big --disk "disk=$w/disk.img" \
     --log "$w/big.rclog" --out "$w/base.rcb")
 big_s=$(cut -f2 <<< "$r")
 cat "$DATA/base.img" > /dev/null
@@ -59,7 +96,7 @@ small_s=$(cut -f2 <<< "$r4")
 big_rate=$(echo "scale=2; $data / $big_s / 1000000000" | bc)
 small_rate=$(echo "scale=2; $small_data / $small_s / 1000000000" | bc)
 row "$r" "$big_rate GB/s of data ($(stat -c %s "$w/base.rcb") bytes)"
-row "$r4" "$small_rate GB/s of data; the 1 TiB disk's rate is $(echo "scale=2; $big_rate / $small_rate" | bc)x (goal >= 0.8)"
+row "$r4" "$small_rate GB/s of data; the $SIZE disk's rate is $(echo "scale=2; $big_rate / $small_rate" | bc)x (goal >= 0.8)"
 rm -f "$w/small.rcb"
 
 "$bin" vault init "$w/v" > /dev/null
@@ -71,8 +108,9 @@ import json, os, random, sys
 random.seed(7)
 ext = []
 with open(sys.argv[1], "r+b") as f:
+    size = os.fstat(f.fileno()).st_size
     for _ in range(2000):
-        at = random.randrange(0, (1 << 40) - 4096) // 4096 * 4096
+        at = random.randrange(0, size - 4096) // 4096 * 4096
         f.seek(at); f.write(os.urandom(4096))
         ext.append({"start": at, "length": 4096})
 json.dump(ext, open(sys.argv[2], "w"))
@@ -93,8 +131,9 @@ python3 - "$w/disk.img" <<'PY'
 import os, random, sys
 random.seed(11)
 with open(sys.argv[1], "r+b") as f:
+    size = os.fstat(f.fileno()).st_size
     for _ in range(100):
-        f.seek(random.randrange(0, 1 << 40) // 65536 * 65536); f.write(os.urandom(65536))
+        f.seek(random.randrange(0, size - 65536) // 65536 * 65536); f.write(os.urandom(65536))
 PY
 cold
 limit=$($mem "limit: read both images' data (cold)" python3 benches/peers/read_data.py "$w/disk.img" "$w/fo/disk.img")
@@ -112,4 +151,6 @@ r=$($mem "resync ship (cold)" "$bin" resync ship --key "$w/k.rckey" --signature 
     --group big --disk "disk=$w/disk.img" --log "$w/big-2.rclog" --out-dir "$w/out2")
 row "$r" "$(echo "scale=2; $(cut -f2 <<< "$r") / $(cut -f2 <<< "$limit")" | bc)x the limit"
 row "$($mem "vault points" "$bin" vault points "$w/v" --group big --json)" ""
+rm -rf "$w"/*
+if [ "$PART" = all ]; then vault_part; fi
 rm -rf "$w"

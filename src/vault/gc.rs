@@ -10,8 +10,13 @@
 //! point is added and no blob is read, and a blob GC finds unreferenced stays unreferenced
 //! until it is gone. An ingest that ran before GC may have skipped storing a blob the vault
 //! held only for pruned points (deduplication): its point, committed under the shared lock,
-//! references the blob, so the next mark phase finds it live. A `Vault` handle's cached blob
-//! index notices that the set of packs changed and is rebuilt before it is used again.
+//! references the blob, so the next mark phase finds it live. A `Vault` handle keeps its blob
+//! index between operations: failover, materialize and GC list the packs first and rebuild it
+//! when the set changed; ingest does not list (an agent's ingest must not cost the vault's
+//! number of packs), and takes a blob as held only while the pack its snapshot names still has
+//! its index, which no GC can remove while the ingest holds the shared lock. A pack another
+//! process added since is not in the snapshot: a blob it holds is stored again, and the next GC
+//! keeps one copy.
 //!
 //! # Commit protocol
 //!

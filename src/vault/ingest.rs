@@ -1,11 +1,12 @@
 //! Ingesting a bundle without the key: integrity, place in the chain, new blobs into packs,
 //! the point committed by its group's head.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::chain;
 use super::head::Head;
-use super::layout::{Layout, lock};
+use super::layout::{Layout, PackId, lock};
 use super::pack::{ClosedPack, PACK_TARGET, PackIndex, PackWriter};
 use super::point::{DiskInfo, PointFile};
 use super::records::write_shipped_from;
@@ -160,12 +161,14 @@ impl Vault {
         // Check the whole bundle and store what the vault lacks; nothing is published before
         // every byte checked out, and nothing is referenced until the head is replaced.
         let mut stored = Stored::default();
-        let index = self.refreshed_index()?;
+        let index = self.ingest_index()?;
+        let mut held = Held::new(&self.layout, &index);
         // The signature is checked once the whole bundle read back sound (damage is Corrupt, a
         // forgery Authentication), before anything is published.
-        let packs = stored.write(&self.layout, bundle, &index, &mut *progress, || {
+        let packs = stored.write(&self.layout, bundle, &mut held, &mut *progress, || {
             bundle.check_signature(&signer)
         })?;
+        let stale = held.stale;
         let committed = self.commit(bundle, count);
         if committed.is_err() {
             // Best effort: the packs no point references are GC's otherwise.
@@ -175,6 +178,12 @@ impl Vault {
             }
         }
         committed?;
+        if stale {
+            // Another process's GC removed packs the snapshot knew: list them again next time.
+            self.forget_index();
+        } else {
+            self.note_published(packs);
+        }
         Ok(Ingested {
             added: true,
             blobs_stored: stored.blobs,
@@ -282,6 +291,41 @@ fn check_fits(bundle: &Bundle, tip: &PointFile) -> std::result::Result<(), Strin
     Ok(())
 }
 
+/// Which blobs the vault holds, for one ingest: the blob index's answer, taken only while the
+/// pack it names still has its index (the snapshot may predate another process's GC, which
+/// cannot run while the ingest holds the vault's shared lock). Each pack is looked at once.
+struct Held<'a> {
+    layout: &'a Layout,
+    index: &'a BlobIndex,
+    packs: HashMap<PackId, bool>,
+    /// A pack the snapshot names is gone.
+    stale: bool,
+}
+
+impl<'a> Held<'a> {
+    fn new(layout: &'a Layout, index: &'a BlobIndex) -> Self {
+        Held {
+            layout,
+            index,
+            packs: HashMap::new(),
+            stale: false,
+        }
+    }
+
+    fn holds(&mut self, id: &BlobId, hash: &[u8; 32]) -> bool {
+        let Some((pack, _)) = self.index.get(id, hash) else {
+            return false;
+        };
+        let layout = self.layout;
+        let there = *self
+            .packs
+            .entry(*pack)
+            .or_insert_with(|| layout.pack_index(pack).is_file());
+        self.stale |= !there;
+        there
+    }
+}
+
 /// Counts of what ingest stored.
 #[derive(Default)]
 struct Stored {
@@ -299,7 +343,7 @@ impl Stored {
         &mut self,
         layout: &Layout,
         bundle: &Bundle,
-        index: &BlobIndex,
+        held: &mut Held<'_>,
         progress: Progress<'_>,
         authentic: impl FnOnce() -> Result<()>,
     ) -> Result<Vec<PackIndex>> {
@@ -353,7 +397,7 @@ impl Stored {
             };
             let read = bundle.for_each_entry(|i, id, bytes| {
                 done += (super::pack::ENTRY_LEN + bytes.len()) as u64;
-                if index.contains(id, &rows[i].hash) {
+                if held.holds(id, &rows[i].hash) {
                     self.deduplicated += 1;
                 } else {
                     self.blobs += 1;

@@ -95,15 +95,13 @@ pub struct Vault {
 pub(crate) struct BlobIndex {
     packs: HashMap<PackId, Arc<PackIndex>>,
     blobs: HashMap<(BlobId, [u8; 32]), (PackId, IndexEntry)>,
+    /// Whether the packs directory was listed into it at least once (a new handle's is empty).
+    listed: bool,
 }
 
 impl BlobIndex {
     pub fn get(&self, id: &BlobId, hash: &[u8; 32]) -> Option<&(PackId, IndexEntry)> {
         self.blobs.get(&(*id, *hash))
-    }
-
-    pub fn contains(&self, id: &BlobId, hash: &[u8; 32]) -> bool {
-        self.blobs.contains_key(&(*id, *hash))
     }
 
     fn add(&mut self, index: Arc<PackIndex>) {
@@ -170,6 +168,9 @@ impl Vault {
                     shared.add(p);
                 }
             }
+            if !index.listed {
+                Arc::make_mut(&mut index).listed = true;
+            }
         } else {
             // Packs removed (GC): rebuilt, reusing the indexes already read.
             let mut fresh = BlobIndex::default();
@@ -179,9 +180,43 @@ impl Vault {
                     None => fresh.add(Arc::new(PackIndex::load(&self.layout, &id)?)),
                 }
             }
+            fresh.listed = true;
             *index = Arc::new(fresh);
         }
         Ok(Arc::clone(&index))
+    }
+
+    /// The blob index an ingest deduplicates against, without listing the packs directory
+    /// (which would make every ingest cost the vault's number of packs): the snapshot this
+    /// handle holds, listed only on its first use. Packs another process added since are not
+    /// in it: their blobs are stored again if a bundle brings them (GC keeps one copy). Packs a
+    /// GC removed may still be: the ingest takes a blob as held only while its pack's index
+    /// still exists, which under the vault's shared lock it does until the ingest ends.
+    fn ingest_index(&self) -> Result<Arc<BlobIndex>> {
+        let cached = Arc::clone(&self.index.lock().unwrap_or_else(|e| e.into_inner()));
+        if cached.listed {
+            return Ok(cached);
+        }
+        self.refreshed_index()
+    }
+
+    /// Adds the packs this handle's ingest published to its snapshot of the blob index.
+    fn note_published(&self, packs: Vec<PackIndex>) {
+        if packs.is_empty() {
+            return;
+        }
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = Arc::make_mut(&mut index);
+        for p in packs {
+            if !shared.packs.contains_key(&p.pack) {
+                shared.add(Arc::new(p));
+            }
+        }
+    }
+
+    /// Drops this handle's snapshot of the blob index: the next operation lists the packs.
+    fn forget_index(&self) {
+        *self.index.lock().unwrap_or_else(|e| e.into_inner()) = Arc::default();
     }
 
     /// Every group with at least one point, sorted by name; a damaged head is
