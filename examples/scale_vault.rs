@@ -141,12 +141,12 @@ fn main() -> replicore::Result<()> {
     assert_eq!(listed.len() as u64, n + 2);
     timed("list the groups", || vault.groups())?;
     let now = UNIX_EPOCH + Duration::from_secs(last + 60);
-    // The newer half of the chain's span is kept: the same share is pruned at every size.
+    // The newest half of the chain is kept: the same share is pruned at every size.
     let policy = RetentionPolicy {
-        window_hours: (n * 30 / 3600 / 2).max(1) as u32,
+        window_hours: 1,
         app_every_hours: None,
         extra_hourly: 0,
-        keep_last: 1,
+        keep_last: (n / 2).max(1) as u32,
     };
     timed("plan a prune", || vault.plan_prune(&policy, now))?;
     let pruned = timed("prune", || vault.prune(&policy, now))?;

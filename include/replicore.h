@@ -1708,6 +1708,18 @@ replicore_status replicore_vault_create(const char *path, replicore_vault **vaul
 // `path` is NULL or NUL-terminated; `vault_out` is NULL or writable.
 replicore_status replicore_vault_open(const char *path, replicore_vault **vault_out);
 
+// As `replicore_vault_open`, with the blob bytes an ingest through this handle may hold at
+// once set to `ingest_memory` (the default is 128 MiB; at least 4 MiB, else
+// `REPLICORE_ERR_INVALID_ARGUMENT`): new blobs are checked in batches of a quarter of it, at
+// most four batches in flight. The open pack's 8 MiB write buffer comes on top.
+//
+// # Safety
+//
+// `path` is NULL or NUL-terminated; `vault_out` is NULL or writable.
+replicore_status replicore_vault_open_bounded(const char *path,
+                                              size_t ingest_memory,
+                                              replicore_vault **vault_out);
+
 // Frees a vault handle (the vault on disk stays). NULL is accepted.
 //
 // # Safety

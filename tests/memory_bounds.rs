@@ -201,6 +201,62 @@ fn a_resync_by_files_of_large_sparse_images_streams() {
     assert_eq!(e.kind(), replicore::ErrorKind::Corrupt, "{e}");
 }
 
+/// Ingest streams a bundle: with a 4 MiB budget (batches of 1 MiB or a little more), a 96 MiB
+/// bundle of incompressible data (two packs) is ingested holding at most four batches, the open
+/// pack's 8 MiB write buffer and the reader's 1 MiB (under 24 MiB), never the bundle or a
+/// finished pack's buffer; every byte is then failed over as it was seeded.
+#[test]
+fn an_ingest_holds_its_budget_not_the_bundle() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let mut data = vec![0u8; 96 << 20];
+    blake3::Hasher::new()
+        .update(b"ingest budget")
+        .finalize_xof()
+        .fill(&mut data);
+    std::fs::write(&img, &data).unwrap();
+    let k = key(3);
+    let base = dir.path().join("base.rcb");
+    seed(
+        "big",
+        &[("disk", img.as_path())],
+        &k,
+        dir.path().join("big.rclog"),
+        &base,
+        &SeedOptions::default(),
+        &mut ok,
+    )
+    .unwrap();
+    let bundle_len = std::fs::metadata(&base).unwrap().len() as usize;
+    assert!(bundle_len > 96 << 20, "{bundle_len}");
+    let v = Vault::create(dir.path().join("vault"))
+        .unwrap()
+        .with_ingest_memory(4 << 20)
+        .unwrap();
+    let (r, peak) = peak_during(|| v.ingest(&base, &mut ok).unwrap());
+    eprintln!("ingest of {bundle_len} bytes with a 4 MiB budget: peak {peak}");
+    assert_eq!(r.blobs_stored, 96, "{r:?}");
+    assert!(peak < 24 << 20, "peak {peak} bytes");
+    let packs = std::fs::read_dir(dir.path().join("vault/packs"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("rcpack".as_ref()))
+        .count();
+    assert_eq!(packs, 2);
+    std::fs::remove_file(&img).unwrap();
+    let out = dir.path().join("fo");
+    std::fs::create_dir(&out).unwrap();
+    v.failover("big", Selector::Latest, &k, &out, &mut ok)
+        .unwrap();
+    assert!(std::fs::read(out.join("disk.img")).unwrap() == data);
+    // The budget has a floor.
+    let e = Vault::open(dir.path().join("vault"))
+        .unwrap()
+        .with_ingest_memory(1 << 20)
+        .unwrap_err();
+    assert_eq!(e.kind(), replicore::ErrorKind::InvalidArgument, "{e}");
+}
+
 /// Runs `f`, prints and bounds its peak.
 fn peak_check<T>(what: &str, f: impl FnOnce() -> T) -> T {
     let (out, peak) = peak_during(f);

@@ -36,9 +36,7 @@ w=$WORK
 # Long chains and many groups: both sizes, then one row per step with the growth for 10x.
 vault_part() {
     "$target/examples/scale_vault" "$POINTS" "$GROUPS_" "$w/small" > "$w/small.tsv"
-    rm -rf "$w/small"
     "$target/examples/scale_vault" $((POINTS * 10)) $((GROUPS_ * 10)) "$w/large" > "$w/large.tsv"
-    rm -rf "$w/large"
     python3 - "$w/small.tsv" "$w/large.tsv" "$POINTS" "$GROUPS_" <<'PY'
 import sys
 small = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
@@ -53,7 +51,7 @@ for (step, a), (_, b) in zip(small, large):
         print(f"{step}\t{a}\t{b}\t")
 PY
 }
-if [ "$PART" = vault ]; then vault_part; rm -rf "$w"; exit 0; fi
+if [ "$PART" = vault ]; then vault_part; [ -n "${KEEP:-}" ] || rm -rf "$w"; exit 0; fi
 
 # The sparse disk (1 TiB unless SIZE says otherwise): 8192 runs of 1 MiB spread evenly (one
 # every 128 MiB on 1 TiB), even ones random, odd text.

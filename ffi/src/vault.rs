@@ -179,6 +179,28 @@ pub unsafe extern "C" fn replicore_vault_open(
     unsafe { open_with(path, vault_out, |p| Vault::open(p)) }
 }
 
+/// As `replicore_vault_open`, with the blob bytes an ingest through this handle may hold at
+/// once set to `ingest_memory` (the default is 128 MiB; at least 4 MiB, else
+/// `REPLICORE_ERR_INVALID_ARGUMENT`): new blobs are checked in batches of a quarter of it, at
+/// most four batches in flight. The open pack's 8 MiB write buffer comes on top.
+///
+/// # Safety
+///
+/// `path` is NULL or NUL-terminated; `vault_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn replicore_vault_open_bounded(
+    path: *const c_char,
+    ingest_memory: usize,
+    vault_out: *mut *mut replicore_vault,
+) -> replicore_status {
+    // SAFETY: per this function's contract.
+    unsafe {
+        open_with(path, vault_out, |p| {
+            Vault::open(p)?.with_ingest_memory(ingest_memory)
+        })
+    }
+}
+
 /// Makes a vault handle from `path` with `make`.
 ///
 /// # Safety

@@ -340,14 +340,11 @@ fn write_point(
             // Its size now (a resized disk: chunks past the point's end read as zeros there).
             let mut map = ExtentMap::new(bytes.len() as u64)?;
             let per_batch = (BATCH_BYTES / cs).max(1) * cs;
-            image.prefetch(0, per_batch as u64);
+            // The data ahead is read from the device while a batch is hashed.
+            let mut ahead = image.read_ahead();
             for (b, batch) in bytes.chunks(per_batch).enumerate() {
                 let base = (b * per_batch) as u64;
-                // The next batch is read from the device while this one is hashed.
-                image.prefetch(
-                    base + batch.len() as u64,
-                    base + (batch.len() + per_batch) as u64,
-                );
+                ahead.advance(base);
                 let first = (b * (per_batch / cs)) as u64;
                 let in_batch = batch.len().div_ceil(cs) as u64;
                 old_ids.clear();

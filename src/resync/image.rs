@@ -4,6 +4,7 @@
 //! tied to the `Image`'s lifetime. [`Image::data_ranges`] asks the file system where the holes
 //! of a sparse image are, so that hashing can skip them without touching their pages.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -87,26 +88,69 @@ impl Image {
         vec![(start, end)]
     }
 
-    /// Asks the kernel to start reading the data of `[start, end)` (`MADV_WILLNEED` on the
-    /// map, for the ranges that hold data): a batch about to be read comes from the device in
-    /// large reads rather than page fault by page fault. Best effort; a no-op when the image
-    /// was read into memory.
-    pub fn prefetch(&self, start: u64, end: u64) {
-        let Bytes::Mapped(m) = &self.bytes else {
-            return;
-        };
-        let end = end.min(m.len() as u64);
-        if start >= end {
-            return;
-        }
-        for (s, e) in self.data_ranges(start, end) {
-            let _ = m.advise_range(memmap2::Advice::WillNeed, s as usize, (e - s) as usize);
+    /// A read-ahead for a reader going through the image from its start (see [`ReadAhead`]).
+    pub fn read_ahead(&self) -> ReadAhead<'_> {
+        ReadAhead {
+            image: self,
+            next: 0,
+            queued: VecDeque::new(),
+            queued_bytes: 0,
         }
     }
 
     /// The image's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Bytes of data a [`ReadAhead`] keeps advised from its reader on: the batch it is about to
+/// read and the next one's worth.
+const AHEAD_DATA: u64 = 128 << 20;
+/// How far past its reader a [`ReadAhead`] looks for data, at most.
+const AHEAD_SPAN: u64 = 64 << 30;
+/// The stretch of the image whose data ranges a [`ReadAhead`] asks for at a time.
+const AHEAD_STEP: u64 = 64 << 20;
+
+/// Keeps the kernel reading an image's data ahead of a reader that goes through it in order:
+/// the data ranges after the reader are advised (`MADV_WILLNEED` on the map) until
+/// [`AHEAD_DATA`] bytes of data, or [`AHEAD_SPAN`] bytes of the image, lie ahead of it. The data
+/// comes from the device in large reads while the reader works, rather than page fault by page
+/// fault; on a sparse image, where a batch holds little data or none, it reaches past many
+/// batches. Best effort; nothing for an image read into memory.
+pub(crate) struct ReadAhead<'a> {
+    image: &'a Image,
+    /// The image is advised up to here.
+    next: u64,
+    /// Data ranges advised that the reader has not passed, and their bytes.
+    queued: VecDeque<(u64, u64)>,
+    queued_bytes: u64,
+}
+
+impl ReadAhead<'_> {
+    /// The reader has read everything before `at`: advises what follows.
+    pub fn advance(&mut self, at: u64) {
+        let Bytes::Mapped(m) = &self.image.bytes else {
+            return;
+        };
+        while let Some(&(s, e)) = self.queued.front()
+            && e <= at
+        {
+            self.queued.pop_front();
+            self.queued_bytes -= e - s;
+        }
+        let len = m.len() as u64;
+        self.next = self.next.max(at);
+        let limit = len.min(at.saturating_add(AHEAD_SPAN));
+        while self.queued_bytes < AHEAD_DATA && self.next < limit {
+            let end = (self.next + AHEAD_STEP).min(limit);
+            for (s, e) in self.image.data_ranges(self.next, end) {
+                let _ = m.advise_range(memmap2::Advice::WillNeed, s as usize, (e - s) as usize);
+                self.queued.push_back((s, e));
+                self.queued_bytes += e - s;
+            }
+            self.next = end;
+        }
     }
 }
 

@@ -42,18 +42,15 @@ pub(super) fn run(
     if !progress(0, total) {
         return Err(cancelled());
     }
-    src.prefetch(0, per_batch as u64);
-    if let Some(o) = old {
-        o.prefetch(0, per_batch as u64);
-    }
+    // The data ahead is read from the device while a batch is compared.
+    let mut src_ahead = src.read_ahead();
+    let mut old_ahead = old.map(Image::read_ahead);
     for (b, batch) in s.chunks(per_batch).enumerate() {
         let base = b * per_batch;
         let end = base + batch.len();
-        // The next batch is read from the device while this one is compared.
-        let (n0, n1) = (end as u64, (end + per_batch) as u64);
-        src.prefetch(n0, n1);
-        if let Some(o) = old {
-            o.prefetch(n0, n1);
+        src_ahead.advance(base as u64);
+        if let Some(o) = old_ahead.as_mut() {
+            o.advance(base as u64);
         }
         let src_data = src.data_ranges(base as u64, end as u64);
         let tgt_data = old.map_or(Vec::new(), |i| {

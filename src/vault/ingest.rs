@@ -165,9 +165,14 @@ impl Vault {
         let mut held = Held::new(&self.layout, &index);
         // The signature is checked once the whole bundle read back sound (damage is Corrupt, a
         // forgery Authentication), before anything is published.
-        let packs = stored.write(&self.layout, bundle, &mut held, &mut *progress, || {
-            bundle.check_signature(&signer)
-        })?;
+        let packs = stored.write(
+            &self.layout,
+            bundle,
+            &mut held,
+            self.ingest_batch,
+            &mut *progress,
+            || bundle.check_signature(&signer),
+        )?;
         let stale = held.stale;
         let committed = self.commit(bundle, count);
         if committed.is_err() {
@@ -344,13 +349,14 @@ impl Stored {
         layout: &Layout,
         bundle: &Bundle,
         held: &mut Held<'_>,
+        batch_limit: usize,
         progress: Progress<'_>,
         authentic: impl FnOnce() -> Result<()>,
     ) -> Result<Vec<PackIndex>> {
         let total = bundle.blob_section_len();
         let mut done = 0u64;
         std::thread::scope(|scope| -> Result<Vec<PackIndex>> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Hashed>>(2);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Hashed>>(BATCHES_IN_FLIGHT - 2);
             let writer = scope.spawn(move || -> Result<Vec<ClosedPack>> {
                 let mut open: Option<PackWriter> = None;
                 // Full packs are closed at once (their write buffers freed): memory stays
@@ -404,7 +410,7 @@ impl Stored {
                     self.bytes += bytes.len() as u64;
                     batch_bytes += bytes.len();
                     batch.push((i, *id, bytes.to_vec()));
-                    if batch_bytes >= HASH_BATCH {
+                    if batch_bytes >= batch_limit {
                         batch_bytes = 0;
                         send(&mut batch)?;
                     }
@@ -443,8 +449,13 @@ impl Stored {
     }
 }
 
-/// Stored bytes of new blobs hashed together on the pool.
-const HASH_BATCH: usize = 32 << 20;
+/// Stored bytes of new blobs hashed together on the pool, by default.
+pub(super) const DEFAULT_BATCH: usize = 32 << 20;
+/// Batches an ingest may hold at once: one being read and then checked on the pool, two queued
+/// for the pack writer (the channel's bound), one being written.
+pub(super) const BATCHES_IN_FLIGHT: usize = 4;
+/// The smallest budget [`Vault::with_ingest_memory`] takes.
+pub(super) const MIN_MEMORY: usize = 4 << 20;
 
 /// A blob to store: id, stored bytes, their BLAKE3.
 type Hashed = (BlobId, Vec<u8>, [u8; 32]);

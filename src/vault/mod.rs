@@ -86,6 +86,9 @@ pub struct Vault {
     /// The latest snapshot of the blob index; operations hold their own `Arc` of it, so the
     /// lock is held only while the snapshot is refreshed, never during an operation's I/O.
     index: Mutex<Arc<BlobIndex>>,
+    /// Stored bytes of new blobs an ingest gathers into one batch (see
+    /// [`with_ingest_memory`](Vault::with_ingest_memory)).
+    ingest_batch: usize,
 }
 
 /// Every stored blob's place, from the pack indexes. A stored blob is known by its id and the
@@ -132,7 +135,27 @@ impl Vault {
         Ok(Vault {
             layout,
             index: Mutex::new(Arc::default()),
+            ingest_batch: ingest::DEFAULT_BATCH,
         })
+    }
+
+    /// Bounds the blob bytes an ingest holds at once: new blobs are checked in batches of a
+    /// quarter of `bytes`, and at most four batches are in flight (one being read and checked
+    /// on the pool, two queued, one being written to a pack). The default is 128 MiB; a smaller budget (at least
+    /// 4 MiB, each batch holding at least one blob) trades throughput for memory on a small
+    /// host. On top come the open pack's 8 MiB write buffer and the bundle reader's 1 MiB.
+    pub fn with_ingest_memory(mut self, bytes: usize) -> Result<Vault> {
+        if bytes < ingest::MIN_MEMORY {
+            return Err(Error::invalid_argument(
+                "bytes",
+                format!(
+                    "{bytes} bytes is below the smallest ingest budget, {} bytes",
+                    ingest::MIN_MEMORY
+                ),
+            ));
+        }
+        self.ingest_batch = bytes / ingest::BATCHES_IN_FLIGHT;
+        Ok(self)
     }
 
     /// The vault's directory.

@@ -104,6 +104,16 @@ int main(void) {
     CHECK_STATUS(replicore_vault_ingest(vault, shipped.paths[1], NULL, NULL, &ingest), REPLICORE_OK);
     CHECK(ingest.added == 0 && ingest.blobs_stored == 0);
 
+    /* A handle whose ingests hold at most 4 MiB of blobs; a budget under 4 MiB is refused. */
+    replicore_vault *bounded = NULL;
+    CHECK_STATUS(replicore_vault_open_bounded(vaultp, 1 << 20, &bounded), REPLICORE_ERR_INVALID_ARGUMENT);
+    CHECK(bounded == NULL);
+    CHECK_STATUS(replicore_vault_open_bounded(NULL, 4 << 20, &bounded), REPLICORE_ERR_NULL_PARAMETER);
+    CHECK_STATUS(replicore_vault_open_bounded(vaultp, 4 << 20, &bounded), REPLICORE_OK);
+    CHECK_STATUS(replicore_vault_ingest(bounded, shipped.paths[1], NULL, NULL, &ingest), REPLICORE_OK);
+    CHECK(ingest.added == 0);
+    replicore_vault_free(bounded);
+
     /* Points, from another handle. */
     CHECK_STATUS(replicore_vault_open(vaultp, &again), REPLICORE_OK);
     CHECK_STATUS(replicore_vault_points(again, "vm-c", NULL, 0, &n), REPLICORE_OK);
