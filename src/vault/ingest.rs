@@ -174,6 +174,10 @@ impl Vault {
             || bundle.check_signature(&signer),
         )?;
         let stale = held.stale;
+        // The snapshot is let go before the handle's copy is updated in place (a copy still
+        // held would make that update clone the whole index: every ingest O(blobs)).
+        drop(held);
+        drop(index);
         let committed = self.commit(bundle, count);
         if committed.is_err() {
             // Best effort: the packs no point references are GC's otherwise.

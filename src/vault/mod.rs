@@ -223,7 +223,8 @@ impl Vault {
         self.refreshed_index()
     }
 
-    /// Adds the packs this handle's ingest published to its snapshot of the blob index.
+    /// Adds the packs this handle's ingest published to its snapshot of the blob index: in
+    /// place, unless another operation still holds the snapshot (then it is copied once).
     fn note_published(&self, packs: Vec<PackIndex>) {
         if packs.is_empty() {
             return;
