@@ -141,7 +141,9 @@ fn main() -> replicore::Result<()> {
     assert_eq!(listed.len() as u64, n + 2);
     // Again, its files now in the page cache (the first listing after the build may read them
     // from the device).
-    timed("list the long group's points again", || vault.points("long"))?;
+    timed("list the long group's points again", || {
+        vault.points("long")
+    })?;
     timed("list the groups", || vault.groups())?;
     let now = UNIX_EPOCH + Duration::from_secs(last + 60);
     // The newest half of the chain is kept: the same share is pruned at every size.
