@@ -351,8 +351,8 @@ typedef struct replicore_log replicore_log;
 // once.
 typedef struct replicore_signature replicore_signature;
 
-// A vault on a directory (see the Rust `Vault`). Created by `replicore_vault_create` or
-// `replicore_vault_open`, freed by `replicore_vault_free`.
+// A vault on a directory (see the Rust `Vault`). Created by `replicore_vault_create`,
+// `replicore_vault_open` or `replicore_vault_open_bounded`, freed by `replicore_vault_free`.
 //
 // Thread safety: may be shared between threads and used by several at once: ingests of
 // different groups, materializes, verifies and listings run side by side (the vault's

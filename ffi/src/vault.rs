@@ -14,8 +14,8 @@ use crate::key::replicore_key;
 use crate::resync::{replicore_progress_callback, with_progress};
 use crate::status::replicore_status;
 
-/// A vault on a directory (see the Rust `Vault`). Created by `replicore_vault_create` or
-/// `replicore_vault_open`, freed by `replicore_vault_free`.
+/// A vault on a directory (see the Rust `Vault`). Created by `replicore_vault_create`,
+/// `replicore_vault_open` or `replicore_vault_open_bounded`, freed by `replicore_vault_free`.
 ///
 /// Thread safety: may be shared between threads and used by several at once: ingests of
 /// different groups, materializes, verifies and listings run side by side (the vault's
@@ -196,7 +196,9 @@ pub unsafe extern "C" fn replicore_vault_open_bounded(
     // SAFETY: per this function's contract.
     unsafe {
         open_with(path, vault_out, |p| {
-            Vault::open(p)?.with_ingest_memory(ingest_memory)
+            Vault::open(p)?
+                .with_ingest_memory(ingest_memory)
+                .map_err(|e| e.renaming_argument("bytes", "ingest_memory"))
         })
     }
 }

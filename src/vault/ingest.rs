@@ -178,15 +178,10 @@ impl Vault {
         // held would make that update clone the whole index: every ingest O(blobs)).
         drop(held);
         drop(index);
-        let committed = self.commit(bundle, count);
-        if committed.is_err() {
-            // Best effort: the packs no point references are GC's otherwise.
-            for p in &packs {
-                let _ = std::fs::remove_file(self.layout.pack_index(&p.pack));
-                let _ = std::fs::remove_file(self.layout.pack(&p.pack));
-            }
-        }
-        committed?;
+        // A failed commit leaves the packs: they are published, so another ingest may already
+        // count on their blobs, and the head may be in place (a failed sync of its directory).
+        // Packs no point references are GC's.
+        self.commit(bundle, count)?;
         if stale {
             // Another process's GC removed packs the snapshot knew: list them again next time.
             self.forget_index();
@@ -435,20 +430,9 @@ impl Stored {
             sent?;
             let packs = packs?;
             authentic()?;
-            let mut published: Vec<PackIndex> = Vec::new();
-            for w in packs {
-                match w.publish(layout) {
-                    Ok(i) => published.push(i),
-                    Err(e) => {
-                        for p in &published {
-                            let _ = std::fs::remove_file(layout.pack_index(&p.pack));
-                            let _ = std::fs::remove_file(layout.pack(&p.pack));
-                        }
-                        return Err(e);
-                    }
-                }
-            }
-            Ok(published)
+            // A pack published is left if a later one fails: another ingest may already count
+            // on it. Packs no point references are GC's.
+            packs.into_iter().map(|w| w.publish(layout)).collect()
         })
     }
 }

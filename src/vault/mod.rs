@@ -549,5 +549,29 @@ mod tests {
             }
         }
         assert!(cuts >= 10, "{cuts} cuts");
+        // A fresh vault for each cut of the base, so that no attempt finds blobs an earlier one
+        // left: a cut after the head is in place (its directory's sync) leaves the point whole,
+        // its packs kept (a failed commit removes nothing it published).
+        let mut committed_by_a_failed_ingest = 0;
+        for n in 0.. {
+            let root = dir.path().join(format!("fresh-{n}"));
+            Vault::create(&root).unwrap();
+            let v = Vault::open(&root).unwrap();
+            fault::plan(Some((&root, n)));
+            let r = v.ingest(&bundles[0], &mut |_, _| true);
+            fault::plan(None);
+            let v = Vault::open(&root).unwrap();
+            if let Ok(p) = v.points("g") {
+                let out = dir.path().join(format!("fresh-{n}.img"));
+                v.materialize("g", p[0].id, "d", &key, &out, &mut |_, _| true)
+                    .unwrap();
+                assert_eq!(std::fs::read(&out).unwrap(), models[0], "cut {n}");
+                committed_by_a_failed_ingest += usize::from(r.is_err());
+            }
+            if r.is_ok() {
+                break;
+            }
+        }
+        assert!(committed_by_a_failed_ingest >= 1);
     }
 }
