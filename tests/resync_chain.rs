@@ -320,3 +320,69 @@ fn a_streamed_signature_resyncs_and_a_cut_one_leaves_nothing() {
     v.ingest(&r.bundle.path, &mut ok).unwrap();
     failover_equals(&v, &g.key, &dir.path().join("fo-stream"), &model);
 }
+
+/// A sparse disk whose chunks are mostly holes with a few small writes in them (the resync
+/// ship hashes such a chunk from a copy of its data ranges, the rest zeros, instead of faulting
+/// the holes in through the map): the resync point fails over byte for byte, and only the
+/// chunks the writes touched are in it.
+#[test]
+fn small_writes_in_the_holes_of_a_sparse_disk_resync_whole() {
+    use replicore::bundle::{ResyncOptions, SeedOptions, resync_ship_from, seed};
+    use replicore::resync::point_sig::{PointSigReader, open_file};
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len(16 << 20).unwrap();
+    let mib = 1u64 << 20;
+    for (i, at) in [5 * mib + 8192, 9 * mib].into_iter().enumerate() {
+        f.write_all_at(&noise(4096, i as u64), at).unwrap();
+    }
+    let k = key(5);
+    let base = dir.path().join("base.rcb");
+    seed(
+        "vm-01",
+        &[("disk", img.as_path())],
+        &k,
+        dir.path().join("a.rclog"),
+        &base,
+        &SeedOptions::default(),
+        &mut ok,
+    )
+    .unwrap();
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    v.ingest(&base, &mut ok).unwrap();
+    // Writes no log recorded: in a chunk that was a hole, beside a seeded write, across the
+    // end of a chunk, and one 4 KiB of zeros over seeded data.
+    for (i, at) in [mib + 4096, 5 * mib + 600_000, 13 * mib - 2048]
+        .into_iter()
+        .enumerate()
+    {
+        f.write_all_at(&noise(4096, 10 + i as u64), at).unwrap();
+    }
+    f.write_all_at(&[0; 4096], 9 * mib).unwrap();
+    let sig = dir.path().join("vm-01.rcpsig");
+    v.save_point_signature("vm-01", Selector::Latest, &k, &sig, false, &mut ok)
+        .unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let reader = PointSigReader::open(open_file(&sig).unwrap(), &k).unwrap();
+    let r = resync_ship_from(
+        reader,
+        &[("disk", img.as_path())],
+        &k,
+        dir.path().join("b.rclog"),
+        &out,
+        &ResyncOptions::default(),
+        &mut ok,
+    )
+    .unwrap();
+    // Chunks 1, 5, 9 (zeroed), 12 and 13.
+    assert_eq!(r.changed_chunks, 5, "{r:?}");
+    v.ingest(&r.bundle.path, &mut ok).unwrap();
+    let fo = dir.path().join("fo");
+    std::fs::create_dir(&fo).unwrap();
+    v.failover("vm-01", Selector::Latest, &k, &fo, &mut ok)
+        .unwrap();
+    assert!(std::fs::read(fo.join("disk.img")).unwrap() == std::fs::read(&img).unwrap());
+}

@@ -4,6 +4,7 @@
 //! change log tracks the writes from the snapshot on, as a seed's does. Replication then goes
 //! on from it: no new group, no base shipped again.
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -300,6 +301,25 @@ fn resync_inner(
     }
 }
 
+/// The bytes of chunk `c` (at image offset `c0`) for hashing: the image's own bytes when data
+/// covers it whole, else a copy holding its data ranges (`ranges`, sorted, those from the
+/// first that ends past `c0`) and zeros elsewhere, so that the holes of a chunk with a few
+/// small writes are never faulted in through the map page by page. Same bytes either way.
+fn data_of<'a>(c: &'a [u8], c0: u64, ranges: &[(u64, u64)]) -> Cow<'a, [u8]> {
+    let c1 = c0 + c.len() as u64;
+    if ranges.first().is_some_and(|&(s, e)| s <= c0 && e >= c1) {
+        return Cow::Borrowed(c);
+    }
+    let mut out = vec![0u8; c.len()];
+    for &(s, e) in ranges.iter().take_while(|&&(s, _)| s < c1) {
+        let (s, e) = ((s.max(c0) - c0) as usize, (e.min(c1) - c0) as usize);
+        if s < e {
+            out[s..e].copy_from_slice(&c[s..e]);
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn names(sig: &PointSigHeader) -> String {
     let n: Vec<&str> = sig.disks.iter().map(|(n, _)| n.as_str()).collect();
     n.join(", ")
@@ -352,7 +372,7 @@ fn write_point(
                 ids.next(n, &mut old_ids)?;
                 consumed += n;
                 let ranges = image.data_ranges(base, base + batch.len() as u64);
-                let mut pieces: Vec<(u64, &[u8])> = Vec::new();
+                let mut pieces: Vec<(u64, Cow<'_, [u8]>)> = Vec::new();
                 let mut known: Vec<[u8; 32]> = Vec::new();
                 for (i, c) in batch.chunks(cs).enumerate() {
                     let old = old_ids.get(i).copied().unwrap_or(ZERO_CHUNK);
@@ -368,10 +388,10 @@ fn write_point(
                         }
                         continue;
                     }
-                    pieces.push((c0, c));
+                    pieces.push((c0, data_of(c, c0, &ranges[k..])));
                     known.push(old);
                 }
-                let slices: Vec<&[u8]> = pieces.iter().map(|p| p.1).collect();
+                let slices: Vec<&[u8]> = pieces.iter().map(|p| &*p.1).collect();
                 let ids = stage.add_unless(&slices, Some(&known))?;
                 for (((start, c), id), old) in pieces.iter().zip(ids).zip(&known) {
                     match id {
