@@ -296,7 +296,7 @@ fn check_fits(bundle: &Bundle, tip: &PointFile) -> std::result::Result<(), Strin
 }
 
 /// Which blobs the vault holds, for one ingest: the blob index's answer, taken only while the
-/// pack it names still has its index (the snapshot may predate another process's GC, which
+/// pack it names and its index are still there (the snapshot may predate another process's GC, which
 /// cannot run while the ingest holds the vault's shared lock). Each pack is looked at once.
 struct Held<'a> {
     layout: &'a Layout,
@@ -324,7 +324,7 @@ impl<'a> Held<'a> {
         let there = *self
             .packs
             .entry(*pack)
-            .or_insert_with(|| layout.pack_index(pack).is_file());
+            .or_insert_with(|| layout.pack_index(pack).is_file() && layout.pack(pack).is_file());
         self.stale |= !there;
         there
     }
