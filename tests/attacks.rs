@@ -782,3 +782,192 @@ fn deleting_a_pack_under_a_live_agent_does_not_cost_its_next_point_a_blob() {
         assert_eq!(std::fs::read(out.join("data.img")).unwrap(), want[1]);
     }
 }
+
+/// The vault's sorted blob index (`packs/blobs.rcmidx`, docs/FORMAT.md §15.9), decoded by hand
+/// as the vault's operator would: its pack table and its entries (blob id and sealed hash,
+/// pack ordinal, entry ordinal in that pack's index).
+struct SortedIndex {
+    packs: Vec<([u8; 16], u64)>,
+    entries: Vec<([u8; 64], u32, u32)>,
+}
+
+impl SortedIndex {
+    fn read(path: &Path) -> SortedIndex {
+        let b = std::fs::read(path).unwrap();
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        let (p, n) = (u32_at(16) as usize, u64_at(24) as usize);
+        let packs = (0..p)
+            .map(|i| {
+                let o = 32 + 24 * i;
+                (b[o..o + 16].try_into().unwrap(), u64_at(o + 16))
+            })
+            .collect();
+        let at = 32 + 24 * p + 2048;
+        let entries = (0..n)
+            .map(|i| {
+                let o = at + 72 * i;
+                (
+                    b[o..o + 64].try_into().unwrap(),
+                    u32_at(o + 64),
+                    u32_at(o + 68),
+                )
+            })
+            .collect();
+        SortedIndex { packs, entries }
+    }
+
+    /// Writes it sorted, with its fanout and a fresh trailer (anyone can).
+    fn write(&mut self, path: &Path) {
+        self.entries.sort();
+        let mut b = std::fs::read(path).unwrap()[..16].to_vec();
+        b.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        for (id, n) in &self.packs {
+            b.extend_from_slice(id);
+            b.extend_from_slice(&n.to_le_bytes());
+        }
+        for first in 0..=255u8 {
+            let n = self.entries.iter().filter(|e| e.0[0] <= first).count() as u64;
+            b.extend_from_slice(&n.to_le_bytes());
+        }
+        for (key, p, i) in &self.entries {
+            b.extend_from_slice(key);
+            b.extend_from_slice(&p.to_le_bytes());
+            b.extend_from_slice(&i.to_le_bytes());
+        }
+        b.extend_from_slice(blake3::hash(&b).as_bytes());
+        std::fs::write(path, b).unwrap();
+    }
+}
+
+/// Every (blob id, sealed hash) a pack index lists (docs/FORMAT.md §15.3).
+fn index_keys(path: &Path) -> Vec<[u8; 64]> {
+    let b = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(b[40..48].try_into().unwrap()) as usize;
+    (0..n)
+        .map(|i| {
+            let o = 48 + 80 * i;
+            let mut k = [0u8; 64];
+            k[..32].copy_from_slice(&b[o..o + 32]);
+            k[32..].copy_from_slice(&b[o + 48..o + 80]);
+            k
+        })
+        .collect()
+}
+
+fn index_files(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension() == Some("rcidx".as_ref()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The vault's operator rewrites the sorted blob index GC wrote, which a new handle's ingest
+/// consults without the key and without reading it whole: it claims the next point's new blob
+/// is held (naming another blob's entry, trailer recomputed), hides every entry, names a pack
+/// that is not there, or claims counts its length does not hold. No ingest ever counts on a
+/// claim its pack's own index does not confirm: the new blob is stored, the point fails over
+/// byte for byte, keyless verify names the forged index, and the next GC rewrites it.
+#[test]
+fn a_forged_sorted_index_never_costs_a_point_a_blob() {
+    for attack in ["claim", "hide", "ghost pack", "counts", "truncated"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = seeded(dir.path(), key(3));
+        let root = dir.path().join("vault");
+        let v = Vault::create(&root).unwrap();
+        v.ingest(&g.base, &mut ok).unwrap();
+        v.gc(&mut ok).unwrap();
+        let sorted = root.join("packs/blobs.rcmidx");
+        // The next point: chunk 0 rewritten with its seeded bytes (a blob the vault holds) and
+        // a new blob, x.
+        let chunk = g.model[0][..CS as usize].to_vec();
+        g.write(0, 0, &chunk);
+        g.write(1, 0, &noise(CS as usize, 78));
+        let want = g.mark(MarkerKind::Crash, "next", 60);
+        let bundle = g.rotate_and_ship(0).remove(0);
+        // The operator learns x's id and sealed hash from the inbox's bundle, as anyone with
+        // the files can: ingested keyless into a copy of the vault.
+        let scratch = dir.path().join("scratch");
+        copy_dir(&root, &scratch);
+        let held = index_files(&root);
+        Vault::open(&scratch)
+            .unwrap()
+            .ingest(&bundle, &mut ok)
+            .unwrap();
+        let x = index_files(&scratch)
+            .into_iter()
+            .find(|p| !held.contains(&root.join("packs").join(p.file_name().unwrap())))
+            .map(|p| index_keys(&p)[0])
+            .unwrap();
+        let mut s = SortedIndex::read(&sorted);
+        let want_stored = match attack {
+            "claim" => {
+                // x "is" entry 0 of the base's pack.
+                s.entries.push((x, 0, 0));
+                s.write(&sorted);
+                (1, 1)
+            }
+            "hide" => {
+                s.entries.clear();
+                s.write(&sorted);
+                (2, 0)
+            }
+            "ghost pack" => {
+                // The base's pack is then not named: its index is read as a new pack's.
+                s.packs[0].0 = [0xee; 16];
+                s.write(&sorted);
+                (1, 1)
+            }
+            "counts" => {
+                // More entries than the file holds: it does not open, every index is read.
+                let mut b = std::fs::read(&sorted).unwrap();
+                b[24..32].copy_from_slice(&(u64::MAX / 72).to_le_bytes());
+                std::fs::write(&sorted, b).unwrap();
+                retrail(&sorted);
+                (1, 1)
+            }
+            _ => {
+                let b = std::fs::read(&sorted).unwrap();
+                std::fs::write(&sorted, &b[..b.len() - 40]).unwrap();
+                (1, 1)
+            }
+        };
+        let r = Vault::open(&root)
+            .unwrap()
+            .ingest(&bundle, &mut ok)
+            .unwrap();
+        assert_eq!(
+            (r.blobs_stored, r.blobs_deduplicated),
+            want_stored,
+            "{attack}: {r:?}"
+        );
+        let report = v.verify(None, &mut ok).unwrap();
+        assert_eq!(report.damage.len(), 1, "{attack}: {report:?}");
+        assert!(
+            report.damage[0].object.ends_with("blobs.rcmidx") && report.damage[0].points.is_empty(),
+            "{attack}: {report:?}"
+        );
+        let out = dir.path().join("fo");
+        std::fs::create_dir(&out).unwrap();
+        v.failover("vm-01", Selector::Latest, &g.key, &out, &mut ok)
+            .unwrap();
+        assert_eq!(
+            std::fs::read(out.join("os.img")).unwrap(),
+            want[0],
+            "{attack}"
+        );
+        assert_eq!(
+            std::fs::read(out.join("data.img")).unwrap(),
+            want[1],
+            "{attack}"
+        );
+        // The next GC writes it anew.
+        v.gc(&mut ok).unwrap();
+        assert!(v.verify(None, &mut ok).unwrap().is_ok(), "{attack}");
+    }
+}

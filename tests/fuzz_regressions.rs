@@ -621,6 +621,10 @@ fn vault_seed_corpora_are_valid() {
             ));
         }
     }
+    // The sorted blob index GC writes.
+    v.gc(&mut |_, _| true).unwrap();
+    let sorted = std::fs::read(dir.path().join("v/packs/blobs.rcmidx")).unwrap();
+    files.push(("sorted".into(), [&[4][..], &sorted].concat()));
     files.sort();
     // Names by kind and sequence, not by random pack ids: a regeneration replaces them.
     let mut named: Seeds = Vec::new();
@@ -632,6 +636,7 @@ fn vault_seed_corpora_are_valid() {
         0 => fuzzing::pack_index(&b[1..]).is_ok(),
         1 => fuzzing::point_file(&with_trailer(&b[1..])).is_ok(),
         3 => fuzzing::trust(&b[1..]).is_ok(),
+        4 => fuzzing::sorted_index(&b[1..]).is_ok(),
         _ => fuzzing::head(&b[1..]).is_ok(),
     });
     let base = std::fs::read(&base_path).unwrap();

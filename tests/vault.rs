@@ -581,3 +581,88 @@ fn a_long_lived_handle_never_counts_on_a_pack_another_process_collected() {
     let r = agent.ingest(&g.rotate_and_ship(2)[0], &mut ok).unwrap();
     assert_eq!((r.blobs_stored, r.blobs_deduplicated), (0, 1), "{r:?}");
 }
+
+/// The packs directory's pack ids (file stems of the `.rcidx` files).
+fn pack_stems(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension() == Some("rcidx".as_ref()))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A new handle's ingest (what a fresh `replicore vault ingest` process does) looks the
+/// bundle's blobs up in the sorted index the last GC wrote and reads only the pack-index
+/// entries they need, not every pack's index: a damaged index of another group's pack does
+/// not stop it (verify reports that), and it still deduplicates, against the packs the sorted
+/// index names and against packs ingested since (whose indexes it reads).
+#[test]
+fn a_new_handle_deduplicates_through_the_sorted_index_gc_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir(&da).unwrap();
+    std::fs::create_dir(&db).unwrap();
+    let mut a = seeded_as(&da, key(5), "vm-a");
+    let b = seeded_as(&db, key(6), "vm-b");
+    let root = dir.path().join("vault");
+    let v = Vault::create(&root).unwrap();
+    v.ingest(&a.base, &mut ok).unwrap();
+    let before = pack_stems(&root);
+    v.ingest(&b.base, &mut ok).unwrap();
+    let b_pack = pack_stems(&root)
+        .into_iter()
+        .find(|p| !before.contains(p))
+        .unwrap();
+    assert!(!root.join("packs/blobs.rcmidx").exists());
+    let gc = v.gc(&mut ok).unwrap();
+    assert_eq!((gc.packs_before, gc.packs_after), (2, 2), "{gc:?}");
+    assert!(root.join("packs/blobs.rcmidx").is_file());
+    assert!(v.verify(None, &mut ok).unwrap().is_ok());
+    // vm-b's pack index is damaged (its trailer): a handle reading every index would stop.
+    let b_index = root.join(format!("packs/{b_pack}.rcidx"));
+    let pristine = read(&b_index);
+    let mut flipped = pristine.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    std::fs::write(&b_index, &flipped).unwrap();
+    // vm-a's chunk 0 rewritten with its own seeded bytes (a blob the base's pack holds), and
+    // one new chunk.
+    let chunk = a.model[0][..CS as usize].to_vec();
+    a.write(0, 0, &chunk);
+    a.write(1, 5, b"new");
+    a.mark(MarkerKind::Crash, "", 10);
+    let first = a.rotate_and_ship(0);
+    let fresh = Vault::open(&root).unwrap();
+    let r = fresh.ingest(&first[0], &mut ok).unwrap();
+    assert_eq!((r.blobs_stored, r.blobs_deduplicated), (1, 1), "{r:?}");
+    // The same new chunk again, through another new handle: its pack came after the GC, so
+    // that handle reads its index (and deduplicates against it).
+    a.write(1, 5, b"new");
+    let want = a.mark(MarkerKind::Crash, "", 20);
+    let second = a.rotate_and_ship(1);
+    let r = Vault::open(&root)
+        .unwrap()
+        .ingest(&second[0], &mut ok)
+        .unwrap();
+    assert_eq!((r.blobs_stored, r.blobs_deduplicated), (0, 1), "{r:?}");
+    // Verify names the damaged index; once it is whole again, all is well, and vm-a's newest
+    // point fails over byte for byte.
+    let report = v.verify(None, &mut ok).unwrap();
+    assert!(
+        report
+            .damage
+            .iter()
+            .any(|d| d.object.ends_with(&format!("{b_pack}.rcidx"))),
+        "{report:?}"
+    );
+    std::fs::write(&b_index, &pristine).unwrap();
+    assert!(v.verify(None, &mut ok).unwrap().is_ok());
+    let out = dir.path().join("fo");
+    std::fs::create_dir(&out).unwrap();
+    v.failover("vm-a", Selector::Latest, &a.key, &out, &mut ok)
+        .unwrap();
+    assert_eq!(read(&out.join("os.img")), want[0]);
+    assert_eq!(read(&out.join("data.img")), want[1]);
+}

@@ -58,11 +58,13 @@ pub enum FileKind {
     ApplyState,
     /// A group's protection state at one site (`.rcprot`).
     Protection,
+    /// A vault's sorted index of the blobs of its packs (`packs/blobs.rcmidx`).
+    BlobIndex,
 }
 
 impl FileKind {
     /// Every kind.
-    pub const ALL: [FileKind; 15] = [
+    pub const ALL: [FileKind; 16] = [
         FileKind::ChangeLog,
         FileKind::Bundle,
         FileKind::Signature,
@@ -78,6 +80,7 @@ impl FileKind {
         FileKind::PointSignature,
         FileKind::ApplyState,
         FileKind::Protection,
+        FileKind::BlobIndex,
     ];
 
     /// The magic this kind's files start with.
@@ -98,6 +101,7 @@ impl FileKind {
             FileKind::PointSignature => magic::POINT_SIGNATURE,
             FileKind::ApplyState => magic::APPLY_STATE,
             FileKind::Protection => magic::PROTECTION,
+            FileKind::BlobIndex => magic::BLOB_INDEX,
         }
     }
 

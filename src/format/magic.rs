@@ -39,9 +39,11 @@ pub const POINT_SIGNATURE: [u8; 8] = *b"\x89RCPSG\r\n";
 pub const APPLY_STATE: [u8; 8] = *b"\x89RCAPL\r\n";
 /// A group's protection state at one site (`.rcprot`).
 pub const PROTECTION: [u8; 8] = *b"\x89RCPRO\r\n";
+/// A vault's sorted index of every blob of its packs, written by GC (`packs/blobs.rcmidx`).
+pub const BLOB_INDEX: [u8; 8] = *b"\x89RCMIX\r\n";
 
 /// All magics with their file-type names, for diagnostics and uniqueness tests.
-pub const ALL: [([u8; 8], &str); 15] = [
+pub const ALL: [([u8; 8], &str); 16] = [
     (CHANGE_LOG, "change log"),
     (BUNDLE, "bundle"),
     (SIGNATURE, "signature"),
@@ -57,6 +59,7 @@ pub const ALL: [([u8; 8], &str); 15] = [
     (POINT_SIGNATURE, "point signature"),
     (APPLY_STATE, "apply state"),
     (PROTECTION, "protection state"),
+    (BLOB_INDEX, "vault blob index"),
 ];
 
 #[cfg(test)]

@@ -20,8 +20,10 @@
 //!
 //! # Commit protocol
 //!
-//! New packs are published (pack, then index) before anything is removed; then the indexes of
-//! the packs that go are removed and the directory synced, then those packs. A crash leaves
+//! New packs are published (pack, then index) before anything is removed; then the sorted blob
+//! index of the packs that stay (`sorted_index`, what a new handle's ingest looks blobs up in)
+//! replaces the old one; then the indexes of the packs that go are removed and the directory
+//! synced, then those packs. So the sorted index never names a removed pack. A crash leaves
 //! either the old packs, or old and new side by side (a blob stored twice: the next GC keeps
 //! one copy), or packs without an index, which are leftovers. A blob is always in some indexed
 //! pack from before GC began until after it ended.
@@ -35,6 +37,7 @@ use super::head::Head;
 use super::layout::PackId;
 use super::pack::{ENTRY_LEN, IndexEntry, PACK_TARGET, PackIndex, PackWriter, read_stored};
 use super::repair::clean_leftovers;
+use super::sorted_index::SortedIndex;
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent::Source;
 use crate::format::header::PREAMBLE_LEN;
@@ -213,9 +216,10 @@ impl Vault {
             written.push(w.close()?);
         }
         report.packs_written = written.len() as u64;
-        for w in written {
-            w.publish(&self.layout)?;
-        }
+        let published = written
+            .into_iter()
+            .map(|w| w.publish(&self.layout))
+            .collect::<Result<Vec<_>>>()?;
         report.packs_rewritten = copied.len() as u64;
         report.blobs_removed = gone
             .iter()
@@ -224,6 +228,18 @@ impl Vault {
             .sum();
         // The new packs are published: now the old ones go, indexes first.
         let old: Vec<PackId> = gone.iter().chain(&copied).map(|p| p.index.pack).collect();
+        // The sorted index of the packs that stay, before any pack goes: whatever the crash,
+        // the index names only packs that are there.
+        let going: HashSet<&PackId> = old.iter().collect();
+        let mut stay: Vec<&PackIndex> = index
+            .packs
+            .values()
+            .map(|p| &**p)
+            .filter(|p| !going.contains(&p.pack))
+            .chain(&published)
+            .collect();
+        stay.sort_by_key(|p| p.pack);
+        SortedIndex::write(&self.layout, &stay)?;
         remove_packs(&self.layout, &old)?;
         let after = self.refreshed_index()?;
         report.packs_after = after.packs.len() as u64;

@@ -10,6 +10,7 @@ use super::layout::{Layout, PackId, lock};
 use super::pack::{ClosedPack, PACK_TARGET, PackIndex, PackWriter};
 use super::point::{DiskInfo, PointFile};
 use super::records::write_shipped_from;
+use super::sorted_index::{Confirmed, Confirmer};
 use super::{BlobIndex, Vault, repair, trust};
 use crate::bundle::Bundle;
 use crate::bundle::format::BundleKind;
@@ -297,12 +298,15 @@ fn check_fits(bundle: &Bundle, tip: &PointFile) -> std::result::Result<(), Strin
 
 /// Which blobs the vault holds, for one ingest: the blob index's answer, taken only while the
 /// pack it names and its index are still there (the snapshot may predate another process's GC, which
-/// cannot run while the ingest holds the vault's shared lock). Each pack is looked at once.
+/// cannot run while the ingest holds the vault's shared lock). Each pack is looked at once. For
+/// the packs the sorted index answers for, its answer counts once the pack's own index says the
+/// same; an answer that cannot be confirmed is a blob stored again, never one taken as held.
 struct Held<'a> {
     layout: &'a Layout,
     index: &'a BlobIndex,
     packs: HashMap<PackId, bool>,
-    /// A pack the snapshot names is gone.
+    confirmer: Confirmer<'a>,
+    /// A pack the snapshot names is gone, or the sorted index said what its pack does not.
     stale: bool,
 }
 
@@ -312,13 +316,14 @@ impl<'a> Held<'a> {
             layout,
             index,
             packs: HashMap::new(),
+            confirmer: Confirmer::new(layout),
             stale: false,
         }
     }
 
     fn holds(&mut self, id: &BlobId, hash: &[u8; 32]) -> bool {
         let Some((pack, _)) = self.index.get(id, hash) else {
-            return false;
+            return self.sorted_holds(id, hash);
         };
         let layout = self.layout;
         let there = *self
@@ -326,7 +331,28 @@ impl<'a> Held<'a> {
             .entry(*pack)
             .or_insert_with(|| layout.pack_index(pack).is_file() && layout.pack(pack).is_file());
         self.stale |= !there;
-        there
+        there || self.sorted_holds(id, hash)
+    }
+
+    fn sorted_holds(&mut self, id: &BlobId, hash: &[u8; 32]) -> bool {
+        let Some(sorted) = &self.index.sorted else {
+            return false;
+        };
+        match sorted.find(id, hash) {
+            Ok(None) => false,
+            Ok(Some(found)) => match self.confirmer.confirm(&found, id, hash) {
+                Confirmed::Held(..) => true,
+                Confirmed::Gone | Confirmed::Disagrees => {
+                    self.stale = true;
+                    false
+                }
+            },
+            // Unreadable: the blob is stored, and the next ingest opens the index again.
+            Err(_) => {
+                self.stale = true;
+                false
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! ```text
 //! DIR/replicore-vault               format file (version)
 //! DIR/packs/<id>.rcpack, .rcidx     immutable packs of sealed blobs, and their indexes
+//! DIR/packs/blobs.rcmidx            sorted index of every blob of the packs GC left (a cache)
 //! DIR/points/<group>/<seq>-<id>.rcpt immutable recovery-point files (shipped header + manifests)
 //! DIR/heads/<group>.rchead          the group's newest point: replacing it commits a point
 //! DIR/lock, DIR/locks/<group>.lock  advisory locks
@@ -53,11 +54,12 @@ mod records;
 mod repair;
 #[cfg(test)]
 mod retention_crash_tests;
+mod sorted_index;
 mod status;
 mod trust;
 mod verify;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -100,6 +102,9 @@ pub(crate) struct BlobIndex {
     blobs: HashMap<(BlobId, [u8; 32]), (PackId, IndexEntry)>,
     /// Whether the packs directory was listed into it at least once (a new handle's is empty).
     listed: bool,
+    /// The sorted index GC wrote, answering for the packs it names, which `packs` then lacks
+    /// (an ingest's index: see [`Vault::ingest_index`]); `None` once every pack is read.
+    sorted: Option<Arc<sorted_index::SortedIndex>>,
 }
 
 impl BlobIndex {
@@ -191,8 +196,11 @@ impl Vault {
                     shared.add(p);
                 }
             }
-            if !index.listed {
-                Arc::make_mut(&mut index).listed = true;
+            if !index.listed || index.sorted.is_some() {
+                let whole = Arc::make_mut(&mut index);
+                whole.listed = true;
+                // Every pack's index is read now: the sorted one has nothing more to say.
+                whole.sorted = None;
             }
         } else {
             // Packs removed (GC): rebuilt, reusing the indexes already read.
@@ -215,12 +223,33 @@ impl Vault {
     /// in it: their blobs are stored again if a bundle brings them (GC keeps one copy). Packs a
     /// GC removed may still be: the ingest takes a blob as held only while its pack's index
     /// still exists, which under the vault's shared lock it does until the ingest ends.
+    ///
+    /// A new handle opens the sorted index the last GC wrote (`sorted_index`), which answers
+    /// for the packs it names by range, one lookup per blob; only the other packs' indexes are
+    /// read (those ingests added since that GC). Without one, or with one that does not open
+    /// (verify reports it), every pack's index is read.
     fn ingest_index(&self) -> Result<Arc<BlobIndex>> {
-        let cached = Arc::clone(&self.index.lock().unwrap_or_else(|e| e.into_inner()));
-        if cached.listed {
-            return Ok(cached);
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        if index.listed {
+            return Ok(Arc::clone(&index));
         }
-        self.refreshed_index()
+        let sorted = sorted_index::SortedIndex::open(&self.layout).unwrap_or(None);
+        let covered: HashSet<&PackId> = sorted.iter().flat_map(|s| s.packs()).collect();
+        let mut fresh = BlobIndex::default();
+        for id in self.layout.pack_ids()? {
+            if covered.contains(&id) {
+                continue;
+            }
+            match index.packs.get(&id) {
+                Some(p) => fresh.add(Arc::clone(p)),
+                None => fresh.add(Arc::new(PackIndex::load(&self.layout, &id)?)),
+            }
+        }
+        drop(covered);
+        fresh.listed = true;
+        fresh.sorted = sorted.map(Arc::new);
+        *index = Arc::new(fresh);
+        Ok(Arc::clone(&index))
     }
 
     /// Adds the packs this handle's ingest published to its snapshot of the blob index: in
@@ -337,6 +366,23 @@ pub mod fuzzing {
     pub fn head(bytes: &[u8]) -> Result<Vec<u8>> {
         let h = super::head::Head::decode(bytes)?;
         h.encode()
+    }
+
+    /// The vault's sorted blob index, held in memory: opened (its shape checked), every entry
+    /// looked up, then checked whole. Returns the entries found by lookup; never panics.
+    pub fn sorted_index(bytes: &[u8]) -> Result<u64> {
+        let s = super::sorted_index::SortedIndex::from_bytes(bytes.to_vec())?;
+        let mut keys = Vec::new();
+        let checked = s.check(|_, id, hash| {
+            keys.push((*id, *hash));
+            true
+        });
+        // Lookups run on damaged files too (an ingest does not read the trailer).
+        let mut found = 0;
+        for (id, hash) in keys.iter().chain(&[(crate::id::BlobId([7; 32]), [9; 32])]) {
+            found += u64::from(s.find(id, hash)?.is_some());
+        }
+        checked.map(|_| found)
     }
 }
 

@@ -44,6 +44,29 @@ pub(crate) struct IndexEntry {
     pub hash: [u8; 32],
 }
 
+impl IndexEntry {
+    /// Decodes one 80-byte index entry, its stored length checked to be in range.
+    fn decode(r: &mut Reader<'_>) -> Result<IndexEntry> {
+        let id = BlobId(r.array("blob id")?);
+        let offset = r.u64("offset")?;
+        let len = r.u32("stored length")?;
+        r.reserved("reserved", 4)?;
+        let hash = r.array("stored hash")?;
+        if (len as usize) < BLOB_OVERHEAD || len as usize > MAX_STORED {
+            return Err(r.error(
+                "stored length",
+                format!("{len} bytes is outside {BLOB_OVERHEAD} to {MAX_STORED} bytes"),
+            ));
+        }
+        Ok(IndexEntry {
+            id,
+            offset,
+            len,
+            hash,
+        })
+    }
+}
+
 /// A pack's index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PackIndex {
@@ -97,17 +120,12 @@ impl PackIndex {
         let mut entries = Vec::with_capacity(count as usize);
         let mut next = PREAMBLE_LEN as u64;
         for _ in 0..count {
-            let id = BlobId(r.array("blob id")?);
-            let offset = r.u64("offset")?;
-            let len = r.u32("stored length")?;
-            r.reserved("reserved", 4)?;
-            let hash = r.array("stored hash")?;
-            if (len as usize) < BLOB_OVERHEAD || len as usize > MAX_STORED {
-                return Err(r.error(
-                    "stored length",
-                    format!("{len} bytes is outside {BLOB_OVERHEAD} to {MAX_STORED} bytes"),
-                ));
-            }
+            let IndexEntry {
+                id,
+                offset,
+                len,
+                hash,
+            } = IndexEntry::decode(&mut r)?;
             if offset != next + ENTRY_LEN as u64
                 || offset + u64::from(len) > pack_len - TRAILER_LEN as u64
             {
@@ -145,6 +163,85 @@ impl PackIndex {
             );
         }
         Ok(index)
+    }
+}
+
+/// A pack's index opened to read single entries ([`entry`](Self::entry)) without reading it
+/// whole: its preamble, pack id, entry count and length are checked on opening; its trailer is
+/// not (a whole read does that: [`PackIndex::load`], verify). For a caller that confirms what
+/// it reads (the blob index's answers), never for reading blobs.
+#[derive(Debug)]
+pub(crate) struct IndexEntries {
+    file: File,
+    path: PathBuf,
+    count: u64,
+}
+
+impl IndexEntries {
+    /// Opens pack `id`'s index; `None` when it is not there (or not a file).
+    pub fn open(layout: &Layout, id: &PackId) -> Result<Option<IndexEntries>> {
+        let path = layout.pack_index(id);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("opening a pack index", Some(&path), e)),
+        };
+        let io = |e| Error::io("reading a pack index", Some(&path), e);
+        let len = file.metadata().map_err(io)?.len();
+        let mut head = [0u8; INDEX_FIXED];
+        if len < (INDEX_FIXED + TRAILER_LEN) as u64 {
+            return Err(
+                Error::corrupt("pack index", Some(0), format!("{len} bytes is too short"))
+                    .with_path(&path),
+            );
+        }
+        file.read_exact_at(&mut head, 0).map_err(io)?;
+        let mut r = Reader::new(&head, 0, "pack index");
+        let shape = (|| {
+            Preamble::decode(&mut r, FileKind::PackIndex, VERSION_MAJOR)?;
+            let pack = PackId(r.array("pack id")?);
+            r.u64("pack length")?;
+            let count = r.u64("entry count")?;
+            if pack != *id {
+                return Err(r.error("pack id", "it names another pack"));
+            }
+            let want = count
+                .checked_mul(INDEX_ENTRY_LEN as u64)
+                .and_then(|n| n.checked_add((INDEX_FIXED + TRAILER_LEN) as u64));
+            if want != Some(len) {
+                return Err(r.error(
+                    "entry count",
+                    format!("{count} entries do not fill the file's {len} bytes"),
+                ));
+            }
+            Ok(count)
+        })();
+        let count = shape.map_err(|e| e.with_path(&path))?;
+        Ok(Some(IndexEntries { file, path, count }))
+    }
+
+    /// Entries in the index.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Entry `i` (pack order), its stored length checked to be in range.
+    pub fn entry(&self, i: u64) -> Result<IndexEntry> {
+        if i >= self.count {
+            return Err(Error::corrupt(
+                "pack index",
+                None,
+                format!("entry {i} is past its {} entries", self.count),
+            )
+            .with_path(&self.path));
+        }
+        let at = INDEX_FIXED as u64 + i * INDEX_ENTRY_LEN as u64;
+        let mut buf = [0u8; INDEX_ENTRY_LEN];
+        self.file
+            .read_exact_at(&mut buf, at)
+            .map_err(|e| Error::io("reading a pack index", Some(&self.path), e))?;
+        IndexEntry::decode(&mut Reader::new(&buf, at, "pack index"))
+            .map_err(|e| e.with_path(&self.path))
     }
 }
 

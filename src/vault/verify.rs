@@ -113,6 +113,18 @@ impl Vault {
                 }),
             }
         }
+        if let Some(detail) = super::sorted_index::verify(&self.layout, &indexes) {
+            report.damage.push(Damage {
+                object: self
+                    .layout
+                    .packs()
+                    .join(super::sorted_index::FILE_NAME)
+                    .display()
+                    .to_string(),
+                detail,
+                points: Vec::new(),
+            });
+        }
         let total: u64 = indexes.iter().map(|i| i.pack_len).sum();
         let mut done = 0u64;
         if !progress(0, total) {
