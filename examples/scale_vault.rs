@@ -157,16 +157,21 @@ fn main() -> replicore::Result<()> {
     let pruned = timed("prune", || vault.prune(&policy, now))?;
     println!("points pruned\t{}", pruned.pruned());
     timed("gc", || vault.gc(&mut ok))?;
-    let packs = std::fs::read_dir(dir.join("vault").join("packs"))
+    let files = std::fs::read_dir(dir.join("vault").join("packs"))
         .map_err(|e| replicore::Error::io("listing", Some(dir), e))?
         .filter_map(|e| e.ok())
-        .map(|e| e.metadata().map_or(0, |m| m.len()))
-        .collect::<Vec<u64>>();
-    println!(
-        "pack files after GC\t{} ({} bytes)",
-        packs.len(),
-        packs.iter().sum::<u64>()
-    );
+        .map(|e| (e.path(), e.metadata().map_or(0, |m| m.len())))
+        .collect::<Vec<_>>();
+    let of = |ext: &str| {
+        let f: Vec<u64> = files
+            .iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == ext))
+            .map(|(_, n)| *n)
+            .collect();
+        format!("{} ({} bytes)", f.len(), f.iter().sum::<u64>())
+    };
+    println!("pack files after GC\t{}", of("rcpack"));
+    println!("sorted blob index after GC\t{}", of("rcmidx"));
     let vault = Vault::open(dir.join("vault"))?;
     timed(
         "ingest of one more point after the GC (fresh handle)",

@@ -21,8 +21,8 @@
 //! # Commit protocol
 //!
 //! New packs are published (pack, then index) before anything is removed; then the sorted blob
-//! index of the packs that stay (`sorted_index`, what a new handle's ingest looks blobs up in)
-//! replaces the old one; then the indexes of the packs that go are removed and the directory
+//! index of the packs that stay (`sorted_index`, what a new handle's ingest looks blobs up in;
+//! ingests also rewrite it between GCs, under the shared lock) replaces the old one; then the indexes of the packs that go are removed and the directory
 //! synced, then those packs. So the sorted index never names a removed pack. A crash leaves
 //! either the old packs, or old and new side by side (a blob stored twice: the next GC keeps
 //! one copy), or packs without an index, which are leftovers. A blob is always in some indexed

@@ -188,6 +188,7 @@ impl Vault {
             self.forget_index();
         } else {
             self.note_published(packs);
+            self.refresh_sorted();
         }
         Ok(Ingested {
             added: true,
@@ -301,7 +302,7 @@ fn check_fits(bundle: &Bundle, tip: &PointFile) -> std::result::Result<(), Strin
 /// cannot run while the ingest holds the vault's shared lock). Each pack is looked at once. For
 /// the packs the sorted index answers for, its answer counts once the pack's own index says the
 /// same; an answer that cannot be confirmed is a blob stored again, never one taken as held.
-struct Held<'a> {
+pub(super) struct Held<'a> {
     layout: &'a Layout,
     index: &'a BlobIndex,
     packs: HashMap<PackId, bool>,
@@ -311,7 +312,7 @@ struct Held<'a> {
 }
 
 impl<'a> Held<'a> {
-    fn new(layout: &'a Layout, index: &'a BlobIndex) -> Self {
+    pub(super) fn new(layout: &'a Layout, index: &'a BlobIndex) -> Self {
         Held {
             layout,
             index,
@@ -321,7 +322,7 @@ impl<'a> Held<'a> {
         }
     }
 
-    fn holds(&mut self, id: &BlobId, hash: &[u8; 32]) -> bool {
+    pub(super) fn holds(&mut self, id: &BlobId, hash: &[u8; 32]) -> bool {
         let Some((pack, _)) = self.index.get(id, hash) else {
             return self.sorted_holds(id, hash);
         };

@@ -55,6 +55,8 @@ mod repair;
 #[cfg(test)]
 mod retention_crash_tests;
 mod sorted_index;
+#[cfg(test)]
+mod sorted_refresh_tests;
 mod status;
 mod trust;
 mod verify;
@@ -91,6 +93,9 @@ pub struct Vault {
     /// Stored bytes of new blobs an ingest gathers into one batch (see
     /// [`with_ingest_memory`](Vault::with_ingest_memory)).
     ingest_batch: usize,
+    /// Packs the sorted index does not name that an ingest's handle holds before it writes a
+    /// new one naming them ([`Vault::refresh_sorted`]).
+    sorted_refresh: usize,
 }
 
 /// Every stored blob's place, from the pack indexes. A stored blob is known by its id and the
@@ -141,6 +146,7 @@ impl Vault {
             layout,
             index: Mutex::new(Arc::default()),
             ingest_batch: ingest::DEFAULT_BATCH,
+            sorted_refresh: sorted_index::REFRESH_PACKS,
         })
     }
 
@@ -224,9 +230,10 @@ impl Vault {
     /// GC removed may still be: the ingest takes a blob as held only while its pack's index
     /// still exists, which under the vault's shared lock it does until the ingest ends.
     ///
-    /// A new handle opens the sorted index the last GC wrote (`sorted_index`), which answers
-    /// for the packs it names by range, one lookup per blob; only the other packs' indexes are
-    /// read (those ingests added since that GC). Without one, or with one that does not open
+    /// A new handle opens the vault's sorted index (`sorted_index`, written by GC and by
+    /// ingests), which answers for the packs it names by range, one lookup per blob; only the
+    /// other packs' indexes are read (fewer than [`sorted_index::REFRESH_PACKS`], see
+    /// [`refresh_sorted`](Self::refresh_sorted)). Without one, or with one that does not open
     /// (verify reports it), every pack's index is read.
     fn ingest_index(&self) -> Result<Arc<BlobIndex>> {
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
@@ -264,6 +271,36 @@ impl Vault {
             if !shared.packs.contains_key(&p.pack) {
                 shared.add(Arc::new(p));
             }
+        }
+    }
+
+    /// After an ingest committed, under the vault's shared lock: once this handle holds
+    /// [`sorted_refresh`](Self::sorted_refresh) packs that the sorted index does not name (those
+    /// ingested since the last GC or refresh, its own included), it writes a new sorted index
+    /// naming them too (the old one's entries streamed, only the new ones sorted in memory) and
+    /// lets their indexes go. So a new handle reads at most that many pack indexes, whenever GC
+    /// last ran, and an agent's handle holds at most that many. Only while the sorted index it
+    /// holds is still the vault's (no GC since, which may have removed packs, and no other
+    /// ingest's refresh); then every pack it names is there, and stays while the lock is held.
+    /// A failure is not the ingest's: the point is committed, the next ingest tries again.
+    fn refresh_sorted(&self) {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        if index.packs.len() < self.sorted_refresh {
+            return;
+        }
+        if !sorted_index::SortedIndex::is_current(index.sorted.as_deref(), &self.layout) {
+            *index = Arc::default();
+            return;
+        }
+        let added: Vec<&PackIndex> = index.packs.values().map(|p| &**p).collect();
+        if let Ok(new) =
+            sorted_index::SortedIndex::merge(&self.layout, index.sorted.as_deref(), &added)
+        {
+            *index = Arc::new(BlobIndex {
+                listed: true,
+                sorted: Some(Arc::new(new)),
+                ..BlobIndex::default()
+            });
         }
     }
 

@@ -27,6 +27,18 @@ fn t(secs: u64) -> SystemTime {
 /// A vault at `dir/pristine` holding a chain of a one-disk group, points an hour apart, some
 /// app-consistent; the disk's model at every point.
 fn chain(dir: &Path) -> (PathBuf, Key, Vec<Vec<u8>>) {
+    let (bundles, key, models) = bundles(dir, "g");
+    let root = dir.join("pristine");
+    let v = Vault::create(&root).unwrap();
+    for b in &bundles {
+        v.ingest(b, &mut |_, _| true).unwrap();
+    }
+    (root, key, models)
+}
+
+/// The bundles of such a chain of group `group` (base first, in `dir`), its key, and the
+/// disk's model at every point.
+pub(super) fn bundles(dir: &Path, group: &str) -> (Vec<PathBuf>, Key, Vec<Vec<u8>>) {
     let img = dir.join("d.img");
     let mut disk: Vec<u8> = (0..400_000u32).map(|i| (i * 13 % 253) as u8).collect();
     std::fs::write(&img, &disk).unwrap();
@@ -40,7 +52,7 @@ fn chain(dir: &Path) -> (PathBuf, Key, Vec<Vec<u8>>) {
     let mut bundles = vec![dir.join("base.rcb")];
     let disks = [("d", img.as_path())];
     let mut s = seed(
-        "g",
+        group,
         &disks,
         &key,
         dir.join("l.rclog"),
@@ -68,15 +80,10 @@ fn chain(dir: &Path) -> (PathBuf, Key, Vec<Vec<u8>>) {
     s.log.rotate(&sealed).unwrap();
     let shipped = ship(&sealed, &key, &mut s.state, dir, &Default::default(), ok).unwrap();
     bundles.extend(shipped.into_iter().map(|b| b.path));
-    let root = dir.join("pristine");
-    let v = Vault::create(&root).unwrap();
-    for b in &bundles {
-        v.ingest(b, ok).unwrap();
-    }
-    (root, key, models)
+    (bundles, key, models)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(super) fn copy_dir(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

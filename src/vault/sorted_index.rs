@@ -3,7 +3,9 @@
 //! ingest looks a bundle's blobs up by range instead of reading every pack index.
 //!
 //! GC writes it (GC alone removes packs, under the vault's exclusive lock) after it published
-//! its new packs and before it removes any, naming only the packs that stay. It is a cache, and
+//! its new packs and before it removes any, naming only the packs that stay; an ingest whose
+//! handle holds [`REFRESH_PACKS`] pack indexes it does not name writes it anew with those
+//! (`Vault::refresh_sorted`, under the shared lock: no pack can go). It is a cache, and
 //! keyless like everything in the vault: an ingest counts on an answer only once the pack's own
 //! index says the same (entry by entry, [`IndexEntries`]) and the pack is there; a blob it
 //! misses, or names wrongly, is stored again; a vault without it, or with one that does not
@@ -35,6 +37,8 @@ const PACK_ROW: u64 = 16 + 8;
 const FANOUT: u64 = 256 * 8;
 /// Blob id, sealed hash, pack ordinal, entry ordinal in the pack's index.
 const ENTRY: u64 = 32 + 32 + 4 + 4;
+/// Packs the sorted index does not name that an ingest reads before it writes a new one.
+pub(crate) const REFRESH_PACKS: usize = 256;
 /// The most packs an index names (256 TiB of full packs; the table is read into memory):
 /// GC writes none for a vault with more.
 pub(crate) const MAX_PACKS: usize = 1 << 22;
@@ -193,6 +197,20 @@ impl SortedIndex {
         })
     }
 
+    /// Whether `held` (an index opened earlier, or none) is still the one in the vault: no GC
+    /// and no other ingest has replaced (or removed) it since.
+    pub fn is_current(held: Option<&SortedIndex>, layout: &Layout) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let on_disk = std::fs::metadata(layout.packs().join(FILE_NAME)).ok();
+        match (held.map(|s| &s.src), on_disk) {
+            (None, None) => true,
+            (Some(Source::File(f, _)), Some(d)) => f
+                .metadata()
+                .is_ok_and(|m| (m.dev(), m.ino()) == (d.dev(), d.ino())),
+            _ => false,
+        }
+    }
+
     /// The packs it names (those GC left).
     pub fn packs(&self) -> impl Iterator<Item = &PackId> {
         self.packs.iter().map(|(id, _)| id)
@@ -336,7 +354,7 @@ impl SortedIndex {
                 ),
             ));
         }
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        rows.sort_unstable_by_key(|a| a.0);
         rows.dedup_by(|a, b| a.0 == b.0);
         if let Some(o) = old {
             let mut kept = Vec::with_capacity(rows.len());
