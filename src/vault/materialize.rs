@@ -545,16 +545,37 @@ impl Vault {
                     ),
                 ));
             };
-            if !packs.contains_key(pack) {
-                let path = self.layout.pack(pack);
-                let f =
-                    File::open(&path).map_err(|e| Error::io("opening a pack", Some(&path), e))?;
-                packs.insert(*pack, (f, path));
+            let mut at = (*pack, *e);
+            if let Err(missing) = open_pack(&self.layout, &mut packs, pack) {
+                // Its pack file is gone (its index left): another stored copy in a form the
+                // signatures cover serves as well (a blob may be in two packs, FORMAT §15).
+                let other = index
+                    .packs
+                    .values()
+                    .filter(|i| i.pack != *pack)
+                    .flat_map(|i| i.entries.iter().map(move |e| (i.pack, *e)))
+                    .filter(|(_, e)| e.id == p.id && hashes.of(&p.id).any(|h| h == e.hash))
+                    .find(|(q, _)| open_pack(&self.layout, &mut packs, q).is_ok());
+                at = other.ok_or(missing)?;
             }
-            blobs.insert(p.id, (*pack, *e));
+            blobs.insert(p.id, at);
         }
         Ok(Locations { blobs, packs })
     }
+}
+
+/// Opens pack `id` into `packs` unless it is there already.
+fn open_pack(
+    layout: &super::layout::Layout,
+    packs: &mut HashMap<PackId, (File, PathBuf)>,
+    id: &PackId,
+) -> Result<()> {
+    if !packs.contains_key(id) {
+        let path = layout.pack(id);
+        let f = File::open(&path).map_err(|e| Error::io("opening a pack", Some(&path), e))?;
+        packs.insert(*id, (f, path));
+    }
+    Ok(())
 }
 
 /// Every disk of a point by name, with its map.
