@@ -1617,6 +1617,47 @@ replicore_status replicore_vault_group_status(const replicore_vault *vault,
 // status. The string is static: never free it.
 const char *replicore_status_name(uint32_t status);
 
+// Computes the keyed signature of the image at `image` (a file or a block device) in chunks
+// of `chunk_size` bytes (a power of two from 4096 to 8388608), every chunk's hash keyed by
+// `key`, and writes it sealed under `key` to the new file `sig_path` as it is hashed: the
+// file `replicore_signature_compute` then `replicore_signature_write` make, in memory bounded
+// whatever the image's size. The file is created 0600 under an unpredictable temporary name,
+// never through a symbolic link, and renamed into place once complete (nothing is left on
+// failure or cancellation); an existing file (or link) at `sig_path` is never replaced:
+// `REPLICORE_ERR_ALREADY_EXISTS`.
+//
+// # Safety
+//
+// `key` is NULL or a live key; `image` and `sig_path` are NULL or NUL-terminated; `callback`
+// may be called with `user`.
+replicore_status replicore_signature_write_of_image(const replicore_key *key,
+                                                    const char *image,
+                                                    uint32_t chunk_size,
+                                                    const char *sig_path,
+                                                    replicore_progress_callback callback,
+                                                    void *user);
+
+// Computes the delta of the image at `source` against the stale copy's signature file
+// `sig_path` (sealed under `key`: as `replicore_signature_write_of_image` or
+// `replicore_signature_write` make it), sealed under `key`, reading the signature as the
+// source is hashed (memory bounded whatever the images' size), and writes it to the new file
+// `delta_path` like `replicore_delta_compute`. The signature file is read twice and must not
+// change meanwhile. A signature sealed under another key, or plain, is
+// `REPLICORE_ERR_AUTHENTICATION`; a damaged one `REPLICORE_ERR_CORRUPT`. What it found goes to
+// `*stats_out` unless that is NULL.
+//
+// # Safety
+//
+// `key` is NULL or a live key; `sig_path`, `source` and `delta_path` are NULL or
+// NUL-terminated; `callback` may be called with `user`; `stats_out` is NULL or writable.
+replicore_status replicore_delta_compute_from_file(const char *sig_path,
+                                                   const replicore_key *key,
+                                                   const char *source,
+                                                   const char *delta_path,
+                                                   replicore_progress_callback callback,
+                                                   void *user,
+                                                   replicore_delta_stats *stats_out);
+
 // Writes the verifying key the group's points are signed with (32 bytes, public: give it to
 // `replicore_vault_pin_key` at the recovery site) to `vk_out`.
 //

@@ -44,6 +44,7 @@ pub mod resync;
 pub mod retention;
 pub mod reverse;
 pub mod status;
+pub mod stream;
 pub mod trust;
 pub mod vault;
 pub mod version;

@@ -58,6 +58,18 @@ pub struct replicore_delta_stats {
     pub delta_bytes: u64,
 }
 
+impl From<&replicore::resync::DeltaStats> for replicore_delta_stats {
+    fn from(s: &replicore::resync::DeltaStats) -> Self {
+        replicore_delta_stats {
+            chunks: s.chunks,
+            data_chunks: s.data_chunks,
+            zero_chunks: s.zero_chunks,
+            data_bytes: s.data_bytes,
+            delta_bytes: s.delta_bytes,
+        }
+    }
+}
+
 /// What applying a delta or a local resync did.
 #[allow(non_camel_case_types)]
 #[repr(C)]
@@ -268,13 +280,7 @@ pub unsafe extern "C" fn replicore_delta_compute(
         .map_err(|e| e.renaming_argument("signature", "target_sig"))?;
         w.into_inner().map_err(|e| io(e.into_error()))?.commit()?;
         if let Some(out) = stats_out {
-            *out = replicore_delta_stats {
-                chunks: stats.chunks,
-                data_chunks: stats.data_chunks,
-                zero_chunks: stats.zero_chunks,
-                data_bytes: stats.data_bytes,
-                delta_bytes: stats.delta_bytes,
-            };
+            *out = (&stats).into();
         }
         Ok(())
     })

@@ -1,6 +1,7 @@
 /*
  * Resync from C: compute a keyed signature, write it sealed and read it back, compute a sealed
- * delta, apply it, resync two paths, each with the progress callback; cancellation; refusals:
+ * delta, apply it; the same streamed by file (signature written as hashed, delta computed from
+ * the signature file); resync two paths, each with the progress callback; cancellation; refusals:
  * another key, a damaged delta, a target that is not the image the signature was taken of.
  * Prints "N passed, N failed"; exits non-zero on any failure.
  */
@@ -55,6 +56,7 @@ static int contains(const char *path, const unsigned char *needle, size_t n, siz
 int main(void) {
     char dir[] = "/tmp/replicore-c-XXXXXX";
     char src[256], tgt[256], sigp[256], deltap[256], other[256], k1p[256], k2p[256];
+    char sig2p[256], delta2p[256], scratch[256];
     unsigned char *source = malloc(SIZE), *target = malloc(SIZE), *wrong = malloc(SIZE);
     uint8_t master[REPLICORE_MASTER_KEY_LEN];
     replicore_key *k1 = NULL, *k2 = NULL;
@@ -74,6 +76,9 @@ int main(void) {
     snprintf(other, sizeof other, "%s/other.img", dir);
     snprintf(k1p, sizeof k1p, "%s/k1.rckey", dir);
     snprintf(k2p, sizeof k2p, "%s/k2.rckey", dir);
+    snprintf(sig2p, sizeof sig2p, "%s/streamed.rcsig", dir);
+    snprintf(delta2p, sizeof delta2p, "%s/streamed.rcdelta", dir);
+    snprintf(scratch, sizeof scratch, "%s/scratch", dir);
     for (size_t i = 0; i < SIZE; i++) target[i] = (unsigned char)(i * 7 + (i >> 12));
     memcpy(source, target, SIZE);
     memset(source + 130000, 0xee, 5000);      /* two 64 KiB chunks change */
@@ -111,6 +116,51 @@ int main(void) {
     CHECK(prog.calls >= 1);
     CHECK(ds.data_chunks == 2 && ds.zero_chunks == 8 && ds.data_bytes == 2 * 65536);
     CHECK(!contains(deltap, marker, sizeof marker, (size_t)ds.delta_bytes));
+
+    /* Streamed by file (memory bounded whatever the disk): the same signature and delta. */
+    {
+        replicore_signature *streamed = NULL;
+        replicore_delta_stats sds;
+        memset(&prog, 0, sizeof prog);
+        CHECK_STATUS(replicore_signature_write_of_image(k1, tgt, 65536, sig2p, on_progress, &prog), REPLICORE_OK);
+        CHECK(prog.calls >= 1 && prog.last_done == SIZE && prog.last_total == SIZE);
+        CHECK_STATUS(replicore_signature_write_of_image(k1, tgt, 65536, sig2p, NULL, NULL), REPLICORE_ERR_ALREADY_EXISTS);
+        CHECK_STATUS(replicore_signature_read(k1, sig2p, &streamed), REPLICORE_OK);
+        CHECK_STATUS(replicore_signature_info(streamed, &cs, &size, &count), REPLICORE_OK);
+        CHECK(cs == 65536 && size == SIZE && count == SIZE / 65536);
+        replicore_signature_free(streamed);
+        memset(&prog, 0, sizeof prog);
+        CHECK_STATUS(replicore_delta_compute_from_file(sig2p, k1, src, delta2p, on_progress, &prog, &sds), REPLICORE_OK);
+        CHECK(prog.calls >= 1);
+        CHECK(sds.data_chunks == ds.data_chunks && sds.zero_chunks == ds.zero_chunks && sds.data_bytes == ds.data_bytes);
+        CHECK(!contains(delta2p, marker, sizeof marker, (size_t)sds.delta_bytes));
+        /* It applies to a copy of the target: the source, byte for byte. */
+        write_file(scratch, target, SIZE);
+        CHECK_STATUS(replicore_delta_apply(k1, delta2p, scratch, NULL, NULL, NULL), REPLICORE_OK);
+        CHECK(same_as(scratch, source, SIZE));
+        unlink(scratch);
+        /* Refused, nothing left behind: another key, the memory handle's signature file under
+         * the wrong key, a bad chunk size, a cancel, NULLs. */
+        CHECK_STATUS(replicore_delta_compute_from_file(sig2p, k2, src, scratch, NULL, NULL, NULL), REPLICORE_ERR_AUTHENTICATION);
+        CHECK(access(scratch, F_OK) != 0);
+        CHECK_STATUS(replicore_delta_compute_from_file(deltap, k1, src, scratch, NULL, NULL, NULL), REPLICORE_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(replicore_last_error_message(), "sig_path") != NULL || strstr(replicore_last_error_message(), "signature") != NULL);
+        CHECK(access(scratch, F_OK) != 0);
+        CHECK_STATUS(replicore_signature_write_of_image(k1, tgt, 1000, scratch, NULL, NULL), REPLICORE_ERR_INVALID_ARGUMENT);
+        CHECK(access(scratch, F_OK) != 0);
+        memset(&prog, 0, sizeof prog);
+        prog.cancel = 1;
+        CHECK_STATUS(replicore_signature_write_of_image(k1, tgt, 65536, scratch, on_progress, &prog), REPLICORE_ERR_CANCELLED);
+        CHECK(access(scratch, F_OK) != 0);
+        CHECK_STATUS(replicore_signature_write_of_image(NULL, tgt, 65536, scratch, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
+        CHECK_STATUS(replicore_signature_write_of_image(k1, NULL, 65536, scratch, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
+        CHECK_STATUS(replicore_signature_write_of_image(k1, tgt, 65536, NULL, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
+        CHECK_STATUS(replicore_delta_compute_from_file(NULL, k1, src, scratch, NULL, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
+        CHECK_STATUS(replicore_delta_compute_from_file(sig2p, NULL, src, scratch, NULL, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
+        CHECK_STATUS(replicore_delta_compute_from_file(sig2p, k1, NULL, scratch, NULL, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
+        CHECK_STATUS(replicore_delta_compute_from_file(sig2p, k1, src, NULL, NULL, NULL, NULL), REPLICORE_ERR_NULL_PARAMETER);
+        CHECK(access(scratch, F_OK) != 0);
+    }
 
     /* Wrong key, wrong target, cancelled: refused, the target unchanged. */
     CHECK_STATUS(replicore_delta_apply(k2, deltap, tgt, NULL, NULL, NULL), REPLICORE_ERR_AUTHENTICATION);
@@ -186,6 +236,8 @@ int main(void) {
     unlink(other);
     unlink(k1p);
     unlink(k2p);
+    unlink(sig2p);
+    unlink(delta2p);
     rmdir(dir);
     free(source);
     free(target);
