@@ -389,3 +389,68 @@ fn large_images_resync_across_batches_in_order() {
     .unwrap_err();
     assert_eq!((e.kind(), calls), (ErrorKind::Cancelled, 2));
 }
+
+/// Small writes in the holes of sparse images, on either side (the local resync compares a
+/// chunk that is partly a hole by its data ranges only, never faulting the holes in): every
+/// case ends byte for byte, and only the chunks that differ are written.
+#[test]
+fn small_writes_in_the_holes_of_sparse_images_resync_whole() {
+    use std::os::unix::fs::FileExt;
+    const K: u64 = 64 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, t) = (dir.path().join("s.img"), dir.path().join("t.img"));
+    let len = 64 * K + 1000;
+    let noise = |n: usize, seed: u8| -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed | 1)
+            .collect()
+    };
+    let (fs, ft) = (
+        std::fs::File::create(&s).unwrap(),
+        std::fs::File::create(&t).unwrap(),
+    );
+    fs.set_len(len).unwrap();
+    ft.set_len(len).unwrap();
+    // (offset, bytes on the source, bytes on the target); None: a hole there.
+    type Case = (u64, Option<Vec<u8>>, Option<Vec<u8>>);
+    let four = 4096usize;
+    let cases: Vec<Case> = vec![
+        // The same 4 KiB on both, in otherwise empty chunks: nothing to copy.
+        (K + 8192, Some(noise(four, 1)), Some(noise(four, 1))),
+        // Only on the source; only on the target (zeroed there).
+        (3 * K + 4096, Some(noise(four, 2)), None),
+        (5 * K, None, Some(noise(four, 3))),
+        // At different places of one chunk, the same bytes.
+        (7 * K, Some(noise(four, 4)), None),
+        (7 * K + 32768, None, Some(noise(four, 4))),
+        // Differing by one byte; zeros written over a hole on one side.
+        (
+            9 * K + 12288,
+            Some(noise(four, 5)),
+            Some({
+                let mut v = noise(four, 5);
+                v[100] ^= 1;
+                v
+            }),
+        ),
+        (11 * K, Some(vec![0; four]), None),
+        // Across a chunk's end, on the source only.
+        (13 * K - 2048, Some(noise(four, 6)), None),
+        // In the last, short chunk.
+        (64 * K + 100, Some(noise(512, 7)), Some(noise(512, 8))),
+    ];
+    for (at, src, tgt) in &cases {
+        if let Some(b) = src {
+            fs.write_all_at(b, *at).unwrap();
+        }
+        if let Some(b) = tgt {
+            ft.write_all_at(b, *at).unwrap();
+        }
+    }
+    let want = std::fs::read(&s).unwrap();
+    let stats = resync(&s, &t, K as u32, &mut ok).unwrap();
+    assert_eq!(std::fs::read(&t).unwrap(), want);
+    // Chunks 3 (data), 5 (zeroed), 7 (differs: the same bytes at other places), 9 (one
+    // byte), 12 and 13 (across the end), 64 (the last); 1 and 11 are already the same.
+    assert_eq!((stats.data_chunks, stats.zero_chunks), (6, 1), "{stats:?}");
+}
