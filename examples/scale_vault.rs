@@ -185,5 +185,17 @@ fn main() -> replicore::Result<()> {
             "verify found damage",
         ));
     }
+    // Every step above ran in this process: its peak resident memory bounds each one's.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(kib) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    {
+        println!(
+            "peak resident memory of the whole run (MiB)\t{:.1}",
+            kib as f64 / 1024.0
+        );
+    }
     Ok(())
 }

@@ -149,6 +149,10 @@ r=$($mem "resync ship (cold)" "$bin" resync ship --key "$w/k.rckey" --signature 
     --group big --disk "disk=$w/disk.img" --log "$w/big-2.rclog" --out-dir "$w/out2")
 row "$r" "$(echo "scale=2; $(cut -f2 <<< "$r") / $(cut -f2 <<< "$limit")" | bc)x the limit"
 row "$($mem "vault points" "$bin" vault points "$w/v" --group big --json)" ""
+# Retention: everything but the newest point merged into it (as of a far date), then GC.
+row "$($mem "vault prune (keep the newest point)" "$bin" vault prune "$w/v" --window 1 \
+    --keep-last 1 --now 2100-01-01T00:00:00Z)" ""
+row "$($mem "vault gc" "$bin" vault gc "$w/v")" ""
 rm -rf "$w"/*
 if [ "$PART" = all ]; then vault_part; fi
 rm -rf "$w"
