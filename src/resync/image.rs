@@ -88,6 +88,25 @@ impl Image {
         vec![(start, end)]
     }
 
+    /// Where the first data at or after `from` may be: the image's length when only holes
+    /// follow, `from` itself when the file system cannot tell (a block device: every byte).
+    pub fn next_data(&self, from: u64) -> u64 {
+        let len = self.bytes().len() as u64;
+        if from >= len {
+            return len;
+        }
+        #[cfg(target_os = "linux")]
+        if !self.block_device {
+            use std::os::fd::AsRawFd;
+            match lseek(self.file.as_raw_fd(), from, libc::SEEK_DATA) {
+                Some(Ok(d)) => return d.min(len),
+                Some(Err(libc::ENXIO)) => return len,
+                _ => {}
+            }
+        }
+        from
+    }
+
     /// A read-ahead for a reader going through the image from its start (see [`ReadAhead`]).
     pub fn read_ahead(&self) -> ReadAhead<'_> {
         ReadAhead {
@@ -154,24 +173,33 @@ impl ReadAhead<'_> {
     }
 }
 
+/// `lseek(fd, pos, whence)`: the new offset, or the `errno`; None for an offset past `off_t`.
+/// `fd` is an image's, whose file position nothing else uses (the image is read through the
+/// map).
+#[cfg(target_os = "linux")]
+fn lseek(
+    fd: std::os::fd::RawFd,
+    pos: u64,
+    whence: libc::c_int,
+) -> Option<std::result::Result<u64, i32>> {
+    let off = libc::off_t::try_from(pos).ok()?;
+    // SAFETY: lseek on a descriptor an `Image` owns, open for its lifetime.
+    let r = unsafe { libc::lseek(fd, off, whence) };
+    if r < 0 {
+        Some(Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(0)))
+    } else {
+        Some(Ok(r as u64))
+    }
+}
+
 /// Data ranges of `[start, end)` by `lseek(SEEK_DATA / SEEK_HOLE)`; None if unsupported.
 #[cfg(target_os = "linux")]
 fn seek_data_ranges(file: &File, start: u64, end: u64) -> Option<Vec<(u64, u64)>> {
     use std::os::fd::AsRawFd;
     let fd = file.as_raw_fd();
-    let lseek = |pos: u64, whence| -> Option<std::result::Result<u64, i32>> {
-        let off = libc::off_t::try_from(pos).ok()?;
-        // SAFETY: lseek on a descriptor this `File` owns; the file position it moves is not
-        // used by anything else (the image is read through the map).
-        let r = unsafe { libc::lseek(fd, off, whence) };
-        if r < 0 {
-            Some(Err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(0)))
-        } else {
-            Some(Ok(r as u64))
-        }
-    };
+    let lseek = |pos: u64, whence| lseek(fd, pos, whence);
     let mut out = Vec::new();
     let mut pos = start;
     while pos < end {

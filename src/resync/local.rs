@@ -45,9 +45,10 @@ pub(super) fn run(
     // The data ahead is read from the device while a batch is compared.
     let mut src_ahead = src.read_ahead();
     let mut old_ahead = old.map(Image::read_ahead);
-    for (b, batch) in s.chunks(per_batch).enumerate() {
-        let base = b * per_batch;
-        let end = base + batch.len();
+    let mut base = 0usize;
+    while base < s.len() {
+        let end = (base + per_batch).min(s.len());
+        let batch = &s[base..end];
         src_ahead.advance(base as u64);
         if let Some(o) = old_ahead.as_mut() {
             o.advance(base as u64);
@@ -56,6 +57,25 @@ pub(super) fn run(
         let tgt_data = old.map_or(Vec::new(), |i| {
             i.data_ranges(base as u64, (end.min(t.len()).max(base)) as u64)
         });
+        if src_data.is_empty() && tgt_data.is_empty() {
+            // Holes in both (zeros on both sides): nothing to compare or write, up to the next
+            // data in either image, whole batches at a time: no cost per chunk or per batch
+            // for the empty stretches of a sparse disk.
+            let next = [Some(src), old]
+                .into_iter()
+                .flatten()
+                .map(|i| i.next_data(end as u64))
+                .min()
+                .unwrap_or(end as u64) as usize;
+            let to = (next.max(end) / per_batch * per_batch).clamp(end, s.len());
+            stats.chunks += (to - base).div_ceil(cs) as u64;
+            done += 2 * (to - base) as u64;
+            base = to;
+            if !progress(done.min(total), total) {
+                return Err(cancelled());
+            }
+            continue;
+        }
         let needs: Vec<Need> = batch
             .par_chunks(cs)
             .enumerate()
@@ -130,6 +150,7 @@ pub(super) fn run(
         }
         applier.batch(&changes)?;
         done += 2 * batch.len() as u64;
+        base = end;
         if !progress(done.min(total), total) {
             return Err(cancelled());
         }
