@@ -14,7 +14,7 @@ use crate::log::{LogReader, LogSource, Marker, MarkerKind, changes_by_point};
 use crate::resync::Progress;
 
 /// Plaintext read and encoded together (in parallel) while shipping or seeding.
-pub(crate) const BATCH_BYTES: usize = 64 << 20;
+pub(crate) const BATCH_BYTES: usize = 32 << 20;
 
 /// How bundles are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

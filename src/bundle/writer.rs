@@ -30,7 +30,7 @@ pub(crate) const QUEUE: usize = 2;
 /// Buffers of written blobs, handed back to the encoders.
 type Spare = std::sync::Mutex<Vec<Vec<u8>>>;
 /// The most bytes of spare buffers kept (their capacity).
-const MAX_SPARE_BYTES: usize = 64 << 20;
+const MAX_SPARE_BYTES: usize = 32 << 20;
 
 /// The producing side of [`BundleWriter::pipelined`].
 pub(crate) struct Stage<'a> {
