@@ -100,10 +100,29 @@ fn points(
 }
 
 fn timed<T>(label: &str, f: impl FnOnce() -> replicore::Result<T>) -> replicore::Result<T> {
+    // The step's own peak resident memory: the high-water mark reset first (Linux).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let t = Instant::now();
     let out = f()?;
     println!("{label}\t{:.3}", t.elapsed().as_secs_f64());
+    if let Some(mib) = peak_mib() {
+        println!("{label}: peak resident MiB\t{mib:.1}");
+    }
     Ok(out)
+}
+
+/// The process's peak resident memory (VmHWM: file pages included) in MiB.
+fn peak_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib as f64 / 1024.0)
 }
 
 fn main() -> replicore::Result<()> {
@@ -128,6 +147,9 @@ fn main() -> replicore::Result<()> {
         "build ({n} points, {groups} more groups)\t{:.1}",
         t.elapsed().as_secs_f64()
     );
+    if let Some(mib) = peak_mib() {
+        println!("build: peak resident MiB\t{mib:.1}");
+    }
     println!(
         "ingest of a point, mean of the chain's last {} (one handle)\t{:.4}",
         ROUND.min(n),
@@ -184,18 +206,6 @@ fn main() -> replicore::Result<()> {
             None,
             "verify found damage",
         ));
-    }
-    // Every step above ran in this process: its peak resident memory bounds each one's.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    if let Some(kib) = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    {
-        println!(
-            "peak resident memory of the whole run (MiB)\t{:.1}",
-            kib as f64 / 1024.0
-        );
     }
     Ok(())
 }
