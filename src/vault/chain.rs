@@ -1,20 +1,117 @@
 //! A group's chain as stored: from its head back to its base through the parent ids.
+//!
+//! Loading a chain reads each point file's summary only and keeps a few dozen bytes per point
+//! (a [`Link`]): a chain of 100,000 points costs a few MiB, whatever its points hold. What
+//! needs a point's records (its manifests, its blob table) reads its file whole when it comes
+//! to it, one file at a time ([`Chain::read`]), checked to be the point the walk found.
 
-use std::collections::HashMap;
+use std::path::PathBuf;
 
 use super::head::Head;
 use super::layout::Layout;
 use super::point::{PointFile, StoredPoint};
 use crate::bundle::format::BundleKind;
+use crate::crypto::{KeyId, VerifyingKey};
 use crate::error::{Error, Result};
 use crate::id::PointId;
+use crate::log::MarkerKind;
 
-/// The points of `group`, oldest first, with the head it was read from. `whole` reads and checks
-/// every file entirely (trailer, manifests); otherwise only what listing needs.
+/// One point of a chain as its walk found it: where it is and how it links, without its
+/// records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Link {
+    pub id: PointId,
+    /// Its sequence number (its file is named by it and the id).
+    pub seq: u64,
+    /// The first record's parent, kind and sequence number (see [`PointFile::first`]).
+    pub first: (PointId, BundleKind, u64),
+    /// Records in its file, and the shipped points they stand for.
+    pub records: u64,
+    pub shipped: u64,
+    /// Whether its file starts with a checkpoint.
+    pub checkpoint: bool,
+    /// The point's time (nanoseconds since the Unix epoch) and consistency.
+    pub time_ns: u64,
+    pub consistency: MarkerKind,
+}
+
+impl Link {
+    fn of(file: &PointFile) -> Link {
+        Link {
+            id: file.id(),
+            seq: file.header.seq,
+            first: file.first,
+            records: file.records,
+            shipped: file.shipped,
+            checkpoint: file.checkpoint,
+            time_ns: file.header.time_ns,
+            consistency: file.header.consistency,
+        }
+    }
+}
+
+/// A group's chain: its head, and its points oldest first.
+#[derive(Debug, Clone)]
+pub(crate) struct Chain {
+    pub head: Head,
+    pub links: Vec<Link>,
+    /// The key every point is sealed under and signed by.
+    pub key_id: KeyId,
+    pub verifying_key: VerifyingKey,
+    dir: PathBuf,
+}
+
+impl Chain {
+    /// Where point `l`'s file is.
+    pub fn path(&self, l: &Link) -> PathBuf {
+        self.dir.join(PointFile::file_name(l.seq, &l.id))
+    }
+
+    /// The group's points directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Point `l`'s file read whole and checked (records, hash chain, signature, trailer), and
+    /// checked to be the point the walk found there.
+    pub fn read(&self, l: &Link) -> Result<StoredPoint> {
+        let path = self.path(l);
+        let file = PointFile::read(&path)?;
+        self.check_same(l, &file, &path)?;
+        Ok(StoredPoint { path, file })
+    }
+
+    fn check_same(&self, l: &Link, file: &PointFile, path: &std::path::Path) -> Result<()> {
+        let h = &file.header;
+        if Link::of(file) != *l
+            || h.group != self.head.group
+            || h.key_id() != self.key_id
+            || h.verifying_key != self.verifying_key
+        {
+            return Err(Error::corrupt(
+                format!("chain of group `{}`", self.head.group),
+                None,
+                format!(
+                    "point {}'s file changed since the chain was read",
+                    l.id.to_hex()
+                ),
+            )
+            .with_path(path));
+        }
+        Ok(())
+    }
+}
+
+/// The chain of `group`, each point file's summary read (see the module docs).
+pub(crate) fn load(layout: &Layout, group: &str) -> Result<Chain> {
+    Ok(load_with(layout, group, |_| ())?.0)
+}
+
+/// [`load`], and what `keep` takes of each point's summary, oldest first.
 ///
 /// Each point file links to the one before it by its first record's parent id, and the records
-/// inside a file form a hash chain (checked when it is read), so the shipped headers from the
-/// first point ever shipped (or from a checkpoint the key holder signed) to the head are one
+/// inside a file form a hash chain (checked when it is read whole), so the shipped headers from
+/// the first point ever shipped (or from a checkpoint the key holder signed) to the head are one
 /// hash chain, before and after pruning. The head counts the shipped points, which pruning
 /// never changes. Every file must be signed by one verifying key, the group's pinned one when
 /// it has a pin.
@@ -23,27 +120,22 @@ use crate::id::PointId;
 /// from the head's) is [`Corrupt`](crate::ErrorKind::Corrupt): committed points are never
 /// missing from an undamaged vault. A point signed by another key than the rest of the chain
 /// (or than the pin) is [`Authentication`](crate::ErrorKind::Authentication).
-pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, Vec<StoredPoint>)> {
+pub(crate) fn load_with<T>(
+    layout: &Layout,
+    group: &str,
+    mut keep: impl FnMut(&PointFile) -> T,
+) -> Result<(Chain, Vec<T>)> {
     let head = Head::load(layout, group)?.ok_or_else(|| Error::NotFound {
         what: format!("group `{group}` in vault {}", layout.root().display()),
     })?;
     let dir = layout.points(group);
-    // Point files by the id prefix in their names.
-    let mut by_prefix: HashMap<String, Vec<std::path::PathBuf>> = HashMap::new();
-    for path in crate::fsutil::list_dir(&dir)? {
-        let prefix = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.split_once('-'))
-            .and_then(|(_, rest)| rest.strip_suffix(".rcpt"));
-        if let Some(prefix) = prefix {
-            by_prefix.entry(prefix.to_string()).or_default().push(path);
-        }
-    }
+    let names = Names::list(&dir)?;
     let broken = |detail: String| {
         Error::corrupt(format!("chain of group `{group}`"), None, detail).with_path(&dir)
     };
-    let mut chain: Vec<StoredPoint> = Vec::new();
+    let mut links: Vec<Link> = Vec::new();
+    let mut kept: Vec<T> = Vec::new();
+    let mut key: Option<(KeyId, VerifyingKey)> = None;
     let mut want = head.point;
     let mut last_seq = None;
     let mut headers = 0u64;
@@ -54,26 +146,20 @@ pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, V
                 head.count
             )));
         }
-        let prefix = &want.to_hex()[..16];
         let mut found = None;
-        for path in by_prefix.get(prefix).into_iter().flatten() {
-            let file = if whole {
-                PointFile::read(path)?
-            } else {
-                PointFile::read_listing(path)?
-            };
-            if file.id() == want {
-                found = Some(StoredPoint {
-                    path: path.clone(),
-                    file,
-                });
+        for seq in names.seqs_of(&want) {
+            let path = dir.join(PointFile::file_name(seq, &want));
+            let file = PointFile::read_listing(&path)?;
+            // A file is found by its name: it must hold the point its name says.
+            if file.id() == want && file.header.seq == seq {
+                found = Some((path, file));
                 break;
             }
         }
-        let Some(p) = found else {
+        let Some((path, file)) = found else {
             return Err(broken(format!("point {} is missing", want.to_hex())));
         };
-        let h = &p.file.header;
+        let h = &file.header;
         if h.group != group {
             return Err(broken(format!(
                 "point {} belongs to group `{}`",
@@ -88,27 +174,29 @@ pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, V
                 h.seq
             )));
         }
-        if let Some(next) = chain.last()
-            && (next.file.header.key_id() != h.key_id()
-                || next.file.header.verifying_key != h.verifying_key)
-        {
-            return Err(Error::Authentication {
-                what: format!("chain of group `{group}`"),
-                detail: format!(
-                    "point {} is sealed or signed under another key than its successor",
-                    want.to_hex()
-                ),
+        match key {
+            Some(k) if k != (h.key_id(), h.verifying_key) => {
+                return Err(Error::Authentication {
+                    what: format!("chain of group `{group}`"),
+                    detail: format!(
+                        "point {} is sealed or signed under another key than its successor",
+                        want.to_hex()
+                    ),
+                }
+                .with_path(&path));
             }
-            .with_path(&p.path));
-        }
-        if chain.is_empty() {
-            super::trust::check(layout, group, &h.verifying_key)?;
+            Some(_) => {}
+            None => {
+                super::trust::check(layout, group, &h.verifying_key)?;
+                key = Some((h.key_id(), h.verifying_key));
+            }
         }
         // The oldest merged header's sequence: the next point must be below it.
-        let (parent, kind, first_seq) = p.file.first;
+        let (parent, kind, first_seq) = file.first;
         last_seq = Some(first_seq);
-        headers = headers.saturating_add(p.file.shipped);
-        chain.push(p);
+        headers = headers.saturating_add(file.shipped);
+        links.push(Link::of(&file));
+        kept.push(keep(&file));
         if kind == BundleKind::Base {
             break;
         }
@@ -120,13 +208,74 @@ pub(crate) fn load(layout: &Layout, group: &str, whole: bool) -> Result<(Head, V
             head.count,
         )));
     }
-    if chain[0].file.header.seq != head.seq {
+    if links[0].seq != head.seq {
         return Err(broken(
             "the head's sequence number is not its point's".into(),
         ));
     }
-    chain.reverse();
-    Ok((head, chain))
+    links.reverse();
+    kept.reverse();
+    let (key_id, verifying_key) = key.expect("a chain has a point");
+    Ok((
+        Chain {
+            head,
+            links,
+            key_id,
+            verifying_key,
+            dir,
+        },
+        kept,
+    ))
+}
+
+/// The point file names of a group's directory, as (id prefix, sequence number) pairs sorted:
+/// 16 bytes a file, so finding each point of a long chain costs a binary search.
+struct Names(Vec<(u64, u64)>);
+
+impl Names {
+    fn list(dir: &std::path::Path) -> Result<Names> {
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(dir).map_err(|e| Error::io("listing", Some(dir), e))? {
+            let e = e.map_err(|e| Error::io("listing", Some(dir), e))?;
+            if let Some(n) = e.file_name().to_str().and_then(parse_name) {
+                names.push(n);
+            }
+        }
+        names.sort_unstable();
+        Ok(Names(names))
+    }
+
+    /// The sequence numbers of the files named with `id`'s prefix.
+    fn seqs_of(&self, id: &PointId) -> impl Iterator<Item = u64> + '_ {
+        let prefix = prefix_of(id);
+        let from = self.0.partition_point(|&(p, _)| p < prefix);
+        self.0[from..]
+            .iter()
+            .take_while(move |&&(p, _)| p == prefix)
+            .map(|&(_, s)| s)
+    }
+}
+
+/// The first 8 bytes of `id`, as its file name spells them.
+fn prefix_of(id: &PointId) -> u64 {
+    // Most significant first, as the hex digits read.
+    id.0[..8].iter().fold(0, |v, &b| (v << 8) | u64::from(b))
+}
+
+/// (id prefix, sequence number) of a point file's name as [`PointFile::file_name`] writes it;
+/// `None` for any other name (temporary files, markers, foreign files).
+fn parse_name(name: &str) -> Option<(u64, u64)> {
+    let (digits, rest) = name.split_once('-')?;
+    let hex = rest.strip_suffix(".rcpt")?;
+    let seq: u64 = digits.parse().ok()?;
+    // Only the canonical spelling: lowercase hex, no sign, no extra leading zeros.
+    let canonical = format!("{seq:012}") == digits
+        && hex.len() == 16
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !canonical {
+        return None;
+    }
+    Some((u64::from_str_radix(hex, 16).ok()?, seq))
 }
 
 /// The point file `head` names (for listing: see [`PointFile::read_listing`]), checked to be it.
@@ -148,14 +297,101 @@ pub(crate) fn tip(layout: &Layout, head: &Head) -> Result<PointFile> {
 
 /// Whether point `id` of sequence `seq` was shipped into the chain, kept or since merged by
 /// pruning (used when a bundle is ingested again): the file whose records span `seq` is read.
-pub(crate) fn contains(chain: &[StoredPoint], id: &PointId, seq: u64) -> Result<bool> {
-    let Some(p) = chain.iter().find(|p| p.file.header.seq >= seq) else {
+pub(crate) fn contains(chain: &Chain, id: &PointId, seq: u64) -> Result<bool> {
+    let Some(l) = chain.links.iter().find(|l| l.seq >= seq) else {
         return Ok(false);
     };
-    if p.file.first.2 > seq {
+    if l.first.2 > seq {
         return Ok(false);
     }
-    Ok(super::repair::record_ids(&p.path)?
+    Ok(super::repair::record_ids(&chain.path(l))?
         .iter()
         .any(|(s, i)| *s == seq && i == id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::vault::Vault;
+
+    /// A vault holding a base and eight points of group `g`.
+    fn vault(dir: &std::path::Path) -> Vault {
+        let (bundles, _, _) = crate::vault::retention_crash_tests::bundles(dir, "g");
+        let v = Vault::create(dir.join("v")).unwrap();
+        for b in &bundles {
+            v.ingest(b, &mut |_, _| true).unwrap();
+        }
+        v
+    }
+
+    #[test]
+    fn names_parse_as_written_and_nothing_else() {
+        let id = PointId(std::array::from_fn(|i| (i * 37 + 200) as u8));
+        for seq in [0, 7, 999_999_999_999, 1_000_000_000_000, u64::MAX] {
+            let name = PointFile::file_name(seq, &id);
+            assert_eq!(parse_name(&name), Some((prefix_of(&id), seq)), "{name}");
+        }
+        let good = PointFile::file_name(42, &id);
+        let hex = &id.to_hex()[..16];
+        for bad in [
+            format!("0{good}"),
+            format!("000000000042-{}.rcpt", hex.to_uppercase()),
+            format!("000000000042-{}.rcpt", &hex[..15]),
+            format!("+00000000042-{hex}.rcpt"),
+            format!("000000000042-{hex}.rcpt.tmp"),
+            format!(".000000000042-{hex}.rcpt"),
+            "pending".to_string(),
+        ] {
+            assert_eq!(parse_name(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_link_costs_a_few_dozen_bytes() {
+        // What a chain holds per point, whatever the point's records hold.
+        assert!(
+            std::mem::size_of::<Link>() <= 144,
+            "{}",
+            std::mem::size_of::<Link>()
+        );
+    }
+
+    /// The operator renames a point's file to another sequence number: the chain does not take
+    /// it for the point its name no longer says.
+    #[test]
+    fn a_point_file_renamed_to_another_sequence_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path());
+        let chain = load(&v.layout, "g").unwrap();
+        assert_eq!(chain.links.len(), 9);
+        let l = &chain.links[4];
+        let moved = chain.dir().join(PointFile::file_name(l.seq + 100, &l.id));
+        std::fs::rename(chain.path(l), &moved).unwrap();
+        let e = load(&v.layout, "g").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(e.to_string().contains("is missing"), "{e}");
+        std::fs::rename(&moved, chain.path(l)).unwrap();
+        assert_eq!(load(&v.layout, "g").unwrap().links, chain.links);
+    }
+
+    /// A point file swapped for another point's file after the chain was walked (under an
+    /// operation that reads the files one at a time): the whole read refuses it.
+    #[test]
+    fn a_point_file_swapped_after_the_walk_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path());
+        let chain = load(&v.layout, "g").unwrap();
+        for l in &chain.links {
+            chain.read(l).unwrap();
+        }
+        let (a, b) = (&chain.links[3], &chain.links[5]);
+        std::fs::copy(chain.path(b), chain.path(a)).unwrap();
+        let e = chain.read(a).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(
+            e.to_string().contains("changed since the chain was read"),
+            "{e}"
+        );
+    }
 }

@@ -51,8 +51,8 @@ impl Vault {
     /// is.
     pub fn compact(&self, group: &str, key: &Key) -> Result<Compacted> {
         let _lock = self.lock(LockMode::Exclusive)?;
-        let (head, chain) = chain::load(&self.layout, group, true)?;
-        let first = &chain[0];
+        let chain = chain::load(&self.layout, group)?;
+        let first = &chain.read(&chain.links[0])?;
         super::materialize::authenticate(first, key)?;
         let size = |p: &std::path::Path| {
             std::fs::metadata(p)
@@ -125,10 +125,10 @@ impl Vault {
         file.publish(&first.path, true, |w| put(w, &record, &first.path))?;
         super::repair::end(&self.layout, group)?;
         // Read back: the same chain, the same maps.
-        let (after_head, after) = chain::load(&self.layout, group, true)?;
-        let same = after_head == head
-            && after.len() == chain.len()
-            && after[0].file.decode_disks()? == body.folded;
+        let after = chain::load(&self.layout, group)?;
+        let same = after.head == chain.head
+            && after.links.len() == chain.links.len()
+            && after.read(&after.links[0])?.file.decode_disks()? == body.folded;
         if !same {
             return Err(Error::corrupt(
                 format!("chain of group `{group}`"),

@@ -277,8 +277,10 @@ impl Vault {
                     .with_path(&path)
                 })?
                 .group;
-            let (_, points) = chain::load(&self.layout, &group, true)?;
-            for p in &points {
+            let chain = chain::load(&self.layout, &group)?;
+            // One point file in memory at a time.
+            for l in &chain.links {
+                let p = chain.read(l)?;
                 let body = p.file.body()?;
                 for d in &body.folded {
                     for e in d.extents.iter() {

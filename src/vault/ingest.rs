@@ -130,7 +130,7 @@ impl Vault {
                 if h.verifying_key != group_key {
                     return Err(not_signed_by(bundle, &group_key));
                 }
-                let (_, c) = chain::load(&self.layout, &h.group, false)?;
+                let c = chain::load(&self.layout, &h.group)?;
                 if chain::contains(&c, &id, h.seq)? {
                     return Ok(not_added());
                 }

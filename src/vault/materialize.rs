@@ -350,20 +350,24 @@ impl Vault {
         point: PointId,
         key: &Key,
     ) -> Result<(Disks, SignedHashes, u32)> {
-        let (_, chain) = chain::load(&self.layout, group, true)?;
-        let Some(at) = chain.iter().position(|p| p.file.id() == point) else {
+        let chain = chain::load(&self.layout, group)?;
+        let Some(at) = chain.links.iter().position(|l| l.id == point) else {
             return Err(Error::NotFound {
                 what: format!("point {} in group `{group}`", point.to_hex()),
             });
         };
-        let chain = &chain[..=at];
-        let chunk_size = chain[at].file.header.chunk_size;
+        let mut chunk_size = 0;
         let mut folded: Option<Disks> = None;
         let mut hashes = SignedHashes::default();
-        for p in chain {
-            authenticate(p, key)?;
-            hashes.extend(&p.file.body()?.hashes);
-            let disks = p.file.decode_disks()?;
+        // One point file in memory at a time, oldest first.
+        for l in &chain.links[..=at] {
+            let mut p = chain.read(l)?;
+            authenticate(&p, key)?;
+            chunk_size = p.file.header.chunk_size;
+            p.file.body()?;
+            let body = p.file.body.take().expect("read whole");
+            hashes.extend(&body.hashes);
+            let disks = body.folded;
             match folded.as_mut() {
                 None => {
                     folded = Some(disks.into_iter().map(|d| (d.name, d.extents)).collect());

@@ -319,8 +319,7 @@ impl Vault {
     /// The points of `group`, oldest first.
     pub fn points(&self, group: &str) -> Result<Vec<RecoveryPoint>> {
         let _lock = self.lock(LockMode::Shared)?;
-        let (_, chain) = chain::load(&self.layout, group, false)?;
-        Ok(chain.iter().map(|p| p.file.info()).collect())
+        Ok(chain::load_with(&self.layout, group, point::PointFile::info)?.1)
     }
 
     /// The point of `group` that `selector` picks; [`NotFound`](crate::ErrorKind::NotFound)

@@ -16,8 +16,8 @@ impl Vault {
     /// point is a no-op; a point not in the chain is [`NotFound`](crate::ErrorKind::NotFound).
     pub fn pin(&self, group: &str, point: PointId) -> Result<()> {
         let _lock = self.lock(LockMode::Shared)?;
-        let (_, chain) = chain::load(&self.layout, group, false)?;
-        if !chain.iter().any(|p| p.file.id() == point) {
+        let chain = chain::load(&self.layout, group)?;
+        if !chain.links.iter().any(|l| l.id == point) {
             return Err(Error::NotFound {
                 what: format!("point {} in group `{group}`", point.to_hex()),
             });

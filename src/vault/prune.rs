@@ -23,8 +23,9 @@
 use std::time::SystemTime;
 
 use super::chain;
+use super::chain::{Chain, Link};
 use super::pins;
-use super::point::{PointFile, RecoveryPoint, StoredPoint};
+use super::point::{PointFile, RecoveryPoint};
 use super::records::copy_span;
 use super::{Vault, head::Head};
 use crate::bundle::format::BundleKind;
@@ -103,10 +104,10 @@ impl Vault {
         let _lock = self.lock(LockMode::Shared)?;
         let mut report = PruneReport::default();
         for group in self.group_names()? {
-            let (_, chain) = chain::load(&self.layout, &group, false)?;
+            let (_, infos) = chain::load_with(&self.layout, &group, PointFile::info)?;
             report
                 .groups
-                .push(self.plan_group(&group, &chain, policy, now)?);
+                .push(self.plan_group(&group, infos, policy, now)?);
         }
         Ok(report)
     }
@@ -124,51 +125,52 @@ impl Vault {
             groups: Vec::new(),
         };
         for group in self.group_names()? {
-            let (head, chain) = chain::load(&self.layout, &group, true)?;
-            let planned = self.plan_group(&group, &chain, policy, now)?;
-            let ids: Vec<PointId> = chain.iter().map(|p| p.file.id()).collect();
+            let (chain, infos) = chain::load_with(&self.layout, &group, PointFile::info)?;
+            let planned = self.plan_group(&group, infos, policy, now)?;
             if planned.merges.is_empty() {
                 report.groups.push(planned);
                 continue;
             }
             let keep: Vec<bool> = planned.points.iter().map(|p| p.rule.keeps()).collect();
+            // Every file whose records are copied is read whole and checked before anything
+            // changes.
             let merged = merge(&chain, &keep)?;
             super::repair::begin(&self.layout, &group)?;
-            for (p, file, sources) in &merged {
-                file.publish(&p.path, true, |w| {
-                    for s in sources {
-                        let body = s.file.body()?;
-                        if copy_span(&s.path, body.span, w, &p.path)? != body.span_hash {
+            for m in &merged {
+                let path = chain.path(m.into);
+                m.file.publish(&path, true, |w| {
+                    for s in &m.sources {
+                        let from = chain.path(s.link);
+                        if copy_span(&from, s.span, w, &path)? != s.span_hash {
                             return Err(Error::corrupt(
                                 "recovery-point file",
                                 None,
                                 "it changed between its checks and the copy of its records",
                             )
-                            .with_path(&s.path));
+                            .with_path(&from));
                         }
                     }
                     Ok(())
                 })?;
             }
             // Every kept point now links past the pruned ones: their files are leftovers.
-            for (p, k) in chain.iter().zip(&keep) {
+            for (l, k) in chain.links.iter().zip(&keep) {
                 if !k {
-                    remove(&p.path, "a pruned point")?;
+                    remove(&chain.path(l), "a pruned point")?;
                 }
             }
             sync_dir(&self.layout.points(&group))?;
             super::repair::end(&self.layout, &group)?;
             // Read back: the chain links, counts the same shipped points, and holds the kept
             // ones in order.
-            let (after_head, after) = chain::load(&self.layout, &group, false)?;
-            let kept: Vec<PointId> = ids
+            let after = chain::load(&self.layout, &group)?;
+            let kept = chain
+                .links
                 .iter()
                 .zip(&keep)
                 .filter(|(_, k)| **k)
-                .map(|(id, _)| *id)
-                .collect();
-            let now_ids: Vec<PointId> = after.iter().map(|p| p.file.id()).collect();
-            if after_head != head || now_ids != kept {
+                .map(|(l, _)| l.id);
+            if after.head != chain.head || !after.links.iter().map(|l| l.id).eq(kept) {
                 return Err(Error::corrupt(
                     format!("chain of group `{group}`"),
                     None,
@@ -193,12 +195,11 @@ impl Vault {
     fn plan_group(
         &self,
         group: &str,
-        chain: &[StoredPoint],
+        infos: Vec<RecoveryPoint>,
         policy: &RetentionPolicy,
         now: SystemTime,
     ) -> Result<GroupPrune> {
         let pinned = pins::read(&self.layout, group)?;
-        let infos: Vec<RecoveryPoint> = chain.iter().map(|p| p.file.info()).collect();
         let facts: Vec<PlanPoint> = infos
             .iter()
             .map(|p| PlanPoint {
@@ -239,46 +240,65 @@ impl Vault {
     }
 }
 
-/// The new files of the kept points that take pruned ones: for each, the stored point it
-/// replaces, its summary, and the files whose records it holds, in order. `chain` is read
-/// whole; `keep` has one flag per point and keeps the last.
-#[allow(clippy::type_complexity)]
-fn merge<'a>(
-    chain: &'a [StoredPoint],
-    keep: &[bool],
-) -> Result<Vec<(&'a StoredPoint, PointFile, Vec<&'a StoredPoint>)>> {
+/// A file whose records a merged point file copies: the byte range of its records and their
+/// BLAKE3, as its whole read checked them.
+struct Source<'a> {
+    link: &'a Link,
+    span: (u64, u64),
+    span_hash: blake3::Hash,
+}
+
+/// The new file of a kept point that takes pruned ones.
+struct Merged<'a> {
+    /// The kept point whose file it replaces.
+    into: &'a Link,
+    /// Its summary.
+    file: PointFile,
+    /// The files whose records it holds, in order (the kept point's own last).
+    sources: Vec<Source<'a>>,
+}
+
+/// The new files of the kept points that take pruned ones; `keep` has one flag per point and
+/// keeps the last. Each file a merge copies is read whole (checked) here, one at a time: what
+/// is kept of it is its records' span and hash.
+fn merge<'a>(chain: &'a Chain, keep: &[bool]) -> Result<Vec<Merged<'a>>> {
     let mut out = Vec::new();
-    let mut run: Vec<&StoredPoint> = Vec::new();
-    for (p, &k) in chain.iter().zip(keep) {
+    let mut run: Vec<Source<'a>> = Vec::new();
+    for (l, &k) in chain.links.iter().zip(keep) {
+        if k && run.is_empty() {
+            continue;
+        }
+        let p = chain.read(l)?;
+        let body = p.file.body()?;
+        run.push(Source {
+            link: l,
+            span: body.span,
+            span_hash: body.span_hash,
+        });
         if !k {
-            run.push(p);
             continue;
         }
-        if run.is_empty() {
-            continue;
-        }
-        run.push(p);
-        let first = run[0];
+        let first = run[0].link;
         let mut records = 0u64;
         let mut shipped = 0u64;
         for s in &run {
-            records = records.saturating_add(s.file.records);
-            shipped = shipped.saturating_add(s.file.shipped);
+            records = records.saturating_add(s.link.records);
+            shipped = shipped.saturating_add(s.link.shipped);
         }
-        debug_assert!(
-            first.file.first.1 == BundleKind::Base || first.file.first.0 != PointId::ZERO
-        );
+        debug_assert!(first.first.1 == BundleKind::Base || first.first.0 != PointId::ZERO);
         let file = PointFile {
-            header_bytes: p.file.header_bytes.clone(),
-            header: p.file.header.clone(),
-            first: first.file.first,
+            first: first.first,
             records,
             shipped,
-            checkpoint: first.file.checkpoint,
-            disks: p.file.disks.clone(),
+            checkpoint: first.checkpoint,
             body: None,
+            ..p.file
         };
-        out.push((p, file, std::mem::take(&mut run)));
+        out.push(Merged {
+            into: l,
+            file,
+            sources: std::mem::take(&mut run),
+        });
     }
     if !run.is_empty() {
         return Err(Error::invalid_argument(

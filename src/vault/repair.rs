@@ -88,14 +88,13 @@ pub(crate) fn clean_leftovers(layout: &Layout) -> Result<()> {
         // A group's points directory and its head file share a name (not `set_extension`:
         // group names may hold dots).
         let head_path = crate::fsutil::with_suffix(&layout.heads().join(stem), ".rchead");
-        let keep: Vec<PathBuf> = if !head_path.exists() {
-            Vec::new()
+        // A set: a long chain's directory is not searched once per file.
+        let keep: std::collections::HashSet<PathBuf> = if !head_path.exists() {
+            Default::default()
         } else {
             // A head or chain that does not load is damage: touch nothing.
-            match Head::read(&head_path).and_then(|h| chain::load(layout, &h.group, false)) {
-                Ok((_, c)) if c.first().is_some_and(|p| p.path.parent() == Some(&dir)) => {
-                    c.into_iter().map(|p| p.path).collect()
-                }
+            match Head::read(&head_path).and_then(|h| chain::load(layout, &h.group)) {
+                Ok(c) if c.dir() == dir => c.links.iter().map(|l| c.path(l)).collect(),
                 _ => continue,
             }
         };
@@ -226,7 +225,10 @@ impl Vault {
                 crate::fsutil::create_private_dir(&self.layout.heads())
                     .map_err(|e| Error::io("creating", Some(&self.layout.heads()), e))?;
                 write_atomic(&self.layout.head(group), &head.encode()?, true)?;
-                chain::load(&self.layout, group, true)?;
+                let chain = chain::load(&self.layout, group)?;
+                for l in &chain.links {
+                    chain.read(l)?;
+                }
                 return Ok(RebuiltHead {
                     point: head.point,
                     seq: head.seq,

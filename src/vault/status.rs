@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::pack::ENTRY_LEN;
-use super::point::RecoveryPoint;
+use super::point::{PointFile, RecoveryPoint};
 use super::{Vault, chain};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent::Source;
@@ -47,9 +47,10 @@ impl Vault {
         last_error: Option<ErrorKind>,
     ) -> Result<GroupStatus> {
         let _lock = self.lock(LockMode::Shared)?;
-        let (_, chain) = chain::load(&self.layout, group, true)?;
+        let (chain, points) = chain::load_with(&self.layout, group, PointFile::info)?;
         let mut blobs: HashMap<crate::BlobId, u64> = HashMap::new();
-        for p in &chain {
+        for l in &chain.links {
+            let p = chain.read(l)?;
             let body = p.file.body()?;
             for d in &body.folded {
                 for e in d.extents.iter() {
@@ -60,7 +61,6 @@ impl Vault {
                 }
             }
         }
-        let points: Vec<RecoveryPoint> = chain.iter().map(|p| p.file.info()).collect();
         let Some(head) = points.last().cloned() else {
             return Err(Error::NotFound {
                 what: format!("a point of group `{group}`"),

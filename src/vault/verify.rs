@@ -176,18 +176,26 @@ impl Vault {
                 }
             };
             let group = group.clone().unwrap_or_default();
-            let keyed = key.filter(|k| chain[0].file.header.key_id() == k.id());
+            let keyed = key.filter(|k| chain.key_id == k.id());
             if key.is_some() && keyed.is_none() {
                 report.other_key_groups.push(group.clone());
             }
             let mut folded: HashMap<String, ExtentMap<Source>> = HashMap::new();
             let mut hashes = super::records::SignedHashes::default();
-            for p in chain {
+            // One point file in memory at a time.
+            for l in &chain.links {
+                let p = match chain.read(l) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        report.damage.push(group_damage(&group, &e));
+                        break;
+                    }
+                };
                 report.points += 1;
                 let h = &p.file.header;
                 let me = (group.clone(), h.seq, p.file.id());
                 if let Some(k) = keyed
-                    && let Err(e) = super::materialize::authenticate(p, k)
+                    && let Err(e) = super::materialize::authenticate(&p, k)
                 {
                     report.damage.push(Damage {
                         object: p.path.display().to_string(),
@@ -294,12 +302,7 @@ impl Vault {
     #[allow(clippy::type_complexity)]
     fn load_chains(
         &self,
-    ) -> Result<
-        Vec<(
-            Option<String>,
-            std::result::Result<Vec<super::point::StoredPoint>, Damage>,
-        )>,
-    > {
+    ) -> Result<Vec<(Option<String>, std::result::Result<chain::Chain, Damage>)>> {
         Ok(super::head::Head::all(&self.layout)?
             .into_iter()
             .map(|(path, head)| match head {
@@ -325,13 +328,8 @@ impl Vault {
                     }),
                 ),
                 Ok(h) => {
-                    let chain = chain::load(&self.layout, &h.group, true)
-                        .map(|(_, c)| c)
-                        .map_err(|e| Damage {
-                            object: format!("group `{}`", h.group),
-                            detail: e.to_string(),
-                            points: Vec::new(),
-                        });
+                    let chain =
+                        chain::load(&self.layout, &h.group).map_err(|e| group_damage(&h.group, &e));
                     (Some(h.group), chain)
                 }
             })
@@ -382,6 +380,15 @@ impl Vault {
     }
 }
 
+/// A group whose chain does not read, and why.
+fn group_damage(group: &str, e: &Error) -> Damage {
+    Damage {
+        object: format!("group `{group}`"),
+        detail: e.to_string(),
+        points: Vec::new(),
+    }
+}
+
 /// The intact stored copy of blob `id` whose sealed bytes a point's signature covers, or why
 /// there is none.
 fn intact_copy(
@@ -419,10 +426,7 @@ fn intact_copy(
 /// For each blob of `bad`, every point (group, sequence, id) whose folded disks read it.
 #[allow(clippy::type_complexity)]
 fn points_reading(
-    chains: &[(
-        Option<String>,
-        std::result::Result<Vec<super::point::StoredPoint>, Damage>,
-    )],
+    chains: &[(Option<String>, std::result::Result<chain::Chain, Damage>)],
     bad: &HashMap<BlobId, String>,
 ) -> HashMap<BlobId, Vec<(String, u64, PointId)>> {
     let mut affected: HashMap<BlobId, Vec<(String, u64, PointId)>> = HashMap::new();
@@ -430,8 +434,8 @@ fn points_reading(
         let Ok(chain) = chain else { continue };
         let group = group.clone().unwrap_or_default();
         let mut folded: HashMap<String, ExtentMap<Source>> = HashMap::new();
-        for p in chain {
-            let Ok(disks) = p.file.decode_disks() else {
+        for l in &chain.links {
+            let Ok(disks) = chain.read(l).and_then(|p| p.file.decode_disks()) else {
                 continue;
             };
             for d in disks {
@@ -451,11 +455,10 @@ fn points_reading(
                         && bad.contains_key(&id)
                         && seen.insert(id)
                     {
-                        affected.entry(id).or_default().push((
-                            group.clone(),
-                            p.file.header.seq,
-                            p.file.id(),
-                        ));
+                        affected
+                            .entry(id)
+                            .or_default()
+                            .push((group.clone(), l.seq, l.id));
                     }
                 }
             }
