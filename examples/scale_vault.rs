@@ -161,11 +161,21 @@ fn main() -> replicore::Result<()> {
     })?;
     let listed = timed("list the long group's points", || vault.points("long"))?;
     assert_eq!(listed.len() as u64, n + 2);
+    drop(listed);
     // Again, its files now in the page cache (the first listing after the build may read them
     // from the device).
     timed("list the long group's points again", || {
-        vault.points("long")
+        vault.points("long").map(drop)
     })?;
+    // One at a time, as the command line lists them.
+    let mut count = 0u64;
+    timed("list the long group's points one at a time", || {
+        vault.each_point("long", |_| {
+            count += 1;
+            Ok(())
+        })
+    })?;
+    assert_eq!(count, n + 2);
     timed("list the groups", || vault.groups())?;
     let now = UNIX_EPOCH + Duration::from_secs(last + 60);
     // The newest half of the chain is kept: the same share is pruned at every size.
@@ -175,7 +185,7 @@ fn main() -> replicore::Result<()> {
         extra_hourly: 0,
         keep_last: (n / 2).max(1) as u32,
     };
-    timed("plan a prune", || vault.plan_prune(&policy, now))?;
+    timed("plan a prune", || vault.plan_prune(&policy, now).map(drop))?;
     let pruned = timed("prune", || vault.prune(&policy, now))?;
     println!("points pruned\t{}", pruned.pruned());
     timed("gc", || vault.gc(&mut ok))?;

@@ -33,10 +33,32 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 w=$WORK
 
+# What an operator runs on the vault the example left in $1 (its long group about $2 points
+# after the example's prune), each in its own process: time and peak anonymous memory (the
+# example's figures are the resident peak of one process that ran every step). The prune
+# keeps the newest half again.
+cli_rows() {
+    local v=$1/vault keep=$(($2 / 2)) far=2100-01-01T00:00:00Z
+    local steps=(
+        "command line: vault points --json|vault points $v --group long --json"
+        "command line: vault prune --dry-run|vault prune $v --window 1 --keep-last $keep --now $far --dry-run"
+        "command line: vault prune|vault prune $v --window 1 --keep-last $keep --now $far"
+        "command line: vault gc|vault gc $v"
+        "command line: vault verify|vault verify $v"
+    )
+    for s in "${steps[@]}"; do
+        # shellcheck disable=SC2086
+        $mem "${s%%|*}" "$bin" ${s#*|} |
+            awk -F'\t' '{ print $1 "\t" $2; print $1 ": peak anonymous MiB\t" $3 }'
+    done
+}
+
 # Long chains and many groups: both sizes, then one row per step with the growth for 10x.
 vault_part() {
     "$target/examples/scale_vault" "$POINTS" "$GROUPS_" "$w/small" > "$w/small.tsv"
+    cli_rows "$w/small" $((POINTS / 2)) >> "$w/small.tsv"
     "$target/examples/scale_vault" $((POINTS * 10)) $((GROUPS_ * 10)) "$w/large" > "$w/large.tsv"
+    cli_rows "$w/large" $((POINTS * 5)) >> "$w/large.tsv"
     python3 - "$w/small.tsv" "$w/large.tsv" "$POINTS" "$GROUPS_" <<'PY'
 import sys
 small = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]

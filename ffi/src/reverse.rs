@@ -166,12 +166,7 @@ pub unsafe extern "C" fn replicore_vault_track_failover(
         let state_path = unsafe { handle::str(state_path, "state_path") }?;
         let out = unsafe { handle::out(log_out, "log_out") }?;
         check_flags(flags)?;
-        let Some(p) = vault.points(group)?.into_iter().find(|p| p.id == id) else {
-            return Err(Error::NotFound {
-                what: format!("point {} of group `{group}`", id.to_hex()),
-            }
-            .into());
-        };
+        let p = vault.select(group, replicore::vault::Selector::Id(id))?;
         let from = TrackFrom {
             group: group.to_string(),
             point: p.id,

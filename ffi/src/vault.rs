@@ -341,12 +341,17 @@ pub unsafe extern "C" fn replicore_vault_points(
         if points_out.is_null() && capacity > 0 {
             return Err(handle::Failure::Null("points_out"));
         }
-        let points = vault.points(group)?;
-        for (i, p) in points.iter().take(capacity).enumerate() {
-            // SAFETY: per this function's contract, `points_out` holds `capacity` entries.
-            unsafe { points_out.add(i).write(point_info(p)) };
-        }
-        *count = points.len();
+        // One point at a time: a long chain is never held as a list here.
+        let mut n = 0usize;
+        vault.each_point(group, |p| {
+            if n < capacity {
+                // SAFETY: per this function's contract, `points_out` holds `capacity` entries.
+                unsafe { points_out.add(n).write(point_info(&p)) };
+            }
+            n += 1;
+            Ok(())
+        })?;
+        *count = n;
         Ok(())
     })
 }

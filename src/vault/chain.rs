@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use super::head::Head;
 use super::layout::Layout;
-use super::point::{PointFile, StoredPoint};
+use super::point::{PointFile, RecoveryPoint, StoredPoint};
 use crate::bundle::format::BundleKind;
 use crate::crypto::{KeyId, VerifyingKey};
 use crate::error::{Error, Result};
@@ -79,6 +79,14 @@ impl Chain {
         let file = PointFile::read(&path)?;
         self.check_same(l, &file, &path)?;
         Ok(StoredPoint { path, file })
+    }
+
+    /// What point `l` is, from its file's summary, checked to be the point the walk found.
+    pub fn info(&self, l: &Link) -> Result<RecoveryPoint> {
+        let path = self.path(l);
+        let file = PointFile::read_listing(&path)?;
+        self.check_same(l, &file, &path)?;
+        Ok(file.info())
     }
 
     fn check_same(&self, l: &Link, file: &PointFile, path: &std::path::Path) -> Result<()> {
@@ -393,5 +401,50 @@ mod tests {
             e.to_string().contains("changed since the chain was read"),
             "{e}"
         );
+    }
+
+    /// Listing one point at a time gives the list, in order; the caller's error stops it; a
+    /// selection by links picks the point the list would.
+    #[test]
+    fn each_point_and_select_agree_with_the_list() {
+        use crate::vault::Selector;
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path());
+        let all = v.points("g").unwrap();
+        let mut one_by_one = Vec::new();
+        v.each_point("g", |p| {
+            one_by_one.push(p);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(one_by_one, all);
+        let mut calls = 0;
+        let e = v
+            .each_point("g", |_| {
+                calls += 1;
+                if calls == 3 {
+                    return Err(Error::Cancelled { what: "t".into() });
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!((e.kind(), calls), (ErrorKind::Cancelled, 3));
+        let app = all.iter().rev().find(|p| p.consistency == MarkerKind::App);
+        assert_eq!(
+            v.select("g", Selector::LatestAppConsistent).ok().as_ref(),
+            app
+        );
+        assert_eq!(
+            &v.select("g", Selector::Latest).unwrap(),
+            all.last().unwrap()
+        );
+        for p in &all {
+            assert_eq!(&v.select("g", Selector::Id(p.id)).unwrap(), p);
+            assert_eq!(&v.select("g", Selector::AtOrBefore(p.time)).unwrap(), p);
+        }
+        let before = all[0].time - std::time::Duration::from_secs(1);
+        let e = v.select("g", Selector::AtOrBefore(before)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(v.each_point("nope", |_| Ok(())).is_err());
     }
 }

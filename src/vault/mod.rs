@@ -316,22 +316,41 @@ impl Vault {
         self.group_names()
     }
 
-    /// The points of `group`, oldest first.
+    /// The points of `group`, oldest first. A long chain's list is large (a few hundred bytes
+    /// a point): [`each_point`](Self::each_point) hands them over one at a time instead.
     pub fn points(&self, group: &str) -> Result<Vec<RecoveryPoint>> {
         let _lock = self.lock(LockMode::Shared)?;
         Ok(chain::load_with(&self.layout, group, point::PointFile::info)?.1)
     }
 
+    /// Calls `f` with each point of `group`, oldest first, holding one at a time (and the
+    /// chain's links, a few dozen bytes a point). The chain is walked and checked before the
+    /// first call, so an error from the chain comes before any point; an error from `f` stops
+    /// the walk and is returned.
+    pub fn each_point(
+        &self,
+        group: &str,
+        mut f: impl FnMut(RecoveryPoint) -> Result<()>,
+    ) -> Result<()> {
+        let _lock = self.lock(LockMode::Shared)?;
+        let chain = chain::load(&self.layout, group)?;
+        for l in &chain.links {
+            f(chain.info(l)?)?;
+        }
+        Ok(())
+    }
+
     /// The point of `group` that `selector` picks; [`NotFound`](crate::ErrorKind::NotFound)
     /// when none fits.
     pub fn select(&self, group: &str, selector: Selector) -> Result<RecoveryPoint> {
-        let points = self.points(group)?;
-        selector
-            .pick(&points)
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
+        let _lock = self.lock(LockMode::Shared)?;
+        let chain = chain::load(&self.layout, group)?;
+        match selector.pick_link(&chain.links) {
+            Some(l) => chain.info(l),
+            None => Err(Error::NotFound {
                 what: format!("a point of group `{group}` ({selector})"),
-            })
+            }),
+        }
     }
 
     /// Where the files of `group`'s points are (for tools and tests).

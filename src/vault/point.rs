@@ -95,16 +95,22 @@ impl std::fmt::Display for Selector {
 }
 
 impl Selector {
-    /// Picks from `points` (oldest first).
-    pub(crate) fn pick<'a>(&self, points: &'a [RecoveryPoint]) -> Option<&'a RecoveryPoint> {
+    /// Picks from a chain's `links` (oldest first).
+    pub(crate) fn pick_link<'a>(
+        &self,
+        links: &'a [super::chain::Link],
+    ) -> Option<&'a super::chain::Link> {
         match *self {
-            Selector::Latest => points.last(),
-            Selector::LatestAppConsistent => points
+            Selector::Latest => links.last(),
+            Selector::LatestAppConsistent => links
                 .iter()
                 .rev()
-                .find(|p| p.consistency == MarkerKind::App),
-            Selector::AtOrBefore(t) => points.iter().rev().find(|p| p.time <= t),
-            Selector::Id(id) => points.iter().find(|p| p.id == id),
+                .find(|l| l.consistency == MarkerKind::App),
+            Selector::AtOrBefore(t) => links
+                .iter()
+                .rev()
+                .find(|l| UNIX_EPOCH + Duration::from_nanos(l.time_ns) <= t),
+            Selector::Id(id) => links.iter().find(|l| l.id == id),
         }
     }
 }

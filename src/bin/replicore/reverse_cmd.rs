@@ -225,11 +225,7 @@ pub fn track_after_failover(
 ) -> CmdResult {
     use replicore::bundle::{TrackFrom, track};
     use replicore::log::DiskSpec;
-    let p = v
-        .points(group)?
-        .into_iter()
-        .find(|p| p.id == point)
-        .ok_or_else(|| Failure::Other(format!("point {} vanished", point.to_hex())))?;
+    let p = v.select(group, replicore::vault::Selector::Id(point))?;
     let dir = parent(log);
     step(dir, group, &[ProtectionState::FailedOver(kind)], false)?;
     let specs = written

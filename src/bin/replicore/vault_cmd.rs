@@ -1,5 +1,6 @@
 //! `replicore vault ...` and `replicore failover`: on the recovery site.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -248,31 +249,53 @@ fn points(dir: &Path, group: Option<&str>, as_json: bool) -> CmdResult {
         Some(g) => vec![g.to_string()],
         None => v.groups()?,
     };
-    let mut all = Vec::new();
+    // One point at a time: a chain of 100,000 points is never held as a list.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let io = |e| replicore::Error::io("writing the list of points", None, e);
+    let mut n = 0u64;
+    // A reader that stops early (`| head`) ends the listing, quietly.
+    let mut closed = false;
     for g in &groups {
-        all.extend(v.points(g)?);
+        let listed = v.each_point(g, |p| {
+            let text = if as_json {
+                // The pretty form of one JSON array, written element by element.
+                let item = format!("{:#}", point_json(&p)).replace('\n', "\n  ");
+                format!("{}  {item}", if n == 0 { "[\n" } else { ",\n" })
+            } else {
+                format!(
+                    "{} {:>6} {} {:<5} {} {}{}\n",
+                    p.group,
+                    p.seq,
+                    format_time(p.time),
+                    kind(p.consistency),
+                    &p.id.to_hex()[..16],
+                    p.label,
+                    match (p.checkpoint, p.merged) {
+                        (true, n) => format!(" (signed checkpoint of {} shipped points)", n + 1),
+                        (false, 0) => String::new(),
+                        (false, n) => format!(" (holds {n} pruned points)"),
+                    }
+                )
+            };
+            n += 1;
+            out.write_all(text.as_bytes()).map_err(|e| {
+                closed = e.kind() == std::io::ErrorKind::BrokenPipe;
+                io(e)
+            })
+        });
+        match listed {
+            Err(_) if closed => return Ok(()),
+            other => other?,
+        }
     }
     if as_json {
-        println!("{:#}", Value::Array(all.iter().map(point_json).collect()));
-        return Ok(());
+        out.write_all(if n == 0 { b"[]\n" } else { b"\n]\n" })
+            .map_err(io)?;
     }
-    for p in &all {
-        println!(
-            "{} {:>6} {} {:<5} {} {}{}",
-            p.group,
-            p.seq,
-            format_time(p.time),
-            kind(p.consistency),
-            &p.id.to_hex()[..16],
-            p.label,
-            match (p.checkpoint, p.merged) {
-                (true, n) => format!(" (signed checkpoint of {} shipped points)", n + 1),
-                (false, 0) => String::new(),
-                (false, n) => format!(" (holds {n} pruned points)"),
-            }
-        );
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(io(e).into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn prune(a: PruneArgs) -> CmdResult {
@@ -369,12 +392,13 @@ fn selector(v: &Vault, group: &str, s: &str) -> Result<Selector, Failure> {
                     "--point `{s}`: expected latest, latest-app, at:RFC3339 or a point id (at least 8 hex digits)"
                 )));
             }
-            let found: Vec<PointId> = v
-                .points(group)?
-                .iter()
-                .filter(|p| p.id.to_hex().starts_with(&lower))
-                .map(|p| p.id)
-                .collect();
+            let mut found: Vec<PointId> = Vec::new();
+            v.each_point(group, |p| {
+                if p.id.to_hex().starts_with(&lower) {
+                    found.push(p.id);
+                }
+                Ok(())
+            })?;
             match found.as_slice() {
                 [id] => Selector::Id(*id),
                 [] => {
