@@ -87,9 +87,12 @@ pub struct GcReport {
     pub damaged_packs: Vec<PackId>,
 }
 
-/// One pack's fate.
+/// One pack's fate: what GC keeps of its index (not the dead entries).
 struct PackPlan {
-    index: std::sync::Arc<PackIndex>,
+    pack: PackId,
+    pack_len: u64,
+    /// Entries in its index.
+    entries: usize,
     /// Its entries GC keeps (live, and this is the copy kept).
     live: Vec<IndexEntry>,
 }
@@ -103,7 +106,7 @@ impl PackPlan {
     }
 
     fn entry_bytes(&self) -> u64 {
-        self.index.pack_len - (PREAMBLE_LEN + TRAILER_LEN) as u64
+        self.pack_len - (PREAMBLE_LEN + TRAILER_LEN) as u64
     }
 }
 
@@ -116,33 +119,35 @@ impl Vault {
     pub fn gc(&self, progress: Progress<'_>) -> Result<GcReport> {
         let _lock = self.lock(LockMode::Exclusive)?;
         clean_leftovers(&self.layout)?;
-        let live = self.mark()?;
-        let index = self.refreshed_index()?;
+        let mut live = self.mark()?;
+        // The pack indexes are read one at a time, not into a blob index: a vault of many
+        // small packs (one per ingest until a GC) is not held whole. The handle's snapshot is
+        // dropped too; the next operation lists the packs again.
+        self.forget_index();
+        let pack_ids = self.layout.pack_ids()?;
         let mut report = GcReport {
-            packs_before: index.packs.len() as u64,
+            packs_before: pack_ids.len() as u64,
             ..GcReport::default()
         };
-        // The copy of each live blob GC keeps: the one the blob index resolves to.
-        let mut plans: Vec<PackPlan> = Vec::new();
-        let mut pack_ids: Vec<&PackId> = index.packs.keys().collect();
-        pack_ids.sort();
-        for id in pack_ids {
-            let pi = &index.packs[id];
+        // The copy of each live blob GC keeps: the first in pack order.
+        let mut plans: Vec<PackPlan> = Vec::with_capacity(pack_ids.len());
+        for id in &pack_ids {
+            let pi = PackIndex::load(&self.layout, id)?;
             report.bytes_before += pi.pack_len;
-            let live: Vec<IndexEntry> = pi
+            let kept: Vec<IndexEntry> = pi
                 .entries
                 .iter()
-                .filter(|e| {
-                    live.contains(&(e.id, e.hash))
-                        && index.get(&e.id, &e.hash).is_some_and(|(p, _)| p == id)
-                })
+                .filter(|e| live.remove(&(e.id, e.hash)))
                 .copied()
                 .collect();
             plans.push(PackPlan {
-                index: std::sync::Arc::clone(pi),
-                live,
+                pack: pi.pack,
+                pack_len: pi.pack_len,
+                entries: pi.entries.len(),
+                live: kept,
             });
         }
+        drop(live);
         report.live_blobs = plans.iter().map(|p| p.live.len() as u64).sum();
         report.live_bytes = plans.iter().map(PackPlan::live_bytes).sum();
         let (mut gone, mut rewrite, mut small) = (Vec::new(), Vec::new(), Vec::new());
@@ -174,7 +179,7 @@ impl Vault {
         let mut written = Vec::new();
         let mut copied = Vec::new();
         for p in rewrite {
-            let path = self.layout.pack(&p.index.pack);
+            let path = self.layout.pack(&p.pack);
             let f = File::open(&path).map_err(|e| Error::io("opening a pack", Some(&path), e))?;
             let mut blobs = Vec::with_capacity(p.live.len());
             let mut damaged = false;
@@ -190,7 +195,7 @@ impl Vault {
             }
             if damaged {
                 // Removing nothing from it, and copying nothing: verify reports the damage.
-                report.damaged_packs.push(p.index.pack);
+                report.damaged_packs.push(p.pack);
                 continue;
             }
             for (e, b) in p.live.iter().zip(&blobs) {
@@ -224,26 +229,25 @@ impl Vault {
         report.blobs_removed = gone
             .iter()
             .chain(&copied)
-            .map(|p| (p.index.entries.len() - p.live.len()) as u64)
+            .map(|p| (p.entries - p.live.len()) as u64)
             .sum();
         // The new packs are published: now the old ones go, indexes first.
-        let old: Vec<PackId> = gone.iter().chain(&copied).map(|p| p.index.pack).collect();
+        let old: Vec<PackId> = gone.iter().chain(&copied).map(|p| p.pack).collect();
+        drop((gone, copied));
         // The sorted index of the packs that stay, before any pack goes: whatever the crash,
-        // the index names only packs that are there.
+        // the index names only packs that are there. Their indexes are read again (after a GC
+        // they are few: small packs were combined).
         let going: HashSet<&PackId> = old.iter().collect();
-        let mut stay: Vec<&PackIndex> = index
-            .packs
-            .values()
-            .map(|p| &**p)
-            .filter(|p| !going.contains(&p.pack))
-            .chain(&published)
-            .collect();
+        let mut stay: Vec<PackIndex> = Vec::new();
+        for id in pack_ids.iter().filter(|id| !going.contains(id)) {
+            stay.push(PackIndex::load(&self.layout, id)?);
+        }
+        stay.extend(published);
         stay.sort_by_key(|p| p.pack);
-        SortedIndex::write(&self.layout, &stay)?;
+        SortedIndex::write(&self.layout, &stay.iter().collect::<Vec<_>>())?;
         remove_packs(&self.layout, &old)?;
-        let after = self.refreshed_index()?;
-        report.packs_after = after.packs.len() as u64;
-        report.bytes_after = after.packs.values().map(|p| p.pack_len).sum();
+        report.packs_after = stay.len() as u64;
+        report.bytes_after = stay.iter().map(|p| p.pack_len).sum();
         progress(total, total);
         Ok(report)
     }
