@@ -89,6 +89,16 @@ impl Chain {
         Ok(file.info())
     }
 
+    /// Reads every point file whole, one at a time, and checks it (see [`read`](Self::read)):
+    /// what an operation that acts on summaries (its plan, its selection) does before it acts,
+    /// so that a summary the walk read is one its records and signature bear out.
+    pub fn check_all(&self) -> Result<()> {
+        for l in &self.links {
+            self.read(l)?;
+        }
+        Ok(())
+    }
+
     fn check_same(&self, l: &Link, file: &PointFile, path: &std::path::Path) -> Result<()> {
         let h = &file.header;
         if Link::of(file) != *l
@@ -446,5 +456,92 @@ mod tests {
         let e = v.select("g", Selector::AtOrBefore(before)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(v.each_point("nope", |_| Ok(())).is_err());
+    }
+
+    /// The operator forges the newest point's summary (its header's consistency flipped to
+    /// app: a new id, the file renamed to it, the head rewritten; the records left as they
+    /// were, so only a whole read can tell). The walk takes it; a failover to an older point
+    /// and a prune (whose plan would keep the forged point as the newest app-consistent one)
+    /// are refused before anything is written or removed.
+    #[test]
+    fn a_forged_summary_past_the_chosen_point_stops_failover_and_prune() {
+        use crate::bundle::format::BundleHeader;
+        use crate::vault::Selector;
+        let dir = tempfile::tempdir().unwrap();
+        let (bundles, key, _) = crate::vault::retention_crash_tests::bundles(dir.path(), "g");
+        let v = Vault::create(dir.path().join("v")).unwrap();
+        for b in &bundles {
+            v.ingest(b, &mut |_, _| true).unwrap();
+        }
+        let chain = load(&v.layout, "g").unwrap();
+        let last = chain.links.last().unwrap().clone();
+        assert_eq!(last.consistency, MarkerKind::Crash);
+        let path = chain.path(&last);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let hl = usize::from(u16::from_le_bytes([bytes[80], bytes[81]]));
+        let mut header = BundleHeader::decode(&bytes[82..82 + hl], 82).unwrap();
+        header.consistency = MarkerKind::App;
+        let forged = header.encode().unwrap();
+        assert_eq!(forged.len(), hl);
+        bytes[82..82 + hl].copy_from_slice(&forged);
+        let n = bytes.len() - 32;
+        let trailer = *blake3::hash(&bytes[..n]).as_bytes();
+        bytes[n..].copy_from_slice(&trailer);
+        let id = PointId::of_header(&forged);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(
+            chain.dir().join(PointFile::file_name(last.seq, &id)),
+            &bytes,
+        )
+        .unwrap();
+        let head = Head {
+            point: id,
+            ..chain.head.clone()
+        };
+        std::fs::write(v.layout.head("g"), head.encode().unwrap()).unwrap();
+        // The walk reads summaries only: it takes the forged point.
+        let forged_chain = load(&v.layout, "g").unwrap();
+        assert_eq!(
+            forged_chain.links.last().unwrap().consistency,
+            MarkerKind::App
+        );
+        let before: Vec<_> = std::fs::read_dir(chain.dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let older = chain.links[2].id;
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let e = v
+            .failover("g", Selector::Id(older), &key, &out, &mut |_, _| true)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        let e = v
+            .prune(
+                &crate::policy::RetentionPolicy {
+                    window_hours: 1,
+                    // The forged point is kept and merges nothing: only a check of every
+                    // file, not just of those a merge copies, finds it.
+                    keep_last: 2,
+                    ..Default::default()
+                },
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(4_000_000_000),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        let after: Vec<_> = std::fs::read_dir(chain.dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(before, after, "prune changed the group's files");
+        let e = v
+            .group_status(
+                "g",
+                crate::policy::ReplicationFrequency::default(),
+                std::time::SystemTime::now(),
+                None,
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     }
 }

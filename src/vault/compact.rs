@@ -52,6 +52,7 @@ impl Vault {
     pub fn compact(&self, group: &str, key: &Key) -> Result<Compacted> {
         let _lock = self.lock(LockMode::Exclusive)?;
         let chain = chain::load(&self.layout, group)?;
+        chain.check_all()?;
         let first = &chain.read(&chain.links[0])?;
         super::materialize::authenticate(first, key)?;
         let size = |p: &std::path::Path| {

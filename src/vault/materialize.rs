@@ -387,6 +387,12 @@ impl Vault {
                 }
             }
         }
+        // The newer files too (checked, not folded): the selection and a rollback check
+        // (`expect_seq`) read their summaries, which their records and signatures must bear
+        // out, or a summary-only forgery past the chosen point would pass for the head.
+        for l in &chain.links[at + 1..] {
+            chain.read(l)?;
+        }
         Ok((folded.expect("a chain has a base"), hashes, chunk_size))
     }
 

@@ -326,7 +326,9 @@ impl Vault {
     /// Calls `f` with each point of `group`, oldest first, holding one at a time (and the
     /// chain's links, a few dozen bytes a point). The chain is walked and checked before the
     /// first call, so an error from the chain comes before any point; an error from `f` stops
-    /// the walk and is returned.
+    /// the walk and is returned. The vault's shared lock is held through the calls: while `f`
+    /// waits (on a slow reader, say), GC, prune and compact are refused with
+    /// [`Locked`](crate::ErrorKind::Locked), so `f` should not block.
     pub fn each_point(
         &self,
         group: &str,

@@ -259,16 +259,18 @@ struct Merged<'a> {
 }
 
 /// The new files of the kept points that take pruned ones; `keep` has one flag per point and
-/// keeps the last. Each file a merge copies is read whole (checked) here, one at a time: what
-/// is kept of it is its records' span and hash.
+/// keeps the last. Every file is read whole (checked) here, one at a time, before anything
+/// changes: what is kept of one a merge copies is its records' span and hash.
 fn merge<'a>(chain: &'a Chain, keep: &[bool]) -> Result<Vec<Merged<'a>>> {
     let mut out = Vec::new();
     let mut run: Vec<Source<'a>> = Vec::new();
     for (l, &k) in chain.links.iter().zip(keep) {
+        // Every file is read whole, kept ones too: the plan was made from the summaries the
+        // walk read, which a file's records and signature must bear out before anything goes.
+        let p = chain.read(l)?;
         if k && run.is_empty() {
             continue;
         }
-        let p = chain.read(l)?;
         let body = p.file.body()?;
         run.push(Source {
             link: l,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::pack::ENTRY_LEN;
-use super::point::{PointFile, RecoveryPoint};
+use super::point::RecoveryPoint;
 use super::{Vault, chain};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extent::Source;
@@ -47,8 +47,11 @@ impl Vault {
         last_error: Option<ErrorKind>,
     ) -> Result<GroupStatus> {
         let _lock = self.lock(LockMode::Shared)?;
-        let (chain, points) = chain::load_with(&self.layout, group, PointFile::info)?;
+        let chain = chain::load(&self.layout, group)?;
         let mut blobs: HashMap<crate::BlobId, u64> = HashMap::new();
+        // What is reported of a point comes from its file read whole (checked), one at a time.
+        let (mut head, mut newest_app): (Option<RecoveryPoint>, Option<RecoveryPoint>) =
+            (None, None);
         for l in &chain.links {
             let p = chain.read(l)?;
             let body = p.file.body()?;
@@ -60,8 +63,14 @@ impl Vault {
                     }
                 }
             }
+            if l.consistency == MarkerKind::App {
+                newest_app = Some(p.file.info());
+            }
+            if chain.links.last() == Some(l) {
+                head = Some(p.file.info());
+            }
         }
-        let Some(head) = points.last().cloned() else {
+        let Some(head) = head else {
             return Err(Error::NotFound {
                 what: format!("a point of group `{group}`"),
             });
@@ -69,12 +78,8 @@ impl Vault {
         let lag = now.duration_since(head.time).unwrap_or_default();
         Ok(GroupStatus {
             group: group.to_string(),
-            points: points.len() as u64,
-            newest_app_consistent: points
-                .iter()
-                .rev()
-                .find(|p| p.consistency == MarkerKind::App)
-                .cloned(),
+            points: chain.links.len() as u64,
+            newest_app_consistent: newest_app,
             stored_bytes: blobs.values().sum(),
             lag,
             health: Health::of(lag, frequency, false, last_error),

@@ -249,21 +249,26 @@ fn points(dir: &Path, group: Option<&str>, as_json: bool) -> CmdResult {
         Some(g) => vec![g.to_string()],
         None => v.groups()?,
     };
-    // One point at a time: a chain of 100,000 points is never held as a list.
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let io = |e| replicore::Error::io("writing the list of points", None, e);
-    let mut n = 0u64;
-    // A reader that stops early (`| head`) ends the listing, quietly.
-    let mut closed = false;
+    // Every chain read first (the vault's lock is not held while a slow reader takes the
+    // output, and a chain that does not read prints nothing), then printed.
+    let mut all = Vec::new();
     for g in &groups {
-        let listed = v.each_point(g, |p| {
-            let text = if as_json {
-                // The pretty form of one JSON array, written element by element.
-                let item = format!("{:#}", point_json(&p)).replace('\n', "\n  ");
-                format!("{}  {item}", if n == 0 { "[\n" } else { ",\n" })
-            } else {
-                format!(
-                    "{} {:>6} {} {:<5} {} {}{}\n",
+        all.extend(v.points(g)?);
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = (|| -> std::io::Result<()> {
+        if as_json {
+            // The pretty form of one JSON array, written element by element.
+            for (i, p) in all.iter().enumerate() {
+                let item = format!("{:#}", point_json(p)).replace('\n', "\n  ");
+                write!(out, "{}  {item}", if i == 0 { "[\n" } else { ",\n" })?;
+            }
+            out.write_all(if all.is_empty() { b"[]\n" } else { b"\n]\n" })?;
+        } else {
+            for p in &all {
+                writeln!(
+                    out,
+                    "{} {:>6} {} {:<5} {} {}{}",
                     p.group,
                     p.seq,
                     format_time(p.time),
@@ -275,25 +280,16 @@ fn points(dir: &Path, group: Option<&str>, as_json: bool) -> CmdResult {
                         (false, 0) => String::new(),
                         (false, n) => format!(" (holds {n} pruned points)"),
                     }
-                )
-            };
-            n += 1;
-            out.write_all(text.as_bytes()).map_err(|e| {
-                closed = e.kind() == std::io::ErrorKind::BrokenPipe;
-                io(e)
-            })
-        });
-        match listed {
-            Err(_) if closed => return Ok(()),
-            other => other?,
+                )?;
+            }
         }
-    }
-    if as_json {
-        out.write_all(if n == 0 { b"[]\n" } else { b"\n]\n" })
-            .map_err(io)?;
-    }
-    match out.flush() {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(io(e).into()),
+        out.flush()
+    })();
+    match written {
+        // A reader that stops early (`| head`) ends the listing, quietly.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(replicore::Error::io("writing the list of points", None, e).into())
+        }
         _ => Ok(()),
     }
 }
