@@ -225,10 +225,7 @@ impl Vault {
                 crate::fsutil::create_private_dir(&self.layout.heads())
                     .map_err(|e| Error::io("creating", Some(&self.layout.heads()), e))?;
                 write_atomic(&self.layout.head(group), &head.encode()?, true)?;
-                let chain = chain::load(&self.layout, group)?;
-                for l in &chain.links {
-                    chain.read(l)?;
-                }
+                chain::load(&self.layout, group)?.check_all()?;
                 return Ok(RebuiltHead {
                     point: head.point,
                     seq: head.seq,
