@@ -137,6 +137,22 @@ fn peak_mib() -> Option<f64> {
     Some(kib as f64 / 1024.0)
 }
 
+/// How many files of the vault's packs directory end in `.ext`, and their bytes.
+fn packs_of(dir: &Path, ext: &str) -> replicore::Result<String> {
+    let packs = dir.join("vault").join("packs");
+    let sizes: Vec<u64> = std::fs::read_dir(&packs)
+        .map_err(|e| replicore::Error::io("listing", Some(&packs), e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .collect();
+    Ok(format!(
+        "{} ({} bytes)",
+        sizes.len(),
+        sizes.iter().sum::<u64>()
+    ))
+}
+
 fn main() -> replicore::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let usage =
@@ -167,6 +183,8 @@ fn main() -> replicore::Result<()> {
         ROUND.min(n),
         round / ROUND.min(n).max(1) as f64
     );
+    // Ingests combine small packs as they go: no GC has run yet.
+    println!("pack files before GC\t{}", packs_of(dir, "rcpack")?);
     let vault = timed("open", || Vault::open(dir.join("vault")))?;
     timed("ingest of one more point", || {
         points(dir, &mut log, &mut state, &key, &vault, n, 1)
@@ -201,21 +219,8 @@ fn main() -> replicore::Result<()> {
     let pruned = timed("prune", || vault.prune(&policy, now))?;
     println!("points pruned\t{}", pruned.pruned());
     timed("gc", || vault.gc(&mut ok))?;
-    let files = std::fs::read_dir(dir.join("vault").join("packs"))
-        .map_err(|e| replicore::Error::io("listing", Some(dir), e))?
-        .filter_map(|e| e.ok())
-        .map(|e| (e.path(), e.metadata().map_or(0, |m| m.len())))
-        .collect::<Vec<_>>();
-    let of = |ext: &str| {
-        let f: Vec<u64> = files
-            .iter()
-            .filter(|(p, _)| p.extension().is_some_and(|e| e == ext))
-            .map(|(_, n)| *n)
-            .collect();
-        format!("{} ({} bytes)", f.len(), f.iter().sum::<u64>())
-    };
-    println!("pack files after GC\t{}", of("rcpack"));
-    println!("sorted blob index after GC\t{}", of("rcmidx"));
+    println!("pack files after GC\t{}", packs_of(dir, "rcpack")?);
+    println!("sorted blob index after GC\t{}", packs_of(dir, "rcmidx")?);
     let vault = Vault::open(dir.join("vault"))?;
     timed(
         "ingest of one more point after the GC (fresh handle)",

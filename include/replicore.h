@@ -665,6 +665,9 @@ typedef struct {
   uint64_t bytes_stored;
   // Blobs of the bundle the vault held already.
   uint64_t blobs_deduplicated;
+  // Small packs combined into larger ones after the commit, when the vault was otherwise
+  // idle (so it keeps about one file per 32 MiB stored without a GC).
+  uint64_t packs_combined;
 } replicore_ingest_info;
 
 // Called once per group by `replicore_vault_groups`, in name order; return 0 to go on,

@@ -107,6 +107,9 @@ pub struct replicore_ingest_info {
     pub bytes_stored: u64,
     /// Blobs of the bundle the vault held already.
     pub blobs_deduplicated: u64,
+    /// Small packs combined into larger ones after the commit, when the vault was otherwise
+    /// idle (so it keeps about one file per 32 MiB stored without a GC).
+    pub packs_combined: u64,
 }
 
 fn point_info(p: &RecoveryPoint) -> replicore_point_info {
@@ -264,6 +267,7 @@ pub unsafe extern "C" fn replicore_vault_ingest(
                 blobs_stored: i.blobs_stored,
                 bytes_stored: i.bytes_stored,
                 blobs_deduplicated: i.blobs_deduplicated,
+                packs_combined: i.packs_combined,
             };
         }
         Ok(())

@@ -29,20 +29,17 @@
 //! pack from before GC began until after it ended.
 
 use std::collections::HashSet;
-use std::fs::File;
 
 use super::Vault;
 use super::chain;
+use super::combine::{COMBINE_AT, Copier, SMALL_PACK, entry_bytes, pick, remove_packs};
 use super::head::Head;
 use super::layout::PackId;
-use super::pack::{ENTRY_LEN, IndexEntry, PACK_TARGET, PackIndex, PackWriter, read_stored};
+use super::pack::{ENTRY_LEN, IndexEntry, PackIndex};
 use super::repair::clean_leftovers;
 use super::sorted_index::SortedIndex;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::extent::Source;
-use crate::format::header::PREAMBLE_LEN;
-use crate::format::trailer::TRAILER_LEN;
-use crate::fsutil::{remove, sync_dir};
 use crate::id::BlobId;
 use crate::resync::Progress;
 use crate::sys::LockMode;
@@ -50,11 +47,6 @@ use crate::sys::LockMode;
 /// A pack is rewritten when more than this share of its blob bytes is dead (so after GC no
 /// pack is more than a quarter dead).
 const REWRITE_DEAD_PER_4: u64 = 1;
-
-/// A pack holding fewer entry bytes than this is small...
-const SMALL_PACK: u64 = PACK_TARGET / 8;
-/// ...and this many small packs are combined.
-const SMALL_PACKS_TO_COMBINE: usize = 16;
 
 /// What [`Vault::gc`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,7 +98,7 @@ impl PackPlan {
     }
 
     fn entry_bytes(&self) -> u64 {
-        self.pack_len - (PREAMBLE_LEN + TRAILER_LEN) as u64
+        entry_bytes(self.pack_len)
     }
 }
 
@@ -157,17 +149,23 @@ impl Vault {
                 gone.push(p);
             } else if (all - l) * 4 > all * REWRITE_DEAD_PER_4 {
                 rewrite.push(p);
-            } else if all < SMALL_PACK {
+            } else if l < SMALL_PACK {
                 small.push(p);
             }
         }
-        // Many small packs (an ingest every 30 seconds writes one each) are combined: the
-        // vault keeps about one file per pack's worth of data, whatever the number of points.
-        // A blob is copied this way until its pack is no longer small (8 MiB), so a GC copies
-        // at most the small packs' bytes, under 8 MiB of them already combined once.
-        if small.len() >= SMALL_PACKS_TO_COMBINE {
-            rewrite.append(&mut small);
-        }
+        // Many small packs (an ingest every 30 seconds writes one each, until the ingests
+        // combine them) are combined by tiers (`vault::combine`): the vault keeps about one
+        // file per pack's worth of data, whatever the number of points, and a blob is copied
+        // this way a bounded number of times.
+        let sizes: Vec<u64> = small.iter().map(PackPlan::live_bytes).collect();
+        let picked: HashSet<usize> = pick(&sizes, COMBINE_AT).into_iter().collect();
+        rewrite.extend(
+            small
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| picked.contains(i))
+                .map(|(_, p)| p),
+        );
         report.packs_removed = gone.len() as u64;
         // Copy the live blobs of the packs to rewrite into new packs.
         let total: u64 = rewrite.iter().map(PackPlan::live_bytes).sum();
@@ -175,56 +173,26 @@ impl Vault {
         if !progress(0, total) {
             return Err(Error::Cancelled { what: "gc".into() });
         }
-        let mut out: Option<PackWriter> = None;
-        let mut written = Vec::new();
+        let mut copier = Copier::new(&self.layout);
         let mut copied = Vec::new();
         for p in rewrite {
-            let path = self.layout.pack(&p.pack);
-            let f = File::open(&path).map_err(|e| Error::io("opening a pack", Some(&path), e))?;
-            let mut blobs = Vec::with_capacity(p.live.len());
-            let mut damaged = false;
-            for e in &p.live {
-                match read_stored(&f, &path, e, true) {
-                    Ok(b) => blobs.push(b),
-                    Err(err) if err.kind() == ErrorKind::Corrupt => {
-                        damaged = true;
-                        break;
-                    }
-                    Err(err) => return Err(err),
+            let whole = copier.copy(&p.pack, &p.live, |n| {
+                done += n;
+                if progress(done, total) {
+                    Ok(())
+                } else {
+                    Err(Error::Cancelled { what: "gc".into() })
                 }
-            }
-            if damaged {
+            })?;
+            if whole {
+                copied.push(p);
+            } else {
                 // Removing nothing from it, and copying nothing: verify reports the damage.
                 report.damaged_packs.push(p.pack);
-                continue;
             }
-            for (e, b) in p.live.iter().zip(&blobs) {
-                let w = match out.as_mut() {
-                    Some(w) => w,
-                    None => out.insert(PackWriter::create(&self.layout)?),
-                };
-                w.add(&e.id, b, e.hash)?;
-                // A full pack is closed at once: its write buffer freed.
-                if w.len() >= PACK_TARGET
-                    && let Some(w) = out.take()
-                {
-                    written.push(w.close()?);
-                }
-                done += ENTRY_LEN as u64 + u64::from(e.len);
-                if !progress(done, total) {
-                    return Err(Error::Cancelled { what: "gc".into() });
-                }
-            }
-            copied.push(p);
         }
-        if let Some(w) = out {
-            written.push(w.close()?);
-        }
-        report.packs_written = written.len() as u64;
-        let published = written
-            .into_iter()
-            .map(|w| w.publish(&self.layout))
-            .collect::<Result<Vec<_>>>()?;
+        let published = copier.publish()?;
+        report.packs_written = published.len() as u64;
         report.packs_rewritten = copied.len() as u64;
         report.blobs_removed = gone
             .iter()
@@ -297,20 +265,4 @@ impl Vault {
         }
         Ok(live)
     }
-}
-
-/// Removes packs: their indexes first (a pack without an index is a leftover), the directory
-/// synced, then the packs.
-fn remove_packs(layout: &super::layout::Layout, ids: &[PackId]) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    for id in ids {
-        remove(&layout.pack_index(id), "a pack index")?;
-    }
-    sync_dir(&layout.packs())?;
-    for id in ids {
-        remove(&layout.pack(id), "a pack")?;
-    }
-    sync_dir(&layout.packs())
 }

@@ -38,6 +38,10 @@ pub struct Ingested {
     pub bytes_stored: u64,
     /// Blobs of the bundle the vault held already.
     pub blobs_deduplicated: u64,
+    /// Small packs combined into larger ones after the commit, when the vault was otherwise
+    /// idle (so that it keeps about one file per 32 MiB stored whatever the number of points;
+    /// see `docs/SCALE.md`).
+    pub packs_combined: u64,
 }
 
 impl Vault {
@@ -50,7 +54,10 @@ impl Vault {
     /// [`ChainBroken`](crate::ErrorKind::ChainBroken) (gaps, forks, unknown groups). A bundle
     /// of a point already in the chain is a no-op, reported by [`Ingested::added`]. A blob is
     /// stored unless the vault holds it with the same sealed bytes; nothing is published
-    /// before every check passed, and the point is committed atomically. Progress counts the
+    /// before every check passed, and the point is committed atomically. Then, once the
+    /// ingest's locks are let go and only when no other operation is at work in the vault,
+    /// small packs are combined ([`Ingested::packs_combined`]; see `docs/SCALE.md`), so the
+    /// vault keeps about one file per 32 MiB stored without a GC. Progress counts the
     /// bundle's stored blob bytes.
     pub fn ingest(&self, bundle: impl AsRef<Path>, progress: Progress<'_>) -> Result<Ingested> {
         let bundle = Bundle::open(bundle)?;
@@ -61,7 +68,16 @@ impl Vault {
                 what: "ingest".into(),
             });
         }
-        let ingested = self.ingest_opened(&bundle, progress)?;
+        let mut ingested = self.ingest_opened(&bundle, progress)?;
+        if ingested.added {
+            // The ingest's locks are let go: small packs are combined only when the vault is
+            // otherwise idle. A failure is not the ingest's (its point is committed): the
+            // vault is sound, and a later ingest lists the packs again and tries again.
+            ingested.packs_combined = self.combine_small().unwrap_or_else(|_| {
+                self.forget_index();
+                0
+            });
+        }
         progress(total, total);
         Ok(ingested)
     }
@@ -88,6 +104,7 @@ impl Vault {
             blobs_stored: 0,
             bytes_stored: 0,
             blobs_deduplicated: 0,
+            packs_combined: 0,
         };
         let broken = |detail: String| Error::ChainBroken {
             group: h.group.clone(),

@@ -38,6 +38,9 @@
 //! its head when they read it: a point committed meanwhile is simply not seen yet.
 
 mod chain;
+mod combine;
+#[cfg(test)]
+mod combine_tests;
 mod compact;
 mod gc;
 mod head;
@@ -96,6 +99,8 @@ pub struct Vault {
     /// Packs the sorted index does not name that an ingest's handle holds before it writes a
     /// new one naming them ([`Vault::refresh_sorted`]).
     sorted_refresh: usize,
+    /// Small packs of a tier an ingest's handle combines ([`combine::COMBINE_AT`]).
+    combine_at: usize,
 }
 
 /// Every stored blob's place, from the pack indexes. A stored blob is known by its id and the
@@ -147,6 +152,7 @@ impl Vault {
             index: Mutex::new(Arc::default()),
             ingest_batch: ingest::DEFAULT_BATCH,
             sorted_refresh: sorted_index::REFRESH_PACKS,
+            combine_at: combine::COMBINE_AT,
         })
     }
 
@@ -288,7 +294,15 @@ impl Vault {
         if index.packs.len() < self.sorted_refresh {
             return;
         }
-        if !sorted_index::SortedIndex::is_current(index.sorted.as_deref(), &self.layout) {
+        // Every pack it would name must be there: another handle's combine (`vault::combine`)
+        // removes packs the sorted index does not name without replacing it. Under the shared
+        // lock, those there stay.
+        if !sorted_index::SortedIndex::is_current(index.sorted.as_deref(), &self.layout)
+            || index
+                .packs
+                .keys()
+                .any(|p| !self.layout.pack_index(p).exists())
+        {
             *index = Arc::default();
             return;
         }

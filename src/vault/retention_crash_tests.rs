@@ -83,6 +83,21 @@ pub(super) fn bundles(dir: &Path, group: &str) -> (Vec<PathBuf>, Key, Vec<Vec<u8
     (bundles, key, models)
 }
 
+/// Another process (an operator) prunes the chain of `bundles` to its newest point, as of
+/// `hours` after its base, and collects garbage: returns the points pruned and GC's report.
+pub(super) fn operator_prunes_and_collects(root: &Path, hours: u64) -> (usize, super::GcReport) {
+    let operator = Vault::open(root).unwrap();
+    let policy = RetentionPolicy {
+        window_hours: 1,
+        app_every_hours: None,
+        extra_hourly: 0,
+        keep_last: 1,
+    };
+    let now = t(hours * 3600 + 600);
+    let pruned = operator.prune(&policy, now).unwrap().pruned();
+    (pruned, operator.gc(&mut |_, _| true).unwrap())
+}
+
 pub(super) fn copy_dir(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
     std::fs::create_dir_all(to).unwrap();

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use super::ingest::Held;
-use super::retention_crash_tests::{bundles, copy_dir};
+use super::retention_crash_tests::{bundles, copy_dir, operator_prunes_and_collects};
 use super::sorted_index::SortedIndex;
 use super::{PackIndex, Vault};
 use crate::ErrorKind;
@@ -52,7 +52,7 @@ fn check(v: &Vault, group: &str, key: &Key, models: &[Vec<u8>], out: &Path) {
 
 /// A new handle takes every blob stored as held (through the sorted index or the pack indexes
 /// it does not name, which it reads: fewer than the threshold when `bounded`).
-fn every_blob_held_by_a_new_handle(root: &Path, bounded: bool) {
+pub(super) fn every_blob_held_by_a_new_handle(root: &Path, bounded: bool) {
     let v = open(root);
     let index = v.ingest_index().unwrap();
     assert!(
@@ -191,7 +191,6 @@ fn refreshes_of_two_groups_ingesting_at_once_leave_a_sound_index() {
 /// an index naming the removed packs; it lets its snapshot go and reads the vault again.
 #[test]
 fn a_refresh_after_another_process_gc_does_not_name_removed_packs() {
-    use std::time::{Duration, UNIX_EPOCH};
     let dir = tempfile::tempdir().unwrap();
     let (bundles, key, models) = bundles(dir.path(), "g");
     let root = dir.path().join("v");
@@ -200,16 +199,8 @@ fn a_refresh_after_another_process_gc_does_not_name_removed_packs() {
     for b in &bundles[..5] {
         agent.ingest(b, &mut ok).unwrap();
     }
-    let operator = Vault::open(&root).unwrap();
-    let policy = crate::policy::RetentionPolicy {
-        window_hours: 1,
-        app_every_hours: None,
-        extra_hourly: 0,
-        keep_last: 1,
-    };
-    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 4 * 3600 + 600);
-    assert!(operator.prune(&policy, now).unwrap().pruned() >= 3);
-    let gc = operator.gc(&mut ok).unwrap();
+    let (pruned, gc) = operator_prunes_and_collects(&root, 4);
+    assert!(pruned >= 3, "{pruned}");
     assert!(gc.packs_removed + gc.packs_rewritten >= 1, "{gc:?}");
     for b in &bundles[5..] {
         agent.ingest(b, &mut ok).unwrap();

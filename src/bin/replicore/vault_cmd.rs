@@ -28,8 +28,12 @@ pub fn run(c: VaultCmd) -> CmdResult {
                 let bar = Bar::new("ingest");
                 let i = v.ingest(&b, &mut bar.callback())?;
                 drop(bar);
+                let combined = match i.packs_combined {
+                    0 => String::new(),
+                    n => format!("; {n} small packs combined"),
+                };
                 println!(
-                    "{} {}: group `{}` point {} {}; {} blobs stored ({}), {} already held",
+                    "{} {}: group `{}` point {} {}; {} blobs stored ({}), {} already held{combined}",
                     b.display(),
                     if i.added {
                         "ingested"
