@@ -3,7 +3,7 @@
 //! src/version.rs; the test `abi_version_matches_the_soname` keeps the two equal).
 
 /// The ABI revision the soname carries (equal to `REPLICORE_ABI_VERSION`).
-const ABI: u32 = 3;
+const ABI: u32 = 4;
 
 fn main() {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();

@@ -57,7 +57,7 @@
 
 // The ABI revision: increases whenever a function signature, struct layout or status value
 // changes incompatibly. Compare it with `replicore_abi_version()` at run time.
-#define REPLICORE_ABI_VERSION 3
+#define REPLICORE_ABI_VERSION 4
 
 // The result of a fallible call: `REPLICORE_OK` (0) or the reason it failed.
 // `replicore_last_error_message()` then tells the details.

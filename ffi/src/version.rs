@@ -16,7 +16,7 @@ pub const REPLICORE_VERSION_NUMBER: u32 =
 pub const REPLICORE_VERSION_STRING: &str = "0.1.0";
 /// The ABI revision: increases whenever a function signature, struct layout or status value
 /// changes incompatibly. Compare it with `replicore_abi_version()` at run time.
-pub const REPLICORE_ABI_VERSION: u32 = 3;
+pub const REPLICORE_ABI_VERSION: u32 = 4;
 
 /// The library's version string (`"0.1.0"`), static: never free it.
 #[unsafe(no_mangle)]

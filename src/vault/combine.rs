@@ -6,16 +6,22 @@
 //! # Which packs
 //!
 //! A pack is small below [`SMALL_PACK`] (half a full pack) of entry bytes. Small packs fall in
-//! tiers by size (under 128 KiB, under 2 MiB, under 32 MiB); a tier's packs are combined once it
-//! has [`COMBINE_AT`] of them. Sixteen packs of a tier make at least one of the next, so a blob
-//! is copied a bounded number of times (a few in the first tier, whose packs may be tiny, then
-//! once per tier) and a combine copies at most sixteen small packs' bytes.
+//! tiers by size (under 1 KiB, 16 KiB, 256 KiB, 4 MiB, 32 MiB: each bound at most sixteen times
+//! the one before); a tier's packs are combined once it has [`COMBINE_AT`] of them. Sixteen
+//! packs of a tier hold at least the next tier's lower bound, so their combination leaves the
+//! tier, and the new packs are cut evenly (none small once there is half a pack to copy): a
+//! blob is copied at most once per tier, plus a few times in the first (whose packs may be
+//! tinier than its bound), unless its copy meets a second copy of itself. GC combines every
+//! full tier at once (it runs alone and reports progress); an ingest combines one batch, the
+//! smallest tier's smallest packs, sixteen or fewer once they hold a full pack's bytes, so it
+//! copies under 96 MiB and holds the vault's exclusive lock that long.
 //!
 //! # After an ingest
 //!
 //! Combining removes packs, so it runs only under the vault's exclusive lock, taken without
 //! waiting once the ingest has let its locks go: when any other operation is at work in the
-//! vault (another ingest, a failover, verify), it is left for a later ingest. Under that lock
+//! vault (another ingest, a failover, verify), it is left for a later ingest; while it runs,
+//! another operation gets [`Locked`](crate::ErrorKind::Locked), as during GC. Under that lock
 //! it checks that the sorted blob index the handle holds is still the vault's (no GC, no other
 //! ingest's refresh since), so that index names none of the packs to combine (they are those
 //! the handle read because it names them not), and that each of them is still there (another
@@ -27,10 +33,12 @@
 //! is there, so it never names a combined pack. A crash leaves the old packs, or old and new
 //! side by side (a blob stored twice: the next GC keeps one copy), or a pack without an index
 //! (a leftover). Each blob is read back against its recorded hash before its pack goes; a pack
-//! with a damaged blob stays as it is (verify reports it).
+//! that does not read (a damaged blob, an I/O error) stays as it is (verify reports it) and the
+//! others are combined.
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::layout::{Layout, PackId};
@@ -39,7 +47,7 @@ use super::pack::{
 };
 use super::sorted_index::SortedIndex;
 use super::{BlobIndex, Vault};
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::header::PREAMBLE_LEN;
 use crate::format::trailer::TRAILER_LEN;
 use crate::fsutil::{remove, sync_dir};
@@ -48,8 +56,10 @@ use crate::sys::LockMode;
 
 /// A pack holding fewer entry bytes than this is small.
 pub(super) const SMALL_PACK: u64 = PACK_TARGET / 2;
-/// The small packs' tiers: entry bytes under each bound (the last is [`SMALL_PACK`]).
-const TIERS: [u64; 3] = [128 << 10, 2 << 20, SMALL_PACK];
+/// The small packs' tiers: entry bytes under each bound (the last is [`SMALL_PACK`]). Each
+/// bound is at most sixteen times the one before, so sixteen packs of a tier hold at least the
+/// next tier's lower bound: combined, they leave the tier.
+const TIERS: [u64; 5] = [1 << 10, 16 << 10, 256 << 10, 4 << 20, SMALL_PACK];
 /// A tier's packs are combined once it holds this many.
 pub(super) const COMBINE_AT: usize = 16;
 
@@ -58,57 +68,100 @@ pub(super) fn entry_bytes(pack_len: u64) -> u64 {
     pack_len.saturating_sub((PREAMBLE_LEN + TRAILER_LEN) as u64)
 }
 
-/// Which packs to combine, given each one's bytes (entry bytes, or live bytes for GC): every
-/// small pack of every tier that holds at least `at` of them. Indexes into `sizes`, in order.
-pub(super) fn pick(sizes: &[u64], at: usize) -> Vec<usize> {
-    let tier = |s: u64| TIERS.iter().position(|&b| s < b);
-    let mut per = [0usize; TIERS.len()];
-    for t in sizes.iter().filter_map(|&s| tier(s)) {
-        per[t] += 1;
+fn tier(size: u64) -> Option<usize> {
+    TIERS.iter().position(|&b| size < b)
+}
+
+/// Each tier's small packs (indexes into `sizes`), those of a tier smallest first.
+fn tiers(sizes: &[u64]) -> [Vec<usize>; TIERS.len()] {
+    let mut per: [Vec<usize>; TIERS.len()] = Default::default();
+    for (i, &s) in sizes.iter().enumerate() {
+        if let Some(t) = tier(s) {
+            per[t].push(i);
+        }
     }
-    (0..sizes.len())
-        .filter(|&i| tier(sizes[i]).is_some_and(|t| per[t] >= at.max(2)))
+    for t in &mut per {
+        t.sort_by_key(|&i| sizes[i]);
+    }
+    per
+}
+
+/// GC's choice, given each pack's live bytes: every small pack of every tier that holds at
+/// least `at` of them (GC runs alone, and reports progress). Indexes into `sizes`, in order.
+pub(super) fn pick(sizes: &[u64], at: usize) -> Vec<usize> {
+    let mut picked: Vec<usize> = tiers(sizes)
+        .into_iter()
+        .filter(|t| t.len() >= at.max(2))
+        .flatten()
+        .collect();
+    picked.sort_unstable();
+    picked
+}
+
+/// An ingest's choice, given each pack's entry bytes: one batch of the smallest tier that holds
+/// at least `at` packs, smallest first, `at` packs or fewer once they hold a full pack's bytes.
+/// So one combine copies at most a full pack and one small pack (under 96 MiB), and holds the
+/// vault's exclusive lock that long.
+pub(super) fn pick_batch(sizes: &[u64], at: usize) -> Vec<usize> {
+    let Some(tier) = tiers(sizes).into_iter().find(|t| t.len() >= at.max(2)) else {
+        return Vec::new();
+    };
+    let mut bytes = 0;
+    tier.into_iter()
+        .take(at.max(2))
+        .take_while(|&i| {
+            let under = bytes < PACK_TARGET;
+            bytes += sizes[i];
+            under
+        })
         .collect()
 }
 
 /// Copies blobs, still sealed, out of packs into new ones, each checked against its recorded
-/// hash on the way; a new pack is closed once full. Nothing is published before
-/// [`publish`](Self::publish).
+/// hash on the way. The new packs are cut evenly: `total` bytes (those to copy) in as few
+/// packs as the target allows, each as full as the others, so none is small when `total`
+/// reaches half a pack. Nothing is published before [`publish`](Self::publish).
 pub(super) struct Copier<'a> {
     layout: &'a Layout,
     out: Option<PackWriter>,
     written: Vec<ClosedPack>,
+    /// Entry bytes at which a new pack is closed.
+    cut: u64,
 }
 
 impl<'a> Copier<'a> {
-    pub fn new(layout: &'a Layout) -> Self {
+    pub fn new(layout: &'a Layout, total: u64) -> Self {
+        let packs = total.div_ceil(PACK_TARGET).max(1);
         Copier {
             layout,
             out: None,
             written: Vec::new(),
+            cut: total.div_ceil(packs).max(1),
         }
     }
 
-    /// Copies `entries` of `pack` (each read and checked first: one pack's blobs in memory at
-    /// a time). False, with nothing copied, when one of them is damaged: the pack must stay.
-    /// `copied` is called with each entry's bytes as it is written.
-    pub fn copy(
-        &mut self,
-        pack: &PackId,
-        entries: &[IndexEntry],
-        mut copied: impl FnMut(u64) -> Result<()>,
-    ) -> Result<bool> {
-        let path = self.layout.pack(pack);
-        let f = File::open(&path)
-            .map_err(|e| crate::error::Error::io("opening a pack", Some(&path), e))?;
+    /// Reads `entries` of `pack`, each checked against its recorded hash: one pack's blobs in
+    /// memory at a time. `None` when one of them is damaged: the pack must stay.
+    pub fn read(pack: &File, path: &Path, entries: &[IndexEntry]) -> Result<Option<Vec<Vec<u8>>>> {
         let mut blobs = Vec::with_capacity(entries.len());
         for e in entries {
-            match read_stored(&f, &path, e, true) {
+            match read_stored(pack, path, e, true) {
                 Ok(b) => blobs.push(b),
-                Err(err) if err.kind() == ErrorKind::Corrupt => return Ok(false),
+                Err(err) if err.kind() == ErrorKind::Corrupt => return Ok(None),
                 Err(err) => return Err(err),
             }
         }
+        Ok(Some(blobs))
+    }
+
+    /// Writes blobs [`read`](Self::read) returned for `entries`; `copied` is called with each
+    /// entry's bytes as it is written.
+    pub fn write(
+        &mut self,
+        entries: &[IndexEntry],
+        blobs: Vec<Vec<u8>>,
+        mut copied: impl FnMut(u64) -> Result<()>,
+    ) -> Result<()> {
         for (e, b) in entries.iter().zip(blobs) {
             let w = match self.out.as_mut() {
                 Some(w) => w,
@@ -116,14 +169,14 @@ impl<'a> Copier<'a> {
             };
             w.add(&e.id, &b, e.hash)?;
             // A full pack is closed at once: its write buffer freed.
-            if w.len() >= PACK_TARGET
+            if entry_bytes(w.len()) >= self.cut
                 && let Some(w) = self.out.take()
             {
                 self.written.push(w.close()?);
             }
             copied(ENTRY_LEN as u64 + u64::from(e.len))?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Publishes the new packs (each pack, then its index).
@@ -136,6 +189,13 @@ impl<'a> Copier<'a> {
             .map(|w| w.publish(self.layout))
             .collect()
     }
+}
+
+/// Opens a pack to copy from.
+pub(super) fn open_pack(layout: &Layout, pack: &PackId) -> Result<(File, PathBuf)> {
+    let path = layout.pack(pack);
+    let f = File::open(&path).map_err(|e| Error::io("opening a pack", Some(&path), e))?;
+    Ok((f, path))
 }
 
 /// Removes packs: their indexes first (a pack without an index is a leftover), the directory
@@ -155,34 +215,40 @@ pub(super) fn remove_packs(layout: &Layout, ids: &[PackId]) -> Result<()> {
 }
 
 impl Vault {
-    /// After an ingest committed and let its locks go: combines the small packs this handle
-    /// knows, when a tier of them is full (see the module docs of `vault::combine`). Returns
-    /// how many packs were combined (0 when there was nothing to do, or the vault was busy, or
-    /// the handle's snapshot was no longer the vault's: then it is let go). An error leaves
-    /// the vault sound (the point is committed; the next ingest tries again).
+    /// After an ingest committed and let its locks go: combines one batch of the small packs
+    /// this handle knows, when a tier of them is full (see the module docs of
+    /// `vault::combine`). Returns how many packs were combined (0 when there was nothing to
+    /// do, or the vault was busy, or the handle's snapshot was no longer the vault's: then it
+    /// is let go). A pack that does not read (damaged, or an I/O error) stays as it is and the
+    /// others are combined; an error writing leaves the vault sound (the point is committed;
+    /// a later ingest tries again).
     pub(super) fn combine_small(&self) -> Result<u64> {
-        let snapshot = Arc::clone(&self.index.lock().unwrap_or_else(|e| e.into_inner()));
-        let small: Vec<&PackIndex> = snapshot
-            .packs
-            .values()
-            .map(|p| &**p)
-            .filter(|p| entry_bytes(p.pack_len) < SMALL_PACK)
-            .collect();
-        let sizes: Vec<u64> = small.iter().map(|p| entry_bytes(p.pack_len)).collect();
-        let picked: Vec<&PackIndex> = pick(&sizes, self.combine_at)
-            .into_iter()
-            .map(|i| small[i])
-            .collect();
-        if picked.is_empty() {
+        let batch = |snapshot: &BlobIndex| -> Vec<Arc<PackIndex>> {
+            let small: Vec<&Arc<PackIndex>> = snapshot
+                .packs
+                .values()
+                .filter(|p| entry_bytes(p.pack_len) < SMALL_PACK)
+                .collect();
+            let sizes: Vec<u64> = small.iter().map(|p| entry_bytes(p.pack_len)).collect();
+            pick_batch(&sizes, self.combine_at)
+                .into_iter()
+                .map(|i| Arc::clone(small[i]))
+                .collect()
+        };
+        if batch(&self.index.lock().unwrap_or_else(|e| e.into_inner())).is_empty() {
             return Ok(0);
         }
         // Busy (another operation, or this handle's on another thread): a later ingest will.
         let Ok(_lock) = self.lock(LockMode::Exclusive) else {
             return Ok(0);
         };
+        // The snapshot as it is now that no other operation runs (another thread's ingest may
+        // have added to it meanwhile).
+        let snapshot = Arc::clone(&self.index.lock().unwrap_or_else(|e| e.into_inner()));
+        let picked = batch(&snapshot);
         // The picked packs must be none the vault's sorted index names (it is the one the
         // snapshot holds, which names none of them) and still there (another handle's combine
-        // may have removed them). Under the lock, they stay.
+        // removes packs without replacing the sorted index). Under the lock, they stay.
         if !SortedIndex::is_current(snapshot.sorted.as_deref(), &self.layout)
             || picked
                 .iter()
@@ -191,24 +257,32 @@ impl Vault {
             self.forget_index();
             return Ok(0);
         }
-        let mut copier = Copier::new(&self.layout);
+        let total = picked.iter().map(|p| entry_bytes(p.pack_len)).sum();
+        let mut copier = Copier::new(&self.layout, total);
         let mut held: HashSet<(BlobId, [u8; 32])> = HashSet::new();
         let mut combined: Vec<PackId> = Vec::new();
-        for p in picked {
+        for p in &picked {
             // A blob already copied from another of these packs is not copied twice; one in a
-            // pack left because it was damaged is (only copied packs' blobs count).
+            // pack left because it did not read is (only copied packs' blobs count).
             let entries: Vec<IndexEntry> = p
                 .entries
                 .iter()
                 .filter(|e| !held.contains(&(e.id, e.hash)))
                 .copied()
                 .collect();
-            if copier.copy(&p.pack, &entries, |_| Ok(()))? {
-                held.extend(p.entries.iter().map(|e| (e.id, e.hash)));
-                combined.push(p.pack);
-            }
+            let read = open_pack(&self.layout, &p.pack)
+                .and_then(|(f, path)| Copier::read(&f, &path, &entries));
+            // Not read (damaged, or an I/O error): left where it is, for verify to report.
+            let Ok(Some(blobs)) = read else { continue };
+            copier.write(&entries, blobs, |_| Ok(()))?;
+            held.extend(p.entries.iter().map(|e| (e.id, e.hash)));
+            combined.push(p.pack);
         }
         drop(held);
+        if combined.len() < 2 {
+            // Nothing worth a new pack: what was written is dropped unpublished.
+            return Ok(0);
+        }
         let new = copier.publish()?;
         // The new packs are not in the sorted index either: a new handle reads their indexes
         // (so it may combine them again, a tier up), as it read the old ones'.
@@ -240,16 +314,61 @@ mod tests {
         let kib = 1u64 << 10;
         // Fifteen tiny packs, sixteen middling ones, three large small ones, a full one.
         let mut sizes = vec![4 * kib; 15];
-        sizes.extend([500 * kib; 16]);
+        sizes.extend([100 * kib; 16]);
         sizes.extend([20 << 20; 3]);
         sizes.push(PACK_TARGET);
         assert_eq!(pick(&sizes, 16), (15..31).collect::<Vec<_>>());
         assert_eq!(pick(&sizes, 17), Vec::<usize>::new());
-        // Sixteen of the first tier combine into at least one pack of the next, whatever their
-        // size in it: a blob climbs a tier each time, except in the first.
-        assert!(16 * TIERS[0] >= TIERS[1] && 16 * TIERS[1] >= TIERS[2]);
+        assert_eq!(pick_batch(&sizes, 16), (15..31).collect::<Vec<_>>());
+        // Sixteen packs of a tier hold at least the next tier's lower bound: combined, they
+        // leave it (the last tier's, half a pack: no longer small).
+        for t in 1..TIERS.len() {
+            assert!(16 * TIERS[t - 1] >= TIERS[t], "tier {t}");
+        }
+        assert!(16 * TIERS[TIERS.len() - 2] >= SMALL_PACK);
         // A threshold under two would combine a lone pack into itself, forever.
         assert_eq!(pick(&[kib], 1), Vec::<usize>::new());
         assert_eq!(pick(&[kib, kib], 1), vec![0, 1]);
+    }
+
+    #[test]
+    fn an_ingest_combines_one_bounded_batch_of_the_smallest_full_tier() {
+        let mib = 1u64 << 20;
+        // Forty packs of the last small tier, the largest first: the batch is the smallest,
+        // and stops once it holds a full pack's bytes.
+        let sizes: Vec<u64> = (0..40).map(|i| (31 - i % 27) * mib).collect();
+        let batch = pick_batch(&sizes, 16);
+        let bytes: u64 = batch.iter().map(|&i| sizes[i]).sum();
+        assert!(batch.len() >= 2 && batch.len() <= 16, "{batch:?}");
+        assert!(
+            (PACK_TARGET..PACK_TARGET + SMALL_PACK).contains(&bytes),
+            "{bytes}"
+        );
+        let largest = batch.iter().map(|&i| sizes[i]).max().unwrap();
+        let left = (0..40).filter(|i| !batch.contains(i)).map(|i| sizes[i]);
+        assert!(left.clone().all(|s| s >= largest), "not the smallest");
+        // Two full tiers: only the smaller one, sixteen packs at most.
+        let mut sizes = vec![100 << 10; 20];
+        sizes.extend(vec![2 << 20; 20]);
+        let batch = pick_batch(&sizes, 16);
+        assert_eq!(batch.len(), 16);
+        assert!(batch.iter().all(|&i| i < 20));
+        assert_eq!(pick(&sizes, 16).len(), 40);
+    }
+
+    #[test]
+    fn copies_are_cut_evenly_so_none_is_small_once_there_is_half_a_pack() {
+        for (total, packs) in [
+            (10u64 << 20, 1u64),
+            (65 << 20, 2),
+            (96 << 20, 2),
+            (200 << 20, 4),
+        ] {
+            let layout = Layout::new(Path::new("/nonexistent"));
+            let c = Copier::new(&layout, total);
+            assert_eq!(total.div_ceil(c.cut), packs, "{total}");
+            assert!(packs == 1 || c.cut >= SMALL_PACK, "{total}: {}", c.cut);
+            assert!(c.cut <= PACK_TARGET);
+        }
     }
 }

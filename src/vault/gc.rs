@@ -32,7 +32,7 @@ use std::collections::HashSet;
 
 use super::Vault;
 use super::chain;
-use super::combine::{COMBINE_AT, Copier, SMALL_PACK, entry_bytes, pick, remove_packs};
+use super::combine::{COMBINE_AT, Copier, SMALL_PACK, entry_bytes, open_pack, pick, remove_packs};
 use super::head::Head;
 use super::layout::PackId;
 use super::pack::{ENTRY_LEN, IndexEntry, PackIndex};
@@ -173,10 +173,16 @@ impl Vault {
         if !progress(0, total) {
             return Err(Error::Cancelled { what: "gc".into() });
         }
-        let mut copier = Copier::new(&self.layout);
+        let mut copier = Copier::new(&self.layout, total);
         let mut copied = Vec::new();
         for p in rewrite {
-            let whole = copier.copy(&p.pack, &p.live, |n| {
+            let (f, path) = open_pack(&self.layout, &p.pack)?;
+            let Some(blobs) = Copier::read(&f, &path, &p.live)? else {
+                // Removing nothing from it, and copying nothing: verify reports the damage.
+                report.damaged_packs.push(p.pack);
+                continue;
+            };
+            copier.write(&p.live, blobs, |n| {
                 done += n;
                 if progress(done, total) {
                     Ok(())
@@ -184,12 +190,7 @@ impl Vault {
                     Err(Error::Cancelled { what: "gc".into() })
                 }
             })?;
-            if whole {
-                copied.push(p);
-            } else {
-                // Removing nothing from it, and copying nothing: verify reports the damage.
-                report.damaged_packs.push(p.pack);
-            }
+            copied.push(p);
         }
         let published = copier.publish()?;
         report.packs_written = published.len() as u64;

@@ -26,6 +26,7 @@
 //! | operation | vault lock (`DIR/lock`) | group lock (`DIR/locks/<group>.lock`) |
 //! | --- | --- | --- |
 //! | [`ingest`](Vault::ingest) | shared | exclusive, for the bundle's group |
+//! | combining small packs after an ingest's commit (`vault::combine`) | exclusive, tried; skipped when busy (under 96 MiB copied) | — |
 //! | [`points`](Vault::points), [`select`](Vault::select), [`groups`](Vault::groups) | shared | — |
 //! | [`materialize`](Vault::materialize), [`failover`](Vault::failover) | shared | — |
 //! | [`verify`](Vault::verify) | shared | — |
@@ -34,7 +35,10 @@
 //! | [`prune`](Vault::prune), [`gc`](Vault::gc) | exclusive | — |
 //!
 //! So ingests of different groups, materializes and verifies run side by side; two ingests of
-//! one group do not (the second gets Locked); prune and GC run alone. Readers see a group as of
+//! one group do not (the second gets Locked); prune and GC run alone. An ingest that finds
+//! the vault idle after its commit combines a batch of small packs alone: another operation
+//! starting meanwhile gets Locked for that long (a fraction of a second), as while the vault is
+//! opened and leftovers are cleaned. Readers see a group as of
 //! its head when they read it: a point committed meanwhile is simply not seen yet.
 
 mod chain;
@@ -284,7 +288,8 @@ impl Vault {
     /// [`sorted_refresh`](Self::sorted_refresh) packs that the sorted index does not name (those
     /// ingested since the last GC or refresh, its own included), it writes a new sorted index
     /// naming them too (the old one's entries streamed, only the new ones sorted in memory) and
-    /// lets their indexes go. So a new handle reads at most that many pack indexes, whenever GC
+    /// lets their indexes go; small packs, which ingests combine, stay out of it (and in the
+    /// handle) while they are fewer than half of that. So a new handle reads at most that many pack indexes, whenever GC
     /// last ran, and an agent's handle holds at most that many. Only while the sorted index it
     /// holds is still the vault's (no GC since, which may have removed packs, and no other
     /// ingest's refresh); then every pack it names is there, and stays while the lock is held.
@@ -306,15 +311,34 @@ impl Vault {
             *index = Arc::default();
             return;
         }
-        let added: Vec<&PackIndex> = index.packs.values().map(|p| &**p).collect();
+        // Small packs stay out of it, so that ingests go on combining them (`vault::combine`),
+        // unless they are many (a vault too busy for ingests to combine).
+        let small = |p: &PackIndex| combine::entry_bytes(p.pack_len) < combine::SMALL_PACK;
+        let kept: Vec<Arc<PackIndex>> =
+            index.packs.values().filter(|p| small(p)).cloned().collect();
+        let kept = if kept.len() * 2 < self.sorted_refresh {
+            kept
+        } else {
+            Vec::new()
+        };
+        let added: Vec<&PackIndex> = index
+            .packs
+            .values()
+            .map(|p| &**p)
+            .filter(|p| kept.is_empty() || !small(p))
+            .collect();
         if let Ok(new) =
             sorted_index::SortedIndex::merge(&self.layout, index.sorted.as_deref(), &added)
         {
-            *index = Arc::new(BlobIndex {
+            let mut fresh = BlobIndex {
                 listed: true,
                 sorted: Some(Arc::new(new)),
                 ..BlobIndex::default()
-            });
+            };
+            for p in kept {
+                fresh.add(p);
+            }
+            *index = Arc::new(fresh);
         }
     }
 

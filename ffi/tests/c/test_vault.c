@@ -179,7 +179,10 @@ int main(void) {
     {
         char cmd[600];
         snprintf(cmd, sizeof cmd,
-                 "f=$(ls -S %s/packs/*.rcpack | head -n 1) && printf '\\377' | "
+                 /* Inverted, not overwritten: a byte that already held 0xff would stay. */
+                 "f=$(ls -S %s/packs/*.rcpack | head -n 1) && "
+                 "b=$(dd if=\"$f\" bs=1 skip=100 count=1 status=none | od -An -tu1 | tr -d ' ') && "
+                 "printf \"$(printf '\\\\%%03o' $((b ^ 255)))\" | "
                  "dd of=\"$f\" bs=1 seek=100 conv=notrunc status=none",
                  vaultp);
         CHECK(system(cmd) == 0);
