@@ -98,29 +98,42 @@ pub(super) fn pick(sizes: &[u64], at: usize) -> Vec<usize> {
     picked
 }
 
-/// An ingest's choice, given each pack's entry bytes: one batch of the smallest tier that holds
-/// at least `at` packs, smallest first, `at` packs or fewer once they hold a full pack's bytes.
-/// So one combine copies at most a full pack and one small pack (under 96 MiB), and holds the
-/// vault's exclusive lock that long.
+/// An ingest's candidates, given each pack's entry bytes: the packs of the smallest tier that
+/// holds at least `at`, smallest first. A batch takes them in that order until
+/// [`batch_full`] (passing over those that do not read).
+pub(super) fn candidates(sizes: &[u64], at: usize) -> Vec<usize> {
+    tiers(sizes)
+        .into_iter()
+        .find(|t| t.len() >= at.max(2))
+        .unwrap_or_default()
+}
+
+/// Whether a batch of `packs` packs holding `bytes` is complete: `at` packs, or fewer once they
+/// hold a full pack's bytes. So one combine copies at most a full pack and one small pack
+/// (under 96 MiB), and holds the vault's exclusive lock that long.
+pub(super) fn batch_full(packs: usize, bytes: u64, at: usize) -> bool {
+    packs >= at.max(2) || bytes >= PACK_TARGET
+}
+
+/// The batch an ingest combines when every candidate reads.
 pub(super) fn pick_batch(sizes: &[u64], at: usize) -> Vec<usize> {
-    let Some(tier) = tiers(sizes).into_iter().find(|t| t.len() >= at.max(2)) else {
-        return Vec::new();
-    };
+    let mut batch = Vec::new();
     let mut bytes = 0;
-    tier.into_iter()
-        .take(at.max(2))
-        .take_while(|&i| {
-            let under = bytes < PACK_TARGET;
-            bytes += sizes[i];
-            under
-        })
-        .collect()
+    for i in candidates(sizes, at) {
+        if batch_full(batch.len(), bytes, at) {
+            break;
+        }
+        bytes += sizes[i];
+        batch.push(i);
+    }
+    batch
 }
 
 /// Copies blobs, still sealed, out of packs into new ones, each checked against its recorded
 /// hash on the way. The new packs are cut evenly: `total` bytes (those to copy) in as few
-/// packs as the target allows, each as full as the others, so none is small when `total`
-/// reaches half a pack. Nothing is published before [`publish`](Self::publish).
+/// packs as the target allows, each closed once it holds its share, so they differ by at most
+/// one blob (8 MiB): with more than a pack to copy, the last may be small again (and is
+/// combined again later). Nothing is published before [`publish`](Self::publish).
 pub(super) struct Copier<'a> {
     layout: &'a Layout,
     out: Option<PackWriter>,
@@ -223,6 +236,7 @@ impl Vault {
     /// others are combined; an error writing leaves the vault sound (the point is committed;
     /// a later ingest tries again).
     pub(super) fn combine_small(&self) -> Result<u64> {
+        // The candidates: the smallest full tier's small packs, smallest first.
         let batch = |snapshot: &BlobIndex| -> Vec<Arc<PackIndex>> {
             let small: Vec<&Arc<PackIndex>> = snapshot
                 .packs
@@ -230,7 +244,7 @@ impl Vault {
                 .filter(|p| entry_bytes(p.pack_len) < SMALL_PACK)
                 .collect();
             let sizes: Vec<u64> = small.iter().map(|p| entry_bytes(p.pack_len)).collect();
-            pick_batch(&sizes, self.combine_at)
+            candidates(&sizes, self.combine_at)
                 .into_iter()
                 .map(|i| Arc::clone(small[i]))
                 .collect()
@@ -257,11 +271,17 @@ impl Vault {
             self.forget_index();
             return Ok(0);
         }
-        let total = picked.iter().map(|p| entry_bytes(p.pack_len)).sum();
+        let sizes: Vec<u64> = picked.iter().map(|p| entry_bytes(p.pack_len)).collect();
+        let planned = pick_batch(&sizes, self.combine_at);
+        let total = planned.iter().map(|&i| sizes[i]).sum();
         let mut copier = Copier::new(&self.layout, total);
         let mut held: HashSet<(BlobId, [u8; 32])> = HashSet::new();
         let mut combined: Vec<PackId> = Vec::new();
+        let mut bytes = 0;
         for p in &picked {
+            if batch_full(combined.len(), bytes, self.combine_at) {
+                break;
+            }
             // A blob already copied from another of these packs is not copied twice; one in a
             // pack left because it did not read is (only copied packs' blobs count).
             let entries: Vec<IndexEntry> = p
@@ -272,10 +292,12 @@ impl Vault {
                 .collect();
             let read = open_pack(&self.layout, &p.pack)
                 .and_then(|(f, path)| Copier::read(&f, &path, &entries));
-            // Not read (damaged, or an I/O error): left where it is, for verify to report.
+            // Not read (damaged, or an I/O error): left where it is, for verify to report; the
+            // next candidate takes its place, so a few bad packs do not stall the tier.
             let Ok(Some(blobs)) = read else { continue };
             copier.write(&entries, blobs, |_| Ok(()))?;
             held.extend(p.entries.iter().map(|e| (e.id, e.hash)));
+            bytes += entry_bytes(p.pack_len);
             combined.push(p.pack);
         }
         drop(held);

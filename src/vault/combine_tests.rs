@@ -327,9 +327,30 @@ fn a_combine_never_removes_packs_another_refresh_named() {
     check(&agent, "g", &key, &models, &dir.path().join("m.img"));
 }
 
+/// Puts packs in the handle's snapshot, as if an ingest had read them.
+fn hold(v: &Vault, packs: &[&std::sync::Arc<super::PackIndex>]) {
+    let mut index = v.index.lock().unwrap();
+    let i = std::sync::Arc::make_mut(&mut index);
+    i.listed = true;
+    for p in packs {
+        i.add(std::sync::Arc::clone(p));
+    }
+}
+
+/// Refreshes the sorted index: how many packs it then names.
+fn refreshed(v: &Vault) -> usize {
+    v.refresh_sorted();
+    SortedIndex::open(&v.layout)
+        .unwrap()
+        .unwrap()
+        .packs()
+        .count()
+}
+
 /// A refresh of the sorted index names the large packs and leaves the few small ones out (and
 /// in the handle), so ingests go on combining them; when small ones are many (combining could
-/// not keep up), it names them all.
+/// not keep up) or hold many entries, it names all but the smallest (under half of either
+/// bound), so the handle's memory stays bounded.
 #[test]
 fn a_refresh_leaves_few_small_packs_to_combine() {
     use super::pack::PackWriter;
@@ -350,14 +371,7 @@ fn a_refresh_leaves_few_small_packs_to_combine() {
     };
     // Two large packs (five blobs of 7 MiB each) and one small.
     let (a, b, c) = (pack(5, 7 << 20), pack(5, (7 << 20) + 1), pack(2, 4096));
-    {
-        let mut index = v.index.lock().unwrap();
-        let i = std::sync::Arc::make_mut(&mut index);
-        i.listed = true;
-        for p in [&a, &b, &c] {
-            i.add(std::sync::Arc::clone(p));
-        }
-    }
+    hold(&v, &[&a, &b, &c]);
     v.refresh_sorted();
     let named: Vec<_> = SortedIndex::open(&v.layout)
         .unwrap()
@@ -369,20 +383,110 @@ fn a_refresh_leaves_few_small_packs_to_combine() {
     assert!(named.contains(&a.pack) && named.contains(&b.pack));
     let held: Vec<_> = v.index.lock().unwrap().packs.keys().copied().collect();
     assert_eq!(held, vec![c.pack]);
-    // Two more small ones: three small packs of three, more than half; all named.
+    // Two more small ones: three small packs of three, more than half; all but the smallest
+    // named.
     let (d, e) = (pack(1, 1000), pack(1, 2000));
-    {
-        let mut index = v.index.lock().unwrap();
-        let i = std::sync::Arc::make_mut(&mut index);
-        i.add(d);
-        i.add(e);
-    }
-    v.refresh_sorted();
-    let named = SortedIndex::open(&v.layout)
-        .unwrap()
-        .unwrap()
-        .packs()
-        .count();
+    hold(&v, &[&d, &e]);
+    let named = refreshed(&v);
+    assert_eq!(named, 4);
+    let held: Vec<_> = v.index.lock().unwrap().packs.keys().copied().collect();
+    assert_eq!(held, vec![d.pack]);
+    // Few small packs of many entries (points of tiny blobs): named past half the entries
+    // bound, the smallest kept. Without it, the handle would hold every entry of them.
+    v.sorted_refresh = 256;
+    v.sorted_refresh_entries = 8;
+    let (f, g) = (pack(2, 10), pack(6, 3000));
+    hold(&v, &[&f, &g]);
+    // f, d and g (smallest first): nine entries of three packs.
+    let named = refreshed(&v);
     assert_eq!(named, 5);
-    assert!(v.index.lock().unwrap().packs.is_empty());
+    let index = v.index.lock().unwrap();
+    let mut held: Vec<_> = index.packs.keys().copied().collect();
+    held.sort();
+    let mut want = vec![d.pack, f.pack];
+    want.sort();
+    assert_eq!(held, want);
+    assert_eq!(index.blobs.len(), 3);
+}
+
+/// A pack that does not read (here its pack file is gone, its index left: an I/O error) is
+/// passed over and the next candidate takes its place, so a few bad packs do not stall their
+/// tier; the bad pack stays for verify to report.
+#[test]
+fn a_pack_that_does_not_read_is_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, _, _) = bundles(dir.path(), "g");
+    let root = dir.path().join("v");
+    Vault::create(&root).unwrap();
+    for b in &bundles[..6] {
+        open(&root, usize::MAX).ingest(b, &mut ok).unwrap();
+    }
+    let v = open(&root, AT);
+    // The first tier's smallest packs (the next point's is as small): the first a batch would
+    // take. Without passing over them, fewer than two packs would read and none be combined.
+    let all: Vec<_> = v
+        .layout
+        .pack_ids()
+        .unwrap()
+        .into_iter()
+        .map(|id| super::PackIndex::load(&v.layout, &id).unwrap())
+        .collect();
+    let least = all.iter().map(|p| p.pack_len).min().unwrap();
+    let bad: Vec<_> = all
+        .iter()
+        .filter(|p| p.pack_len == least)
+        .map(|p| p.pack)
+        .collect();
+    assert!(bad.len() >= 2, "{} packs of the least size", bad.len());
+    for id in &bad {
+        std::fs::remove_file(v.layout.pack(id)).unwrap();
+    }
+    let r = open(&root, AT).ingest(&bundles[6], &mut ok).unwrap();
+    assert_eq!(r.packs_combined, AT as u64, "{r:?}");
+    assert!(bad.iter().all(|id| v.layout.pack_index(id).exists()));
+    assert!(!v.verify(None, &mut ok).unwrap().is_ok());
+}
+
+/// A blob stored twice (another process's ingest stored it again, or a combine was cut before
+/// it removed its old packs) whose first copy in pack order is damaged (a failing disk, or the
+/// vault's operator): GC keeps the sound copy and drops the damaged one, so every point still
+/// materializes and verify turns clean. Without reading the kept copy back, GC would have
+/// removed the only sound one.
+#[test]
+fn gc_keeps_the_sound_copy_of_a_blob_stored_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let root = dir.path().join("v");
+    Vault::create(&root).unwrap();
+    for b in &bundles[..3] {
+        open(&root, usize::MAX).ingest(b, &mut ok).unwrap();
+    }
+    let v = open(&root, usize::MAX);
+    // The first point's pack, stored again under a new name.
+    let first = v.layout.pack_ids().unwrap();
+    let x = first
+        .iter()
+        .map(|id| super::PackIndex::load(&v.layout, id).unwrap())
+        .max_by_key(|p| p.entries.len())
+        .unwrap();
+    let y = super::layout::PackId::random().unwrap();
+    std::fs::copy(v.layout.pack(&x.pack), v.layout.pack(&y)).unwrap();
+    let copy = super::PackIndex {
+        pack: y,
+        ..x.clone()
+    };
+    std::fs::write(v.layout.pack_index(&y), copy.encode()).unwrap();
+    // Damage the copy GC keeps without reading it back: the first in pack order.
+    let damaged = x.pack.min(y);
+    let entry = x.entries[0];
+    let path = v.layout.pack(&damaged);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(entry.offset + 7) as usize] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(!open(&root, AT).verify(None, &mut ok).unwrap().is_ok());
+    let r = open(&root, AT).gc(&mut ok).unwrap();
+    assert!(r.damaged_packs.is_empty(), "{r:?}");
+    let v = open(&root, AT);
+    assert!(!v.layout.pack_ids().unwrap().contains(&damaged), "{r:?}");
+    check(&v, "g", &key, &models, &dir.path().join("m.img"));
 }

@@ -28,17 +28,17 @@
 //! one copy), or packs without an index, which are leftovers. A blob is always in some indexed
 //! pack from before GC began until after it ended.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::Vault;
 use super::chain;
 use super::combine::{COMBINE_AT, Copier, SMALL_PACK, entry_bytes, open_pack, pick, remove_packs};
 use super::head::Head;
 use super::layout::PackId;
-use super::pack::{ENTRY_LEN, IndexEntry, PackIndex};
+use super::pack::{ENTRY_LEN, IndexEntry, PackIndex, read_stored};
 use super::repair::clean_leftovers;
 use super::sorted_index::SortedIndex;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::extent::Source;
 use crate::id::BlobId;
 use crate::resync::Progress;
@@ -87,6 +87,9 @@ struct PackPlan {
     entries: usize,
     /// Its entries GC keeps (live, and this is the copy kept).
     live: Vec<IndexEntry>,
+    /// It held a damaged copy of a blob stored twice (the other copy is kept): rewritten, so
+    /// the damaged one goes.
+    gave_up_a_copy: bool,
 }
 
 impl PackPlan {
@@ -105,8 +108,10 @@ impl PackPlan {
 impl Vault {
     /// Collects garbage (see the module docs of `vault::gc`): removes what interrupted
     /// operations left, then every blob no point references, rewriting packs that are more
-    /// than a quarter dead; sixteen or more small packs (under 8 MiB) are combined. Runs alone (the vault lock, exclusive); any chain that does not
-    /// load stops it before anything is removed. Progress counts the bytes of the packs to
+    /// than a quarter dead; small packs (under 32 MiB) are combined, those of every size tier
+    /// holding sixteen or more (`vault::combine`). A blob stored twice keeps a copy that reads
+    /// back right. Runs alone (the vault lock, exclusive); any chain that does not load stops
+    /// it before anything is removed. Progress counts the bytes of the packs to
     /// rewrite, as they are copied.
     pub fn gc(&self, progress: Progress<'_>) -> Result<GcReport> {
         let _lock = self.lock(LockMode::Exclusive)?;
@@ -121,25 +126,35 @@ impl Vault {
             packs_before: pack_ids.len() as u64,
             ..GcReport::default()
         };
-        // The copy of each live blob GC keeps: the first in pack order.
+        // The copy of each live blob GC keeps: the first in pack order. A second copy (another
+        // process's ingest stored it again, a combine cut before it removed its old packs) is
+        // noted: it goes only once the kept one reads back right.
         let mut plans: Vec<PackPlan> = Vec::with_capacity(pack_ids.len());
+        let mut kept_keys: HashSet<(BlobId, [u8; 32])> = HashSet::with_capacity(live.len());
+        let mut spares: HashMap<(BlobId, [u8; 32]), (usize, IndexEntry)> = HashMap::new();
         for id in &pack_ids {
             let pi = PackIndex::load(&self.layout, id)?;
             report.bytes_before += pi.pack_len;
-            let kept: Vec<IndexEntry> = pi
-                .entries
-                .iter()
-                .filter(|e| live.remove(&(e.id, e.hash)))
-                .copied()
-                .collect();
+            let mut kept = Vec::new();
+            for e in &pi.entries {
+                let key = (e.id, e.hash);
+                if live.remove(&key) {
+                    kept_keys.insert(key);
+                    kept.push(*e);
+                } else if kept_keys.contains(&key) {
+                    spares.entry(key).or_insert((plans.len(), *e));
+                }
+            }
             plans.push(PackPlan {
                 pack: pi.pack,
                 pack_len: pi.pack_len,
                 entries: pi.entries.len(),
                 live: kept,
+                gave_up_a_copy: false,
             });
         }
-        drop(live);
+        drop((live, kept_keys));
+        self.keep_sound_copies(&mut plans, spares)?;
         report.live_blobs = plans.iter().map(|p| p.live.len() as u64).sum();
         report.live_bytes = plans.iter().map(PackPlan::live_bytes).sum();
         let (mut gone, mut rewrite, mut small) = (Vec::new(), Vec::new(), Vec::new());
@@ -147,7 +162,7 @@ impl Vault {
             let (l, all) = (p.live_bytes(), p.entry_bytes());
             if l == 0 {
                 gone.push(p);
-            } else if (all - l) * 4 > all * REWRITE_DEAD_PER_4 {
+            } else if p.gave_up_a_copy || (all - l) * 4 > all * REWRITE_DEAD_PER_4 {
                 rewrite.push(p);
             } else if l < SMALL_PACK {
                 small.push(p);
@@ -219,6 +234,57 @@ impl Vault {
         report.bytes_after = stay.iter().map(|p| p.pack_len).sum();
         progress(total, total);
         Ok(report)
+    }
+
+    /// For each blob stored twice, reads back the copy GC would keep; a damaged one is given up
+    /// for the spare (which is then kept), so GC never removes the only sound copy of a blob.
+    fn keep_sound_copies(
+        &self,
+        plans: &mut [PackPlan],
+        mut spares: HashMap<(BlobId, [u8; 32]), (usize, IndexEntry)>,
+    ) -> Result<()> {
+        for i in 0..plans.len() {
+            if spares.is_empty() {
+                break;
+            }
+            if !plans[i]
+                .live
+                .iter()
+                .any(|e| spares.contains_key(&(e.id, e.hash)))
+            {
+                continue;
+            }
+            // A pack file gone (its index left) holds no sound copy: every spare is taken.
+            let opened = match open_pack(&self.layout, &plans[i].pack) {
+                Ok(opened) => Some(opened),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    None
+                }
+                Err(err) => return Err(err),
+            };
+            let mut j = 0;
+            while j < plans[i].live.len() {
+                let e = plans[i].live[j];
+                let Some((at, spare)) = spares.remove(&(e.id, e.hash)) else {
+                    j += 1;
+                    continue;
+                };
+                let read = match &opened {
+                    Some((f, path)) => read_stored(f, path, &e, true).map(drop),
+                    None => Err(Error::corrupt("pack", None, "its file is gone")),
+                };
+                match read {
+                    Ok(()) => j += 1,
+                    Err(err) if err.kind() == ErrorKind::Corrupt => {
+                        plans[i].live.remove(j);
+                        plans[i].gave_up_a_copy = true;
+                        plans[at].live.push(spare);
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every blob some point of some group references. A head or chain that does not load

@@ -37,7 +37,8 @@
 //! So ingests of different groups, materializes and verifies run side by side; two ingests of
 //! one group do not (the second gets Locked); prune and GC run alone. An ingest that finds
 //! the vault idle after its commit combines a batch of small packs alone: another operation
-//! starting meanwhile gets Locked for that long (a fraction of a second), as while the vault is
+//! starting meanwhile gets Locked for that long (under 96 MiB read, hashed, written and synced:
+//! about a second on a disk, more on a slow network share), as while the vault is
 //! opened and leftovers are cleaned. Readers see a group as of
 //! its head when they read it: a point committed meanwhile is simply not seen yet.
 
@@ -103,6 +104,9 @@ pub struct Vault {
     /// Packs the sorted index does not name that an ingest's handle holds before it writes a
     /// new one naming them ([`Vault::refresh_sorted`]).
     sorted_refresh: usize,
+    /// Blob entries of such packs it holds before it does so
+    /// ([`sorted_index::REFRESH_ENTRIES`]), whatever their number of packs.
+    sorted_refresh_entries: usize,
     /// Small packs of a tier an ingest's handle combines ([`combine::COMBINE_AT`]).
     combine_at: usize,
 }
@@ -156,6 +160,7 @@ impl Vault {
             index: Mutex::new(Arc::default()),
             ingest_batch: ingest::DEFAULT_BATCH,
             sorted_refresh: sorted_index::REFRESH_PACKS,
+            sorted_refresh_entries: sorted_index::REFRESH_ENTRIES,
             combine_at: combine::COMBINE_AT,
         })
     }
@@ -286,17 +291,21 @@ impl Vault {
 
     /// After an ingest committed, under the vault's shared lock: once this handle holds
     /// [`sorted_refresh`](Self::sorted_refresh) packs that the sorted index does not name (those
-    /// ingested since the last GC or refresh, its own included), it writes a new sorted index
+    /// ingested since the last GC or refresh, its own included), or their entries number
+    /// [`sorted_refresh_entries`](Self::sorted_refresh_entries), it writes a new sorted index
     /// naming them too (the old one's entries streamed, only the new ones sorted in memory) and
-    /// lets their indexes go; small packs, which ingests combine, stay out of it (and in the
-    /// handle) while they are fewer than half of that. So a new handle reads at most that many pack indexes, whenever GC
-    /// last ran, and an agent's handle holds at most that many. Only while the sorted index it
-    /// holds is still the vault's (no GC since, which may have removed packs, and no other
-    /// ingest's refresh); then every pack it names is there, and stays while the lock is held.
-    /// A failure is not the ingest's: the point is committed, the next ingest tries again.
+    /// lets their indexes go; the smallest small packs, which ingests combine, stay out of it
+    /// (and in the handle) while they are fewer than half of either. So a new handle reads
+    /// fewer than that many pack indexes and entries, whenever GC last ran, and an agent's
+    /// handle holds fewer (besides what one ingest adds). Only while the sorted index it holds
+    /// is still the vault's (no GC since, which may have removed packs, and no other ingest's
+    /// refresh); then every pack it names is there, and stays while the lock is held. A
+    /// failure is not the ingest's: the point is committed, the next ingest tries again.
     fn refresh_sorted(&self) {
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        if index.packs.len() < self.sorted_refresh {
+        if index.packs.len() < self.sorted_refresh
+            && index.blobs.len() < self.sorted_refresh_entries
+        {
             return;
         }
         // Every pack it would name must be there: another handle's combine (`vault::combine`)
@@ -311,21 +320,30 @@ impl Vault {
             *index = Arc::default();
             return;
         }
-        // Small packs stay out of it, so that ingests go on combining them (`vault::combine`),
-        // unless they are many (a vault too busy for ingests to combine).
+        // The smallest small packs stay out of it, so that ingests go on combining them
+        // (`vault::combine`): fewer than half of either bound. Larger ones, and small ones past
+        // that (a vault too busy for ingests to combine, or points of many tiny blobs), are
+        // named: left to GC to combine.
         let small = |p: &PackIndex| combine::entry_bytes(p.pack_len) < combine::SMALL_PACK;
-        let kept: Vec<Arc<PackIndex>> =
-            index.packs.values().filter(|p| small(p)).cloned().collect();
-        let kept = if kept.len() * 2 < self.sorted_refresh {
-            kept
-        } else {
-            Vec::new()
-        };
+        let mut smallest: Vec<&Arc<PackIndex>> =
+            index.packs.values().filter(|p| small(p)).collect();
+        smallest.sort_by_key(|p| (p.pack_len, p.pack));
+        let (mut kept, mut entries) = (Vec::new(), 0usize);
+        for p in smallest {
+            entries += p.entries.len();
+            if (kept.len() + 1) * 2 >= self.sorted_refresh
+                || entries * 2 >= self.sorted_refresh_entries
+            {
+                break;
+            }
+            kept.push(Arc::clone(p));
+        }
+        let out: HashSet<PackId> = kept.iter().map(|p| p.pack).collect();
         let added: Vec<&PackIndex> = index
             .packs
             .values()
             .map(|p| &**p)
-            .filter(|p| kept.is_empty() || !small(p))
+            .filter(|p| !out.contains(&p.pack))
             .collect();
         if let Ok(new) =
             sorted_index::SortedIndex::merge(&self.layout, index.sorted.as_deref(), &added)

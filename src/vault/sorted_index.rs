@@ -4,7 +4,8 @@
 //!
 //! GC writes it (GC alone removes packs, under the vault's exclusive lock) after it published
 //! its new packs and before it removes any, naming only the packs that stay; an ingest whose
-//! handle holds [`REFRESH_PACKS`] pack indexes it does not name writes it anew with those
+//! handle holds [`REFRESH_PACKS`] pack indexes it does not name (or [`REFRESH_ENTRIES`] of
+//! their entries) writes it anew with those
 //! (`Vault::refresh_sorted`, under the shared lock: no pack can go). It is a cache, and
 //! keyless like everything in the vault: an ingest counts on an answer only once the pack's own
 //! index says the same (entry by entry, [`IndexEntries`]) and the pack is there; a blob it
@@ -39,6 +40,9 @@ const FANOUT: u64 = 256 * 8;
 const ENTRY: u64 = 32 + 32 + 4 + 4;
 /// Packs the sorted index does not name that an ingest reads before it writes a new one.
 pub(crate) const REFRESH_PACKS: usize = 256;
+/// Entries of such packs that an ingest's handle holds before it writes a new one, whatever
+/// their number of packs (small packs of tiny blobs): about 9 MiB of memory.
+pub(crate) const REFRESH_ENTRIES: usize = 1 << 15;
 /// The most packs an index names (256 TiB of full packs; the table is read into memory):
 /// GC writes none for a vault with more.
 pub(crate) const MAX_PACKS: usize = 1 << 22;

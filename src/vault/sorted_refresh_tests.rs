@@ -218,3 +218,32 @@ fn a_refresh_after_another_process_gc_does_not_name_removed_packs() {
         std::fs::remove_file(&out).unwrap();
     }
 }
+
+/// An agent's handle over points of few, small blobs (ingests combine their packs, so the
+/// packs stay few while their entries grow): once it holds the entries bound it names their
+/// packs too, so neither it nor a new handle holds more, whatever the number of points.
+/// Without the bound, the agent's handle held every entry of the vault.
+#[test]
+fn a_handle_holds_a_bounded_number_of_entries() {
+    const ENTRIES: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let root = dir.path().join("v");
+    Vault::create(&root).unwrap();
+    let mut agent = Vault::open(&root).unwrap();
+    agent.sorted_refresh_entries = ENTRIES;
+    agent.combine_at = 3;
+    let mut stored = 0;
+    for b in &bundles {
+        stored += agent.ingest(b, &mut ok).unwrap().blobs_stored;
+        let held = agent.index.lock().unwrap().blobs.len();
+        assert!(held < ENTRIES, "{held} entries held");
+        let mut fresh = Vault::open(&root).unwrap();
+        fresh.sorted_refresh_entries = ENTRIES;
+        let read = fresh.ingest_index().unwrap().blobs.len();
+        assert!(read < ENTRIES, "{read} entries read by a new handle");
+    }
+    assert!(stored as usize > 2 * ENTRIES, "{stored} blobs stored");
+    check(&agent, "g", &key, &models, &dir.path().join("m.img"));
+    every_blob_held_by_a_new_handle(&root, false);
+}
