@@ -13,8 +13,10 @@
 //! blob is copied at most once per tier, plus a few times in the first (whose packs may be
 //! tinier than its bound), unless its copy meets a second copy of itself. GC combines every
 //! full tier at once (it runs alone and reports progress); an ingest combines one batch, the
-//! smallest tier's smallest packs, sixteen or fewer once they hold a full pack's bytes, so it
-//! copies under 96 MiB and holds the vault's exclusive lock that long.
+//! smallest tier's smallest packs, sixteen or fewer once they hold a full pack's bytes (those
+//! that do not read passed over, their bytes counted all the same: [`take_batch`]), so it
+//! reads under 96 MiB twice (checked, then copied), copies as much, and holds the vault's
+//! exclusive lock that long.
 //!
 //! # After an ingest
 //!
@@ -98,35 +100,40 @@ pub(super) fn pick(sizes: &[u64], at: usize) -> Vec<usize> {
     picked
 }
 
-/// An ingest's candidates, given each pack's entry bytes: the packs of the smallest tier that
-/// holds at least `at`, smallest first. A batch takes them in that order until
-/// [`batch_full`] (passing over those that do not read).
-pub(super) fn candidates(sizes: &[u64], at: usize) -> Vec<usize> {
-    tiers(sizes)
-        .into_iter()
-        .find(|t| t.len() >= at.max(2))
-        .unwrap_or_default()
-}
-
-/// Whether a batch of `packs` packs holding `bytes` is complete: `at` packs, or fewer once they
-/// hold a full pack's bytes. So one combine copies at most a full pack and one small pack
-/// (under 96 MiB), and holds the vault's exclusive lock that long.
-pub(super) fn batch_full(packs: usize, bytes: u64, at: usize) -> bool {
-    packs >= at.max(2) || bytes >= PACK_TARGET
-}
-
-/// The batch an ingest combines when every candidate reads.
-pub(super) fn pick_batch(sizes: &[u64], at: usize) -> Vec<usize> {
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    for i in candidates(sizes, at) {
-        if batch_full(batch.len(), bytes, at) {
+/// The batch an ingest combines, given each pack's entry bytes and whether a pack reads back
+/// whole (asked in the order tried): the packs of the smallest tier that holds at least `at`,
+/// smallest first, `at` of them, or fewer once they hold a full pack's bytes. One that does
+/// not read is passed over and the next takes its place, but its bytes count towards what is
+/// tried, which stops at a full pack's: so a combine reads under 96 MiB twice (checked, then
+/// copied) and copies as much, and holds the vault's exclusive lock that long, however many
+/// packs are bad.
+pub(super) fn take_batch(
+    sizes: &[u64],
+    at: usize,
+    mut reads: impl FnMut(usize) -> bool,
+) -> Vec<usize> {
+    let at = at.max(2);
+    let Some(tier) = tiers(sizes).into_iter().find(|t| t.len() >= at) else {
+        return Vec::new();
+    };
+    let (mut batch, mut bytes, mut tried) = (Vec::new(), 0, 0);
+    for i in tier {
+        if batch.len() >= at || bytes >= PACK_TARGET || tried >= PACK_TARGET {
             break;
         }
-        bytes += sizes[i];
-        batch.push(i);
+        tried += sizes[i];
+        if reads(i) {
+            bytes += sizes[i];
+            batch.push(i);
+        }
     }
     batch
+}
+
+/// The batch when every candidate reads.
+#[cfg(test)]
+fn pick_batch(sizes: &[u64], at: usize) -> Vec<usize> {
+    take_batch(sizes, at, |_| true)
 }
 
 /// Copies blobs, still sealed, out of packs into new ones, each checked against its recorded
@@ -211,6 +218,32 @@ pub(super) fn open_pack(layout: &Layout, pack: &PackId) -> Result<(File, PathBuf
     Ok((f, path))
 }
 
+/// Opens a pack to copy from; `None` when its file is gone (its index left: damage).
+pub(super) fn open_existing(layout: &Layout, pack: &PackId) -> Result<Option<(File, PathBuf)>> {
+    match open_pack(layout, pack) {
+        Ok(opened) => Ok(Some(opened)),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Whether each of `entries` of `pack` reads back against its recorded hash (one blob in
+/// memory at a time): false when one is damaged, or the pack file is gone or shorter; an I/O
+/// error is an error.
+pub(super) fn reads_back(layout: &Layout, pack: &PackId, entries: &[IndexEntry]) -> Result<bool> {
+    let Some((f, path)) = open_existing(layout, pack)? else {
+        return Ok(false);
+    };
+    for e in entries {
+        match read_stored(&f, &path, e, true) {
+            Ok(_) => {}
+            Err(err) if err.kind() == ErrorKind::Corrupt => return Ok(false),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(true)
+}
+
 /// Removes packs: their indexes first (a pack without an index is a leftover), the directory
 /// synced, then the packs.
 pub(super) fn remove_packs(layout: &Layout, ids: &[PackId]) -> Result<()> {
@@ -222,7 +255,11 @@ pub(super) fn remove_packs(layout: &Layout, ids: &[PackId]) -> Result<()> {
     }
     sync_dir(&layout.packs())?;
     for id in ids {
-        remove(&layout.pack(id), "a pack")?;
+        match remove(&layout.pack(id), "a pack") {
+            // Already gone (damage GC gave up on): its index is what had to go.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            other => other?,
+        }
     }
     sync_dir(&layout.packs())
 }
@@ -236,22 +273,24 @@ impl Vault {
     /// others are combined; an error writing leaves the vault sound (the point is committed;
     /// a later ingest tries again).
     pub(super) fn combine_small(&self) -> Result<u64> {
-        // The candidates: the smallest full tier's small packs, smallest first.
-        let batch = |snapshot: &BlobIndex| -> Vec<Arc<PackIndex>> {
+        // The batch (`take_batch`), given whether each candidate reads back whole.
+        let batch = |snapshot: &BlobIndex, reads: &mut dyn FnMut(&PackIndex) -> bool| {
             let small: Vec<&Arc<PackIndex>> = snapshot
                 .packs
                 .values()
                 .filter(|p| entry_bytes(p.pack_len) < SMALL_PACK)
                 .collect();
             let sizes: Vec<u64> = small.iter().map(|p| entry_bytes(p.pack_len)).collect();
-            candidates(&sizes, self.combine_at)
+            take_batch(&sizes, self.combine_at, |i| reads(small[i]))
                 .into_iter()
                 .map(|i| Arc::clone(small[i]))
-                .collect()
+                .collect::<Vec<_>>()
         };
-        if batch(&self.index.lock().unwrap_or_else(|e| e.into_inner())).is_empty() {
+        let index = Arc::clone(&self.index.lock().unwrap_or_else(|e| e.into_inner()));
+        if batch(&index, &mut |_| true).len() < 2 {
             return Ok(0);
         }
+        drop(index);
         // Busy (another operation, or this handle's on another thread): a later ingest will.
         let Ok(_lock) = self.lock(LockMode::Exclusive) else {
             return Ok(0);
@@ -259,48 +298,49 @@ impl Vault {
         // The snapshot as it is now that no other operation runs (another thread's ingest may
         // have added to it meanwhile).
         let snapshot = Arc::clone(&self.index.lock().unwrap_or_else(|e| e.into_inner()));
-        let picked = batch(&snapshot);
-        // The picked packs must be none the vault's sorted index names (it is the one the
+        // The packs to combine must be none the vault's sorted index names (it is the one the
         // snapshot holds, which names none of them) and still there (another handle's combine
         // removes packs without replacing the sorted index). Under the lock, they stay.
-        if !SortedIndex::is_current(snapshot.sorted.as_deref(), &self.layout)
-            || picked
-                .iter()
-                .any(|p| !self.layout.pack_index(&p.pack).exists())
-        {
+        let stale = !SortedIndex::is_current(snapshot.sorted.as_deref(), &self.layout)
+            || snapshot
+                .packs
+                .keys()
+                .any(|p| !self.layout.pack_index(p).exists());
+        if stale {
             self.forget_index();
             return Ok(0);
         }
-        let sizes: Vec<u64> = picked.iter().map(|p| entry_bytes(p.pack_len)).collect();
-        let planned = pick_batch(&sizes, self.combine_at);
-        let total = planned.iter().map(|&i| sizes[i]).sum();
-        let mut copier = Copier::new(&self.layout, total);
+        // Checked one blob at a time; one that does not read (damaged, gone, an I/O error) is
+        // left where it is, for verify to report.
+        let batch = batch(&snapshot, &mut |p| {
+            matches!(reads_back(&self.layout, &p.pack, &p.entries), Ok(true))
+        });
+        if batch.len() < 2 {
+            return Ok(0);
+        }
+        let bytes = batch.iter().map(|p| entry_bytes(p.pack_len)).sum();
+        // The copy: its size now known, so the new packs are cut evenly. Each blob is checked
+        // again as it is copied (from the page cache, now): a pack that no longer reads stops
+        // the combine, nothing published.
+        let mut copier = Copier::new(&self.layout, bytes);
         let mut held: HashSet<(BlobId, [u8; 32])> = HashSet::new();
         let mut combined: Vec<PackId> = Vec::new();
-        let mut bytes = 0;
-        for p in &picked {
-            if batch_full(combined.len(), bytes, self.combine_at) {
-                break;
-            }
-            // A blob already copied from another of these packs is not copied twice; one in a
-            // pack left because it did not read is (only copied packs' blobs count).
+        for p in &batch {
+            // A blob already copied from another of these packs is not copied twice.
             let entries: Vec<IndexEntry> = p
                 .entries
                 .iter()
-                .filter(|e| !held.contains(&(e.id, e.hash)))
+                .filter(|e| held.insert((e.id, e.hash)))
                 .copied()
                 .collect();
-            let read = open_pack(&self.layout, &p.pack)
-                .and_then(|(f, path)| Copier::read(&f, &path, &entries));
-            // Not read (damaged, or an I/O error): left where it is, for verify to report; the
-            // next candidate takes its place, so a few bad packs do not stall the tier.
-            let Ok(Some(blobs)) = read else { continue };
+            let (f, path) = open_pack(&self.layout, &p.pack)?;
+            let Some(blobs) = Copier::read(&f, &path, &entries)? else {
+                return Ok(0);
+            };
             copier.write(&entries, blobs, |_| Ok(()))?;
-            held.extend(p.entries.iter().map(|e| (e.id, e.hash)));
-            bytes += entry_bytes(p.pack_len);
             combined.push(p.pack);
         }
-        drop(held);
+        drop((held, batch));
         if combined.len() < 2 {
             // Nothing worth a new pack: what was written is dropped unpublished.
             return Ok(0);
@@ -376,6 +416,32 @@ mod tests {
         assert_eq!(batch.len(), 16);
         assert!(batch.iter().all(|&i| i < 20));
         assert_eq!(pick(&sizes, 16).len(), 40);
+    }
+
+    /// Packs that do not read are passed over, the next candidates taking their place, but
+    /// what is tried stays under a full pack and one small one however many are bad: a
+    /// vault's operator who drops many damaged small packs costs each idle ingest a bounded
+    /// read, not the whole tier's.
+    #[test]
+    fn a_batch_passes_over_bad_packs_and_tries_a_bounded_amount() {
+        let mib = 1u64 << 20;
+        // Twenty packs of the last small tier, the first three bad: the next ones replace them.
+        let sizes = vec![5 * mib; 20];
+        let bad = |i: usize| i < 3;
+        let batch = take_batch(&sizes, 16, |i| !bad(i));
+        assert!(batch.iter().all(|&i| !bad(i)), "{batch:?}");
+        let bytes: u64 = batch.iter().map(|&i| sizes[i]).sum();
+        assert_eq!(batch.len(), 10, "{batch:?}");
+        assert!(bytes < PACK_TARGET, "{bytes}");
+        // Forty bad ones: tried until a full pack's bytes, then none combined.
+        let sizes = vec![20 * mib; 40];
+        let mut tried = 0;
+        let batch = take_batch(&sizes, 16, |i| {
+            tried += sizes[i];
+            false
+        });
+        assert!(batch.is_empty());
+        assert!(tried < PACK_TARGET + SMALL_PACK, "{tried}");
     }
 
     #[test]

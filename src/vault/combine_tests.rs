@@ -447,46 +447,84 @@ fn a_pack_that_does_not_read_is_passed_over() {
     assert!(!v.verify(None, &mut ok).unwrap().is_ok());
 }
 
-/// A blob stored twice (another process's ingest stored it again, or a combine was cut before
-/// it removed its old packs) whose first copy in pack order is damaged (a failing disk, or the
-/// vault's operator): GC keeps the sound copy and drops the damaged one, so every point still
-/// materializes and verify turns clean. Without reading the kept copy back, GC would have
-/// removed the only sound one.
+/// How a copy of a pack is damaged.
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    /// A byte of its first blob flipped.
+    Flip,
+    /// Its pack file removed, its index left.
+    Gone,
+    /// Cut to half its length.
+    Cut,
+}
+
+/// A blob stored two or three times (another process's ingest stored it again, or a combine
+/// was cut before it removed its old packs) whose first copies in pack order are damaged (a
+/// failing disk, or the vault's operator, who can pick a copy's name to set its order): GC
+/// keeps a copy that reads back and drops the damaged ones, so every point still materializes
+/// and verify turns clean. Without reading the kept copy back, GC removed the only sound one;
+/// taking the next copy unread, it did so when two were damaged; treating a pack file gone or
+/// cut short as an I/O error, GC failed at every run.
 #[test]
-fn gc_keeps_the_sound_copy_of_a_blob_stored_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let (bundles, key, models) = bundles(dir.path(), "g");
-    let root = dir.path().join("v");
-    Vault::create(&root).unwrap();
-    for b in &bundles[..3] {
-        open(&root, usize::MAX).ingest(b, &mut ok).unwrap();
+fn gc_keeps_a_sound_copy_of_a_blob_stored_more_than_once() {
+    for (copies, damaged, how) in [
+        (2, 1, Damage::Flip),
+        (3, 2, Damage::Flip),
+        (2, 1, Damage::Gone),
+        (3, 2, Damage::Cut),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (bundles, key, models) = bundles(dir.path(), "g");
+        let root = dir.path().join("v");
+        Vault::create(&root).unwrap();
+        for b in &bundles[..3] {
+            open(&root, usize::MAX).ingest(b, &mut ok).unwrap();
+        }
+        let v = open(&root, usize::MAX);
+        // The first point's pack, stored again under new names.
+        let x = v
+            .layout
+            .pack_ids()
+            .unwrap()
+            .iter()
+            .map(|id| super::PackIndex::load(&v.layout, id).unwrap())
+            .max_by_key(|p| p.entries.len())
+            .unwrap();
+        let mut all = vec![x.pack];
+        for _ in 1..copies {
+            let y = super::layout::PackId::random().unwrap();
+            std::fs::copy(v.layout.pack(&x.pack), v.layout.pack(&y)).unwrap();
+            let copy = super::PackIndex {
+                pack: y,
+                ..x.clone()
+            };
+            std::fs::write(v.layout.pack_index(&y), copy.encode()).unwrap();
+            all.push(y);
+        }
+        all.sort();
+        for id in &all[..damaged] {
+            let path = v.layout.pack(id);
+            let mut bytes = std::fs::read(&path).unwrap();
+            match how {
+                Damage::Flip => bytes[(x.entries[0].offset + 7) as usize] ^= 0x20,
+                Damage::Gone => bytes.clear(),
+                Damage::Cut => bytes.truncate(bytes.len() / 2),
+            }
+            match how {
+                Damage::Gone => std::fs::remove_file(&path).unwrap(),
+                _ => std::fs::write(&path, &bytes).unwrap(),
+            }
+        }
+        let case = format!("{copies} copies, {damaged} {how:?}");
+        assert!(
+            !open(&root, AT).verify(None, &mut ok).unwrap().is_ok(),
+            "{case}"
+        );
+        let r = open(&root, AT).gc(&mut ok).unwrap();
+        assert!(r.damaged_packs.is_empty(), "{case}: {r:?}");
+        let v = open(&root, AT);
+        let left = v.layout.pack_ids().unwrap();
+        assert!(all[..damaged].iter().all(|id| !left.contains(id)), "{case}");
+        check(&v, "g", &key, &models, &dir.path().join("m.img"));
     }
-    let v = open(&root, usize::MAX);
-    // The first point's pack, stored again under a new name.
-    let first = v.layout.pack_ids().unwrap();
-    let x = first
-        .iter()
-        .map(|id| super::PackIndex::load(&v.layout, id).unwrap())
-        .max_by_key(|p| p.entries.len())
-        .unwrap();
-    let y = super::layout::PackId::random().unwrap();
-    std::fs::copy(v.layout.pack(&x.pack), v.layout.pack(&y)).unwrap();
-    let copy = super::PackIndex {
-        pack: y,
-        ..x.clone()
-    };
-    std::fs::write(v.layout.pack_index(&y), copy.encode()).unwrap();
-    // Damage the copy GC keeps without reading it back: the first in pack order.
-    let damaged = x.pack.min(y);
-    let entry = x.entries[0];
-    let path = v.layout.pack(&damaged);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[(entry.offset + 7) as usize] ^= 0x20;
-    std::fs::write(&path, &bytes).unwrap();
-    assert!(!open(&root, AT).verify(None, &mut ok).unwrap().is_ok());
-    let r = open(&root, AT).gc(&mut ok).unwrap();
-    assert!(r.damaged_packs.is_empty(), "{r:?}");
-    let v = open(&root, AT);
-    assert!(!v.layout.pack_ids().unwrap().contains(&damaged), "{r:?}");
-    check(&v, "g", &key, &models, &dir.path().join("m.img"));
 }

@@ -32,13 +32,15 @@ use std::collections::{HashMap, HashSet};
 
 use super::Vault;
 use super::chain;
-use super::combine::{COMBINE_AT, Copier, SMALL_PACK, entry_bytes, open_pack, pick, remove_packs};
+use super::combine::{
+    COMBINE_AT, Copier, SMALL_PACK, entry_bytes, open_existing, pick, reads_back, remove_packs,
+};
 use super::head::Head;
 use super::layout::PackId;
-use super::pack::{ENTRY_LEN, IndexEntry, PackIndex, read_stored};
+use super::pack::{ENTRY_LEN, IndexEntry, PackIndex};
 use super::repair::clean_leftovers;
 use super::sorted_index::SortedIndex;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::extent::Source;
 use crate::id::BlobId;
 use crate::resync::Progress;
@@ -78,6 +80,10 @@ pub struct GcReport {
     /// hash (verify says which points that affects).
     pub damaged_packs: Vec<PackId>,
 }
+
+/// Each blob stored more than once: the plan of the copy kept first, and the other copies
+/// (plan, entry), in pack order.
+type Copies = HashMap<(BlobId, [u8; 32]), (usize, Vec<(usize, IndexEntry)>)>;
 
 /// One pack's fate: what GC keeps of its index (not the dead entries).
 struct PackPlan {
@@ -130,8 +136,8 @@ impl Vault {
         // process's ingest stored it again, a combine cut before it removed its old packs) is
         // noted: it goes only once the kept one reads back right.
         let mut plans: Vec<PackPlan> = Vec::with_capacity(pack_ids.len());
-        let mut kept_keys: HashSet<(BlobId, [u8; 32])> = HashSet::with_capacity(live.len());
-        let mut spares: HashMap<(BlobId, [u8; 32]), (usize, IndexEntry)> = HashMap::new();
+        let mut kept_at: HashMap<(BlobId, [u8; 32]), usize> = HashMap::with_capacity(live.len());
+        let mut copies = Copies::new();
         for id in &pack_ids {
             let pi = PackIndex::load(&self.layout, id)?;
             report.bytes_before += pi.pack_len;
@@ -139,10 +145,14 @@ impl Vault {
             for e in &pi.entries {
                 let key = (e.id, e.hash);
                 if live.remove(&key) {
-                    kept_keys.insert(key);
+                    kept_at.insert(key, plans.len());
                     kept.push(*e);
-                } else if kept_keys.contains(&key) {
-                    spares.entry(key).or_insert((plans.len(), *e));
+                } else if let Some(&at) = kept_at.get(&key) {
+                    copies
+                        .entry(key)
+                        .or_insert((at, Vec::new()))
+                        .1
+                        .push((plans.len(), *e));
                 }
             }
             plans.push(PackPlan {
@@ -153,8 +163,8 @@ impl Vault {
                 gave_up_a_copy: false,
             });
         }
-        drop((live, kept_keys));
-        self.keep_sound_copies(&mut plans, spares)?;
+        drop((live, kept_at));
+        self.keep_sound_copies(&mut plans, copies)?;
         report.live_blobs = plans.iter().map(|p| p.live.len() as u64).sum();
         report.live_bytes = plans.iter().map(PackPlan::live_bytes).sum();
         let (mut gone, mut rewrite, mut small) = (Vec::new(), Vec::new(), Vec::new());
@@ -191,7 +201,10 @@ impl Vault {
         let mut copier = Copier::new(&self.layout, total);
         let mut copied = Vec::new();
         for p in rewrite {
-            let (f, path) = open_pack(&self.layout, &p.pack)?;
+            let Some((f, path)) = open_existing(&self.layout, &p.pack)? else {
+                report.damaged_packs.push(p.pack);
+                continue;
+            };
             let Some(blobs) = Copier::read(&f, &path, &p.live)? else {
                 // Removing nothing from it, and copying nothing: verify reports the damage.
                 report.damaged_packs.push(p.pack);
@@ -236,51 +249,29 @@ impl Vault {
         Ok(report)
     }
 
-    /// For each blob stored twice, reads back the copy GC would keep; a damaged one is given up
-    /// for the spare (which is then kept), so GC never removes the only sound copy of a blob.
-    fn keep_sound_copies(
-        &self,
-        plans: &mut [PackPlan],
-        mut spares: HashMap<(BlobId, [u8; 32]), (usize, IndexEntry)>,
-    ) -> Result<()> {
-        for i in 0..plans.len() {
-            if spares.is_empty() {
-                break;
-            }
-            if !plans[i]
+    /// For each blob stored more than once, reads back the copy GC would keep; a damaged one
+    /// (or one in a pack file gone or cut short) is given up for the first other copy that
+    /// reads back, which is then kept, and its pack rewritten; when none does, nothing changes
+    /// (verify reports the damage). So GC never removes the only sound copy of a blob.
+    fn keep_sound_copies(&self, plans: &mut [PackPlan], copies: Copies) -> Result<()> {
+        for (key, (kept_at, spares)) in copies {
+            let Some(kept) = plans[kept_at]
                 .live
                 .iter()
-                .any(|e| spares.contains_key(&(e.id, e.hash)))
-            {
+                .position(|e| (e.id, e.hash) == key)
+            else {
+                continue;
+            };
+            let entry = plans[kept_at].live[kept];
+            if reads_back(&self.layout, &plans[kept_at].pack, &[entry])? {
                 continue;
             }
-            // A pack file gone (its index left) holds no sound copy: every spare is taken.
-            let opened = match open_pack(&self.layout, &plans[i].pack) {
-                Ok(opened) => Some(opened),
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    None
-                }
-                Err(err) => return Err(err),
-            };
-            let mut j = 0;
-            while j < plans[i].live.len() {
-                let e = plans[i].live[j];
-                let Some((at, spare)) = spares.remove(&(e.id, e.hash)) else {
-                    j += 1;
-                    continue;
-                };
-                let read = match &opened {
-                    Some((f, path)) => read_stored(f, path, &e, true).map(drop),
-                    None => Err(Error::corrupt("pack", None, "its file is gone")),
-                };
-                match read {
-                    Ok(()) => j += 1,
-                    Err(err) if err.kind() == ErrorKind::Corrupt => {
-                        plans[i].live.remove(j);
-                        plans[i].gave_up_a_copy = true;
-                        plans[at].live.push(spare);
-                    }
-                    Err(err) => return Err(err),
+            for (at, spare) in spares {
+                if reads_back(&self.layout, &plans[at].pack, &[spare])? {
+                    plans[kept_at].live.remove(kept);
+                    plans[kept_at].gave_up_a_copy = true;
+                    plans[at].live.push(spare);
+                    break;
                 }
             }
         }

@@ -254,8 +254,19 @@ pub(crate) fn read_stored(
     check: bool,
 ) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; e.len as usize];
-    pack.read_exact_at(&mut buf, e.offset)
-        .map_err(|err| Error::io("reading a pack", Some(path), err))?;
+    pack.read_exact_at(&mut buf, e.offset).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::UnexpectedEof {
+            // A pack shorter than its index says: damage, like a flipped byte.
+            Error::corrupt(
+                format!("blob {} in its pack", e.id),
+                Some(e.offset),
+                "the pack ends before it",
+            )
+            .with_path(path)
+        } else {
+            Error::io("reading a pack", Some(path), err)
+        }
+    })?;
     if check && *blake3::hash(&buf).as_bytes() != e.hash {
         return Err(Error::corrupt(
             format!("blob {} in its pack", e.id),
