@@ -666,3 +666,53 @@ fn a_new_handle_deduplicates_through_the_sorted_index_gc_wrote() {
     assert_eq!(read(&out.join("os.img")), want[0]);
     assert_eq!(read(&out.join("data.img")), want[1]);
 }
+
+/// A sparse disk whose 1 MiB chunks hold a few small writes each (a guest's scattered 4 KiB
+/// writes on a large disk): the failover image is sparse where the disk was, not a whole
+/// chunk allocated per write. Before, a 1 TiB disk with 2,000 such writes failed over to an
+/// image holding 2 GB more than the disk (`benches/peers/scale.sh`).
+#[test]
+fn failover_leaves_the_zeros_of_a_chunk_as_holes() {
+    use replicore::bundle::{SeedOptions, seed};
+    use replicore::crypto::{KeyFile, MasterKey, Secret};
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("d.img");
+    let mut model = vec![0u8; 16 << 20];
+    // One 4 KiB write in each of the sixteen chunks, at a different place in each.
+    for c in 0..16usize {
+        let at = (c << 20) + c * 40_960;
+        model[at..at + 4096].copy_from_slice(&noise(4096, c as u64 + 1));
+    }
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len(model.len() as u64).unwrap();
+    for c in 0..16usize {
+        let at = (c << 20) + c * 40_960;
+        std::os::unix::fs::FileExt::write_all_at(&f, &model[at..at + 4096], at as u64).unwrap();
+    }
+    drop(f);
+    let (_, key) = KeyFile::create(Secret::Key(&MasterKey::from_bytes([8; 32]))).unwrap();
+    let opts = SeedOptions {
+        chunk_size: 1 << 20,
+        ..SeedOptions::default()
+    };
+    let base = dir.path().join("base.rcb");
+    let disks = [("d", img.as_path())];
+    let log = dir.path().join("l.rclog");
+    seed("g", &disks, &key, log, &base, &opts, &mut ok).unwrap();
+    let v = Vault::create(dir.path().join("vault")).unwrap();
+    v.ingest(&base, &mut ok).unwrap();
+    let out = dir.path().join("fo");
+    std::fs::create_dir(&out).unwrap();
+    v.failover("g", Selector::Latest, &key, &out, &mut ok)
+        .unwrap();
+    let got = out.join("d.img");
+    assert_eq!(read(&got), model);
+    // Sixteen blocks of data, and whatever the file system keeps beside them: far below the
+    // sixteen MiB of whole chunks.
+    let allocated = std::fs::metadata(&got).unwrap().blocks() * 512;
+    assert!(
+        allocated <= 16 * 4096 + (256 << 10),
+        "{allocated} bytes allocated"
+    );
+}

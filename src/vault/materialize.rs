@@ -616,16 +616,21 @@ fn write_windows(
     direct: &mut bool,
 ) -> std::io::Result<()> {
     let mut pending: Option<(u64, u64)> = None;
+    let new = matches!(out, Out::New(_));
     for w in rx {
         if let Some(buf) = &w.buf {
             for &(at, n) in &w.runs {
                 let from = (at - w.w0) as usize;
-                write_all_at(
-                    out.file(),
-                    &buf.as_slice()[from..from + n as usize],
-                    at,
-                    direct,
-                )?;
+                let run = &buf.as_slice()[from..from + n as usize];
+                if new {
+                    // A new image is all holes: a block of zeros in a blob (a chunk holding a
+                    // few small writes) stays one.
+                    for (i, len) in nonzero_parts(run, at) {
+                        write_all_at(out.file(), &run[i..i + len], at + i as u64, direct)?;
+                    }
+                } else {
+                    write_all_at(out.file(), run, at, direct)?;
+                }
             }
         }
         if let Out::Onto(onto) = out {
@@ -648,6 +653,30 @@ fn write_windows(
         onto.zero(s, l, direct)?;
     }
     Ok(())
+}
+
+/// The file system's block, at which a new image's zeros are left as holes.
+const BLOCK: u64 = 4096;
+
+/// The parts of `data`, which lands at disk offset `at`, that are not zeros, as (offset in
+/// `data`, length): its blocks ([`BLOCK`]-aligned on the disk) holding a byte that is not zero,
+/// adjacent ones joined.
+fn nonzero_parts(data: &[u8], at: u64) -> Vec<(usize, usize)> {
+    let mut parts: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        let boundary = ((at + i as u64) / BLOCK + 1) * BLOCK;
+        let end = ((boundary - at) as usize).min(data.len());
+        // OR-folded rather than `any`, so that it runs vectorized.
+        if data[i..end].iter().fold(0u8, |acc, &x| acc | x) != 0 {
+            match parts.last_mut() {
+                Some((s, n)) if *s + *n == i => *n = end - *s,
+                _ => parts.push((i, end - i)),
+            }
+        }
+        i = end;
+    }
+    parts
 }
 
 /// The parts of `w0..w1` outside `runs` (sorted, disjoint, within it).
@@ -833,4 +862,35 @@ pub(super) fn authenticate(p: &StoredPoint, key: &Key) -> Result<()> {
     }
     p.file.body()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_blocks_holding_data_are_written_to_a_new_image() {
+        let b = BLOCK as usize;
+        // Lands 100 bytes into a block: a short first block, then whole ones.
+        let at = 3 * BLOCK + 100;
+        let mut data = vec![0u8; 6 * b];
+        // The first (short) block and the third whole one hold data; the fourth's last byte.
+        data[5] = 1;
+        data[(b - 100) + 2 * b + 7] = 2;
+        data[(b - 100) + 4 * b - 1] = 3;
+        let parts = nonzero_parts(&data, at);
+        assert_eq!(
+            parts,
+            vec![(0, b - 100), ((b - 100) + 2 * b, 2 * b)],
+            "{parts:?}"
+        );
+        // Everything outside the parts is zeros.
+        let mut rest = data.clone();
+        for (i, n) in &parts {
+            rest[*i..i + n].fill(0);
+        }
+        assert!(rest.iter().all(|&x| x == 0));
+        assert!(nonzero_parts(&[0; 10_000], 0).is_empty());
+        assert_eq!(nonzero_parts(&[1; 10], 5), vec![(0, 10)]);
+    }
 }
