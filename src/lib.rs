@@ -82,6 +82,7 @@ pub mod id;
 pub mod log;
 pub mod policy;
 pub mod resync;
+mod sparse;
 #[allow(unsafe_code)] // sync_file_range, fcntl, flock, renameat2: see sys.rs
 mod sys;
 pub mod vault;

@@ -454,3 +454,36 @@ fn small_writes_in_the_holes_of_sparse_images_resync_whole() {
     // byte), 12 and 13 (across the end), 64 (the last); 1 and 11 are already the same.
     assert_eq!((stats.data_chunks, stats.zero_chunks), (6, 1), "{stats:?}");
 }
+
+/// A sparse source whose 1 MiB chunks hold a single 4 KiB write each, resynced into a missing
+/// target (created) and onto one full of 0xff: the new target is as sparse as the source (not
+/// a whole chunk allocated per write), and both end byte for byte the source.
+#[cfg(unix)]
+#[test]
+fn long_zeros_in_a_chunk_are_holes_in_the_target() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("s.img");
+    let mut model = vec![0u8; (16 << 20) + 1000];
+    let f = std::fs::File::create(&src).unwrap();
+    f.set_len(model.len() as u64).unwrap();
+    for c in 0..17usize {
+        let at = ((c << 20) + c * 40_960).min(model.len() - 4096);
+        let data: Vec<u8> = (0..4096).map(|i| (i * 7 + c + 1) as u8 | 1).collect();
+        model[at..at + 4096].copy_from_slice(&data);
+        f.write_all_at(&data, at as u64).unwrap();
+    }
+    drop(f);
+    let new = dir.path().join("new.img");
+    resync(&src, &new, 1 << 20, &mut ok).unwrap();
+    assert_eq!(std::fs::read(&new).unwrap(), model);
+    let allocated = std::fs::metadata(&new).unwrap().blocks() * 512;
+    assert!(
+        allocated <= 17 * (128 << 10),
+        "{allocated} bytes allocated: whole chunks written"
+    );
+    let full = dir.path().join("full.img");
+    write(&full, &vec![0xff; model.len()]);
+    resync(&src, &full, 1 << 20, &mut ok).unwrap();
+    assert_eq!(std::fs::read(&full).unwrap(), model);
+}

@@ -7,6 +7,7 @@ use super::delta::{Change, Sink, each_change};
 use super::hashing::ZERO_HASH;
 use super::target::Expect;
 use crate::error::{Error, Result};
+use crate::sparse::data_parts;
 
 /// What applying a delta did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -171,8 +172,26 @@ impl Applier {
 impl Sink for Applier {
     fn data(&mut self, index: u64, hash: &[u8; 32], old: &[u8; 32], bytes: &[u8]) -> Result<()> {
         self.check(index, old, hash)?;
-        self.write_at(bytes, index * self.chunk_size)
-            .map_err(|e| self.io("writing the target", e))?;
+        let pos = index * self.chunk_size;
+        if self.block_device {
+            self.write_at(bytes, pos)
+                .map_err(|e| self.io("writing the target", e))?;
+        } else {
+            // Long zeros in the chunk (a few small writes in it) are made holes, not written
+            // (`sparse`): a new target stays as sparse as its source.
+            let mut at = 0;
+            for (s, n) in data_parts(bytes, pos).into_iter().chain([(bytes.len(), 0)]) {
+                if s > at {
+                    self.zero_range(pos + at as u64, (s - at) as u64)
+                        .map_err(|e| self.io("zeroing the target", e))?;
+                }
+                if n > 0 {
+                    self.write_at(&bytes[s..s + n], pos + s as u64)
+                        .map_err(|e| self.io("writing the target", e))?;
+                }
+                at = s + n;
+            }
+        }
         self.stats.data_chunks += 1;
         self.stats.data_bytes += bytes.len() as u64;
         Ok(())

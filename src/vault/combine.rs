@@ -106,7 +106,8 @@ pub(super) fn pick(sizes: &[u64], at: usize) -> Vec<usize> {
 /// not read is passed over and the next takes its place, but its bytes count towards what is
 /// tried, which stops at a full pack's: so a combine reads under 96 MiB twice (checked, then
 /// copied) and copies as much, and holds the vault's exclusive lock that long, however many
-/// packs are bad.
+/// packs are bad. (The handle then leaves the bad ones out of its candidates until it lists
+/// the packs again, so they cost one try each, not one per ingest.)
 pub(super) fn take_batch(
     sizes: &[u64],
     at: usize,
@@ -273,12 +274,18 @@ impl Vault {
     /// others are combined; an error writing leaves the vault sound (the point is committed;
     /// a later ingest tries again).
     pub(super) fn combine_small(&self) -> Result<u64> {
-        // The batch (`take_batch`), given whether each candidate reads back whole.
+        // The batch (`take_batch`), given whether each candidate reads back whole; packs
+        // already found not to read are left out, so a few bad ones do not stall their tier.
         let batch = |snapshot: &BlobIndex, reads: &mut dyn FnMut(&PackIndex) -> bool| {
+            let unreadable = self
+                .unreadable
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             let small: Vec<&Arc<PackIndex>> = snapshot
                 .packs
                 .values()
-                .filter(|p| entry_bytes(p.pack_len) < SMALL_PACK)
+                .filter(|p| entry_bytes(p.pack_len) < SMALL_PACK && !unreadable.contains(&p.pack))
                 .collect();
             let sizes: Vec<u64> = small.iter().map(|p| entry_bytes(p.pack_len)).collect();
             take_batch(&sizes, self.combine_at, |i| reads(small[i]))
@@ -313,7 +320,12 @@ impl Vault {
         // Checked one blob at a time; one that does not read (damaged, gone, an I/O error) is
         // left where it is, for verify to report.
         let batch = batch(&snapshot, &mut |p| {
-            matches!(reads_back(&self.layout, &p.pack, &p.entries), Ok(true))
+            let reads = matches!(reads_back(&self.layout, &p.pack, &p.entries), Ok(true));
+            if !reads {
+                let mut bad = self.unreadable.lock().unwrap_or_else(|e| e.into_inner());
+                bad.insert(p.pack);
+            }
+            reads
         });
         if batch.len() < 2 {
             return Ok(0);

@@ -441,10 +441,15 @@ fn a_pack_that_does_not_read_is_passed_over() {
     for id in &bad {
         std::fs::remove_file(v.layout.pack(id)).unwrap();
     }
-    let r = open(&root, AT).ingest(&bundles[6], &mut ok).unwrap();
+    let agent = open(&root, AT);
+    let r = agent.ingest(&bundles[6], &mut ok).unwrap();
     assert_eq!(r.packs_combined, AT as u64, "{r:?}");
     assert!(bad.iter().all(|id| v.layout.pack_index(id).exists()));
     assert!(!v.verify(None, &mut ok).unwrap().is_ok());
+    // The handle passes over the bad packs it tried from now on, without reading them again
+    // (however large, they would count towards what its next combines try).
+    let unreadable = agent.unreadable.lock().unwrap().clone();
+    assert!(!unreadable.is_empty() && unreadable.iter().all(|id| bad.contains(id)));
 }
 
 /// How a copy of a pack is damaged.
@@ -516,10 +521,19 @@ fn gc_keeps_a_sound_copy_of_a_blob_stored_more_than_once() {
             }
         }
         let case = format!("{copies} copies, {damaged} {how:?}");
-        assert!(
-            !open(&root, AT).verify(None, &mut ok).unwrap().is_ok(),
-            "{case}"
-        );
+        let v = open(&root, AT);
+        assert!(!v.verify(None, &mut ok).unwrap().is_ok(), "{case}");
+        // Before any GC, every point fails over from the copy that reads back.
+        let out = dir.path().join("m.img");
+        for p in v.points("g").unwrap() {
+            v.materialize("g", p.id, "d", &key, &out, &mut ok).unwrap();
+            assert_eq!(
+                std::fs::read(&out).unwrap(),
+                models[p.seq as usize],
+                "{case}"
+            );
+            std::fs::remove_file(&out).unwrap();
+        }
         let r = open(&root, AT).gc(&mut ok).unwrap();
         assert!(r.damaged_packs.is_empty(), "{case}: {r:?}");
         let v = open(&root, AT);

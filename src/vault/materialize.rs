@@ -5,23 +5,26 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::chain;
+use super::layout::Layout;
 use super::onto::Onto;
 use super::pack::{IndexEntry, read_stored};
 use super::point::StoredPoint;
 use super::records::SignedHashes;
-use super::{PackId, Selector, Vault};
+use super::{BlobIndex, PackId, Selector, Vault};
 use crate::blob;
 use crate::crypto::Key;
 use crate::direct::{ALIGN, AlignedBuf, write_all_at};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::extent::{ExtentMap, Source};
 use crate::fsutil::AtomicFile;
 use crate::id::{BlobId, PointId};
 use crate::resync::Progress;
+use crate::sparse::data_parts;
 use crate::sys::LockMode;
 
 /// How [`Vault::failover_with`] writes its images.
@@ -50,8 +53,9 @@ pub struct Materialized {
     pub onto_existing: bool,
     /// The disk's size.
     pub size: u64,
-    /// Bytes written from blobs (the rest is zeros: holes in a new image; on an existing
-    /// target, `zeroed_bytes` of it discarded or zeroed out and the rest written as zeros).
+    /// Bytes taken from blobs (their blocks of zeros left as holes in a new image); the rest is
+    /// zeros: holes in a new image; on an existing target, `zeroed_bytes` of it discarded or
+    /// zeroed out and the rest written as zeros.
     pub data_bytes: u64,
     /// On an existing target, bytes the device or file system made zero without their being
     /// written (discard, zero-out, holes punched); 0 for a new image.
@@ -570,7 +574,12 @@ impl Vault {
             }
             blobs.insert(p.id, at);
         }
-        Ok(Locations { blobs, packs })
+        Ok(Locations {
+            blobs,
+            packs,
+            index,
+            layout: self.layout.clone(),
+        })
     }
 }
 
@@ -623,9 +632,9 @@ fn write_windows(
                 let from = (at - w.w0) as usize;
                 let run = &buf.as_slice()[from..from + n as usize];
                 if new {
-                    // A new image is all holes: a block of zeros in a blob (a chunk holding a
-                    // few small writes) stays one.
-                    for (i, len) in nonzero_parts(run, at) {
+                    // A new image is all holes: zeros in a blob (a chunk holding a few small
+                    // writes) stay holes (`sparse`).
+                    for (i, len) in data_parts(run, at) {
                         write_all_at(out.file(), &run[i..i + len], at + i as u64, direct)?;
                     }
                 } else {
@@ -653,30 +662,6 @@ fn write_windows(
         onto.zero(s, l, direct)?;
     }
     Ok(())
-}
-
-/// The file system's block, at which a new image's zeros are left as holes.
-const BLOCK: u64 = 4096;
-
-/// The parts of `data`, which lands at disk offset `at`, that are not zeros, as (offset in
-/// `data`, length): its blocks ([`BLOCK`]-aligned on the disk) holding a byte that is not zero,
-/// adjacent ones joined.
-fn nonzero_parts(data: &[u8], at: u64) -> Vec<(usize, usize)> {
-    let mut parts: Vec<(usize, usize)> = Vec::new();
-    let mut i = 0;
-    while i < data.len() {
-        let boundary = ((at + i as u64) / BLOCK + 1) * BLOCK;
-        let end = ((boundary - at) as usize).min(data.len());
-        // OR-folded rather than `any`, so that it runs vectorized.
-        if data[i..end].iter().fold(0u8, |acc, &x| acc | x) != 0 {
-            match parts.last_mut() {
-                Some((s, n)) if *s + *n == i => *n = end - *s,
-                _ => parts.push((i, end - i)),
-            }
-        }
-        i = end;
-    }
-    parts
 }
 
 /// The parts of `w0..w1` outside `runs` (sorted, disjoint, within it).
@@ -757,6 +742,47 @@ type Targets<'a> = Vec<(&'a mut [u8], u64)>;
 pub(super) struct Locations {
     pub blobs: HashMap<BlobId, (PackId, IndexEntry)>,
     pub packs: HashMap<PackId, (File, PathBuf)>,
+    /// The blob index they were found in, for another copy of a damaged one.
+    index: Arc<BlobIndex>,
+    layout: Layout,
+}
+
+impl Locations {
+    /// Blob `id`'s stored bytes, checked against the hash its signatures cover, and the pack
+    /// they came from. When that copy is damaged (a flipped byte, a pack cut short), another
+    /// stored copy with the same sealed bytes serves (a blob may be in two packs, FORMAT §15:
+    /// another process's ingest stored it again, a combine was cut), so a failover does not
+    /// wait for a GC to drop the damaged copy.
+    pub fn read(&self, id: &BlobId) -> Result<(Vec<u8>, &Path)> {
+        let (pack, e) = &self.blobs[id];
+        let (f, path) = &self.packs[pack];
+        match read_stored(f, path, e, true) {
+            Ok(stored) => Ok((stored, path)),
+            Err(err) if err.kind() == ErrorKind::Corrupt => self
+                .other_copy(id, e, pack)
+                .map(|s| (s, path.as_path()))
+                .ok_or(err),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn other_copy(&self, id: &BlobId, e: &IndexEntry, pack: &PackId) -> Option<Vec<u8>> {
+        self.index
+            .packs
+            .values()
+            .filter(|i| i.pack != *pack)
+            .flat_map(|i| {
+                i.entries
+                    .iter()
+                    .filter(|x| x.id == *id && x.hash == e.hash)
+                    .map(move |x| (i.pack, *x))
+            })
+            .find_map(|(q, x)| {
+                let path = self.layout.pack(&q);
+                let f = File::open(&path).ok()?;
+                read_stored(&f, &path, &x, true).ok()
+            })
+    }
 }
 
 fn writer_gone(out: &Path) -> Error {
@@ -817,10 +843,8 @@ fn fill(
     let groups: Vec<(BlobId, Targets<'_>)> = by_blob.into_iter().collect();
     let n = groups.len() as u64;
     groups.into_par_iter().try_for_each(|(id, targets)| {
-        let (pack, e) = &locs.blobs[&id];
-        let (f, path) = &locs.packs[pack];
         // Checked against the signed hash first: damage is Corrupt, not a decryption failure.
-        let stored = read_stored(f, path, e, true)?;
+        let (stored, path) = locs.read(&id)?;
         let plain = blob::decode(key, &id, &stored).map_err(|err| err.with_path(path))?;
         for (t, off) in targets {
             let piece = off
@@ -862,35 +886,4 @@ pub(super) fn authenticate(p: &StoredPoint, key: &Key) -> Result<()> {
     }
     p.file.body()?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_blocks_holding_data_are_written_to_a_new_image() {
-        let b = BLOCK as usize;
-        // Lands 100 bytes into a block: a short first block, then whole ones.
-        let at = 3 * BLOCK + 100;
-        let mut data = vec![0u8; 6 * b];
-        // The first (short) block and the third whole one hold data; the fourth's last byte.
-        data[5] = 1;
-        data[(b - 100) + 2 * b + 7] = 2;
-        data[(b - 100) + 4 * b - 1] = 3;
-        let parts = nonzero_parts(&data, at);
-        assert_eq!(
-            parts,
-            vec![(0, b - 100), ((b - 100) + 2 * b, 2 * b)],
-            "{parts:?}"
-        );
-        // Everything outside the parts is zeros.
-        let mut rest = data.clone();
-        for (i, n) in &parts {
-            rest[*i..i + n].fill(0);
-        }
-        assert!(rest.iter().all(|&x| x == 0));
-        assert!(nonzero_parts(&[0; 10_000], 0).is_empty());
-        assert_eq!(nonzero_parts(&[1; 10], 5), vec![(0, 10)]);
-    }
 }

@@ -109,6 +109,10 @@ pub struct Vault {
     sorted_refresh_entries: usize,
     /// Small packs of a tier an ingest's handle combines ([`combine::COMBINE_AT`]).
     combine_at: usize,
+    /// Packs this handle's combines found not to read back (damage, for verify to report and
+    /// GC to leave): passed over without being read again until the handle lists the packs
+    /// again ([`forget_index`](Self::forget_index)).
+    unreadable: Mutex<HashSet<PackId>>,
 }
 
 /// Every stored blob's place, from the pack indexes. A stored blob is known by its id and the
@@ -162,6 +166,7 @@ impl Vault {
             sorted_refresh: sorted_index::REFRESH_PACKS,
             sorted_refresh_entries: sorted_index::REFRESH_ENTRIES,
             combine_at: combine::COMBINE_AT,
+            unreadable: Mutex::default(),
         })
     }
 
@@ -363,6 +368,10 @@ impl Vault {
     /// Drops this handle's snapshot of the blob index: the next operation lists the packs.
     fn forget_index(&self) {
         *self.index.lock().unwrap_or_else(|e| e.into_inner()) = Arc::default();
+        self.unreadable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Every group with at least one point, sorted by name; a damaged head is

@@ -6,7 +6,6 @@
 use rayon::prelude::*;
 
 use super::materialize::{Locations, Piece};
-use super::pack::read_stored;
 use super::{Selector, Vault};
 use crate::blob;
 use crate::crypto::Key;
@@ -238,9 +237,7 @@ impl Vault {
 
 /// The plaintext bytes piece `p` reads, its blob authenticated.
 fn decode(locs: &Locations, key: &Key, p: &Piece) -> Result<Vec<u8>> {
-    let (pack, e) = &locs.blobs[&p.id];
-    let (f, path) = &locs.packs[pack];
-    let stored = read_stored(f, path, e, true)?;
+    let (stored, path) = locs.read(&p.id)?;
     let plain = blob::decode(key, &p.id, &stored).map_err(|err| err.with_path(path))?;
     let end = p
         .offset
