@@ -219,11 +219,16 @@ pub(super) fn open_pack(layout: &Layout, pack: &PackId) -> Result<(File, PathBuf
     Ok((f, path))
 }
 
+/// Whether `err` says a file is not there.
+fn not_found(err: &Error) -> bool {
+    matches!(err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Opens a pack to copy from; `None` when its file is gone (its index left: damage).
 pub(super) fn open_existing(layout: &Layout, pack: &PackId) -> Result<Option<(File, PathBuf)>> {
     match open_pack(layout, pack) {
         Ok(opened) => Ok(Some(opened)),
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) if not_found(&err) => Ok(None),
         Err(err) => Err(err),
     }
 }
@@ -258,7 +263,7 @@ pub(super) fn remove_packs(layout: &Layout, ids: &[PackId]) -> Result<()> {
     for id in ids {
         match remove(&layout.pack(id), "a pack") {
             // Already gone (damage GC gave up on): its index is what had to go.
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) if not_found(&err) => {}
             other => other?,
         }
     }

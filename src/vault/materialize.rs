@@ -564,11 +564,8 @@ impl Vault {
                 // Its pack file is gone (its index left): another stored copy in a form the
                 // signatures cover serves as well (a blob may be in two packs, FORMAT §15).
                 let other = index
-                    .packs
-                    .values()
-                    .filter(|i| i.pack != *pack)
-                    .flat_map(|i| i.entries.iter().map(move |e| (i.pack, *e)))
-                    .filter(|(_, e)| e.id == p.id && hashes.of(&p.id).any(|h| h == e.hash))
+                    .other_copies(&p.id, pack)
+                    .filter(|(_, e)| hashes.of(&p.id).any(|h| h == e.hash))
                     .find(|(q, _)| open_pack(&self.layout, &mut packs, q).is_ok());
                 at = other.ok_or(missing)?;
             }
@@ -768,15 +765,8 @@ impl Locations {
 
     fn other_copy(&self, id: &BlobId, e: &IndexEntry, pack: &PackId) -> Option<Vec<u8>> {
         self.index
-            .packs
-            .values()
-            .filter(|i| i.pack != *pack)
-            .flat_map(|i| {
-                i.entries
-                    .iter()
-                    .filter(|x| x.id == *id && x.hash == e.hash)
-                    .map(move |x| (i.pack, *x))
-            })
+            .other_copies(id, pack)
+            .filter(|(_, x)| x.hash == e.hash)
             .find_map(|(q, x)| {
                 let path = self.layout.pack(&q);
                 let f = File::open(&path).ok()?;

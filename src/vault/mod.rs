@@ -134,6 +134,26 @@ impl BlobIndex {
         self.blobs.get(&(*id, *hash))
     }
 
+    /// The stored copies of blob `id` in packs other than `except` (a blob may be in two packs:
+    /// another process's ingest stored it again, a combine was cut), any sealed form: each
+    /// caller keeps only the forms it can trust. Scans every entry: for damage, not for a hot
+    /// path.
+    fn other_copies<'a>(
+        &'a self,
+        id: &'a BlobId,
+        except: &'a PackId,
+    ) -> impl Iterator<Item = (PackId, IndexEntry)> + 'a {
+        self.packs
+            .values()
+            .filter(move |i| i.pack != *except)
+            .flat_map(move |i| {
+                i.entries
+                    .iter()
+                    .filter(move |e| e.id == *id)
+                    .map(move |e| (i.pack, *e))
+            })
+    }
+
     fn add(&mut self, index: Arc<PackIndex>) {
         for e in &index.entries {
             self.blobs.entry((e.id, e.hash)).or_insert((index.pack, *e));
