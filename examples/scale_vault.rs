@@ -153,6 +153,24 @@ fn packs_of(dir: &Path, ext: &str) -> replicore::Result<String> {
     ))
 }
 
+/// The long group's point files: files of their own and segments, and their bytes.
+fn points_of(vault: &Vault) -> replicore::Result<String> {
+    let dir = vault.points_dir("long");
+    let (mut own, mut segments, mut bytes) = (0, 0, 0);
+    for e in std::fs::read_dir(&dir).map_err(|e| replicore::Error::io("listing", Some(&dir), e))? {
+        let e = e.map_err(|e| replicore::Error::io("listing", Some(&dir), e))?;
+        match e.path().extension().and_then(|x| x.to_str()) {
+            Some("rcpt") => own += 1,
+            Some("rcseg") => segments += 1,
+            _ => continue,
+        }
+        bytes += e.metadata().map_or(0, |m| m.len());
+    }
+    Ok(format!(
+        "{own} point files and {segments} segments ({bytes} bytes)"
+    ))
+}
+
 fn main() -> replicore::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let usage =
@@ -185,6 +203,8 @@ fn main() -> replicore::Result<()> {
     );
     // Ingests combine small packs as they go: no GC has run yet.
     println!("pack files before GC\t{}", packs_of(dir, "rcpack")?);
+    // And point files into segments.
+    println!("long group's files before GC\t{}", points_of(&vault)?);
     let vault = timed("open", || Vault::open(dir.join("vault")))?;
     timed("ingest of one more point", || {
         points(dir, &mut log, &mut state, &key, &vault, n, 1)
@@ -221,6 +241,7 @@ fn main() -> replicore::Result<()> {
     timed("gc", || vault.gc(&mut ok))?;
     println!("pack files after GC\t{}", packs_of(dir, "rcpack")?);
     println!("sorted blob index after GC\t{}", packs_of(dir, "rcmidx")?);
+    println!("long group's files after GC\t{}", points_of(&vault)?);
     let vault = Vault::open(dir.join("vault"))?;
     timed(
         "ingest of one more point after the GC (fresh handle)",

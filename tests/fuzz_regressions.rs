@@ -599,6 +599,22 @@ fn vault_seed_corpora_are_valid() {
             }
         }
     }
+    // A segment of each group's point files.
+    let mut by_group: std::collections::BTreeMap<PathBuf, Vec<PathBuf>> = Default::default();
+    for g in v.groups().unwrap() {
+        for p in std::fs::read_dir(v.points_dir(&g)).unwrap() {
+            let p = p.unwrap().path();
+            if p.extension().is_some_and(|e| e == "rcpt") {
+                by_group.entry(v.points_dir(&g)).or_default().push(p);
+            }
+        }
+    }
+    for mut paths in by_group.into_values() {
+        paths.sort();
+        let whole: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let seg = fuzzing::segment_of(&whole).unwrap();
+        files.push(("segment".into(), [&[5][..], &seg].concat()));
+    }
     // A merged point file: the base pruned into the incremental.
     let far = std::time::SystemTime::now() + std::time::Duration::from_secs(1 << 30);
     let policy = replicore::policy::RetentionPolicy {
@@ -637,6 +653,7 @@ fn vault_seed_corpora_are_valid() {
         1 => fuzzing::point_file(&with_trailer(&b[1..])).is_ok(),
         3 => fuzzing::trust(&b[1..]).is_ok(),
         4 => fuzzing::sorted_index(&b[1..]).is_ok(),
+        5 => fuzzing::point_segment(&b[1..]).is_ok(),
         _ => fuzzing::head(&b[1..]).is_ok(),
     });
     let base = std::fs::read(&base_path).unwrap();

@@ -60,11 +60,13 @@ pub enum FileKind {
     Protection,
     /// A vault's sorted index of the blobs of its packs (`packs/blobs.rcmidx`).
     BlobIndex,
+    /// A segment of a group's point files in a vault (`.rcseg`).
+    PointSegment,
 }
 
 impl FileKind {
     /// Every kind.
-    pub const ALL: [FileKind; 16] = [
+    pub const ALL: [FileKind; 17] = [
         FileKind::ChangeLog,
         FileKind::Bundle,
         FileKind::Signature,
@@ -81,6 +83,7 @@ impl FileKind {
         FileKind::ApplyState,
         FileKind::Protection,
         FileKind::BlobIndex,
+        FileKind::PointSegment,
     ];
 
     /// The magic this kind's files start with.
@@ -102,6 +105,7 @@ impl FileKind {
             FileKind::ApplyState => magic::APPLY_STATE,
             FileKind::Protection => magic::PROTECTION,
             FileKind::BlobIndex => magic::BLOB_INDEX,
+            FileKind::PointSegment => magic::POINT_SEGMENT,
         }
     }
 

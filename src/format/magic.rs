@@ -41,9 +41,11 @@ pub const APPLY_STATE: [u8; 8] = *b"\x89RCAPL\r\n";
 pub const PROTECTION: [u8; 8] = *b"\x89RCPRO\r\n";
 /// A vault's sorted index of every blob of its packs, written by GC (`packs/blobs.rcmidx`).
 pub const BLOB_INDEX: [u8; 8] = *b"\x89RCMIX\r\n";
+/// A segment of a group's point files in a vault (`.rcseg`).
+pub const POINT_SEGMENT: [u8; 8] = *b"\x89RCSEG\r\n";
 
 /// All magics with their file-type names, for diagnostics and uniqueness tests.
-pub const ALL: [([u8; 8], &str); 16] = [
+pub const ALL: [([u8; 8], &str); 17] = [
     (CHANGE_LOG, "change log"),
     (BUNDLE, "bundle"),
     (SIGNATURE, "signature"),
@@ -60,6 +62,7 @@ pub const ALL: [([u8; 8], &str); 16] = [
     (APPLY_STATE, "apply state"),
     (PROTECTION, "protection state"),
     (BLOB_INDEX, "vault blob index"),
+    (POINT_SEGMENT, "point segment"),
 ];
 
 #[cfg(test)]

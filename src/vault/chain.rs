@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 use super::head::Head;
 use super::layout::Layout;
-use super::point::{PointFile, RecoveryPoint, StoredPoint};
+use super::point::{Loc, PointFile, RecoveryPoint, StoredPoint};
+use super::segment::{SegName, Segment};
 use crate::bundle::format::BundleKind;
 use crate::crypto::{KeyId, VerifyingKey};
 use crate::error::{Error, Result};
@@ -33,11 +34,21 @@ pub(crate) struct Link {
     /// The point's time (nanoseconds since the Unix epoch) and consistency.
     pub time_ns: u64,
     pub consistency: MarkerKind,
+    /// Where its point file is.
+    pub at: Where,
+}
+
+/// Where a point file is: a file of its own, or a row of one of the chain's segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Where {
+    File,
+    Segment { segment: u32, row: u32 },
 }
 
 impl Link {
-    fn of(file: &PointFile) -> Link {
+    fn of(file: &PointFile, at: Where) -> Link {
         Link {
+            at,
             id: file.id(),
             seq: file.header.seq,
             first: file.first,
@@ -59,12 +70,31 @@ pub(crate) struct Chain {
     pub key_id: KeyId,
     pub verifying_key: VerifyingKey,
     dir: PathBuf,
+    /// The segments the links name.
+    segments: Vec<Segment>,
 }
 
 impl Chain {
     /// Where point `l`'s file is.
-    pub fn path(&self, l: &Link) -> PathBuf {
+    pub fn loc(&self, l: &Link) -> Loc {
+        match l.at {
+            Where::File => Loc::file(self.file_path(l)),
+            Where::Segment { segment, row } => {
+                let s = &self.segments[segment as usize];
+                s.loc(&s.entries[row as usize])
+            }
+        }
+    }
+
+    /// The path of point `l`'s file of its own, whether or not it is there: where pruning and
+    /// compaction publish its new form.
+    pub fn file_path(&self, l: &Link) -> PathBuf {
         self.dir.join(PointFile::file_name(l.seq, &l.id))
+    }
+
+    /// The files the chain's point files are in: files of their own and segments.
+    pub fn files(&self) -> std::collections::HashSet<PathBuf> {
+        self.links.iter().map(|l| self.loc(l).path).collect()
     }
 
     /// The group's points directory.
@@ -75,17 +105,17 @@ impl Chain {
     /// Point `l`'s file read whole and checked (records, hash chain, signature, trailer), and
     /// checked to be the point the walk found there.
     pub fn read(&self, l: &Link) -> Result<StoredPoint> {
-        let path = self.path(l);
-        let file = PointFile::read(&path)?;
-        self.check_same(l, &file, &path)?;
-        Ok(StoredPoint { path, file })
+        let loc = self.loc(l);
+        let file = PointFile::read(&loc)?;
+        self.check_same(l, &file, &loc)?;
+        Ok(StoredPoint { loc, file })
     }
 
     /// What point `l` is, from its file's summary, checked to be the point the walk found.
     pub fn info(&self, l: &Link) -> Result<RecoveryPoint> {
-        let path = self.path(l);
-        let file = PointFile::read_listing(&path)?;
-        self.check_same(l, &file, &path)?;
+        let loc = self.loc(l);
+        let file = PointFile::read_listing(&loc)?;
+        self.check_same(l, &file, &loc)?;
         Ok(file.info())
     }
 
@@ -99,9 +129,9 @@ impl Chain {
         Ok(())
     }
 
-    fn check_same(&self, l: &Link, file: &PointFile, path: &std::path::Path) -> Result<()> {
+    fn check_same(&self, l: &Link, file: &PointFile, loc: &Loc) -> Result<()> {
         let h = &file.header;
-        if Link::of(file) != *l
+        if Link::of(file, l.at) != *l
             || h.group != self.head.group
             || h.key_id() != self.key_id
             || h.verifying_key != self.verifying_key
@@ -110,11 +140,11 @@ impl Chain {
                 format!("chain of group `{}`", self.head.group),
                 None,
                 format!(
-                    "point {}'s file changed since the chain was read",
+                    "point {}'s file ({loc}) changed since the chain was read",
                     l.id.to_hex()
                 ),
             )
-            .with_path(path));
+            .with_path(&loc.path));
         }
         Ok(())
     }
@@ -147,7 +177,7 @@ pub(crate) fn load_with<T>(
         what: format!("group `{group}` in vault {}", layout.root().display()),
     })?;
     let dir = layout.points(group);
-    let names = Names::list(&dir)?;
+    let names = Names::list(&dir, |_| true)?;
     let broken = |detail: String| {
         Error::corrupt(format!("chain of group `{group}`"), None, detail).with_path(&dir)
     };
@@ -164,19 +194,10 @@ pub(crate) fn load_with<T>(
                 head.count
             )));
         }
-        let mut found = None;
-        for seq in names.seqs_of(&want) {
-            let path = dir.join(PointFile::file_name(seq, &want));
-            let file = PointFile::read_listing(&path)?;
-            // A file is found by its name: it must hold the point its name says.
-            if file.id() == want && file.header.seq == seq {
-                found = Some((path, file));
-                break;
-            }
-        }
-        let Some((path, file)) = found else {
+        let Some((at, loc, file)) = names.find(&dir, &want)? else {
             return Err(broken(format!("point {} is missing", want.to_hex())));
         };
+        let path = loc.path;
         let h = &file.header;
         if h.group != group {
             return Err(broken(format!(
@@ -213,7 +234,7 @@ pub(crate) fn load_with<T>(
         let (parent, kind, first_seq) = file.first;
         last_seq = Some(first_seq);
         headers = headers.saturating_add(file.shipped);
-        links.push(Link::of(&file));
+        links.push(Link::of(&file, at));
         kept.push(keep(&file));
         if kind == BundleKind::Base {
             break;
@@ -241,36 +262,109 @@ pub(crate) fn load_with<T>(
             key_id,
             verifying_key,
             dir,
+            segments: names.segments,
         },
         kept,
     ))
 }
 
-/// The point file names of a group's directory, as (id prefix, sequence number) pairs sorted:
-/// 16 bytes a file, so finding each point of a long chain costs a binary search.
-struct Names(Vec<(u64, u64)>);
+/// The point files of a group's directory, as (id prefix, sequence number, source, row) sorted:
+/// a point's candidates, its file of its own first (source 0), then the rows of segments by
+/// generation, highest first (source `i + 1` for `segments[i]`), so finding each point of a
+/// long chain costs a binary search.
+pub(crate) struct Names {
+    keys: Vec<(u64, u64, u32, u32)>,
+    /// The segments whose tables were read, highest generation first.
+    pub segments: Vec<Segment>,
+    /// Every segment's name, read or not.
+    pub segment_names: Vec<SegName>,
+}
 
 impl Names {
-    fn list(dir: &std::path::Path) -> Result<Names> {
-        let mut names = Vec::new();
+    /// Lists `dir`, reading the tables of the segments `load` takes (a segment that does not
+    /// read is [`Corrupt`](crate::ErrorKind::Corrupt): its points would be missing).
+    pub fn list(dir: &std::path::Path, load: impl Fn(&SegName) -> bool) -> Result<Names> {
+        let mut keys = Vec::new();
+        let mut segment_names = Vec::new();
         for e in std::fs::read_dir(dir).map_err(|e| Error::io("listing", Some(dir), e))? {
             let e = e.map_err(|e| Error::io("listing", Some(dir), e))?;
-            if let Some(n) = e.file_name().to_str().and_then(parse_name) {
-                names.push(n);
+            let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if let Some((prefix, seq)) = parse_name(&name) {
+                keys.push((prefix, seq, 0, 0));
+            } else if let Some(n) = SegName::parse(&name) {
+                segment_names.push(n);
             }
         }
-        names.sort_unstable();
-        Ok(Names(names))
+        let mut loaded: Vec<SegName> = segment_names.iter().copied().filter(load).collect();
+        loaded.sort_by_key(|n| std::cmp::Reverse((n.generation, n.last, n.first)));
+        let mut segments = Vec::with_capacity(loaded.len());
+        for (i, n) in loaded.into_iter().enumerate() {
+            let s = Segment::open(&dir.join(n.file_name()), n)?;
+            let src = u32::try_from(i + 1).map_err(|_| {
+                Error::limit_exceeded("segments of a group", u64::from(u32::MAX), i as u64, "")
+            })?;
+            for (row, e) in s.entries.iter().enumerate() {
+                // A segment's rows are bounded by its length (u32 is plenty: bytes / 112).
+                keys.push((prefix_of(&e.id), e.seq, src, row as u32));
+            }
+            segments.push(s);
+        }
+        keys.sort_unstable();
+        Ok(Names {
+            keys,
+            segments,
+            segment_names,
+        })
     }
 
-    /// The sequence numbers of the files named with `id`'s prefix.
-    fn seqs_of(&self, id: &PointId) -> impl Iterator<Item = u64> + '_ {
-        let prefix = prefix_of(id);
-        let from = self.0.partition_point(|&(p, _)| p < prefix);
-        self.0[from..]
+    /// The sequence numbers of the files of their own.
+    pub fn file_seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.iter().filter(|k| k.2 == 0).map(|&(_, s, _, _)| s)
+    }
+
+    /// The generation above every segment's.
+    pub fn next_generation(&self) -> u64 {
+        self.segment_names
             .iter()
-            .take_while(move |&&(p, _)| p == prefix)
-            .map(|&(_, s)| s)
+            .map(|n| n.generation.saturating_add(1))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Point `want`'s file: the first candidate (see [`Names`]) that holds the point its name
+    /// or row says, its summary read.
+    pub fn find(
+        &self,
+        dir: &std::path::Path,
+        want: &PointId,
+    ) -> Result<Option<(Where, Loc, PointFile)>> {
+        let prefix = prefix_of(want);
+        let from = self.keys.partition_point(|k| k.0 < prefix);
+        for &(_, seq, src, row) in self.keys[from..].iter().take_while(|k| k.0 == prefix) {
+            let (at, loc) = if src == 0 {
+                let path = dir.join(PointFile::file_name(seq, want));
+                (Where::File, Loc::file(path))
+            } else {
+                let s = &self.segments[src as usize - 1];
+                let e = &s.entries[row as usize];
+                if e.id != *want {
+                    continue;
+                }
+                let at = Where::Segment {
+                    segment: src - 1,
+                    row,
+                };
+                (at, s.loc(e))
+            };
+            let file = PointFile::read_listing(&loc)?;
+            // A file is found by its name or row: it must hold the point they say.
+            if file.id() == *want && file.header.seq == seq {
+                return Ok(Some((at, loc, file)));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -296,19 +390,29 @@ fn parse_name(name: &str) -> Option<(u64, u64)> {
     Some((u64::from_str_radix(hex, 16).ok()?, seq))
 }
 
-/// The point file `head` names (for listing: see [`PointFile::read_listing`]), checked to be it.
+/// The point file `head` names (for listing: see [`PointFile::read_listing`]), checked to be it:
+/// its file of its own, else the row of a segment that can hold it.
 pub(crate) fn tip(layout: &Layout, head: &Head) -> Result<PointFile> {
-    let path = layout
-        .points(&head.group)
-        .join(PointFile::file_name(head.seq, &head.point));
-    let file = PointFile::read_listing(&path)?;
+    let dir = layout.points(&head.group);
+    let own = Loc::file(dir.join(PointFile::file_name(head.seq, &head.point)));
+    let (loc, file) = match PointFile::read_listing(&own) {
+        Ok(f) => (own, f),
+        Err(e) if e.kind() == crate::ErrorKind::NotFound => {
+            let names = Names::list(&dir, |n| (n.first..=n.last).contains(&head.seq))?;
+            match names.find(&dir, &head.point)? {
+                Some((_, loc, f)) => (loc, f),
+                None => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
     if file.id() != head.point || file.header.group != head.group {
         return Err(Error::corrupt(
             format!("chain of group `{}`", head.group),
             None,
             "the head's point file holds another point",
         )
-        .with_path(&path));
+        .with_path(&loc.path));
     }
     Ok(file)
 }
@@ -322,7 +426,7 @@ pub(crate) fn contains(chain: &Chain, id: &PointId, seq: u64) -> Result<bool> {
     if l.first.2 > seq {
         return Ok(false);
     }
-    Ok(super::repair::record_ids(&chain.path(l))?
+    Ok(super::repair::record_ids(&chain.loc(l))?
         .iter()
         .any(|(s, i)| *s == seq && i == id))
 }
@@ -385,11 +489,11 @@ mod tests {
         assert_eq!(chain.links.len(), 9);
         let l = &chain.links[4];
         let moved = chain.dir().join(PointFile::file_name(l.seq + 100, &l.id));
-        std::fs::rename(chain.path(l), &moved).unwrap();
+        std::fs::rename(chain.file_path(l), &moved).unwrap();
         let e = load(&v.layout, "g").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
         assert!(e.to_string().contains("is missing"), "{e}");
-        std::fs::rename(&moved, chain.path(l)).unwrap();
+        std::fs::rename(&moved, chain.file_path(l)).unwrap();
         assert_eq!(load(&v.layout, "g").unwrap().links, chain.links);
     }
 
@@ -404,7 +508,7 @@ mod tests {
             chain.read(l).unwrap();
         }
         let (a, b) = (&chain.links[3], &chain.links[5]);
-        std::fs::copy(chain.path(b), chain.path(a)).unwrap();
+        std::fs::copy(chain.file_path(b), chain.file_path(a)).unwrap();
         let e = chain.read(a).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
         assert!(
@@ -476,7 +580,7 @@ mod tests {
         let chain = load(&v.layout, "g").unwrap();
         let last = chain.links.last().unwrap().clone();
         assert_eq!(last.consistency, MarkerKind::Crash);
-        let path = chain.path(&last);
+        let path = chain.file_path(&last);
         let mut bytes = std::fs::read(&path).unwrap();
         let hl = usize::from(u16::from_le_bytes([bytes[80], bytes[81]]));
         let mut header = BundleHeader::decode(&bytes[82..82 + hl], 82).unwrap();

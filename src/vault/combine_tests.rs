@@ -39,7 +39,7 @@ fn packs(v: &Vault) -> usize {
 
 /// Every point of `group` materializes as its model (by sequence number); verify with the key
 /// is clean; a new handle takes every stored blob as held.
-fn check(v: &Vault, group: &str, key: &Key, models: &[Vec<u8>], out: &Path) {
+pub(super) fn check(v: &Vault, group: &str, key: &Key, models: &[Vec<u8>], out: &Path) {
     let r = v.verify(Some(key), &mut ok).unwrap();
     assert!(r.is_ok(), "{r:?}");
     for p in v.points(group).unwrap() {

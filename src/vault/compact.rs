@@ -60,7 +60,10 @@ impl Vault {
                 .map(|m| m.len())
                 .map_err(|e| Error::io("reading the size of", Some(p), e))
         };
-        let bytes_before = size(&first.path)?;
+        let bytes_before = match first.loc.within {
+            Some((_, len)) => len,
+            None => size(&first.loc.path)?,
+        };
         let mut done = Compacted {
             group: group.to_string(),
             point: first.file.id(),
@@ -123,7 +126,8 @@ impl Vault {
             body: None,
         };
         super::repair::begin(&self.layout, group)?;
-        file.publish(&first.path, true, |w| put(w, &record, &first.path))?;
+        let path = chain.file_path(&chain.links[0]);
+        file.publish(&path, true, |w| put(w, &record, &path))?;
         super::repair::end(&self.layout, group)?;
         // Read back: the same chain, the same maps.
         let after = chain::load(&self.layout, group)?;
@@ -137,7 +141,7 @@ impl Vault {
                 "after compaction it does not read as before",
             ));
         }
-        done.bytes_after = size(&first.path)?;
+        done.bytes_after = size(&path)?;
         Ok(done)
     }
 }

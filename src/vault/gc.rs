@@ -79,6 +79,10 @@ pub struct GcReport {
     /// Packs left as they were because a blob to copy out of them did not match its recorded
     /// hash (verify says which points that affects).
     pub damaged_packs: Vec<PackId>,
+    /// Point files written again into segments (see `vault::combine_points`): a group's small
+    /// point files, when it had many more files than they need or its segments held a quarter
+    /// or more of bytes no point reads.
+    pub point_files_combined: u64,
 }
 
 /// Each blob stored more than once: the plan of the copy kept first, and the other copies
@@ -122,6 +126,10 @@ impl Vault {
     pub fn gc(&self, progress: Progress<'_>) -> Result<GcReport> {
         let _lock = self.lock(LockMode::Exclusive)?;
         clean_leftovers(&self.layout)?;
+        let mut point_files_combined = 0;
+        for group in self.group_names()? {
+            point_files_combined += self.combine_all_points(&group)?;
+        }
         let mut live = self.mark()?;
         // The pack indexes are read one at a time, not into a blob index: a vault of many
         // small packs (one per ingest until a GC) is not held whole. The handle's snapshot is
@@ -130,6 +138,7 @@ impl Vault {
         let pack_ids = self.layout.pack_ids()?;
         let mut report = GcReport {
             packs_before: pack_ids.len() as u64,
+            point_files_combined,
             ..GcReport::default()
         };
         // The copy of each live blob GC keeps: the first in pack order. A second copy (another

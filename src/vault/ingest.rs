@@ -42,6 +42,9 @@ pub struct Ingested {
     /// idle (so that it keeps about one file per 32 MiB stored whatever the number of points;
     /// see `docs/SCALE.md`).
     pub packs_combined: u64,
+    /// The group's point files combined into a segment after the commit, when the vault was
+    /// otherwise idle (so that a long chain is a few files; see `docs/SCALE.md`).
+    pub point_files_combined: u64,
 }
 
 impl Vault {
@@ -77,6 +80,9 @@ impl Vault {
                 self.forget_index();
                 0
             });
+            // The same for the group's point files: a failure leaves them as they were (or a
+            // segment beside them, with the group's in-progress marker: the next open cleans).
+            ingested.point_files_combined = self.combine_new_points(&ingested.group).unwrap_or(0);
         }
         progress(total, total);
         Ok(ingested)
@@ -105,6 +111,7 @@ impl Vault {
             bytes_stored: 0,
             blobs_deduplicated: 0,
             packs_combined: 0,
+            point_files_combined: 0,
         };
         let broken = |detail: String| Error::ChainBroken {
             group: h.group.clone(),

@@ -384,7 +384,7 @@ impl Vault {
                                 None,
                                 format!("disk `{}` is not in the group's base", d.name),
                             )
-                            .with_path(&p.path));
+                            .with_path(&p.loc.path));
                         };
                         m.overlay(&d.extents)?;
                     }

@@ -44,6 +44,9 @@
 
 mod chain;
 mod combine;
+mod combine_points;
+#[cfg(test)]
+mod combine_points_tests;
 #[cfg(test)]
 mod combine_tests;
 mod compact;
@@ -62,6 +65,7 @@ mod records;
 mod repair;
 #[cfg(test)]
 mod retention_crash_tests;
+mod segment;
 mod sorted_index;
 #[cfg(test)]
 mod sorted_refresh_tests;
@@ -109,6 +113,11 @@ pub struct Vault {
     sorted_refresh_entries: usize,
     /// Small packs of a tier an ingest's handle combines ([`combine::COMBINE_AT`]).
     combine_at: usize,
+    /// Point files of their own an ingest lets accumulate before it combines them
+    /// ([`combine_points::SEGMENT_AFTER`]).
+    segment_after: usize,
+    /// Bytes at which a segment takes no more point files ([`segment::SEGMENT_FULL`]).
+    segment_full: u64,
     /// Packs this handle's combines found not to read back (damage, for verify to report and
     /// GC to leave): passed over without being read again until the handle lists the packs
     /// again ([`forget_index`](Self::forget_index)).
@@ -186,6 +195,8 @@ impl Vault {
             sorted_refresh: sorted_index::REFRESH_PACKS,
             sorted_refresh_entries: sorted_index::REFRESH_ENTRIES,
             combine_at: combine::COMBINE_AT,
+            segment_after: combine_points::SEGMENT_AFTER,
+            segment_full: segment::SEGMENT_FULL,
             unreadable: Mutex::default(),
         })
     }
@@ -496,6 +507,18 @@ pub mod fuzzing {
             assert_eq!(blake3::hash(records), p.body()?.span_hash);
             super::records::put(w, records, path)
         })
+    }
+
+    /// A segment of point files (`docs/FORMAT.md` §15.10): its table checked, each point file
+    /// read whole and checked against its row, the segment written again from what was read.
+    pub fn point_segment(bytes: &[u8]) -> Result<Vec<u8>> {
+        super::segment::check_bytes(bytes)
+    }
+
+    /// A segment of generation 7 holding `files` (whole point files, in order of sequence
+    /// number): how the seed corpus is made.
+    pub fn segment_of(files: &[Vec<u8>]) -> Result<Vec<u8>> {
+        super::segment::encode(7, files)
     }
 
     /// A pinned verifying key (with its trailer).

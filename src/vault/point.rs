@@ -427,27 +427,61 @@ impl PointFile {
         Ok(file)
     }
 
-    /// Reads and checks a whole point file (see [`read_from`](Self::read_from)).
-    pub fn read(path: &Path) -> Result<PointFile> {
-        let (f, len) = open(path)?;
+    /// Reads and checks a whole point file (see [`read_from`](Self::read_from)), on its own or
+    /// in a segment.
+    pub fn read(loc: &Loc) -> Result<PointFile> {
+        let (f, len) = open(loc)?;
         Self::read_from(std::io::BufReader::with_capacity(1 << 20, f), len).map_err(|e| {
-            crate::format::trailer::version_or_damage(path, "recovery-point file", e)
-                .with_path(path)
+            crate::format::trailer::version_or_damage(&loc.path, "recovery-point file", e)
+                .with_path(&loc.path)
         })
     }
 
     /// Reads a point file for listing: its summary only, so listing a chain does not read its
     /// records. Nothing is checked beyond the summary's shape ([`read`](Self::read) checks
     /// everything before anything relies on the data).
-    pub fn read_listing(path: &Path) -> Result<PointFile> {
-        Self::read_summary(&mut stream(path, 64 << 10)?).map_err(|e| e.with_path(path))
+    pub fn read_listing(loc: &Loc) -> Result<PointFile> {
+        Self::read_summary(&mut stream(loc, 16 << 10)?).map_err(|e| e.with_path(&loc.path))
+    }
+}
+
+/// Where a point file's bytes are: a file of its own, or a run of a segment's
+/// (`vault::segment`, `docs/FORMAT.md` §15.10).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Loc {
+    pub path: PathBuf,
+    /// Offset and length in a segment; `None` for a file of its own.
+    pub within: Option<(u64, u64)>,
+}
+
+impl Loc {
+    /// A point file of its own at `path`.
+    pub fn file(path: PathBuf) -> Loc {
+        Loc { path, within: None }
+    }
+
+    /// Whether the point file is a file of its own.
+    pub fn is_file(&self) -> bool {
+        self.within.is_none()
+    }
+}
+
+impl std::fmt::Display for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.within {
+            None => write!(f, "{}", self.path.display()),
+            Some((at, len)) => write!(f, "{} (bytes {at}..{})", self.path.display(), at + len),
+        }
     }
 }
 
 /// A point file as a stream of its bytes before the trailer, read through a buffer of `buf`
 /// bytes.
-pub(crate) fn stream(path: &Path, buf: usize) -> Result<In<std::io::BufReader<std::fs::File>>> {
-    let (f, len) = open(path)?;
+pub(crate) fn stream(
+    loc: &Loc,
+    buf: usize,
+) -> Result<In<std::io::BufReader<std::io::Take<std::fs::File>>>> {
+    let (f, len) = open(loc)?;
     Ok(In {
         inner: std::io::BufReader::with_capacity(buf, f),
         at: 0,
@@ -456,25 +490,41 @@ pub(crate) fn stream(path: &Path, buf: usize) -> Result<In<std::io::BufReader<st
     })
 }
 
-/// Opens a point file and gives its length.
-pub(crate) fn open(path: &Path) -> Result<(std::fs::File, u64)> {
-    let f = std::fs::File::open(path).map_err(|e| match e.kind() {
+/// Opens a point file, positioned at its first byte and limited to its bytes, and gives its
+/// length. A segment shorter than the run it should hold is `Corrupt`.
+pub(crate) fn open(loc: &Loc) -> Result<(std::io::Take<std::fs::File>, u64)> {
+    use std::io::{Seek, SeekFrom};
+    let path = &loc.path;
+    let mut f = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::NotFound {
             what: format!("recovery-point file {}", path.display()),
         },
         _ => Error::io("opening", Some(path), e),
     })?;
-    let len = f
+    let size = f
         .metadata()
         .map_err(|e| Error::io("reading the size of", Some(path), e))?
         .len();
-    Ok((f, len))
+    let Some((at, len)) = loc.within else {
+        return Ok((f.take(size), size));
+    };
+    if at.checked_add(len).is_none_or(|end| end > size) {
+        return Err(Error::corrupt(
+            "point segment",
+            Some(size),
+            format!("it ends before the point file it holds at bytes {at}.."),
+        )
+        .with_path(path));
+    }
+    f.seek(SeekFrom::Start(at))
+        .map_err(|e| Error::io("reading", Some(path), e))?;
+    Ok((f.take(len), len))
 }
 
 /// A point file on disk.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredPoint {
-    pub path: PathBuf,
+    pub loc: Loc,
     pub file: PointFile,
 }
 
@@ -565,26 +615,28 @@ pub(crate) mod tests {
         for n in [1, 400] {
             let path = dir.path().join(format!("{n}.rcpt"));
             let f = synthetic(&path, n, &key);
-            let listed = PointFile::read_listing(&path).unwrap();
+            let listed = PointFile::read_listing(&Loc::file(path.clone())).unwrap();
             assert_eq!(
                 (listed.id(), listed.records, &listed.disks),
                 (f.id(), n, &f.disks)
             );
-            let whole = PointFile::read(&path).unwrap();
+            let whole = PointFile::read(&Loc::file(path.clone())).unwrap();
             assert_eq!((whole.id(), whole.shipped), (f.id(), n));
             assert_eq!(whole.decode_disks().unwrap().len(), 1);
             // Cut short, or a flipped byte in the last record (its signature's coverage).
             let bytes = std::fs::read(&path).unwrap();
             std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
             assert_eq!(
-                PointFile::read(&path).unwrap_err().kind(),
+                PointFile::read(&Loc::file(path.clone()))
+                    .unwrap_err()
+                    .kind(),
                 crate::ErrorKind::Corrupt
             );
             let mut flipped = bytes.clone();
             let at = bytes.len() - 32 - 64 - 20;
             flipped[at] ^= 1;
             std::fs::write(&path, &flipped).unwrap();
-            assert!(PointFile::read(&path).is_err());
+            assert!(PointFile::read(&Loc::file(path.clone())).is_err());
         }
     }
 
@@ -598,8 +650,13 @@ pub(crate) mod tests {
         let n = (1u64 << 20) + 1;
         let path = dir.path().join("long.rcpt");
         let f = synthetic(&path, n, &key);
-        let whole = PointFile::read(&path).unwrap();
+        let whole = PointFile::read(&Loc::file(path.clone())).unwrap();
         assert_eq!((whole.id(), whole.records, whole.shipped), (f.id(), n, n));
-        assert_eq!(PointFile::read_listing(&path).unwrap().records, n);
+        assert_eq!(
+            PointFile::read_listing(&Loc::file(path.clone()))
+                .unwrap()
+                .records,
+            n
+        );
     }
 }

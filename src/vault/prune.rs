@@ -137,26 +137,28 @@ impl Vault {
             let merged = merge(&chain, &keep)?;
             super::repair::begin(&self.layout, &group)?;
             for m in &merged {
-                let path = chain.path(m.into);
+                let path = chain.file_path(m.into);
                 m.file.publish(&path, true, |w| {
                     for s in &m.sources {
-                        let from = chain.path(s.link);
+                        let from = chain.loc(s.link);
                         if copy_span(&from, s.span, w, &path)? != s.span_hash {
                             return Err(Error::corrupt(
                                 "recovery-point file",
                                 None,
                                 "it changed between its checks and the copy of its records",
                             )
-                            .with_path(&from));
+                            .with_path(&from.path));
                         }
                     }
                     Ok(())
                 })?;
             }
-            // Every kept point now links past the pruned ones: their files are leftovers.
+            // Every kept point now links past the pruned ones: their files are leftovers (those
+            // in segments stay there until a GC writes the segments again).
             for (l, k) in chain.links.iter().zip(&keep) {
-                if !k {
-                    remove(&chain.path(l), "a pruned point")?;
+                let loc = chain.loc(l);
+                if !k && loc.is_file() {
+                    remove(&loc.path, "a pruned point")?;
                 }
             }
             sync_dir(&self.layout.points(&group))?;

@@ -320,31 +320,42 @@ pub(crate) fn put(w: &mut impl Write, bytes: &[u8], path: &std::path::Path) -> R
         .map_err(|e| Error::io("writing a recovery-point file", Some(path), e))
 }
 
-/// Copies the bytes `span` of the file at `path` into `out`, returning their BLAKE3 (a caller
-/// that copies a section it checked before compares it: the file may have changed since).
+/// Copies the bytes `span` of the point file at `loc` into `out`, returning their BLAKE3 (a
+/// caller that copies a section it checked before compares it: the file may have changed
+/// since).
 pub(crate) fn copy_span(
-    path: &std::path::Path,
+    loc: &super::point::Loc,
     span: (u64, u64),
     out: &mut impl Write,
     out_path: &std::path::Path,
 ) -> Result<blake3::Hash> {
     use std::io::{Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io("opening", Some(path), e))?;
-    f.seek(SeekFrom::Start(span.0))
-        .map_err(|e| Error::io("reading", Some(path), e))?;
+    let path = &loc.path;
+    let (mut f, len) = super::point::open(loc)?;
     let want = span.1 - span.0;
-    let mut r = crate::format::HashingReader::new(f.take(want));
+    if span.1 > len {
+        return Err(short(loc, span));
+    }
+    f.get_mut()
+        .seek(SeekFrom::Current(span.0 as i64))
+        .map_err(|e| Error::io("reading", Some(path), e))?;
+    f.set_limit(want);
+    let mut r = crate::format::HashingReader::new(f);
     let n = std::io::copy(&mut r, out)
         .map_err(|e| Error::io("copying records into", Some(out_path), e))?;
     if n != want {
-        return Err(Error::corrupt(
-            "copied section",
-            Some(span.0),
-            "the file is shorter than it was when it was checked",
-        )
-        .with_path(path));
+        return Err(short(loc, span));
     }
     Ok(r.digest())
+}
+
+fn short(loc: &super::point::Loc, span: (u64, u64)) -> Error {
+    Error::corrupt(
+        "copied section",
+        Some(span.0),
+        "the file is shorter than it was when it was checked",
+    )
+    .with_path(&loc.path)
 }
 
 /// Writes a shipped record (§15.4) whose manifests and blob table are copied from the bundle
@@ -364,6 +375,7 @@ pub(crate) fn write_shipped_from(
     w.u16(header.0.len() as u16).bytes(header.0);
     w.u64(manifests.1);
     put(out, w.as_bytes(), out_path)?;
+    let bundle = &super::point::Loc::file(bundle.to_path_buf());
     let m = copy_span(
         bundle,
         (manifests.0, manifests.0 + manifests.1),
@@ -380,7 +392,7 @@ pub(crate) fn write_shipped_from(
             None,
             "its manifests or blob table changed while it was being ingested",
         )
-        .with_path(bundle));
+        .with_path(&bundle.path));
     }
     put(out, signature, out_path)
 }

@@ -9,8 +9,9 @@ use super::Vault;
 use super::chain;
 use super::head::Head;
 use super::layout::{Layout, PENDING};
-use super::point::{PointFile, StoredPoint, stream};
+use super::point::{Loc, PointFile, StoredPoint, stream};
 use super::records::Record;
+use super::segment::{SegName, Segment};
 use crate::bundle::format::BundleKind;
 use crate::error::{Error, Result};
 use crate::fsutil::{list_dir, remove, sync_dir, write_atomic};
@@ -19,12 +20,12 @@ use crate::sys::LockMode;
 
 /// The (sequence, id) of every record of a point file, oldest first (a checkpoint gives the
 /// point it stands at).
-pub(crate) fn record_ids(path: &Path) -> Result<Vec<(u64, PointId)>> {
-    let mut r = stream(path, 1 << 20)?;
-    let summary = PointFile::read_summary(&mut r).map_err(|e| e.with_path(path))?;
+pub(crate) fn record_ids(loc: &Loc) -> Result<Vec<(u64, PointId)>> {
+    let mut r = stream(loc, 1 << 20)?;
+    let summary = PointFile::read_summary(&mut r).map_err(|e| e.with_path(&loc.path))?;
     let mut out = Vec::new();
     for _ in 0..summary.records {
-        let rec = Record::read(&mut r).map_err(|e| e.with_path(path))?;
+        let rec = Record::read(&mut r).map_err(|e| e.with_path(&loc.path))?;
         out.push((rec.header.seq, rec.id()));
     }
     Ok(out)
@@ -94,7 +95,7 @@ pub(crate) fn clean_leftovers(layout: &Layout) -> Result<()> {
         } else {
             // A head or chain that does not load is damage: touch nothing.
             match Head::read(&head_path).and_then(|h| chain::load(layout, &h.group)) {
-                Ok(c) if c.dir() == dir => c.links.iter().map(|l| c.path(l)).collect(),
+                Ok(c) if c.dir() == dir => c.files(),
                 _ => continue,
             }
         };
@@ -127,13 +128,13 @@ pub(crate) fn headless_groups(layout: &Layout) -> Result<Vec<(PathBuf, String)>>
         }
         let points = list_dir(&dir)?
             .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "rcpt"))
+            .filter(|p| p.extension().is_some_and(|e| e == "rcpt" || e == "rcseg"))
             .count();
         if points > 0 {
             out.push((
                 dir,
                 format!(
-                    "{points} point files and no head ({} is missing): the group's newest point \
+                    "{points} point files or segments and no head ({} is missing): the group's newest point \
                      is unknown; rebuild the head from the intact, signed point files \
                      (`replicore vault rebuild-head`; replicore_vault_rebuild_head from C)",
                     head.display()
@@ -179,19 +180,30 @@ impl Vault {
         let pinned = super::trust::load(&self.layout, group)?;
         let mut files: Vec<StoredPoint> = Vec::new();
         let mut skipped = Vec::new();
+        // Every point file of its own, and every one a segment holds.
+        let mut locs = Vec::new();
         for path in list_dir(&dir)? {
-            if path.extension().is_none_or(|e| e != "rcpt") {
-                continue;
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if let Some(n) = SegName::parse(name) {
+                match Segment::open(&path, n) {
+                    Ok(s) => locs.extend(s.entries.iter().map(|e| s.loc(e))),
+                    Err(e) => skipped.push((path, e.to_string())),
+                }
+            } else if path.extension().is_some_and(|e| e == "rcpt") {
+                locs.push(Loc::file(path));
             }
-            match PointFile::read(&path) {
+        }
+        for loc in locs {
+            let what = |d: String| (loc.path.clone(), format!("{loc}: {d}"));
+            match PointFile::read(&loc) {
                 Ok(f) if f.header.group != group => {
-                    skipped.push((path, format!("a point of group `{}`", f.header.group)))
+                    skipped.push(what(format!("a point of group `{}`", f.header.group)))
                 }
                 Ok(f) if pinned.is_some_and(|k| k != f.header.verifying_key) => {
-                    skipped.push((path, "signed by another key than the pinned one".into()))
+                    skipped.push(what("signed by another key than the pinned one".into()))
                 }
-                Ok(file) => files.push(StoredPoint { path, file }),
-                Err(e) => skipped.push((path, e.to_string())),
+                Ok(file) => files.push(StoredPoint { loc, file }),
+                Err(e) => skipped.push(what(e.to_string())),
             }
         }
         files.sort_by_key(|p| std::cmp::Reverse(p.file.header.seq));

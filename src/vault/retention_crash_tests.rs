@@ -20,7 +20,7 @@ use crate::policy::RetentionPolicy;
 
 const T0: u64 = 1_700_000_000;
 
-fn t(secs: u64) -> SystemTime {
+pub(super) fn t(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(T0 + secs)
 }
 

@@ -198,7 +198,7 @@ impl Vault {
                     && let Err(e) = super::materialize::authenticate(&p, k)
                 {
                     report.damage.push(Damage {
-                        object: p.path.display().to_string(),
+                        object: p.loc.to_string(),
                         detail: e.to_string(),
                         points: vec![me.clone()],
                     });
@@ -210,7 +210,7 @@ impl Vault {
                     Ok(d) => d,
                     Err(e) => {
                         report.damage.push(Damage {
-                            object: p.path.display().to_string(),
+                            object: p.loc.to_string(),
                             detail: e.to_string(),
                             points: vec![me.clone()],
                         });
@@ -244,7 +244,7 @@ impl Vault {
                         Some(m) => {
                             if let Err(e) = m.overlay(&d.extents) {
                                 report.damage.push(Damage {
-                                    object: p.path.display().to_string(),
+                                    object: p.loc.to_string(),
                                     detail: e.to_string(),
                                     points: vec![me.clone()],
                                 });

@@ -1,0 +1,362 @@
+//! Combining a group's small point files into segments (`vault::segment`, `docs/FORMAT.md`
+//! §15.7 and §15.10), without the key, so that a vault holds about one file per 16 MiB of point
+//! files whatever the number of points.
+//!
+//! - After an ingest, when the group has [`SEGMENT_AFTER`] point files of their own newer than
+//!   the start of its newest segment and the vault is otherwise idle (the exclusive lock, taken
+//!   without waiting), the newest points (files of their own, and the newest segment's while it
+//!   holds under 16 MiB) are written as one segment: reading at most 16 MiB, once per
+//!   [`SEGMENT_AFTER`] ingests, and nothing older (an ingest stays O(1) in the chain's length).
+//! - GC writes a group's small point files again as full segments when it has many more files
+//!   than that needs, or when its segments hold more than a quarter of bytes no point reads
+//!   (points pruned, or replaced by the merged file pruning wrote).
+//!
+//! # Crash safety
+//!
+//! Each point file is checked before it is copied (its trailer; its summary names the point
+//! the chain walk found there), copied byte for byte and compared with what was checked, and
+//! read back from the published segment. Only then, inside the group's in-progress marker, are
+//! the files it replaces removed: the segments, newest generation first, each only when every
+//! point the chain reads from it was copied, then the point files of their own. A crash leaves
+//! the new segment beside some of the old files; a point the walk finds in several reads the
+//! same in each (the same bytes), and opening the vault removes what the walk no longer reads.
+
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::Vault;
+use super::chain::{self, Names, Where};
+use super::head::Head;
+use super::point::{Loc, PointFile, open};
+use super::segment::{MAX_ENTRY, SegName, Segment, encode_table};
+use crate::bundle::format::BundleKind;
+use crate::error::{Error, Result};
+use crate::format::stream::In;
+use crate::format::trailer::TRAILER_LEN;
+use crate::fsutil::{AtomicFile, remove, sync_dir};
+use crate::id::PointId;
+use crate::sys::LockMode;
+
+/// Point files of their own newer than the newest segment's start that an ingest lets
+/// accumulate before it combines them.
+pub(crate) const SEGMENT_AFTER: usize = 64;
+
+/// A point file to copy into a segment.
+#[derive(Debug, Clone)]
+struct Source {
+    seq: u64,
+    id: PointId,
+    loc: Loc,
+}
+
+impl Vault {
+    /// After an ingest into `group`: combines its newest point files into a segment when there
+    /// are [`SEGMENT_AFTER`] of them and no other operation is at work in the vault (see the
+    /// module docs). Returns the point files combined.
+    pub(super) fn combine_new_points(&self, group: &str) -> Result<u64> {
+        let dir = self.layout.points(group);
+        let plan = |names: &Names| -> Result<Option<(u64, Option<SegName>)>> {
+            let tail = names
+                .segment_names
+                .iter()
+                .max_by_key(|n| (n.last, n.generation))
+                .copied();
+            let (floor, rewrite) = match tail {
+                None => (0, None),
+                Some(t) => {
+                    let path = dir.join(t.file_name());
+                    let len = std::fs::metadata(&path)
+                        .map_err(|e| Error::io("reading the size of", Some(&path), e))?
+                        .len();
+                    if len < self.segment_full {
+                        (t.first, Some(t))
+                    } else {
+                        (t.last.saturating_add(1), None)
+                    }
+                }
+            };
+            let fresh = names.file_seqs().filter(|&s| s >= floor).count();
+            Ok((fresh >= self.segment_after).then_some((floor, rewrite)))
+        };
+        if plan(&Names::list(&dir, |_| false)?)?.is_none() {
+            return Ok(0);
+        }
+        // Busy (another operation, or this handle's on another thread): a later ingest will.
+        let Ok(_lock) = self.lock(LockMode::Exclusive) else {
+            return Ok(0);
+        };
+        let Some((floor, tail)) = plan(&Names::list(&dir, |_| false)?)? else {
+            return Ok(0);
+        };
+        // Every segment that may hold a point from `floor` on, so a point is read from where
+        // the whole chain's walk reads it.
+        let names = Names::list(&dir, |n| n.last >= floor)?;
+        let tail_at = tail.and_then(|t| names.segments.iter().position(|s| s.name == t));
+        let head = Head::load(&self.layout, group)?.ok_or_else(|| Error::NotFound {
+            what: format!("group `{group}`"),
+        })?;
+        // The newest points, newest first, while they are files of their own or the tail's.
+        let mut run: Vec<Source> = Vec::new();
+        let mut bytes = 0u64;
+        let mut want = head.point;
+        let mut above = u64::MAX;
+        let complete = loop {
+            // The next point is below `above`: below `floor` when `above` is not above it.
+            if above <= floor {
+                break true;
+            }
+            let Some((at, loc, file)) = names.find(&dir, &want)? else {
+                break false;
+            };
+            let seq = file.header.seq;
+            if seq < floor {
+                break true;
+            }
+            let ours = match at {
+                Where::File => true,
+                Where::Segment { segment, .. } => Some(segment as usize) == tail_at,
+            };
+            if !ours || seq >= above || file.header.group != group {
+                break false;
+            }
+            let len = entry_len(&loc)?;
+            if len > MAX_ENTRY || bytes >= self.segment_full {
+                break false;
+            }
+            bytes += len;
+            above = file.first.2;
+            run.push(Source { seq, id: want, loc });
+            if file.first.1 == BundleKind::Base {
+                break true;
+            }
+            want = file.first.0;
+        };
+        if run.len() < 2 {
+            return Ok(0);
+        }
+        run.reverse();
+        let old_segments: Vec<&Segment> = match tail_at {
+            Some(i) if complete => vec![&names.segments[i]],
+            _ => Vec::new(),
+        };
+        super::repair::begin(&self.layout, group)?;
+        let copied = write_segments(
+            &dir,
+            (names.next_generation(), self.segment_full),
+            &run,
+            &old_segments,
+        )?;
+        super::repair::end(&self.layout, group)?;
+        Ok(copied)
+    }
+
+    /// GC's pass over `group`'s point files (see the module docs). Returns the point files
+    /// combined.
+    pub(super) fn combine_all_points(&self, group: &str) -> Result<u64> {
+        let chain = chain::load(&self.layout, group)?;
+        let dir = chain.dir().to_path_buf();
+        let names = Names::list(&dir, |_| true)?;
+        // Bytes of the small point files the chain reads, of those in segments, and the files
+        // of their own among them.
+        let (mut live, mut in_segments, mut own_files) = (0u64, 0u64, 0u64);
+        let mut sources = Vec::new();
+        for l in &chain.links {
+            let loc = chain.loc(l);
+            let len = entry_len(&loc)?;
+            if len > MAX_ENTRY {
+                continue;
+            }
+            live += len;
+            if loc.is_file() {
+                own_files += 1;
+            } else {
+                in_segments += len;
+            }
+            sources.push(Source {
+                seq: l.seq,
+                id: l.id,
+                loc,
+            });
+        }
+        let mut stored = 0u64;
+        for s in &names.segments {
+            stored += s.entries.iter().map(|e| e.len).sum::<u64>();
+        }
+        let files = own_files + names.segments.len() as u64;
+        let needed = live.div_ceil(self.segment_full);
+        let garbage = stored - in_segments;
+        if files <= needed + self.segment_after as u64 && garbage * 4 <= stored {
+            return Ok(0);
+        }
+        let old: Vec<&Segment> = names.segments.iter().collect();
+        super::repair::begin(&self.layout, group)?;
+        let copied = write_segments(
+            &dir,
+            (names.next_generation(), self.segment_full),
+            &sources,
+            &old,
+        )?;
+        super::repair::end(&self.layout, group)?;
+        Ok(copied)
+    }
+}
+
+/// The length of the point file at `loc`.
+fn entry_len(loc: &Loc) -> Result<u64> {
+    match loc.within {
+        Some((_, len)) => Ok(len),
+        None => std::fs::metadata(&loc.path)
+            .map(|m| m.len())
+            .map_err(|e| Error::io("reading the size of", Some(&loc.path), e)),
+    }
+}
+
+/// Writes `sources` (oldest first) into segments of `full` bytes or more each (the last
+/// smaller), from generation `generation` on; then removes the segments of `old` every point of which that the
+/// chain reads was copied (newest generation first), and the copied point files of their own.
+/// A point file that does not check is left where it is (and so is its segment). Returns the
+/// point files copied.
+fn write_segments(
+    dir: &Path,
+    (mut generation, full): (u64, u64),
+    sources: &[Source],
+    old: &[&Segment],
+) -> Result<u64> {
+    let mut copied: Vec<&Source> = Vec::new();
+    let mut kept_back: Vec<&Source> = Vec::new();
+    let mut batch: Vec<(&Source, blake3::Hash, u64)> = Vec::new();
+    let mut bytes = 0u64;
+    for (i, s) in sources.iter().enumerate() {
+        match check(s) {
+            Ok((hash, len)) => {
+                bytes += len;
+                batch.push((s, hash, len));
+            }
+            Err(_) => kept_back.push(s),
+        }
+        if !batch.is_empty() && (bytes >= full || i + 1 == sources.len()) {
+            publish(dir, generation, &batch)?;
+            generation += 1;
+            copied.extend(batch.drain(..).map(|(s, _, _)| s));
+            bytes = 0;
+        }
+    }
+    // The old segments, newest generation first: an older one may hold the points a newer
+    // one's link to.
+    let mut old = old.to_vec();
+    old.sort_by_key(|s| std::cmp::Reverse(s.name.generation));
+    for s in old {
+        if kept_back.iter().any(|k| k.loc.path == s.path) {
+            continue;
+        }
+        remove(&s.path, "a combined point segment")?;
+    }
+    for s in &copied {
+        if s.loc.is_file() {
+            remove(&s.loc.path, "a combined point file")?;
+        }
+    }
+    sync_dir(dir)?;
+    Ok(copied.len() as u64)
+}
+
+/// Reads the point file `s` whole and checks it: its trailer, and that its summary names the
+/// point `s` says. Gives the BLAKE3 of its bytes and its length.
+fn check(s: &Source) -> Result<(blake3::Hash, u64)> {
+    let bytes = read_entry(&s.loc)?;
+    let n = bytes.len() - TRAILER_LEN;
+    let damaged =
+        |d: &str| Error::corrupt("recovery-point file", None, d.to_string()).with_path(&s.loc.path);
+    if blake3::hash(&bytes[..n]).as_bytes() != &bytes[n..] {
+        return Err(damaged("its trailer does not match its bytes"));
+    }
+    let mut r = In {
+        inner: &bytes[..n],
+        at: 0,
+        left: n as u64,
+        what: "recovery-point file",
+    };
+    let p = PointFile::read_summary(&mut r)?;
+    if p.id() != s.id || p.header.seq != s.seq {
+        return Err(damaged("it holds another point than the chain found there"));
+    }
+    Ok((blake3::hash(&bytes), bytes.len() as u64))
+}
+
+/// The bytes of the point file at `loc` (at most [`MAX_ENTRY`]).
+fn read_entry(loc: &Loc) -> Result<Vec<u8>> {
+    let (f, len) = open(loc)?;
+    if !(TRAILER_LEN as u64..=MAX_ENTRY).contains(&len) {
+        return Err(Error::limit_exceeded(
+            "a point file in a segment",
+            MAX_ENTRY,
+            len,
+            "bytes",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("reading", Some(&loc.path), e))?;
+    if bytes.len() as u64 != len {
+        return Err(Error::corrupt(
+            "recovery-point file",
+            Some(bytes.len() as u64),
+            "it is shorter than it was",
+        )
+        .with_path(&loc.path));
+    }
+    Ok(bytes)
+}
+
+/// Publishes one segment of `batch` (each point file with the hash it was checked with), each
+/// copied and compared, then read back from the published file.
+fn publish(dir: &Path, generation: u64, batch: &[(&Source, blake3::Hash, u64)]) -> Result<PathBuf> {
+    let name = SegName {
+        first: batch[0].0.seq,
+        last: batch[batch.len() - 1].0.seq,
+        generation,
+    };
+    let path = dir.join(name.file_name());
+    let rows: Vec<(u64, PointId, u64)> = batch
+        .iter()
+        .map(|(s, _, len)| (s.seq, s.id, *len))
+        .collect();
+    let changed = |loc: &Loc| {
+        Error::corrupt(
+            "recovery-point file",
+            None,
+            "it changed between its check and its copy into a segment",
+        )
+        .with_path(&loc.path)
+    };
+    let file = AtomicFile::create_unscanned(&path, false)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let io = |e| Error::io("writing a point segment", Some(&path), e);
+    w.write_all(&encode_table(generation, &rows)).map_err(io)?;
+    for (s, hash, _) in batch {
+        let bytes = read_entry(&s.loc)?;
+        if blake3::hash(&bytes) != *hash {
+            return Err(changed(&s.loc));
+        }
+        w.write_all(&bytes).map_err(io)?;
+    }
+    let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+    file.commit()?;
+    // Read back: the table, and each point file's bytes.
+    let seg = Segment::open(&path, name)?;
+    let same = seg.entries.len() == batch.len()
+        && seg.entries.iter().zip(batch).all(|(e, (s, hash, _))| {
+            e.seq == s.seq
+                && e.id == s.id
+                && read_entry(&seg.loc(e)).is_ok_and(|b| blake3::hash(&b) == *hash)
+        });
+    if !same {
+        let _ = std::fs::remove_file(&path);
+        return Err(
+            Error::corrupt("point segment", None, "it does not read back as written")
+                .with_path(&path),
+        );
+    }
+    Ok(path)
+}

@@ -1,0 +1,404 @@
+//! Point files combined into segments (`vault::combine_points`, `vault::segment`), with a small
+//! threshold, as a host runs it (a new process per ingest, an operator's prune, compaction and
+//! GC beside it), cut at every file operation, and attacked through the files.
+//!
+//! Protects: without a GC, a group's points directory stays bounded whatever the number of
+//! points (against one file per point); every point lists and materializes as before and
+//! verify is clean; a combine or a GC cut anywhere loses no point; pruning, compaction and a
+//! lost head's rebuild work on points in segments; an operator's edit of a segment (a flipped
+//! byte, a table rewritten, a file cut short or renamed) is refused, never read as data.
+
+use std::path::{Path, PathBuf};
+
+use super::Vault;
+use super::combine_tests::check;
+use super::retention_crash_tests::{bundles, copy_dir};
+use crate::ErrorKind;
+use crate::crypto::Key;
+use crate::fsutil::fault;
+use crate::policy::RetentionPolicy;
+
+const AFTER: usize = 3;
+
+fn ok(_: u64, _: u64) -> bool {
+    true
+}
+
+fn open(root: &Path) -> Vault {
+    let mut v = Vault::open(root).unwrap();
+    v.segment_after = AFTER;
+    v
+}
+
+/// The group's files: (point files of their own, segments).
+fn files(v: &Vault, group: &str) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let (mut own, mut segs) = (Vec::new(), Vec::new());
+    for e in std::fs::read_dir(v.points_dir(group)).unwrap() {
+        let p = e.unwrap().path();
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("rcpt") => own.push(p),
+            Some("rcseg") => segs.push(p),
+            _ => {}
+        }
+    }
+    own.sort();
+    segs.sort();
+    (own, segs)
+}
+
+/// A vault of `bundles` ingested without combining point files: one file per point.
+fn plain(dir: &Path, bundles: &[PathBuf]) -> Vault {
+    let plain = dir.join("plain");
+    Vault::create(&plain).unwrap();
+    for b in bundles {
+        let mut v = Vault::open(&plain).unwrap();
+        v.segment_after = usize::MAX;
+        assert_eq!(v.ingest(b, &mut ok).unwrap().point_files_combined, 0);
+    }
+    Vault::open(&plain).unwrap()
+}
+
+/// A vault of the nine points of `bundles`, a new process per ingest, combining after
+/// [`AFTER`] points.
+fn ingested(dir: &Path) -> (Vault, Vec<PathBuf>, Key, Vec<Vec<u8>>) {
+    let (bundles, key, models) = bundles(dir, "g");
+    let root = dir.join("v");
+    Vault::create(&root).unwrap();
+    for b in &bundles {
+        open(&root).ingest(b, &mut ok).unwrap();
+    }
+    (open(&root), bundles, key, models)
+}
+
+#[test]
+fn ingests_keep_a_groups_point_files_bounded_and_every_point_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let out = dir.path().join("m.img");
+    // Without combining: one file per point, the listing to compare with.
+    let plain = plain(dir.path(), &bundles);
+    assert_eq!(files(&plain, "g").0.len(), bundles.len());
+    let root = dir.path().join("v");
+    Vault::create(&root).unwrap();
+    let mut combined = 0;
+    for (i, b) in bundles.iter().enumerate() {
+        let r = open(&root).ingest(b, &mut ok).unwrap();
+        combined += r.point_files_combined;
+        let v = open(&root);
+        let (own, segs) = files(&v, "g");
+        // Fewer than AFTER files of their own newer than the newest segment's start, and one
+        // segment: the newest is written again with them until it is full.
+        assert!(own.len() < AFTER && segs.len() <= 1, "{own:?} {segs:?}");
+        assert_eq!(v.points("g").unwrap().len(), i + 1);
+    }
+    assert!(combined >= 8, "{combined}");
+    let v = open(&root);
+    assert_eq!(v.points("g").unwrap(), plain.points("g").unwrap());
+    check(&v, "g", &key, &models, &out);
+    // The newest point is in a segment when the listing reads its head.
+    let (own, _) = files(&v, "g");
+    if own.is_empty() {
+        assert_eq!(v.groups().unwrap(), ["g"]);
+    }
+    // GC finds nothing to do: the files are as few as they can be.
+    let gc = v.gc(&mut ok).unwrap();
+    assert_eq!(gc.point_files_combined, 0, "{gc:?}");
+    check(&v, "g", &key, &models, &out);
+    // A bundle ingested again is a no-op, found in its segment.
+    for b in &bundles {
+        assert!(!open(&root).ingest(b, &mut ok).unwrap().added);
+    }
+}
+
+#[test]
+fn a_busy_vault_keeps_its_point_files_until_an_idle_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let root = dir.path().join("v");
+    Vault::create(&root).unwrap();
+    {
+        let _reader =
+            super::layout::lock_vault(&open(&root).layout, crate::sys::LockMode::Shared).unwrap();
+        for b in &bundles[..5] {
+            assert_eq!(
+                open(&root).ingest(b, &mut ok).unwrap().point_files_combined,
+                0
+            );
+        }
+    }
+    let r = open(&root).ingest(&bundles[5], &mut ok).unwrap();
+    assert_eq!(r.point_files_combined, 6, "{r:?}");
+    let v = open(&root);
+    assert_eq!(files(&v, "g").0.len(), 0);
+    check(&v, "g", &key, &models[..6], &dir.path().join("m.img"));
+}
+
+#[test]
+fn a_combine_cut_at_any_file_operation_loses_nothing() {
+    let _alone = fault::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let pristine = dir.path().join("pristine");
+    Vault::create(&pristine).unwrap();
+    for b in &bundles[..AFTER - 1] {
+        open(&pristine).ingest(b, &mut ok).unwrap();
+    }
+    let root = dir.path().join("v");
+    let out = dir.path().join("m.img");
+    let (mut cut_combines, mut cuts) = (0, 0);
+    for n in 0.. {
+        copy_dir(&pristine, &root);
+        let v = open(&root);
+        fault::plan(Some((&root, n)));
+        let r = v.ingest(&bundles[AFTER - 1], &mut ok);
+        fault::plan(None);
+        let v = open(&root);
+        let points = v.points("g").unwrap().len();
+        check(&v, "g", &key, &models[..points], &out);
+        match r {
+            Ok(r) if r.point_files_combined == AFTER as u64 => break,
+            Ok(r) => {
+                assert_eq!((points, r.point_files_combined), (AFTER, 0));
+                cut_combines += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+                cuts += 1;
+            }
+        }
+        let from = v.points("g").unwrap().len();
+        for b in &bundles[from..] {
+            open(&root).ingest(b, &mut ok).unwrap();
+        }
+        let v = open(&root);
+        check(&v, "g", &key, &models, &out);
+        // Opening cleaned what the cut left; the next combines made the files few again.
+        let (own, segs) = files(&v, "g");
+        assert!(own.len() < AFTER && segs.len() <= 1, "{own:?} {segs:?}");
+    }
+    assert!(cuts >= 3 && cut_combines >= 5, "{cuts} {cut_combines}");
+}
+
+/// Prune (keyless) merges points some of which are in a segment: the merged file is written
+/// as a file of its own, read before the segment's older form; GC then writes the group's
+/// point files again without the pruned ones. Cut anywhere, GC loses nothing.
+#[test]
+fn prune_and_gc_over_segments_cut_anywhere_lose_nothing() {
+    let _alone = fault::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _, key, models) = ingested(dir.path());
+    let out = dir.path().join("m.img");
+    let before = v.points("g").unwrap();
+    let policy = RetentionPolicy {
+        window_hours: 1,
+        app_every_hours: None,
+        extra_hourly: 0,
+        keep_last: 3,
+    };
+    let now = super::retention_crash_tests::t(8 * 3600 + 600);
+    let pruned = v.prune(&policy, now).unwrap();
+    assert_eq!(pruned.pruned(), 6, "{pruned:?}");
+    let kept = v.points("g").unwrap();
+    assert_eq!(kept.len(), 3);
+    for p in &kept {
+        assert!(before.iter().any(|b| b.id == p.id));
+    }
+    check(&v, "g", &key, &models, &out);
+    let pristine = dir.path().join("pristine");
+    copy_dir(v.path(), &pristine);
+    let root = v.path().to_path_buf();
+    drop(v);
+    for n in 0.. {
+        copy_dir(&pristine, &root);
+        let v = open(&root);
+        fault::plan(Some((&root, n)));
+        let r = v.gc(&mut ok);
+        fault::plan(None);
+        let v = open(&root);
+        assert_eq!(v.points("g").unwrap(), kept);
+        check(&v, "g", &key, &models, &out);
+        if let Ok(r) = r {
+            assert_eq!(r.point_files_combined, 3, "{r:?}");
+            // One segment of the three kept points; the pruned ones are gone.
+            let (own, segs) = files(&v, "g");
+            assert_eq!((own.len(), segs.len()), (0, 1), "{own:?} {segs:?}");
+            assert_eq!(v.gc(&mut ok).unwrap().point_files_combined, 0);
+            break;
+        }
+    }
+}
+
+/// Compaction (with the key) of a chain whose first point is in a segment, and a head lost
+/// and rebuilt from the files when the points are in segments.
+#[test]
+fn compaction_and_a_rebuilt_head_read_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _, key, models) = ingested(dir.path());
+    let out = dir.path().join("m.img");
+    let policy = RetentionPolicy {
+        window_hours: 1,
+        app_every_hours: None,
+        extra_hourly: 0,
+        keep_last: 4,
+    };
+    v.prune(&policy, super::retention_crash_tests::t(8 * 3600 + 600))
+        .unwrap();
+    v.gc(&mut ok).unwrap();
+    let points = v.points("g").unwrap();
+    let c = v.compact("g", &key).unwrap();
+    assert!(c.records_before > 1, "{c:?}");
+    assert_eq!(v.points("g").unwrap().len(), points.len());
+    check(&v, "g", &key, &models, &out);
+    v.gc(&mut ok).unwrap();
+    assert_eq!(files(&v, "g").0.len(), 0);
+    std::fs::remove_file(v.head_path("g")).unwrap();
+    let rebuilt = v.rebuild_head("g").unwrap();
+    assert_eq!(rebuilt.points, points.len() as u64);
+    assert_eq!(v.points("g").unwrap().last().unwrap().id, rebuilt.point);
+    check(&v, "g", &key, &models, &out);
+}
+
+/// The vault's operator edits a segment with the files only: each edit is refused with
+/// `Corrupt` (or `Authentication` for a point file whose records were changed under a valid
+/// trailer), never read as another point or as data.
+#[test]
+fn an_edited_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, bundles, key, _) = ingested(dir.path());
+    let (_, segs) = files(&v, "g");
+    let seg = segs.last().unwrap().clone();
+    let pristine = std::fs::read(&seg).unwrap();
+    let n = u64::from_le_bytes(pristine[24..32].try_into().unwrap()) as usize;
+    let table_end = 32 + 56 * n;
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let redigest = |b: &mut Vec<u8>| {
+        let d = *blake3::hash(&b[..table_end]).as_bytes();
+        b[table_end..table_end + 32].copy_from_slice(&d);
+    };
+    let edits: Vec<(&str, Vec<u8>)> = vec![
+        ("a flipped byte in the table", {
+            let mut b = pristine.clone();
+            b[40] ^= 1;
+            b
+        }),
+        ("two rows' places swapped, the digest made again", {
+            let mut b = pristine.clone();
+            let (r0, r1) = (32, 32 + 56);
+            let a = b[r0 + 40..r0 + 56].to_vec();
+            let c = b[r1 + 40..r1 + 56].to_vec();
+            b[r0 + 40..r0 + 56].copy_from_slice(&c);
+            b[r1 + 40..r1 + 56].copy_from_slice(&a);
+            redigest(&mut b);
+            b
+        }),
+        ("a flipped byte in a point file", {
+            let mut b = pristine.clone();
+            let at = table_end + 32 + 100;
+            b[at] ^= 1;
+            b
+        }),
+        ("cut short", pristine[..pristine.len() - 1].to_vec()),
+        ("a row's sequence number changed, the digest made again", {
+            let mut b = pristine.clone();
+            b[32] ^= 1;
+            redigest(&mut b);
+            b
+        }),
+    ];
+    for (what, bytes) in edits {
+        std::fs::write(&seg, &bytes).unwrap();
+        let v = open(v.path());
+        let listed = v.points("g");
+        let verified = v.verify(Some(&key), &mut ok);
+        let failover = v.failover("g", crate::vault::Selector::Latest, &key, &out, &mut ok);
+        assert!(
+            listed.is_err() || !verified.as_ref().unwrap().is_ok(),
+            "{what}: listed and verified clean"
+        );
+        let e = failover.expect_err(what);
+        assert!(
+            matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Authentication),
+            "{what}: {e}"
+        );
+        // An ingest of a point already there, or of nothing new, never takes it as data.
+        let again = open(v.path()).ingest(bundles.last().unwrap(), &mut ok);
+        assert!(again.is_err() || !again.unwrap().added, "{what}");
+    }
+    std::fs::write(&seg, &pristine).unwrap();
+    // Renamed to claim another generation or range: not the segment its name says.
+    let name = seg.file_name().unwrap().to_str().unwrap().to_string();
+    let renamed = seg.with_file_name(format!("{}999999999999.rcseg", &name[..26]));
+    std::fs::rename(&seg, &renamed).unwrap();
+    let e = open(v.path()).points("g").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    std::fs::rename(&renamed, &seg).unwrap();
+    assert_eq!(open(v.path()).points("g").unwrap().len(), bundles.len());
+}
+
+/// With small segments: a full segment stays as it is, the newest grows until full, and the
+/// segment it replaces goes, so no two segments hold the same point and the files stay about
+/// one per full segment. Then a prune of most points, and GC writes the rest into fewer.
+#[test]
+fn full_segments_stay_and_the_newest_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let out = dir.path().join("m.img");
+    let root = dir.path().join("v");
+    Vault::create(&root).unwrap();
+    // About three point files.
+    let sizes: Vec<u64> = files(&plain(dir.path(), &bundles), "g")
+        .0
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect();
+    let full = 3 * sizes.iter().sum::<u64>() / sizes.len() as u64;
+    let open = |root: &Path| {
+        let mut v = Vault::open(root).unwrap();
+        v.segment_after = 2;
+        v.segment_full = full;
+        v
+    };
+    let mut most = 0;
+    for b in &bundles {
+        open(&root).ingest(b, &mut ok).unwrap();
+        let v = open(&root);
+        let mut ranges: Vec<(u64, u64)> = files(&v, "g")
+            .1
+            .iter()
+            .map(|p| {
+                let n = p.file_name().unwrap().to_str().unwrap();
+                let s = super::segment::SegName::parse(n).unwrap();
+                (s.first, s.last)
+            })
+            .collect();
+        ranges.sort();
+        assert!(
+            ranges.windows(2).all(|w| w[0].1 < w[1].0),
+            "segments overlap: {ranges:?}"
+        );
+        most = most.max(ranges.len());
+    }
+    assert!(most >= 2, "no segment filled up ({most})");
+    let v = open(&root);
+    check(&v, "g", &key, &models, &out);
+    let before = files(&v, "g");
+    let policy = RetentionPolicy {
+        window_hours: 1,
+        app_every_hours: None,
+        extra_hourly: 0,
+        keep_last: 2,
+    };
+    v.prune(&policy, super::retention_crash_tests::t(8 * 3600 + 600))
+        .unwrap();
+    let kept = v.points("g").unwrap().len() as u64;
+    assert!(kept < 9);
+    let gc = v.gc(&mut ok).unwrap();
+    assert_eq!(gc.point_files_combined, kept, "{gc:?} {before:?}");
+    let after = files(&v, "g");
+    assert!(
+        after.0.is_empty() && after.1.len() < before.1.len(),
+        "{after:?}"
+    );
+    check(&v, "g", &key, &models, &out);
+}
