@@ -597,6 +597,9 @@ typedef struct {
   uint64_t bytes_after;
   // Packs left as they were because a blob in them is damaged (see `replicore_vault_verify`).
   uint64_t damaged_packs;
+  // Point files written again into segments (a group's small point files, when they were
+  // many more files than they need or their segments held many rows no point reads).
+  uint64_t point_files_combined;
 } replicore_gc_info;
 
 // What `replicore_apply` did.
@@ -668,6 +671,9 @@ typedef struct {
   // Small packs combined into larger ones after the commit, when the vault was otherwise
   // idle (so it keeps about one file per 32 MiB stored without a GC).
   uint64_t packs_combined;
+  // The group's point files combined into a segment after the commit, when the vault was
+  // otherwise idle (so a long chain is a few files without a GC).
+  uint64_t point_files_combined;
 } replicore_ingest_info;
 
 // Called once per group by `replicore_vault_groups`, in name order; return 0 to go on,

@@ -104,6 +104,9 @@ pub struct replicore_gc_info {
     pub bytes_after: u64,
     /// Packs left as they were because a blob in them is damaged (see `replicore_vault_verify`).
     pub damaged_packs: u64,
+    /// Point files written again into segments (a group's small point files, when they were
+    /// many more files than they need or their segments held many rows no point reads).
+    pub point_files_combined: u64,
 }
 
 fn time(ns: u64) -> SystemTime {
@@ -296,6 +299,7 @@ pub unsafe extern "C" fn replicore_vault_gc(
                 bytes_before: r.bytes_before,
                 bytes_after: r.bytes_after,
                 damaged_packs: r.damaged_packs.len() as u64,
+                point_files_combined: r.point_files_combined,
             };
         }
         Ok(())

@@ -110,6 +110,9 @@ pub struct replicore_ingest_info {
     /// Small packs combined into larger ones after the commit, when the vault was otherwise
     /// idle (so it keeps about one file per 32 MiB stored without a GC).
     pub packs_combined: u64,
+    /// The group's point files combined into a segment after the commit, when the vault was
+    /// otherwise idle (so a long chain is a few files without a GC).
+    pub point_files_combined: u64,
 }
 
 fn point_info(p: &RecoveryPoint) -> replicore_point_info {
@@ -268,6 +271,7 @@ pub unsafe extern "C" fn replicore_vault_ingest(
                 bytes_stored: i.bytes_stored,
                 blobs_deduplicated: i.blobs_deduplicated,
                 packs_combined: i.packs_combined,
+                point_files_combined: i.point_files_combined,
             };
         }
         Ok(())

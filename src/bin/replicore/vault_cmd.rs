@@ -28,10 +28,16 @@ pub fn run(c: VaultCmd) -> CmdResult {
                 let bar = Bar::new("ingest");
                 let i = v.ingest(&b, &mut bar.callback())?;
                 drop(bar);
-                let combined = match i.packs_combined {
+                let mut combined = match i.packs_combined {
                     0 => String::new(),
                     n => format!("; {n} small packs combined"),
                 };
+                if i.point_files_combined > 0 {
+                    combined += &format!(
+                        "; {} point files combined into a segment",
+                        i.point_files_combined
+                    );
+                }
                 println!(
                     "{} {}: group `{}` point {} {}; {} blobs stored ({}), {} already held{combined}",
                     b.display(),
@@ -69,6 +75,12 @@ pub fn run(c: VaultCmd) -> CmdResult {
                 bytes(r.live_bytes),
                 r.blobs_removed
             );
+            if r.point_files_combined > 0 {
+                println!(
+                    "{} point files written into segments",
+                    r.point_files_combined
+                );
+            }
             if !r.damaged_packs.is_empty() {
                 eprintln!(
                     "replicore: note: {} damaged packs were left as they are; run `replicore vault verify`",
