@@ -2,11 +2,15 @@
 //! §15.7 and §15.10), without the key, so that a vault holds about one file per 16 MiB of point
 //! files whatever the number of points.
 //!
-//! - After an ingest, when the group has [`SEGMENT_AFTER`] point files of their own newer than
-//!   the start of its newest segment and the vault is otherwise idle (the exclusive lock, taken
-//!   without waiting), the newest points (files of their own, and the newest segment's while it
-//!   holds under 16 MiB) are written as one segment: reading at most 16 MiB, once per
-//!   [`SEGMENT_AFTER`] ingests, and nothing older (an ingest stays O(1) in the chain's length).
+//! - After an ingest, when the group has [`SEGMENT_AFTER`] point files of their own past every
+//!   segment and the vault is otherwise idle (the exclusive lock, taken without waiting), they
+//!   are written as one segment; then, when a size tier of segments (under 256 KiB, 4 MiB, a
+//!   full segment of 16 MiB) holds [`MERGE_AT`] consecutive ones, the oldest of them, up to a
+//!   full segment's worth, are merged into one. So a point file is copied about three times
+//!   (into a segment, then once per tier), an ingest reads at most two full segments' worth
+//!   and nothing older (it stays O(1) in the chain's length), and a group keeps fewer than
+//!   [`SEGMENT_AFTER`] files of its own and [`MERGE_AT`] segments per tier besides its full
+//!   segments.
 //! - GC writes a group's small point files again as full segments when it has many more files
 //!   than that needs, or when its segments hold more than a quarter of bytes no point reads
 //!   (points pruned, or replaced by the merged file pruning wrote).
@@ -25,7 +29,7 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::Vault;
-use super::chain::{self, Names, Where};
+use super::chain::{self, Names};
 use super::head::Head;
 use super::point::{Loc, PointFile, open};
 use super::segment::{MAX_ENTRY, SegName, Segment, encode_table};
@@ -40,6 +44,8 @@ use crate::sys::LockMode;
 /// Point files of their own newer than the newest segment's start that an ingest lets
 /// accumulate before it combines them.
 pub(crate) const SEGMENT_AFTER: usize = 64;
+/// Segments of a size tier merged into one once there are this many.
+pub(crate) const MERGE_AT: usize = 16;
 
 /// A point file to copy into a segment.
 #[derive(Debug, Clone)]
@@ -51,103 +57,133 @@ struct Source {
 
 impl Vault {
     /// After an ingest into `group`: combines its newest point files into a segment when there
-    /// are [`SEGMENT_AFTER`] of them and no other operation is at work in the vault (see the
-    /// module docs). Returns the point files combined.
+    /// are [`SEGMENT_AFTER`] of them past every segment and no other operation is at work in
+    /// the vault, then merges a tier of small segments when it has [`MERGE_AT`] (see the
+    /// module docs). Returns the point files copied.
     pub(super) fn combine_new_points(&self, group: &str) -> Result<u64> {
         let dir = self.layout.points(group);
-        let plan = |names: &Names| -> Result<Option<(u64, Option<SegName>)>> {
-            let tail = names
+        // The sequence numbers past every segment, and whether enough files of their own are
+        // there.
+        let fresh = |names: &Names| {
+            let floor = names
                 .segment_names
                 .iter()
-                .max_by_key(|n| (n.last, n.generation))
-                .copied();
-            let (floor, rewrite) = match tail {
-                None => (0, None),
-                Some(t) => {
-                    let path = dir.join(t.file_name());
-                    let len = std::fs::metadata(&path)
-                        .map_err(|e| Error::io("reading the size of", Some(&path), e))?
-                        .len();
-                    if len < self.segment_full {
-                        (t.first, Some(t))
-                    } else {
-                        (t.last.saturating_add(1), None)
-                    }
-                }
-            };
-            let fresh = names.file_seqs().filter(|&s| s >= floor).count();
-            Ok((fresh >= self.segment_after).then_some((floor, rewrite)))
+                .map(|n| n.last.saturating_add(1))
+                .max()
+                .unwrap_or(0);
+            let n = names.file_seqs().filter(|&s| s >= floor).count();
+            (floor, n >= self.segment_after)
         };
-        if plan(&Names::list(&dir, |_| false)?)?.is_none() {
+        if !fresh(&Names::list(&dir, |_| false)?).1 {
             return Ok(0);
         }
         // Busy (another operation, or this handle's on another thread): a later ingest will.
         let Ok(_lock) = self.lock(LockMode::Exclusive) else {
             return Ok(0);
         };
-        let Some((floor, tail)) = plan(&Names::list(&dir, |_| false)?)? else {
+        // No segment's table is read: a point past every segment is a file of its own.
+        let names = Names::list(&dir, |_| false)?;
+        let (floor, due) = fresh(&names);
+        if !due {
             return Ok(0);
-        };
-        // Every segment that may hold a point from `floor` on, so a point is read from where
-        // the whole chain's walk reads it.
-        let names = Names::list(&dir, |n| n.last >= floor)?;
-        let tail_at = tail.and_then(|t| names.segments.iter().position(|s| s.name == t));
+        }
         let head = Head::load(&self.layout, group)?.ok_or_else(|| Error::NotFound {
             what: format!("group `{group}`"),
         })?;
-        // The newest points, newest first, while they are files of their own or the tail's.
+        // The newest points, newest first, down to `floor`, at most a segment's worth.
         let mut run: Vec<Source> = Vec::new();
         let mut bytes = 0u64;
         let mut want = head.point;
         let mut above = u64::MAX;
-        let complete = loop {
-            // The next point is below `above`: below `floor` when `above` is not above it.
-            if above <= floor {
-                break true;
-            }
-            let Some((at, loc, file)) = names.find(&dir, &want)? else {
-                break false;
+        // The next point is below `above`: below `floor` when `above` is not above it.
+        while above > floor && bytes < self.segment_full {
+            let Some((_, loc, file)) = names.find(&dir, &want)? else {
+                break;
             };
             let seq = file.header.seq;
-            if seq < floor {
-                break true;
-            }
-            let ours = match at {
-                Where::File => true,
-                Where::Segment { segment, .. } => Some(segment as usize) == tail_at,
-            };
-            if !ours || seq >= above || file.header.group != group {
-                break false;
-            }
             let len = entry_len(&loc)?;
-            if len > MAX_ENTRY || bytes >= self.segment_full {
-                break false;
+            if seq < floor || seq >= above || file.header.group != group || len > MAX_ENTRY {
+                break;
             }
             bytes += len;
             above = file.first.2;
             run.push(Source { seq, id: want, loc });
             if file.first.1 == BundleKind::Base {
-                break true;
+                break;
             }
             want = file.first.0;
-        };
+        }
         if run.len() < 2 {
             return Ok(0);
         }
         run.reverse();
-        let old_segments: Vec<&Segment> = match tail_at {
-            Some(i) if complete => vec![&names.segments[i]],
-            _ => Vec::new(),
-        };
         super::repair::begin(&self.layout, group)?;
-        let copied = write_segments(
-            &dir,
-            (names.next_generation(), self.segment_full),
-            &run,
-            &old_segments,
-        )?;
+        let full = self.segment_full;
+        let mut copied = write_segments(&dir, (names.next_generation(), full), &run, &[])?;
+        copied += self.merge_tier(&dir)?;
         super::repair::end(&self.layout, group)?;
         Ok(copied)
+    }
+
+    /// Merges the oldest [`MERGE_AT`] or more consecutive segments of the smallest size tier
+    /// (under 256 KiB, 4 MiB, a full segment) that has as many, up to a full segment's worth,
+    /// into one; nothing when two segments' ranges overlap (after a crash: GC's). Every row is
+    /// copied (those no point reads go when GC writes the group's segments again).
+    fn merge_tier(&self, dir: &Path) -> Result<u64> {
+        let names = Names::list(dir, |_| false)?;
+        let mut segs: Vec<(SegName, u64)> = Vec::with_capacity(names.segment_names.len());
+        for n in &names.segment_names {
+            let path = dir.join(n.file_name());
+            let len = std::fs::metadata(&path)
+                .map_err(|e| Error::io("reading the size of", Some(&path), e))?
+                .len();
+            segs.push((*n, len));
+        }
+        segs.sort_by_key(|(n, _)| n.first);
+        if segs.windows(2).any(|w| w[0].0.last >= w[1].0.first) {
+            return Ok(0);
+        }
+        let full = self.segment_full;
+        let mut low = 0;
+        for high in [256 << 10, 4 << 20, full] {
+            let tier = |len: u64| (low..high.min(full)).contains(&len);
+            // The oldest run of consecutive segments of this tier with MERGE_AT of them.
+            let mut from = 0;
+            while from < segs.len() {
+                let n = segs[from..].iter().take_while(|(_, l)| tier(*l)).count();
+                if n >= self.segment_merge {
+                    let mut take = 0;
+                    let mut bytes = 0;
+                    while take < n && bytes < full {
+                        bytes += segs[from + take].1;
+                        take += 1;
+                    }
+                    return self.merge(dir, &segs[from..from + take], names.next_generation());
+                }
+                from += n.max(1);
+            }
+            low = high;
+        }
+        Ok(0)
+    }
+
+    /// Writes the rows of the segments `merged` (consecutive) into one of generation
+    /// `generation`, then removes them.
+    fn merge(&self, dir: &Path, merged: &[(SegName, u64)], generation: u64) -> Result<u64> {
+        let mut old = Vec::with_capacity(merged.len());
+        let mut sources = Vec::new();
+        for (n, _) in merged {
+            let s = Segment::open(&dir.join(n.file_name()), *n)?;
+            sources.extend(s.entries.iter().map(|e| Source {
+                seq: e.seq,
+                id: e.id,
+                loc: s.loc(e),
+            }));
+            old.push(s);
+        }
+        let old: Vec<&Segment> = old.iter().collect();
+        // One segment: the merged ones hold under a full segment before the last.
+        write_segments(dir, (generation, u64::MAX), &sources, &old)
     }
 
     /// GC's pass over `group`'s point files (see the module docs). Returns the point files
@@ -185,7 +221,10 @@ impl Vault {
         let files = own_files + names.segments.len() as u64;
         let needed = live.div_ceil(self.segment_full);
         let garbage = stored - in_segments;
-        if files <= needed + self.segment_after as u64 && garbage * 4 <= stored {
+        // What the ingests leave: fewer than SEGMENT_AFTER files of their own and fewer than
+        // MERGE_AT segments per tier.
+        let slack = (self.segment_after + 3 * self.segment_merge) as u64;
+        if files <= needed + slack && garbage * 4 <= stored {
             return Ok(0);
         }
         let old: Vec<&Segment> = names.segments.iter().collect();

@@ -8,6 +8,7 @@
 //! DIR/packs/<id>.rcpack, .rcidx     immutable packs of sealed blobs, and their indexes
 //! DIR/packs/blobs.rcmidx            sorted index of every blob of the packs GC left (a cache)
 //! DIR/points/<group>/<seq>-<id>.rcpt immutable recovery-point files (shipped header + manifests)
+//! DIR/points/<group>/*.rcseg        segments: many small point files of the group, byte for byte
 //! DIR/heads/<group>.rchead          the group's newest point: replacing it commits a point
 //! DIR/lock, DIR/locks/<group>.lock  advisory locks
 //! ```
@@ -27,6 +28,7 @@
 //! | --- | --- | --- |
 //! | [`ingest`](Vault::ingest) | shared | exclusive, for the bundle's group |
 //! | combining small packs after an ingest's commit (`vault::combine`) | exclusive, tried; skipped when busy (under 96 MiB copied) | — |
+//! | combining the group's point files after an ingest's commit (`vault::combine_points`), every 64 ingests | exclusive, tried; skipped when busy (under 32 MiB copied) | — |
 //! | [`points`](Vault::points), [`select`](Vault::select), [`groups`](Vault::groups) | shared | — |
 //! | [`materialize`](Vault::materialize), [`failover`](Vault::failover) | shared | — |
 //! | [`verify`](Vault::verify) | shared | — |
@@ -118,6 +120,8 @@ pub struct Vault {
     segment_after: usize,
     /// Bytes at which a segment takes no more point files ([`segment::SEGMENT_FULL`]).
     segment_full: u64,
+    /// Segments of a size tier an ingest merges ([`combine_points::MERGE_AT`]).
+    segment_merge: usize,
     /// Packs this handle's combines found not to read back (damage, for verify to report and
     /// GC to leave): passed over without being read again until the handle lists the packs
     /// again ([`forget_index`](Self::forget_index)).
@@ -197,6 +201,7 @@ impl Vault {
             combine_at: combine::COMBINE_AT,
             segment_after: combine_points::SEGMENT_AFTER,
             segment_full: segment::SEGMENT_FULL,
+            segment_merge: combine_points::MERGE_AT,
             unreadable: Mutex::default(),
         })
     }
