@@ -428,6 +428,32 @@ pub(crate) fn read_small(path: &Path, what: &str, max: usize) -> Result<Vec<u8>>
 }
 
 /// The paths of the entries of `dir`.
+/// Opens `path` for reading only if it is a regular file (a symbolic link is followed): a FIFO,
+/// a device or a directory named like a vault file is [`Corrupt`](crate::ErrorKind::Corrupt)
+/// `what`, and opening never waits (for a FIFO's writer). Gives the file and its length.
+pub(crate) fn open_regular(path: &Path, what: &str) -> Result<(File, u64)> {
+    let mut o = OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(crate::sys::O_NONBLOCK);
+    }
+    let f = o.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            what: format!("{what} {}", path.display()),
+        },
+        _ => Error::io("opening", Some(path), e),
+    })?;
+    let m = f
+        .metadata()
+        .map_err(|e| Error::io("reading the size of", Some(path), e))?;
+    if !m.is_file() {
+        return Err(Error::corrupt(what, None, "not a regular file").with_path(path));
+    }
+    Ok((f, m.len()))
+}
+
 pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir).map_err(|e| Error::io("listing", Some(dir), e))? {

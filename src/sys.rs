@@ -98,6 +98,14 @@ pub(crate) const O_NOFOLLOW: i32 = libc::O_NOFOLLOW;
 #[cfg(not(target_os = "linux"))]
 pub(crate) const O_NOFOLLOW: i32 = 0;
 
+/// The `open` flag that does not wait (`O_NONBLOCK`): opening a FIFO for reading returns at
+/// once instead of waiting for a writer. 0 off Linux.
+#[cfg(target_os = "linux")]
+pub(crate) const O_NONBLOCK: i32 = libc::O_NONBLOCK;
+/// See the Linux definition.
+#[cfg(not(target_os = "linux"))]
+pub(crate) const O_NONBLOCK: i32 = 0;
+
 /// Renames `from` to `to` unless something is at `to` (a symbolic link included): an
 /// [`AlreadyExists`](std::io::ErrorKind::AlreadyExists) error then, decided atomically by the
 /// file system. `renameat2(RENAME_NOREPLACE)` on Linux; where it is missing (another system, a

@@ -32,7 +32,7 @@ use super::Vault;
 use super::chain::{self, Names};
 use super::head::Head;
 use super::point::{Loc, PointFile, open};
-use super::segment::{MAX_ENTRY, SegName, Segment, encode_table};
+use super::segment::{MAX_ENTRY, MAX_GENERATION, SegName, Segment, encode_table};
 use crate::bundle::format::BundleKind;
 use crate::error::{Error, Result};
 use crate::format::stream::In;
@@ -62,19 +62,25 @@ impl Vault {
     /// module docs). Returns the point files copied.
     pub(super) fn combine_new_points(&self, group: &str) -> Result<u64> {
         let dir = self.layout.points(group);
-        // The sequence numbers past every segment, and whether enough files of their own are
-        // there.
-        let fresh = |names: &Names| {
+        let head = || {
+            Head::load(&self.layout, group)?.ok_or_else(|| Error::NotFound {
+                what: format!("group `{group}`"),
+            })
+        };
+        // The sequence numbers past every segment that may hold a point of the chain (not one
+        // named past the head), and whether enough files of their own are there.
+        let fresh = |names: &Names, head: &Head| {
             let floor = names
                 .segment_names
                 .iter()
+                .filter(|n| n.first <= head.seq)
                 .map(|n| n.last.saturating_add(1))
                 .max()
                 .unwrap_or(0);
             let n = names.file_seqs().filter(|&s| s >= floor).count();
             (floor, n >= self.segment_after)
         };
-        if !fresh(&Names::list(&dir, |_| false)?).1 {
+        if !fresh(&Names::list(&dir, |_| false)?, &head()?).1 {
             return Ok(0);
         }
         // Busy (another operation, or this handle's on another thread): a later ingest will.
@@ -83,13 +89,11 @@ impl Vault {
         };
         // No segment's table is read: a point past every segment is a file of its own.
         let names = Names::list(&dir, |_| false)?;
-        let (floor, due) = fresh(&names);
+        let head = head()?;
+        let (floor, due) = fresh(&names, &head);
         if !due {
             return Ok(0);
         }
-        let head = Head::load(&self.layout, group)?.ok_or_else(|| Error::NotFound {
-            what: format!("group `{group}`"),
-        })?;
         // The newest points, newest first, down to `floor`, at most a segment's worth.
         let mut run: Vec<Source> = Vec::new();
         let mut bytes = 0u64;
@@ -214,27 +218,41 @@ impl Vault {
                 loc,
             });
         }
-        let mut stored = 0u64;
-        for s in &names.segments {
-            stored += s.entries.iter().map(|e| e.len).sum::<u64>();
-        }
-        let files = own_files + names.segments.len() as u64;
+        // Segments the chain reads nothing from (an interrupted combine's, a planted one) go
+        // first: one of a higher generation would otherwise be read before what is written.
+        let read = chain.files();
+        let (kept, dead): (Vec<&Segment>, Vec<&Segment>) =
+            names.segments.iter().partition(|s| read.contains(&s.path));
+        let stored: u64 = kept
+            .iter()
+            .map(|s| s.entries.iter().map(|e| e.len).sum::<u64>())
+            .sum();
+        let files = own_files + kept.len() as u64;
         let needed = live.div_ceil(self.segment_full);
         let garbage = stored - in_segments;
         // What the ingests leave: fewer than SEGMENT_AFTER files of their own and fewer than
         // MERGE_AT segments per tier.
-        let slack = (self.segment_after + 3 * self.segment_merge) as u64;
-        if files <= needed + slack && garbage * 4 <= stored {
+        let slack = self
+            .segment_after
+            .saturating_add(self.segment_merge.saturating_mul(3)) as u64;
+        let rewrite = files > needed.saturating_add(slack) || garbage * 4 > stored;
+        if dead.is_empty() && !rewrite {
             return Ok(0);
         }
-        let old: Vec<&Segment> = names.segments.iter().collect();
         super::repair::begin(&self.layout, group)?;
-        let copied = write_segments(
-            &dir,
-            (names.next_generation(), self.segment_full),
-            &sources,
-            &old,
-        )?;
+        for s in &dead {
+            remove(&s.path, "a point segment no point is read from")?;
+        }
+        let mut copied = 0;
+        if rewrite {
+            let generation = kept
+                .iter()
+                .map(|s| s.name.generation + 1)
+                .max()
+                .unwrap_or(0);
+            copied = write_segments(&dir, (generation, self.segment_full), &sources, &kept)?;
+        }
+        sync_dir(&dir)?;
         super::repair::end(&self.layout, group)?;
         Ok(copied)
     }
@@ -351,6 +369,14 @@ fn read_entry(loc: &Loc) -> Result<Vec<u8>> {
 /// Publishes one segment of `batch` (each point file with the hash it was checked with), each
 /// copied and compared, then read back from the published file.
 fn publish(dir: &Path, generation: u64, batch: &[(&Source, blake3::Hash, u64)]) -> Result<PathBuf> {
+    if generation > MAX_GENERATION {
+        return Err(Error::limit_exceeded(
+            "a point segment's generation",
+            MAX_GENERATION,
+            generation,
+            "",
+        ));
+    }
     let name = SegName {
         first: batch[0].0.seq,
         last: batch[batch.len() - 1].0.seq,

@@ -68,6 +68,8 @@ mod repair;
 #[cfg(test)]
 mod retention_crash_tests;
 mod segment;
+#[cfg(test)]
+mod segment_attack_tests;
 mod sorted_index;
 #[cfg(test)]
 mod sorted_refresh_tests;

@@ -299,6 +299,17 @@ impl PointFile {
                 format!("{dn} disks; the header says {}", header.disk_count),
             ));
         }
+        // The records run from the first one's sequence number up to the point's own: a file
+        // that says otherwise could make a chain walk go round.
+        if seq > header.seq {
+            return Err(r.err(
+                "link sequence",
+                format!(
+                    "its records start at sequence {seq}, past the point's own {}",
+                    header.seq
+                ),
+            ));
+        }
         let mut disks = Vec::with_capacity(dn as usize);
         for _ in 0..dn {
             let n = u64::from(r.u16("disk name length")?);
@@ -495,16 +506,12 @@ pub(crate) fn stream(
 pub(crate) fn open(loc: &Loc) -> Result<(std::io::Take<std::fs::File>, u64)> {
     use std::io::{Seek, SeekFrom};
     let path = &loc.path;
-    let mut f = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound {
-            what: format!("recovery-point file {}", path.display()),
-        },
-        _ => Error::io("opening", Some(path), e),
-    })?;
-    let size = f
-        .metadata()
-        .map_err(|e| Error::io("reading the size of", Some(path), e))?
-        .len();
+    let what = if loc.is_file() {
+        "recovery-point file"
+    } else {
+        "point segment"
+    };
+    let (mut f, size) = crate::fsutil::open_regular(path, what)?;
     let Some((at, len)) = loc.within else {
         return Ok((f.take(size), size));
     };

@@ -178,22 +178,30 @@ impl Vault {
         }
         let dir = self.layout.points(group);
         let pinned = super::trust::load(&self.layout, group)?;
-        let mut files: Vec<StoredPoint> = Vec::new();
         let mut skipped = Vec::new();
-        // Every point file of its own, and every one a segment holds.
-        let mut locs = Vec::new();
+        // Every point file of its own, and every one a segment holds, each with its rank: a
+        // point found in several files is read from the one the chain walk would read it
+        // from (its file of its own, then the segment of the highest generation).
+        let mut locs: Vec<(Loc, std::cmp::Reverse<u64>)> = Vec::new();
         for path in list_dir(&dir)? {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if let Some(n) = SegName::parse(name) {
                 match Segment::open(&path, n) {
-                    Ok(s) => locs.extend(s.entries.iter().map(|e| s.loc(e))),
+                    Ok(s) => locs.extend(
+                        s.entries
+                            .iter()
+                            .map(|e| (s.loc(e), std::cmp::Reverse(n.generation))),
+                    ),
                     Err(e) => skipped.push((path, e.to_string())),
                 }
             } else if path.extension().is_some_and(|e| e == "rcpt") {
-                locs.push(Loc::file(path));
+                locs.push((Loc::file(path), std::cmp::Reverse(u64::MAX)));
             }
         }
-        for loc in locs {
+        // In an order of their own, whatever the file system lists first.
+        locs.sort_by(|a, b| (&a.0.path, a.0.within).cmp(&(&b.0.path, b.0.within)));
+        let mut files: Vec<(StoredPoint, std::cmp::Reverse<u64>)> = Vec::new();
+        for (loc, rank) in locs {
             let what = |d: String| (loc.path.clone(), format!("{loc}: {d}"));
             match PointFile::read(&loc) {
                 Ok(f) if f.header.group != group => {
@@ -202,11 +210,13 @@ impl Vault {
                 Ok(f) if pinned.is_some_and(|k| k != f.header.verifying_key) => {
                     skipped.push(what("signed by another key than the pinned one".into()))
                 }
-                Ok(file) => files.push(StoredPoint { loc, file }),
+                Ok(file) => files.push((StoredPoint { loc, file }, rank)),
                 Err(e) => skipped.push(what(e.to_string())),
             }
         }
-        files.sort_by_key(|p| std::cmp::Reverse(p.file.header.seq));
+        // Newest first; of one point's forms, the one the walk reads first.
+        files.sort_by_key(|(p, rank)| (std::cmp::Reverse(p.file.header.seq), *rank));
+        let files: Vec<StoredPoint> = files.into_iter().map(|(p, _)| p).collect();
         for tip in &files {
             let mut count = 0u64;
             let mut n = 0u64;

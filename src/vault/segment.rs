@@ -24,6 +24,12 @@ use crate::id::PointId;
 pub(crate) const SEGMENT_FULL: u64 = 16 << 20;
 /// Point files larger than this stay files of their own (they hold a segment's worth).
 pub(crate) const MAX_ENTRY: u64 = SEGMENT_FULL;
+/// The most bytes a segment holds: point files under two full segments' worth before the last
+/// (a merge of segments each under a full one), the last one, and their table.
+pub(crate) const MAX_SEGMENT: u64 =
+    2 * SEGMENT_FULL + MAX_ENTRY + (3 * SEGMENT_FULL / MIN_ENTRY + 1) * ROW + FIXED + DIGEST;
+/// The highest generation a segment's name may carry: one above it is always there for the next.
+pub(crate) const MAX_GENERATION: u64 = 1 << 62;
 /// Bytes of the fixed part: preamble, generation, entry count.
 const FIXED: u64 = PREAMBLE_LEN as u64 + 8 + 8;
 /// Bytes of one table row: sequence number, id, offset, length.
@@ -73,7 +79,8 @@ impl SegName {
             last: next()?,
             generation: next()?,
         };
-        (parts.next().is_none() && n.first <= n.last).then_some(n)
+        let fits = n.first <= n.last && n.generation <= MAX_GENERATION;
+        (parts.next().is_none() && fits).then_some(n)
     }
 }
 
@@ -90,11 +97,7 @@ impl Segment {
     /// sequence number, their runs back to back from the table's end to the file's end, and the
     /// name's numbers against the table's. The point files themselves are checked when read.
     pub fn open(path: &Path, name: SegName) -> Result<Segment> {
-        let mut f = std::fs::File::open(path).map_err(|e| Error::io("opening", Some(path), e))?;
-        let len = f
-            .metadata()
-            .map_err(|e| Error::io("reading the size of", Some(path), e))?
-            .len();
+        let (mut f, len) = crate::fsutil::open_regular(path, "point segment")?;
         let mut fixed = [0u8; FIXED as usize];
         f.read_exact(&mut fixed).map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => damaged(path, Some(0), "truncated".into()),
@@ -139,6 +142,15 @@ fn damaged(path: &Path, at: Option<u64>, detail: String) -> Error {
 
 /// The generation and entry count, checked against a file of `len` bytes.
 fn decode_fixed(fixed: &[u8], len: u64) -> Result<(u64, u64)> {
+    if len > MAX_SEGMENT {
+        // What a table of that file would take is not allocated (a sparse file costs nothing).
+        return Err(Error::limit_exceeded(
+            "a point segment",
+            MAX_SEGMENT,
+            len,
+            "bytes",
+        ));
+    }
     let mut r = Reader::new(fixed, 0, "point segment");
     Preamble::decode(&mut r, FileKind::PointSegment, VERSION_MAJOR)?;
     let generation = r.u64("generation")?;
