@@ -269,10 +269,10 @@ fn entry_len(loc: &Loc) -> Result<u64> {
 }
 
 /// Writes `sources` (oldest first) into segments of `full` bytes or more each (the last
-/// smaller), from generation `generation` on; then removes the segments of `old` every point of which that the
-/// chain reads was copied (newest generation first), and the copied point files of their own.
-/// A point file that does not check is left where it is (and so is its segment). Returns the
-/// point files copied.
+/// smaller), from generation `generation` on; then removes the segments of `old` (newest
+/// generation first) that hold none of the point files that did not check, and the copied
+/// point files of their own. A point file that does not check stays where it is, and so does
+/// its segment. Returns the point files copied.
 fn write_segments(
     dir: &Path,
     (mut generation, full): (u64, u64),
@@ -318,15 +318,13 @@ fn write_segments(
 }
 
 /// Reads the point file `s` whole and checks it: its trailer, and that its summary names the
-/// point `s` says. Gives the BLAKE3 of its bytes and its length.
+/// point `s` says. Gives its trailer (which, checked, stands for all its bytes) and its length.
 fn check(s: &Source) -> Result<(blake3::Hash, u64)> {
     let bytes = read_entry(&s.loc)?;
+    let trailer = sealed(&bytes, &s.loc)?;
     let n = bytes.len() - TRAILER_LEN;
     let damaged =
         |d: &str| Error::corrupt("recovery-point file", None, d.to_string()).with_path(&s.loc.path);
-    if blake3::hash(&bytes[..n]).as_bytes() != &bytes[n..] {
-        return Err(damaged("its trailer does not match its bytes"));
-    }
     let mut r = In {
         inner: &bytes[..n],
         at: 0,
@@ -337,7 +335,23 @@ fn check(s: &Source) -> Result<(blake3::Hash, u64)> {
     if p.id() != s.id || p.header.seq != s.seq {
         return Err(damaged("it holds another point than the chain found there"));
     }
-    Ok((blake3::hash(&bytes), bytes.len() as u64))
+    Ok((trailer, bytes.len() as u64))
+}
+
+/// The trailer of the point file `bytes` (read from `loc`), checked against the bytes before
+/// it: equal trailers then mean equal files.
+fn sealed(bytes: &[u8], loc: &Loc) -> Result<blake3::Hash> {
+    let n = bytes.len() - TRAILER_LEN;
+    let h = blake3::hash(&bytes[..n]);
+    if h.as_bytes() != &bytes[n..] {
+        return Err(Error::corrupt(
+            "recovery-point file",
+            Some(n as u64),
+            "its trailer does not match its bytes",
+        )
+        .with_path(&loc.path));
+    }
+    Ok(h)
 }
 
 /// The bytes of the point file at `loc` (at most [`MAX_ENTRY`]).
@@ -401,7 +415,7 @@ fn publish(dir: &Path, generation: u64, batch: &[(&Source, blake3::Hash, u64)]) 
     w.write_all(&encode_table(generation, &rows)).map_err(io)?;
     for (s, hash, _) in batch {
         let bytes = read_entry(&s.loc)?;
-        if blake3::hash(&bytes) != *hash {
+        if sealed(&bytes, &s.loc).ok() != Some(*hash) {
             return Err(changed(&s.loc));
         }
         w.write_all(&bytes).map_err(io)?;
@@ -414,7 +428,9 @@ fn publish(dir: &Path, generation: u64, batch: &[(&Source, blake3::Hash, u64)]) 
         && seg.entries.iter().zip(batch).all(|(e, (s, hash, _))| {
             e.seq == s.seq
                 && e.id == s.id
-                && read_entry(&seg.loc(e)).is_ok_and(|b| blake3::hash(&b) == *hash)
+                && read_entry(&seg.loc(e))
+                    .and_then(|b| sealed(&b, &seg.loc(e)))
+                    .is_ok_and(|h| h == *hash)
         });
     if !same {
         let _ = std::fs::remove_file(&path);

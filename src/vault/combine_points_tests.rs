@@ -62,6 +62,19 @@ fn plain(dir: &Path, bundles: &[PathBuf]) -> Vault {
     Vault::open(&plain).unwrap()
 }
 
+/// Prunes `v` (the nine points of `bundles`, an hour apart) to its `keep_last` newest points,
+/// as of ten minutes after the newest.
+pub(super) fn prune_keeping(v: &Vault, keep_last: u32) -> crate::vault::PruneReport {
+    let policy = RetentionPolicy {
+        window_hours: 1,
+        app_every_hours: None,
+        extra_hourly: 0,
+        keep_last,
+    };
+    v.prune(&policy, super::retention_crash_tests::t(8 * 3600 + 600))
+        .unwrap()
+}
+
 /// A vault of the nine points of `bundles`, a new process per ingest, combining after
 /// [`AFTER`] points.
 fn ingested(dir: &Path) -> (Vault, Vec<PathBuf>, Key, Vec<Vec<u8>>) {
@@ -85,11 +98,16 @@ fn ingests_keep_a_groups_point_files_bounded_and_every_point_reads() {
     let root = dir.path().join("v");
     Vault::create(&root).unwrap();
     let mut combined = 0;
+    // Ingests whose group's newest point (their parent) was in a segment, not a file of its
+    // own: they read it there.
+    let mut onto_a_segment = 0;
     for (i, b) in bundles.iter().enumerate() {
         let r = open(&root).ingest(b, &mut ok).unwrap();
+        assert!(r.added);
         combined += r.point_files_combined;
         let v = open(&root);
         let (own, segs) = files(&v, "g");
+        onto_a_segment += usize::from(own.is_empty() && i + 1 < bundles.len());
         // Fewer than AFTER files of their own past the segments, and fewer than MERGE segments
         // of the one tier.
         assert!(own.len() < AFTER && segs.len() <= 1, "{own:?} {segs:?}");
@@ -99,11 +117,7 @@ fn ingests_keep_a_groups_point_files_bounded_and_every_point_reads() {
     let v = open(&root);
     assert_eq!(v.points("g").unwrap(), plain.points("g").unwrap());
     check(&v, "g", &key, &models, &out);
-    // The newest point is in a segment when the listing reads its head.
-    let (own, _) = files(&v, "g");
-    if own.is_empty() {
-        assert_eq!(v.groups().unwrap(), ["g"]);
-    }
+    assert!(onto_a_segment >= 2, "{onto_a_segment}");
     // GC finds nothing to do: the files are as few as they can be.
     let gc = v.gc(&mut ok).unwrap();
     assert_eq!(gc.point_files_combined, 0, "{gc:?}");
@@ -197,14 +211,7 @@ fn prune_and_gc_over_segments_cut_anywhere_lose_nothing() {
     let (v, _, key, models) = ingested(dir.path());
     let out = dir.path().join("m.img");
     let before = v.points("g").unwrap();
-    let policy = RetentionPolicy {
-        window_hours: 1,
-        app_every_hours: None,
-        extra_hourly: 0,
-        keep_last: 3,
-    };
-    let now = super::retention_crash_tests::t(8 * 3600 + 600);
-    let pruned = v.prune(&policy, now).unwrap();
+    let pruned = prune_keeping(&v, 3);
     assert_eq!(pruned.pruned(), 6, "{pruned:?}");
     let kept = v.points("g").unwrap();
     assert_eq!(kept.len(), 3);
@@ -243,14 +250,7 @@ fn compaction_and_a_rebuilt_head_read_segments() {
     let dir = tempfile::tempdir().unwrap();
     let (v, _, key, models) = ingested(dir.path());
     let out = dir.path().join("m.img");
-    let policy = RetentionPolicy {
-        window_hours: 1,
-        app_every_hours: None,
-        extra_hourly: 0,
-        keep_last: 4,
-    };
-    v.prune(&policy, super::retention_crash_tests::t(8 * 3600 + 600))
-        .unwrap();
+    prune_keeping(&v, 4);
     v.gc(&mut ok).unwrap();
     let points = v.points("g").unwrap();
     let c = v.compact("g", &key).unwrap();
@@ -392,14 +392,7 @@ fn full_segments_stay_and_the_newest_grows() {
     let v = open(&root);
     check(&v, "g", &key, &models, &out);
     let before = files(&v, "g");
-    let policy = RetentionPolicy {
-        window_hours: 1,
-        app_every_hours: None,
-        extra_hourly: 0,
-        keep_last: 2,
-    };
-    v.prune(&policy, super::retention_crash_tests::t(8 * 3600 + 600))
-        .unwrap();
+    prune_keeping(&v, 2);
     let kept = v.points("g").unwrap().len() as u64;
     assert!(kept < 9);
     let gc = v.gc(&mut ok).unwrap();

@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 
 use super::Vault;
 use super::combine_tests::check;
-use super::retention_crash_tests::{bundles, t};
+use super::retention_crash_tests::bundles;
 use super::segment::{MAX_GENERATION, SegName};
 use crate::ErrorKind;
-use crate::policy::RetentionPolicy;
 
 fn ok(_: u64, _: u64) -> bool {
     true
@@ -224,14 +223,8 @@ fn a_rebuilt_head_takes_each_points_newest_form() {
     v.segment_merge = 0;
     assert!(v.gc(&mut ok).unwrap().point_files_combined > 0);
     assert!(segments(&v).len() >= 2, "{:?}", segments(&v));
-    let policy = RetentionPolicy {
-        window_hours: 1,
-        app_every_hours: None,
-        extra_hourly: 0,
-        keep_last: 4,
-    };
     let v = open(&root, usize::MAX, full);
-    v.prune(&policy, t(8 * 3600 + 600)).unwrap();
+    super::combine_points_tests::prune_keeping(&v, 4);
     let kept = v.points("g").unwrap();
     let first = &kept[0];
     // The first kept point's merged form is a file of its own; the segment that held the
