@@ -171,6 +171,45 @@ fn points_of(vault: &Vault) -> replicore::Result<String> {
     ))
 }
 
+/// Every file in the vault (recursively), and their bytes.
+fn vault_files(dir: &Path) -> replicore::Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| replicore::Error::io("listing", Some(&d), e))? {
+            let e = e.map_err(|e| replicore::Error::io("listing", Some(&d), e))?;
+            let m = e
+                .metadata()
+                .map_err(|err| replicore::Error::io("reading", Some(&e.path()), err))?;
+            if m.is_dir() {
+                dirs.push(e.path());
+            } else {
+                files += 1;
+                bytes += m.len();
+            }
+        }
+    }
+    Ok((files, bytes))
+}
+
+/// The vault's files against one per 16 MiB stored plus three per group (its head, its lock
+/// file, its newest segment) and five of the vault's own (`docs/SCALE.md`, files per stored
+/// byte): what GC leaves. Fails when `after_gc` and the vault holds more.
+fn files_per_byte(dir: &Path, groups: u64, after_gc: bool) -> replicore::Result<String> {
+    let (files, bytes) = vault_files(&dir.join("vault"))?;
+    let bound = bytes.div_ceil(16 << 20) + 3 * groups + 5;
+    if after_gc && files > bound {
+        return Err(replicore::Error::invalid_argument(
+            "vault",
+            format!("{files} files after GC for {bytes} bytes and {groups} groups: over {bound}"),
+        ));
+    }
+    Ok(format!(
+        "{files} files, {bytes} bytes ({:.0} KiB a file; after GC at most {bound}: one per 16 MiB, 3 per group, 5)",
+        bytes as f64 / files.max(1) as f64 / 1024.0
+    ))
+}
+
 fn main() -> replicore::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let usage =
@@ -205,6 +244,10 @@ fn main() -> replicore::Result<()> {
     println!("pack files before GC\t{}", packs_of(dir, "rcpack")?);
     // And point files into segments.
     println!("long group's files before GC\t{}", points_of(&vault)?);
+    println!(
+        "vault files before GC\t{}",
+        files_per_byte(dir, groups + 1, false)?
+    );
     let vault = timed("open", || Vault::open(dir.join("vault")))?;
     timed("ingest of one more point", || {
         points(dir, &mut log, &mut state, &key, &vault, n, 1)
@@ -242,6 +285,10 @@ fn main() -> replicore::Result<()> {
     println!("pack files after GC\t{}", packs_of(dir, "rcpack")?);
     println!("sorted blob index after GC\t{}", packs_of(dir, "rcmidx")?);
     println!("long group's files after GC\t{}", points_of(&vault)?);
+    println!(
+        "vault files after GC\t{}",
+        files_per_byte(dir, groups + 1, true)?
+    );
     let vault = Vault::open(dir.join("vault"))?;
     timed(
         "ingest of one more point after the GC (fresh handle)",

@@ -11,8 +11,9 @@
 //! packs of a tier hold at least the next tier's lower bound, so their combination leaves the
 //! tier, and the new packs are cut evenly (none small once there is half a pack to copy): a
 //! blob is copied at most once per tier, plus a few times in the first (whose packs may be
-//! tinier than its bound), unless its copy meets a second copy of itself. GC combines every
-//! full tier at once (it runs alone and reports progress); an ingest combines one batch, the
+//! tinier than its bound), unless its copy meets a second copy of itself. GC combines all the
+//! small packs once there are two (it runs alone and reports progress), so it leaves at most
+//! one; an ingest combines one batch, the
 //! smallest tier's smallest packs, sixteen or fewer once they hold a full pack's bytes (those
 //! that do not read passed over, their bytes counted all the same: [`take_batch`]), so it
 //! reads under 96 MiB twice (checked, then copied), copies as much, and holds the vault's
@@ -86,18 +87,6 @@ fn tiers(sizes: &[u64]) -> [Vec<usize>; TIERS.len()] {
         t.sort_by_key(|&i| sizes[i]);
     }
     per
-}
-
-/// GC's choice, given each pack's live bytes: every small pack of every tier that holds at
-/// least `at` of them (GC runs alone, and reports progress). Indexes into `sizes`, in order.
-pub(super) fn pick(sizes: &[u64], at: usize) -> Vec<usize> {
-    let mut picked: Vec<usize> = tiers(sizes)
-        .into_iter()
-        .filter(|t| t.len() >= at.max(2))
-        .flatten()
-        .collect();
-    picked.sort_unstable();
-    picked
 }
 
 /// The batch an ingest combines, given each pack's entry bytes and whether a pack reads back
@@ -396,9 +385,8 @@ mod tests {
         sizes.extend([100 * kib; 16]);
         sizes.extend([20 << 20; 3]);
         sizes.push(PACK_TARGET);
-        assert_eq!(pick(&sizes, 16), (15..31).collect::<Vec<_>>());
-        assert_eq!(pick(&sizes, 17), Vec::<usize>::new());
         assert_eq!(pick_batch(&sizes, 16), (15..31).collect::<Vec<_>>());
+        assert_eq!(pick_batch(&sizes, 17), Vec::<usize>::new());
         // Sixteen packs of a tier hold at least the next tier's lower bound: combined, they
         // leave it (the last tier's, half a pack: no longer small).
         for t in 1..TIERS.len() {
@@ -406,8 +394,8 @@ mod tests {
         }
         assert!(16 * TIERS[TIERS.len() - 2] >= SMALL_PACK);
         // A threshold under two would combine a lone pack into itself, forever.
-        assert_eq!(pick(&[kib], 1), Vec::<usize>::new());
-        assert_eq!(pick(&[kib, kib], 1), vec![0, 1]);
+        assert_eq!(pick_batch(&[kib], 1), Vec::<usize>::new());
+        assert_eq!(pick_batch(&[kib, kib], 1), vec![0, 1]);
     }
 
     #[test]
@@ -432,7 +420,6 @@ mod tests {
         let batch = pick_batch(&sizes, 16);
         assert_eq!(batch.len(), 16);
         assert!(batch.iter().all(|&i| i < 20));
-        assert_eq!(pick(&sizes, 16).len(), 40);
     }
 
     /// Packs that do not read are passed over, the next candidates taking their place, but

@@ -11,9 +11,12 @@
 //!   and nothing older (it stays O(1) in the chain's length), and a group keeps fewer than
 //!   [`SEGMENT_AFTER`] files of its own and [`MERGE_AT`] segments per tier besides its full
 //!   segments.
-//! - GC writes a group's small point files again as full segments when it has many more files
-//!   than that needs, or when its segments hold more than a quarter of bytes no point reads
-//!   (points pruned, or replaced by the merged file pruning wrote).
+//! - GC writes a group's point files again from the oldest that is not in a settled file (a
+//!   segment of a full segment's bytes or more, at most a quarter of them rows no point reads;
+//!   a point file too large for a segment) when that tail is two files or more or holds rows no
+//!   point reads (points pruned, or replaced by the merged file pruning wrote). So after a GC a
+//!   group holds one file per full segment's worth of point files, plus one, and a GC copies
+//!   what the ingests added since the last one and less than a full segment from before.
 //!
 //! # Crash safety
 //!
@@ -25,6 +28,7 @@
 //! the new segment beside some of the old files; a point the walk finds in several reads the
 //! same in each (the same bytes), and opening the vault removes what the walk no longer reads.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -196,46 +200,83 @@ impl Vault {
         let chain = chain::load(&self.layout, group)?;
         let dir = chain.dir().to_path_buf();
         let names = Names::list(&dir, |_| true)?;
-        // Bytes of the small point files the chain reads, of those in segments, and the files
-        // of their own among them.
-        let (mut live, mut in_segments, mut own_files) = (0u64, 0u64, 0u64);
-        let mut sources = Vec::new();
-        for l in &chain.links {
-            let loc = chain.loc(l);
-            let len = entry_len(&loc)?;
-            if len > MAX_ENTRY {
-                continue;
-            }
-            live += len;
-            if loc.is_file() {
-                own_files += 1;
-            } else {
-                in_segments += len;
-            }
-            sources.push(Source {
-                seq: l.seq,
-                id: l.id,
-                loc,
-            });
-        }
         // Segments the chain reads nothing from (an interrupted combine's, a planted one) go
         // first: one of a higher generation would otherwise be read before what is written.
         let read = chain.files();
         let (kept, dead): (Vec<&Segment>, Vec<&Segment>) =
             names.segments.iter().partition(|s| read.contains(&s.path));
-        let stored: u64 = kept
+        let mut points = Vec::with_capacity(chain.links.len());
+        for l in &chain.links {
+            let loc = chain.loc(l);
+            let len = entry_len(&loc)?;
+            points.push((l, loc, len));
+        }
+        // The bytes the chain reads from each segment.
+        let mut read_bytes: HashMap<&Path, u64> = HashMap::new();
+        for (_, loc, len) in points.iter().filter(|(_, loc, _)| !loc.is_file()) {
+            *read_bytes.entry(loc.path.as_path()).or_default() += len;
+        }
+        let garbage = |s: &Segment| {
+            let total: u64 = s.entries.iter().map(|e| e.len).sum();
+            (
+                total,
+                total - read_bytes.get(s.path.as_path()).copied().unwrap_or(0),
+            )
+        };
+        // Settled: a segment of a full segment's bytes or more (what a combine or GC cuts) with
+        // at most a quarter of rows no point reads, and a point file too large for a segment.
+        let settled: HashSet<&Path> = kept
             .iter()
-            .map(|s| s.entries.iter().map(|e| e.len).sum::<u64>())
-            .sum();
-        let files = own_files + kept.len() as u64;
-        let needed = live.div_ceil(self.segment_full);
-        let garbage = stored - in_segments;
-        // What the ingests leave: fewer than SEGMENT_AFTER files of their own and fewer than
-        // MERGE_AT segments per tier.
-        let slack = self
-            .segment_after
-            .saturating_add(self.segment_merge.saturating_mul(3)) as u64;
-        let rewrite = files > needed.saturating_add(slack) || garbage * 4 > stored;
+            .filter(|s| {
+                let (total, dead) = garbage(s);
+                total >= self.segment_full && dead * 4 <= total
+            })
+            .map(|s| s.path.as_path())
+            .collect();
+        let is_settled = |loc: &Loc, len: u64| match loc.is_file() {
+            true => len > MAX_ENTRY,
+            false => settled.contains(loc.path.as_path()),
+        };
+        // The tail is written again: from the oldest point not in a settled file; from the
+        // first point when a segment before it reaches past that (a merged file of its own
+        // inside its range), so that no segment written overlaps one that stays.
+        let mut start = points
+            .iter()
+            .position(|(_, loc, len)| !is_settled(loc, *len))
+            .unwrap_or(points.len());
+        let mut head: HashSet<&Path> = points[..start]
+            .iter()
+            .map(|(_, l, _)| l.path.as_path())
+            .collect();
+        let reach = kept
+            .iter()
+            .filter(|s| head.contains(s.path.as_path()))
+            .map(|s| s.name.last)
+            .max();
+        if points[start..].iter().any(|(l, _, _)| Some(l.seq) <= reach) {
+            start = 0;
+            head.clear();
+        }
+        let tail: Vec<&Segment> = kept
+            .iter()
+            .copied()
+            .filter(|s| !head.contains(s.path.as_path()))
+            .collect();
+        let sources: Vec<Source> = points[start..]
+            .iter()
+            .filter(|(_, _, len)| *len <= MAX_ENTRY)
+            .map(|(l, loc, _)| Source {
+                seq: l.seq,
+                id: l.id,
+                loc: loc.clone(),
+            })
+            .collect();
+        let own = sources.iter().filter(|s| s.loc.is_file()).count();
+        let dead_rows = tail.iter().any(|s| garbage(s).1 > 0);
+        // Two files or more in the tail (all but the last of what is written is full), or
+        // rows no point reads: after GC a group holds one file per full segment's worth of
+        // point files, plus one.
+        let rewrite = own + tail.len() >= 2 || dead_rows;
         if dead.is_empty() && !rewrite {
             return Ok(0);
         }
@@ -250,7 +291,7 @@ impl Vault {
                 .map(|s| s.name.generation + 1)
                 .max()
                 .unwrap_or(0);
-            copied = write_segments(&dir, (generation, self.segment_full), &sources, &kept)?;
+            copied = write_segments(&dir, (generation, self.segment_full), &sources, &tail)?;
         }
         sync_dir(&dir)?;
         super::repair::end(&self.layout, group)?;

@@ -404,3 +404,116 @@ fn full_segments_stay_and_the_newest_grows() {
     );
     check(&v, "g", &key, &models, &out);
 }
+
+/// GC leaves a group one file per full segment's worth of point files, plus one, and copies
+/// only what follows its full segments: a full segment written by one GC stays as it is at the
+/// next, and the points after it are written again.
+#[test]
+fn gc_leaves_one_file_per_full_segment_and_copies_only_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let out = dir.path().join("m.img");
+    let sizes: Vec<u64> = files(&plain(dir.path(), &bundles), "g")
+        .0
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect();
+    // About two and a half point files.
+    let full = 5 * sizes.iter().sum::<u64>() / sizes.len() as u64 / 2;
+    let root = dir.path().join("v");
+    Vault::create(&root).unwrap();
+    let open = |root: &Path| {
+        let mut v = Vault::open(root).unwrap();
+        v.segment_after = usize::MAX;
+        v.segment_full = full;
+        v
+    };
+    let bound = |n: usize| sizes[..n].iter().sum::<u64>() / full + 1;
+    let (first, rest) = bundles.split_at(6);
+    for b in first {
+        open(&root).ingest(b, &mut ok).unwrap();
+    }
+    let gc = open(&root).gc(&mut ok).unwrap();
+    assert_eq!(gc.point_files_combined, 6, "{gc:?}");
+    let (own, segs) = files(&open(&root), "g");
+    assert!(
+        own.is_empty() && segs.len() as u64 <= bound(6),
+        "{own:?} {segs:?}"
+    );
+    // The full ones: all but the newest.
+    let settled: Vec<PathBuf> = segs[..segs.len() - 1].to_vec();
+    assert!(!settled.is_empty(), "{segs:?}");
+    // Nothing new: nothing to do.
+    assert_eq!(open(&root).gc(&mut ok).unwrap().point_files_combined, 0);
+    for b in rest {
+        open(&root).ingest(b, &mut ok).unwrap();
+    }
+    let gc = open(&root).gc(&mut ok).unwrap();
+    let in_settled: u64 = settled
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            let s = super::segment::SegName::parse(name).unwrap();
+            s.last - s.first + 1
+        })
+        .sum();
+    assert_eq!(gc.point_files_combined, 9 - in_settled, "{gc:?}");
+    let v = open(&root);
+    let (own, segs) = files(&v, "g");
+    assert!(
+        own.is_empty() && segs.len() as u64 <= bound(9),
+        "{own:?} {segs:?}"
+    );
+    for p in &settled {
+        assert!(segs.contains(p), "{p:?} was written again: {segs:?}");
+    }
+    check(&v, "g", &key, &models, &out);
+    assert_eq!(v.points("g").unwrap(), open(&root).points("g").unwrap());
+}
+
+/// A point's newer form as a file of its own inside a full segment's range (what pruning's
+/// merge or compaction writes; here the same bytes, taken out of the segment): the segment
+/// stays full enough to keep, but GC writes the group again from its first point rather than
+/// leave two segments that hold the same sequence numbers.
+#[test]
+fn gc_never_leaves_segments_that_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let out = dir.path().join("m.img");
+    let total: u64 = files(&plain(dir.path(), &bundles), "g")
+        .0
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let root = dir.path().join("v");
+    Vault::create(&root).unwrap();
+    let open = |root: &Path| {
+        let mut v = Vault::open(root).unwrap();
+        v.segment_after = usize::MAX;
+        v.segment_full = total - 1;
+        v
+    };
+    for b in &bundles {
+        open(&root).ingest(b, &mut ok).unwrap();
+    }
+    open(&root).gc(&mut ok).unwrap();
+    let v = open(&root);
+    let (own, segs) = files(&v, "g");
+    assert!(own.is_empty() && segs.len() == 1, "{own:?} {segs:?}");
+    // The sixth point's bytes, as a file of its own: read before its row.
+    let name = super::segment::SegName::parse(segs[0].file_name().unwrap().to_str().unwrap());
+    let seg = super::segment::Segment::open(&segs[0], name.unwrap()).unwrap();
+    let e = &seg.entries[5];
+    let bytes = std::fs::read(&segs[0]).unwrap();
+    let own = v
+        .points_dir("g")
+        .join(super::point::PointFile::file_name(e.seq, &e.id));
+    std::fs::write(&own, &bytes[e.offset as usize..(e.offset + e.len) as usize]).unwrap();
+    check(&v, "g", &key, &models, &out);
+    let gc = v.gc(&mut ok).unwrap();
+    assert_eq!(gc.point_files_combined, 9, "{gc:?}");
+    let (own, segs) = files(&v, "g");
+    assert!(own.is_empty() && segs.len() == 1, "{own:?} {segs:?}");
+    check(&v, "g", &key, &models, &out);
+    assert_eq!(v.gc(&mut ok).unwrap().point_files_combined, 0);
+}

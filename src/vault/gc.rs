@@ -32,9 +32,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::Vault;
 use super::chain;
-use super::combine::{
-    COMBINE_AT, Copier, SMALL_PACK, entry_bytes, open_existing, pick, reads_back, remove_packs,
-};
+use super::combine::{Copier, SMALL_PACK, entry_bytes, open_existing, reads_back, remove_packs};
 use super::head::Head;
 use super::layout::PackId;
 use super::pack::{ENTRY_LEN, IndexEntry, PackIndex};
@@ -118,8 +116,8 @@ impl PackPlan {
 impl Vault {
     /// Collects garbage (see the module docs of `vault::gc`): removes what interrupted
     /// operations left, then every blob no point references, rewriting packs that are more
-    /// than a quarter dead; small packs (under 32 MiB) are combined, those of every size tier
-    /// holding sixteen or more (`vault::combine`). A blob stored twice keeps a copy that reads
+    /// than a quarter dead; small packs (under 32 MiB) are combined, all of them once there are
+    /// two, and each group's small point files (`vault::combine_points`). A blob stored twice keeps a copy that reads
     /// back right. Runs alone (the vault lock, exclusive); any chain that does not load stops
     /// it before anything is removed. Progress counts the bytes of the packs to
     /// rewrite, as they are copied.
@@ -187,19 +185,15 @@ impl Vault {
                 small.push(p);
             }
         }
-        // Many small packs (an ingest every 30 seconds writes one each, until the ingests
-        // combine them) are combined by tiers (`vault::combine`): the vault keeps about one
-        // file per pack's worth of data, whatever the number of points, and a blob is copied
-        // this way a bounded number of times.
-        let sizes: Vec<u64> = small.iter().map(PackPlan::live_bytes).collect();
-        let picked: HashSet<usize> = pick(&sizes, COMBINE_AT).into_iter().collect();
-        rewrite.extend(
-            small
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| picked.contains(i))
-                .map(|(_, p)| p),
-        );
+        // Small packs (an ingest every 30 seconds writes one each, until the ingests combine
+        // them by tiers, `vault::combine`) are combined, all of them once there are two, or
+        // with the packs rewritten (whose copies would make a small pack of their own): GC
+        // leaves at most one, so the vault keeps about one file per pack's worth of data
+        // whatever the number of points. It reads what ingests wrote since the last GC and one
+        // small pack from before.
+        if small.len() >= 2 || !(small.is_empty() || rewrite.is_empty()) {
+            rewrite.append(&mut small);
+        }
         report.packs_removed = gone.len() as u64;
         // Copy the live blobs of the packs to rewrite into new packs.
         let total: u64 = rewrite.iter().map(PackPlan::live_bytes).sum();

@@ -220,7 +220,11 @@ fn prune_and_gc_cut_at_any_file_operation_keep_every_kept_point() {
                 assert_eq!(done.live_bytes, want.live_bytes);
                 // Once finished, a GC finds nothing left to remove.
                 let again = v.gc(&mut |_, _| true).unwrap();
-                assert_eq!((again.packs_removed, again.packs_rewritten), (0, 0));
+                assert_eq!(
+                    (again.packs_removed, again.packs_rewritten),
+                    (0, 0),
+                    "{done:?} {again:?} {n}"
+                );
                 assert!(again.bytes_after <= want.bytes_after, "{again:?} {want:?}");
             }
         }
