@@ -11,12 +11,12 @@
 //!   and nothing older (it stays O(1) in the chain's length), and a group keeps fewer than
 //!   [`SEGMENT_AFTER`] files of its own and [`MERGE_AT`] segments per tier besides its full
 //!   segments.
-//! - GC writes a group's point files again from the oldest that is not in a settled file (a
-//!   segment of a full segment's bytes or more, at most a quarter of them rows no point reads;
-//!   a point file too large for a segment) when that tail is two files or more or holds rows no
-//!   point reads (points pruned, or replaced by the merged file pruning wrote). So after a GC a
-//!   group holds one file per full segment's worth of point files, plus one, and a GC copies
-//!   what the ingests added since the last one and less than a full segment from before.
+//! - GC writes again the runs of a group's points that are not in full, clean segments, when a
+//!   run is in two files or more or holds rows no point reads (points pruned, or replaced by
+//!   the merged file pruning wrote): `vault::point_runs` says which. So after a GC a group holds
+//!   one file per full segment's worth of point files, plus one, no two segments overlapping,
+//!   and a GC copies what the ingests added since the last one, what pruning or a crash
+//!   disturbed, and at most a full segment beside each.
 //!
 //! # Crash safety
 //!
@@ -28,7 +28,7 @@
 //! the new segment beside some of the old files; a point the walk finds in several reads the
 //! same in each (the same bytes), and opening the vault removes what the walk no longer reads.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,7 @@ use super::Vault;
 use super::chain::{self, Names};
 use super::head::Head;
 use super::point::{Loc, PointFile, open};
+use super::point_runs::{self, At, Seg};
 use super::segment::{MAX_ENTRY, MAX_GENERATION, SegName, Segment, encode_table};
 use crate::bundle::format::BundleKind;
 use crate::error::{Error, Result};
@@ -127,7 +128,7 @@ impl Vault {
         run.reverse();
         super::repair::begin(&self.layout, group)?;
         let full = self.segment_full;
-        let mut copied = write_segments(&dir, (names.next_generation(), full), &run, &[])?;
+        let mut copied = write_segments(&dir, (names.next_generation(), full), &[run], &[])?;
         copied += self.merge_tier(&dir)?;
         super::repair::end(&self.layout, group)?;
         Ok(copied)
@@ -191,11 +192,11 @@ impl Vault {
         }
         let old: Vec<&Segment> = old.iter().collect();
         // One segment: the merged ones hold under a full segment before the last.
-        write_segments(dir, (generation, u64::MAX), &sources, &old)
+        write_segments(dir, (generation, u64::MAX), &[sources], &old)
     }
 
-    /// GC's pass over `group`'s point files (see the module docs). Returns the point files
-    /// combined.
+    /// GC's pass over `group`'s point files (see the module docs and `vault::point_runs`).
+    /// Returns the point files combined.
     pub(super) fn combine_all_points(&self, group: &str) -> Result<u64> {
         let chain = chain::load(&self.layout, group)?;
         let dir = chain.dir().to_path_buf();
@@ -205,79 +206,41 @@ impl Vault {
         let read = chain.files();
         let (kept, dead): (Vec<&Segment>, Vec<&Segment>) =
             names.segments.iter().partition(|s| read.contains(&s.path));
+        let index: HashMap<&Path, usize> = kept
+            .iter()
+            .enumerate()
+            .map(|(k, s)| (s.path.as_path(), k))
+            .collect();
+        let segs: Vec<Seg> = kept
+            .iter()
+            .map(|s| Seg {
+                first: s.name.first,
+                last: s.name.last,
+                bytes: s.entries.iter().map(|e| e.len).sum(),
+            })
+            .collect();
         let mut points = Vec::with_capacity(chain.links.len());
+        let mut at = Vec::with_capacity(chain.links.len());
         for l in &chain.links {
             let loc = chain.loc(l);
             let len = entry_len(&loc)?;
-            points.push((l, loc, len));
-        }
-        // The bytes the chain reads from each segment.
-        let mut read_bytes: HashMap<&Path, u64> = HashMap::new();
-        for (_, loc, len) in points.iter().filter(|(_, loc, _)| !loc.is_file()) {
-            *read_bytes.entry(loc.path.as_path()).or_default() += len;
-        }
-        let garbage = |s: &Segment| {
-            let total: u64 = s.entries.iter().map(|e| e.len).sum();
-            (
-                total,
-                total - read_bytes.get(s.path.as_path()).copied().unwrap_or(0),
-            )
-        };
-        // Settled: a segment of a full segment's bytes or more (what a combine or GC cuts) with
-        // at most a quarter of rows no point reads, and a point file too large for a segment.
-        let settled: HashSet<&Path> = kept
-            .iter()
-            .filter(|s| {
-                let (total, dead) = garbage(s);
-                total >= self.segment_full && dead * 4 <= total
-            })
-            .map(|s| s.path.as_path())
-            .collect();
-        let is_settled = |loc: &Loc, len: u64| match loc.is_file() {
-            true => len > MAX_ENTRY,
-            false => settled.contains(loc.path.as_path()),
-        };
-        // The tail is written again: from the oldest point not in a settled file; from the
-        // first point when a segment before it reaches past that (a merged file of its own
-        // inside its range), so that no segment written overlaps one that stays.
-        let mut start = points
-            .iter()
-            .position(|(_, loc, len)| !is_settled(loc, *len))
-            .unwrap_or(points.len());
-        let mut head: HashSet<&Path> = points[..start]
-            .iter()
-            .map(|(_, l, _)| l.path.as_path())
-            .collect();
-        let reach = kept
-            .iter()
-            .filter(|s| head.contains(s.path.as_path()))
-            .map(|s| s.name.last)
-            .max();
-        if points[start..].iter().any(|(l, _, _)| Some(l.seq) <= reach) {
-            start = 0;
-            head.clear();
-        }
-        let tail: Vec<&Segment> = kept
-            .iter()
-            .copied()
-            .filter(|s| !head.contains(s.path.as_path()))
-            .collect();
-        let sources: Vec<Source> = points[start..]
-            .iter()
-            .filter(|(_, _, len)| *len <= MAX_ENTRY)
-            .map(|(l, loc, _)| Source {
+            let segment = match loc.is_file() {
+                true => None,
+                false => index.get(loc.path.as_path()).copied(),
+            };
+            at.push(At {
+                seq: l.seq,
+                segment,
+                len,
+            });
+            points.push(Source {
                 seq: l.seq,
                 id: l.id,
-                loc: loc.clone(),
-            })
-            .collect();
-        let own = sources.iter().filter(|s| s.loc.is_file()).count();
-        let dead_rows = tail.iter().any(|s| garbage(s).1 > 0);
-        // Two files or more in the tail (all but the last of what is written is full), or
-        // rows no point reads: after GC a group holds one file per full segment's worth of
-        // point files, plus one.
-        let rewrite = own + tail.len() >= 2 || dead_rows;
-        if dead.is_empty() && !rewrite {
+                loc,
+            });
+        }
+        let plan = point_runs::plan(&at, &segs, self.segment_full);
+        if dead.is_empty() && plan.runs.is_empty() {
             return Ok(0);
         }
         super::repair::begin(&self.layout, group)?;
@@ -285,13 +248,24 @@ impl Vault {
             remove(&s.path, "a point segment no point is read from")?;
         }
         let mut copied = 0;
-        if rewrite {
+        if !plan.runs.is_empty() {
             let generation = kept
                 .iter()
                 .map(|s| s.name.generation + 1)
                 .max()
                 .unwrap_or(0);
-            copied = write_segments(&dir, (generation, self.segment_full), &sources, &tail)?;
+            let runs: Vec<Vec<Source>> = plan
+                .runs
+                .iter()
+                .map(|r| {
+                    (r.clone())
+                        .filter(|&i| at[i].segment.is_some() || at[i].len <= MAX_ENTRY)
+                        .map(|i| points[i].clone())
+                        .collect()
+                })
+                .collect();
+            let old: Vec<&Segment> = plan.replaced.iter().map(|&k| kept[k]).collect();
+            copied = write_segments(&dir, (generation, self.segment_full), &runs, &old)?;
         }
         sync_dir(&dir)?;
         super::repair::end(&self.layout, group)?;
@@ -309,34 +283,42 @@ fn entry_len(loc: &Loc) -> Result<u64> {
     }
 }
 
-/// Writes `sources` (oldest first) into segments of `full` bytes or more each (the last
-/// smaller), from generation `generation` on; then removes the segments of `old` (newest
-/// generation first) that hold none of the point files that did not check, and the copied
-/// point files of their own. A point file that does not check stays where it is, and so does
-/// its segment. Returns the point files copied.
+/// Writes each run of `runs` (consecutive points, oldest first) into segments of `full` bytes
+/// or more each (a run holding less is one smaller segment; the last of a run takes in what
+/// would be short of `full`), from generation `generation` on, no segment holding points of
+/// two runs; then removes the segments of `old` (newest generation first) and the copied point
+/// files of their own. A point file that does not check stays where it is, and then no
+/// segment of `old` goes (a row of one may be that point's only sound copy). Returns the point
+/// files copied.
 fn write_segments(
     dir: &Path,
     (mut generation, full): (u64, u64),
-    sources: &[Source],
+    runs: &[Vec<Source>],
     old: &[&Segment],
 ) -> Result<u64> {
     let mut copied: Vec<&Source> = Vec::new();
-    let mut kept_back: Vec<&Source> = Vec::new();
+    let mut kept_back = false;
     let mut batch: Vec<(&Source, blake3::Hash, u64)> = Vec::new();
-    let mut bytes = 0u64;
-    for (i, s) in sources.iter().enumerate() {
-        match check(s) {
-            Ok((hash, len)) => {
-                bytes += len;
-                batch.push((s, hash, len));
+    for run in runs {
+        // The bytes of the run from each point on, as their files' lengths say.
+        let mut rest: u64 = run.iter().map(|s| entry_len(&s.loc).unwrap_or(0)).sum();
+        let mut bytes = 0u64;
+        for (i, s) in run.iter().enumerate() {
+            rest = rest.saturating_sub(entry_len(&s.loc).unwrap_or(0));
+            match check(s) {
+                Ok((hash, len)) => {
+                    bytes += len;
+                    batch.push((s, hash, len));
+                }
+                Err(_) => kept_back = true,
             }
-            Err(_) => kept_back.push(s),
-        }
-        if !batch.is_empty() && (bytes >= full || i + 1 == sources.len()) {
-            publish(dir, generation, &batch)?;
-            generation += 1;
-            copied.extend(batch.drain(..).map(|(s, _, _)| s));
-            bytes = 0;
+            let cut = bytes >= full && rest >= full;
+            if !batch.is_empty() && (cut || i + 1 == run.len()) {
+                publish(dir, generation, &batch)?;
+                generation += 1;
+                copied.extend(batch.drain(..).map(|(s, _, _)| s));
+                bytes = 0;
+            }
         }
     }
     // The old segments, newest generation first: an older one may hold the points a newer
@@ -344,8 +326,8 @@ fn write_segments(
     let mut old = old.to_vec();
     old.sort_by_key(|s| std::cmp::Reverse(s.name.generation));
     for s in old {
-        if kept_back.iter().any(|k| k.loc.path == s.path) {
-            continue;
+        if kept_back {
+            break;
         }
         remove(&s.path, "a combined point segment")?;
     }

@@ -62,6 +62,38 @@ fn plain(dir: &Path, bundles: &[PathBuf]) -> Vault {
     Vault::open(&plain).unwrap()
 }
 
+/// The lengths of `bundles`' point files, one file each, oldest first.
+fn point_sizes(dir: &Path, bundles: &[PathBuf]) -> Vec<u64> {
+    files(&plain(dir, bundles), "g")
+        .0
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect()
+}
+
+/// A handle that combines no point files after an ingest, with segments full at `full`.
+fn open_full(root: &Path, full: u64) -> Vault {
+    let mut v = Vault::open(root).unwrap();
+    v.segment_after = usize::MAX;
+    v.segment_full = full;
+    v
+}
+
+/// The group's one segment's sixth row, written as a file of its own (what pruning's merge or
+/// compaction writes, here the same bytes): read before the row.
+fn sixth_taken_out(v: &Vault) {
+    let segs = files(v, "g").1;
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    let name = super::segment::SegName::parse(segs[0].file_name().unwrap().to_str().unwrap());
+    let seg = super::segment::Segment::open(&segs[0], name.unwrap()).unwrap();
+    let e = &seg.entries[5];
+    let bytes = std::fs::read(&segs[0]).unwrap();
+    let own = v
+        .points_dir("g")
+        .join(super::point::PointFile::file_name(e.seq, &e.id));
+    std::fs::write(&own, &bytes[e.offset as usize..(e.offset + e.len) as usize]).unwrap();
+}
+
 /// Prunes `v` (the nine points of `bundles`, an hour apart) to its `keep_last` newest points,
 /// as of ten minutes after the newest.
 pub(super) fn prune_keeping(v: &Vault, keep_last: u32) -> crate::vault::PruneReport {
@@ -355,11 +387,7 @@ fn full_segments_stay_and_the_newest_grows() {
     let root = dir.path().join("v");
     Vault::create(&root).unwrap();
     // About three point files.
-    let sizes: Vec<u64> = files(&plain(dir.path(), &bundles), "g")
-        .0
-        .iter()
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .collect();
+    let sizes = point_sizes(dir.path(), &bundles);
     let full = 3 * sizes.iter().sum::<u64>() / sizes.len() as u64;
     let open = |root: &Path| {
         let mut v = Vault::open(root).unwrap();
@@ -372,16 +400,7 @@ fn full_segments_stay_and_the_newest_grows() {
     for b in &bundles {
         open(&root).ingest(b, &mut ok).unwrap();
         let v = open(&root);
-        let mut ranges: Vec<(u64, u64)> = files(&v, "g")
-            .1
-            .iter()
-            .map(|p| {
-                let n = p.file_name().unwrap().to_str().unwrap();
-                let s = super::segment::SegName::parse(n).unwrap();
-                (s.first, s.last)
-            })
-            .collect();
-        ranges.sort();
+        let ranges = ranges(&v, "g");
         assert!(
             ranges.windows(2).all(|w| w[0].1 < w[1].0),
             "segments overlap: {ranges:?}"
@@ -413,21 +432,12 @@ fn gc_leaves_one_file_per_full_segment_and_copies_only_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     let (bundles, key, models) = bundles(dir.path(), "g");
     let out = dir.path().join("m.img");
-    let sizes: Vec<u64> = files(&plain(dir.path(), &bundles), "g")
-        .0
-        .iter()
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .collect();
+    let sizes = point_sizes(dir.path(), &bundles);
     // About two and a half point files.
     let full = 5 * sizes.iter().sum::<u64>() / sizes.len() as u64 / 2;
     let root = dir.path().join("v");
     Vault::create(&root).unwrap();
-    let open = |root: &Path| {
-        let mut v = Vault::open(root).unwrap();
-        v.segment_after = usize::MAX;
-        v.segment_full = full;
-        v
-    };
+    let open = |root: &Path| open_full(root, full);
     let bound = |n: usize| sizes[..n].iter().sum::<u64>() / full + 1;
     let (first, rest) = bundles.split_at(6);
     for b in first {
@@ -440,23 +450,25 @@ fn gc_leaves_one_file_per_full_segment_and_copies_only_the_tail() {
         own.is_empty() && segs.len() as u64 <= bound(6),
         "{own:?} {segs:?}"
     );
-    // The full ones: all but the newest.
-    let settled: Vec<PathBuf> = segs[..segs.len() - 1].to_vec();
-    assert!(!settled.is_empty(), "{segs:?}");
+    // The full ones (all of them here: the last takes in what would be short).
+    let rows = |p: &PathBuf| {
+        let name = p.file_name().unwrap().to_str().unwrap();
+        let s = super::segment::SegName::parse(name).unwrap();
+        let seg = super::segment::Segment::open(p, s).unwrap();
+        (
+            seg.entries.len() as u64,
+            seg.entries.iter().map(|e| e.len).sum::<u64>(),
+        )
+    };
+    let settled: Vec<PathBuf> = segs.iter().filter(|p| rows(p).1 >= full).cloned().collect();
+    assert!(settled.len() >= 2, "{segs:?}");
     // Nothing new: nothing to do.
     assert_eq!(open(&root).gc(&mut ok).unwrap().point_files_combined, 0);
     for b in rest {
         open(&root).ingest(b, &mut ok).unwrap();
     }
     let gc = open(&root).gc(&mut ok).unwrap();
-    let in_settled: u64 = settled
-        .iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_str().unwrap();
-            let s = super::segment::SegName::parse(name).unwrap();
-            s.last - s.first + 1
-        })
-        .sum();
+    let in_settled: u64 = settled.iter().map(|p| rows(p).0).sum();
     assert_eq!(gc.point_files_combined, 9 - in_settled, "{gc:?}");
     let v = open(&root);
     let (own, segs) = files(&v, "g");
@@ -480,19 +492,10 @@ fn gc_never_leaves_segments_that_overlap() {
     let dir = tempfile::tempdir().unwrap();
     let (bundles, key, models) = bundles(dir.path(), "g");
     let out = dir.path().join("m.img");
-    let total: u64 = files(&plain(dir.path(), &bundles), "g")
-        .0
-        .iter()
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum();
+    let total: u64 = point_sizes(dir.path(), &bundles).iter().sum();
     let root = dir.path().join("v");
     Vault::create(&root).unwrap();
-    let open = |root: &Path| {
-        let mut v = Vault::open(root).unwrap();
-        v.segment_after = usize::MAX;
-        v.segment_full = total - 1;
-        v
-    };
+    let open = |root: &Path| open_full(root, total - 1);
     for b in &bundles {
         open(&root).ingest(b, &mut ok).unwrap();
     }
@@ -500,20 +503,120 @@ fn gc_never_leaves_segments_that_overlap() {
     let v = open(&root);
     let (own, segs) = files(&v, "g");
     assert!(own.is_empty() && segs.len() == 1, "{own:?} {segs:?}");
-    // The sixth point's bytes, as a file of its own: read before its row.
-    let name = super::segment::SegName::parse(segs[0].file_name().unwrap().to_str().unwrap());
-    let seg = super::segment::Segment::open(&segs[0], name.unwrap()).unwrap();
-    let e = &seg.entries[5];
-    let bytes = std::fs::read(&segs[0]).unwrap();
-    let own = v
-        .points_dir("g")
-        .join(super::point::PointFile::file_name(e.seq, &e.id));
-    std::fs::write(&own, &bytes[e.offset as usize..(e.offset + e.len) as usize]).unwrap();
+    sixth_taken_out(&v);
     check(&v, "g", &key, &models, &out);
     let gc = v.gc(&mut ok).unwrap();
     assert_eq!(gc.point_files_combined, 9, "{gc:?}");
     let (own, segs) = files(&v, "g");
     assert!(own.is_empty() && segs.len() == 1, "{own:?} {segs:?}");
+    check(&v, "g", &key, &models, &out);
+    assert_eq!(v.gc(&mut ok).unwrap().point_files_combined, 0);
+}
+
+/// The sequence ranges of the group's segments, in order.
+fn ranges(v: &Vault, group: &str) -> Vec<(u64, u64)> {
+    let mut r: Vec<(u64, u64)> = files(v, group)
+        .1
+        .iter()
+        .map(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            let s = super::segment::SegName::parse(n).unwrap();
+            (s.first, s.last)
+        })
+        .collect();
+    r.sort();
+    r
+}
+
+/// A GC that writes a group's points into several segments, cut at every file operation (a
+/// crash after its first new segment leaves it beside the old one, their ranges overlapping):
+/// every point reads as before, and the next GC leaves segments that do not overlap, one per
+/// full segment's worth plus one, and nothing more to do.
+#[test]
+fn a_gc_cut_anywhere_leaves_no_segments_that_overlap() {
+    let _alone = fault::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let out = dir.path().join("m.img");
+    let sizes = point_sizes(dir.path(), &bundles);
+    let total: u64 = sizes.iter().sum();
+    // One segment of the nine points, then the sixth's bytes as a file of its own.
+    let pristine = dir.path().join("pristine");
+    Vault::create(&pristine).unwrap();
+    for b in &bundles {
+        open_full(&pristine, total - 1).ingest(b, &mut ok).unwrap();
+    }
+    open_full(&pristine, total - 1).gc(&mut ok).unwrap();
+    let v = open_full(&pristine, total - 1);
+    sixth_taken_out(&v);
+    // Now with segments of about two and a half points.
+    let full = 5 * total / sizes.len() as u64 / 2;
+    let root = dir.path().join("v");
+    let mut cuts = 0;
+    for n in 0.. {
+        copy_dir(&pristine, &root);
+        let v = open_full(&root, full);
+        fault::plan(Some((&root, n)));
+        let r = v.gc(&mut ok);
+        fault::plan(None);
+        let v = open_full(&root, full);
+        check(&v, "g", &key, &models, &out);
+        v.gc(&mut ok).unwrap();
+        let r2 = ranges(&v, "g");
+        assert!(r2.windows(2).all(|w| w[0].1 < w[1].0), "cut {n}: {r2:?}");
+        let (own, segs) = files(&v, "g");
+        assert!(
+            own.is_empty() && segs.len() as u64 <= total / full + 1,
+            "cut {n}: {segs:?}"
+        );
+        assert_eq!(v.gc(&mut ok).unwrap().point_files_combined, 0, "cut {n}");
+        check(&v, "g", &key, &models, &out);
+        match r {
+            Ok(r) => {
+                assert_eq!(r.point_files_combined, 9, "{r:?}");
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+                cuts += 1;
+            }
+        }
+    }
+    assert!(cuts >= 5, "{cuts}");
+}
+
+/// A prune that merges the oldest points into a file of its own: GC writes that file and the
+/// segment after it again, not the whole chain; the newest full segment stays as it is.
+#[test]
+fn gc_after_a_prune_copies_only_the_disturbed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let out = dir.path().join("m.img");
+    let sizes = point_sizes(dir.path(), &bundles);
+    // The deltas' average (the base, the first, is larger): segments of about two of them.
+    let full = 2 * sizes[1..].iter().sum::<u64>() / (sizes.len() as u64 - 1);
+    let root = dir.path().join("v");
+    Vault::create(&root).unwrap();
+    let open = |root: &Path| open_full(root, full);
+    for b in &bundles {
+        open(&root).ingest(b, &mut ok).unwrap();
+    }
+    open(&root).gc(&mut ok).unwrap();
+    let v = open(&root);
+    let before = files(&v, "g").1;
+    assert!(before.len() >= 3, "{before:?}");
+    let newest = before.last().unwrap().clone();
+    prune_keeping(&v, 7);
+    let kept = v.points("g").unwrap().len() as u64;
+    let gc = v.gc(&mut ok).unwrap();
+    assert!(
+        gc.point_files_combined > 0 && gc.point_files_combined < kept - 1,
+        "{gc:?} of {kept}"
+    );
+    let (own, segs) = files(&v, "g");
+    assert!(own.is_empty() && segs.contains(&newest), "{own:?} {segs:?}");
+    let r = ranges(&v, "g");
+    assert!(r.windows(2).all(|w| w[0].1 < w[1].0), "{r:?}");
     check(&v, "g", &key, &models, &out);
     assert_eq!(v.gc(&mut ok).unwrap().point_files_combined, 0);
 }

@@ -58,7 +58,7 @@ pub struct GcReport {
     /// Packs removed because nothing in them was referenced.
     pub packs_removed: u64,
     /// Packs whose live blobs were copied into new packs (and which were removed): those more
-    /// than a quarter dead, and small ones when there are many.
+    /// than a quarter dead, and the small ones (under 32 MiB live) once there are two.
     pub packs_rewritten: u64,
     /// New packs written.
     pub packs_written: u64,
@@ -77,9 +77,9 @@ pub struct GcReport {
     /// Packs left as they were because a blob to copy out of them did not match its recorded
     /// hash (verify says which points that affects).
     pub damaged_packs: Vec<PackId>,
-    /// Point files written again into segments (see `vault::combine_points`): a group's small
-    /// point files, when it had many more files than they need or its segments held a quarter
-    /// or more of bytes no point reads.
+    /// Point files written again into segments (see `vault::combine_points`): those of a group
+    /// past its full segments, when they were in two files or more or a segment held rows no
+    /// point reads.
     pub point_files_combined: u64,
 }
 

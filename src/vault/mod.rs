@@ -61,6 +61,7 @@ mod onto;
 mod pack;
 mod pins;
 mod point;
+mod point_runs;
 mod point_sig;
 mod prune;
 mod records;
