@@ -597,8 +597,8 @@ typedef struct {
   uint64_t bytes_after;
   // Packs left as they were because a blob in them is damaged (see `replicore_vault_verify`).
   uint64_t damaged_packs;
-  // Point files written again into segments (those of a group past its full segments, when
-  // they were in two files or more or a segment held rows no point reads).
+  // Point files written again into segments (a group's runs of points outside full, clean
+  // segments, when in two files or more or reading a segment that held rows no point reads).
   uint64_t point_files_combined;
 } replicore_gc_info;
 

@@ -104,8 +104,8 @@ pub struct replicore_gc_info {
     pub bytes_after: u64,
     /// Packs left as they were because a blob in them is damaged (see `replicore_vault_verify`).
     pub damaged_packs: u64,
-    /// Point files written again into segments (those of a group past its full segments, when
-    /// they were in two files or more or a segment held rows no point reads).
+    /// Point files written again into segments (a group's runs of points outside full, clean
+    /// segments, when in two files or more or reading a segment that held rows no point reads).
     pub point_files_combined: u64,
 }
 

@@ -16,15 +16,17 @@
 //!   the merged file pruning wrote): `vault::point_runs` says which. So after a GC a group holds
 //!   one file per full segment's worth of point files, plus one, no two segments overlapping,
 //!   and a GC copies what the ingests added since the last one, what pruning or a crash
-//!   disturbed, and at most a full segment beside each.
+//!   disturbed, and the segment after each such place.
 //!
 //! # Crash safety
 //!
-//! Each point file is checked before it is copied (its trailer; its summary names the point
-//! the chain walk found there), copied byte for byte and compared with what was checked, and
-//! read back from the published segment. Only then, inside the group's in-progress marker, are
-//! the files it replaces removed: the segments, newest generation first, each only when every
-//! point the chain reads from it was copied, then the point files of their own. A crash leaves
+//! Every point file of a run is checked before any is copied (its trailer; its summary names
+//! the point the chain walk found there), copied byte for byte and compared with what was
+//! checked, and read back from the published segment. Only then, inside the group's
+//! in-progress marker, are the files it replaces removed: the segments, newest generation
+//! first, then the point files of their own. A run with a point file that does not check is
+//! not written when it replaces segments (see [`write_segments`]), and a segment no point is
+//! read from stays when it backs a point whose file does not check. A crash leaves
 //! the new segment beside some of the old files; a point the walk finds in several reads the
 //! same in each (the same bytes), and opening the vault removes what the walk no longer reads.
 
@@ -128,7 +130,7 @@ impl Vault {
         run.reverse();
         super::repair::begin(&self.layout, group)?;
         let full = self.segment_full;
-        let mut copied = write_segments(&dir, (names.next_generation(), full), &[run], &[])?;
+        let mut copied = write_segments(&dir, (names.next_generation(), full), &[(run, vec![])])?;
         copied += self.merge_tier(&dir)?;
         super::repair::end(&self.layout, group)?;
         Ok(copied)
@@ -192,7 +194,7 @@ impl Vault {
         }
         let old: Vec<&Segment> = old.iter().collect();
         // One segment: the merged ones hold under a full segment before the last.
-        write_segments(dir, (generation, u64::MAX), &[sources], &old)
+        write_segments(dir, (generation, u64::MAX), &[(sources, old)])
     }
 
     /// GC's pass over `group`'s point files (see the module docs and `vault::point_runs`).
@@ -206,6 +208,10 @@ impl Vault {
         let read = chain.files();
         let (kept, dead): (Vec<&Segment>, Vec<&Segment>) =
             names.segments.iter().partition(|s| read.contains(&s.path));
+        let dead: Vec<&Segment> = dead
+            .into_iter()
+            .filter(|s| !backs_a_damaged_point(s, &chain))
+            .collect();
         let index: HashMap<&Path, usize> = kept
             .iter()
             .enumerate()
@@ -249,28 +255,53 @@ impl Vault {
         }
         let mut copied = 0;
         if !plan.runs.is_empty() {
-            let generation = kept
+            // Above every segment's that stays, those kept because they back a damaged point
+            // included.
+            let generation = names
+                .segments
                 .iter()
+                .filter(|s| !dead.iter().any(|d| d.path == s.path))
                 .map(|s| s.name.generation + 1)
                 .max()
                 .unwrap_or(0);
-            let runs: Vec<Vec<Source>> = plan
+            let runs: Vec<(Vec<Source>, Vec<&Segment>)> = plan
                 .runs
                 .iter()
                 .map(|r| {
-                    (r.clone())
+                    let sources = (r.points.clone())
                         .filter(|&i| at[i].segment.is_some() || at[i].len <= MAX_ENTRY)
                         .map(|i| points[i].clone())
-                        .collect()
+                        .collect();
+                    (sources, r.replaced.iter().map(|&k| kept[k]).collect())
                 })
                 .collect();
-            let old: Vec<&Segment> = plan.replaced.iter().map(|&k| kept[k]).collect();
-            copied = write_segments(&dir, (generation, self.segment_full), &runs, &old)?;
+            copied = write_segments(&dir, (generation, self.segment_full), &runs)?;
         }
         sync_dir(&dir)?;
         super::repair::end(&self.layout, group)?;
         Ok(copied)
     }
+}
+
+/// Whether `s`, a segment the chain walk reads nothing from, holds a row of a point whose file
+/// of its own (read instead) does not check: that row may be the point's only sound copy, so
+/// the segment stays (verify reports the damaged file).
+pub(super) fn backs_a_damaged_point(s: &Segment, chain: &chain::Chain) -> bool {
+    s.entries.iter().any(|e| {
+        let Ok(at) = chain.links.binary_search_by_key(&e.seq, |l| l.seq) else {
+            return false;
+        };
+        let l = &chain.links[at];
+        let loc = chain.loc(l);
+        l.id == e.id
+            && loc.is_file()
+            && check(&Source {
+                seq: l.seq,
+                id: l.id,
+                loc,
+            })
+            .is_err()
+    })
 }
 
 /// The length of the point file at `loc`.
@@ -283,34 +314,36 @@ fn entry_len(loc: &Loc) -> Result<u64> {
     }
 }
 
-/// Writes each run of `runs` (consecutive points, oldest first) into segments of `full` bytes
-/// or more each (a run holding less is one smaller segment; the last of a run takes in what
-/// would be short of `full`), from generation `generation` on, no segment holding points of
-/// two runs; then removes the segments of `old` (newest generation first) and the copied point
-/// files of their own. A point file that does not check stays where it is, and then no
-/// segment of `old` goes (a row of one may be that point's only sound copy). Returns the point
-/// files copied.
+/// Writes each run of `runs` (consecutive points, oldest first, with the segments it
+/// replaces) into segments of `full` bytes or more each (a run holding less is one smaller
+/// segment; the last of a run takes in what would be short of `full`), from generation
+/// `generation` on, no segment holding points of two runs; then removes the segments the runs
+/// written replace (newest generation first) and the copied point files of their own. Every
+/// point file of a run is checked first. When one does not check, it stays where it is; a run
+/// that replaces segments is then not written at all (a row of one may be that point's only
+/// sound copy, and a new segment beside the old would overlap it), one that replaces none (an
+/// ingest's files of their own) copies the others. Returns the point files copied.
 fn write_segments(
     dir: &Path,
     (mut generation, full): (u64, u64),
-    runs: &[Vec<Source>],
-    old: &[&Segment],
+    runs: &[(Vec<Source>, Vec<&Segment>)],
 ) -> Result<u64> {
     let mut copied: Vec<&Source> = Vec::new();
-    let mut kept_back = false;
+    let mut old: Vec<&Segment> = Vec::new();
     let mut batch: Vec<(&Source, blake3::Hash, u64)> = Vec::new();
-    for run in runs {
-        // The bytes of the run from each point on, as their files' lengths say.
-        let mut rest: u64 = run.iter().map(|s| entry_len(&s.loc).unwrap_or(0)).sum();
+    for (run, replaced) in runs {
+        let checked: Vec<Option<(blake3::Hash, u64)>> = run.iter().map(|s| check(s).ok()).collect();
+        if !replaced.is_empty() && checked.iter().any(Option::is_none) {
+            continue;
+        }
+        // The bytes of the run from each point on.
+        let mut rest: u64 = checked.iter().flatten().map(|(_, len)| len).sum();
         let mut bytes = 0u64;
-        for (i, s) in run.iter().enumerate() {
-            rest = rest.saturating_sub(entry_len(&s.loc).unwrap_or(0));
-            match check(s) {
-                Ok((hash, len)) => {
-                    bytes += len;
-                    batch.push((s, hash, len));
-                }
-                Err(_) => kept_back = true,
+        for (i, (s, c)) in run.iter().zip(&checked).enumerate() {
+            if let Some((hash, len)) = *c {
+                rest -= len;
+                bytes += len;
+                batch.push((s, hash, len));
             }
             let cut = bytes >= full && rest >= full;
             if !batch.is_empty() && (cut || i + 1 == run.len()) {
@@ -320,15 +353,12 @@ fn write_segments(
                 bytes = 0;
             }
         }
+        old.extend(replaced);
     }
     // The old segments, newest generation first: an older one may hold the points a newer
     // one's link to.
-    let mut old = old.to_vec();
     old.sort_by_key(|s| std::cmp::Reverse(s.name.generation));
     for s in old {
-        if kept_back {
-            break;
-        }
         remove(&s.path, "a combined point segment")?;
     }
     for s in &copied {
@@ -445,8 +475,10 @@ fn publish(dir: &Path, generation: u64, batch: &[(&Source, blake3::Hash, u64)]) 
     }
     let file = w.into_inner().map_err(|e| io(e.into_error()))?;
     file.commit()?;
-    // Read back: the table, and each point file's bytes.
-    let seg = Segment::open(&path, name)?;
+    // Read back: the table, and each point file's bytes. What does not read back goes.
+    let seg = Segment::open(&path, name).inspect_err(|_| {
+        let _ = std::fs::remove_file(&path);
+    })?;
     let same = seg.entries.len() == batch.len()
         && seg.entries.iter().zip(batch).all(|(e, (s, hash, _))| {
             e.seq == s.seq

@@ -82,16 +82,26 @@ fn open_full(root: &Path, full: u64) -> Vault {
 /// The group's one segment's sixth row, written as a file of its own (what pruning's merge or
 /// compaction writes, here the same bytes): read before the row.
 fn sixth_taken_out(v: &Vault) {
+    taken_out(v, 5..6);
+}
+
+/// The rows `rows` of the group's one segment, each written as a file of its own (the same
+/// bytes); their paths.
+fn taken_out(v: &Vault, rows: std::ops::Range<usize>) -> Vec<PathBuf> {
     let segs = files(v, "g").1;
     assert_eq!(segs.len(), 1, "{segs:?}");
     let name = super::segment::SegName::parse(segs[0].file_name().unwrap().to_str().unwrap());
     let seg = super::segment::Segment::open(&segs[0], name.unwrap()).unwrap();
-    let e = &seg.entries[5];
     let bytes = std::fs::read(&segs[0]).unwrap();
-    let own = v
-        .points_dir("g")
-        .join(super::point::PointFile::file_name(e.seq, &e.id));
-    std::fs::write(&own, &bytes[e.offset as usize..(e.offset + e.len) as usize]).unwrap();
+    let mut out = Vec::new();
+    for e in &seg.entries[rows] {
+        let own = v
+            .points_dir("g")
+            .join(super::point::PointFile::file_name(e.seq, &e.id));
+        std::fs::write(&own, &bytes[e.offset as usize..(e.offset + e.len) as usize]).unwrap();
+        out.push(own);
+    }
+    out
 }
 
 /// Prunes `v` (the nine points of `bundles`, an hour apart) to its `keep_last` newest points,
@@ -619,4 +629,59 @@ fn gc_after_a_prune_copies_only_the_disturbed_segments() {
     assert!(r.windows(2).all(|w| w[0].1 < w[1].0), "{r:?}");
     check(&v, "g", &key, &models, &out);
     assert_eq!(v.gc(&mut ok).unwrap().point_files_combined, 0);
+}
+
+/// A point's file of its own damaged (its trailer) while a segment still holds the
+/// same point's sound bytes, which the walk no longer reads: GC keeps that segment (whether or
+/// not any other point reads from it) and writes nothing that would shadow it, so once the
+/// damaged file is removed the point reads from the segment again.
+#[test]
+fn gc_keeps_the_sound_copy_of_a_point_whose_file_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let out = dir.path().join("m.img");
+    let total: u64 = point_sizes(dir.path(), &bundles).iter().sum();
+    let root = dir.path().join("v");
+    Vault::create(&root).unwrap();
+    for b in &bundles {
+        open_full(&root, total - 1).ingest(b, &mut ok).unwrap();
+    }
+    open_full(&root, total - 1).gc(&mut ok).unwrap();
+    let pristine = dir.path().join("pristine");
+    copy_dir(&root, &pristine);
+    // The sixth row alone a file of its own (the segment still read for the others), then
+    // every row (the segment read for none).
+    for rows in [5..6, 0..9] {
+        copy_dir(&pristine, &root);
+        let v = open_full(&root, total - 1);
+        let segment = files(&v, "g").1;
+        let own = taken_out(&v, rows.clone());
+        let damaged = &own[5 - rows.start];
+        // Its trailer: the walk, which reads its summary, still finds the point there.
+        let mut bytes = std::fs::read(damaged).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(damaged, &bytes).unwrap();
+        for _ in 0..2 {
+            // GC's mark phase reads every point file and stops at the damaged one: what GC
+            // did before that is what this is about.
+            let e = v.gc(&mut ok).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+            assert!(
+                segment[0].exists(),
+                "{rows:?}: the sound copy's segment went"
+            );
+            if rows.len() == 1 {
+                // The run that reads it is not written: no new segment overlaps it.
+                assert_eq!(files(&v, "g").1, segment);
+            }
+        }
+        std::fs::remove_file(damaged).unwrap();
+        let v = open_full(&root, total - 1);
+        check(&v, "g", &key, &models, &out);
+        v.gc(&mut ok).unwrap();
+        check(&v, "g", &key, &models, &out);
+        let r = ranges(&v, "g");
+        assert!(r.windows(2).all(|w| w[0].1 < w[1].0), "{rows:?}: {r:?}");
+        assert_eq!(v.gc(&mut ok).unwrap().point_files_combined, 0, "{rows:?}");
+    }
 }

@@ -77,9 +77,9 @@ pub struct GcReport {
     /// Packs left as they were because a blob to copy out of them did not match its recorded
     /// hash (verify says which points that affects).
     pub damaged_packs: Vec<PackId>,
-    /// Point files written again into segments (see `vault::combine_points`): those of a group
-    /// past its full segments, when they were in two files or more or a segment held rows no
-    /// point reads.
+    /// Point files written again into segments (see `vault::point_runs`): a group's runs of
+    /// points outside full, clean segments, when in two files or more or reading a segment that
+    /// held rows no point reads.
     pub point_files_combined: u64,
 }
 

@@ -9,14 +9,14 @@
 //! - a segment that does not stay is read within one run (what a run replaces is read by
 //!   nobody else);
 //! - a segment that stays and any of whose points is in a run is in the run whole;
-//! - a run short of a full segment's bytes, but the newest, takes in what follows it (a
+//! - a run short of a full segment's bytes that is not the newest takes in what follows it (a
 //!   segment that stays, or a point file too large for one).
 //!
 //! A run is written again when it is in two files or more, or a segment it reads holds rows no
 //! point reads. Written runs become segments of a full segment's bytes or more (the newest run
 //! may be smaller), and none reaches into a segment that stays. So after a GC a group holds one
 //! file per full segment of point files, plus one, and a GC copies what the ingests added since
-//! the last one, what pruning or a crash disturbed, and at most a full segment beside each.
+//! the last one, what pruning or a crash disturbed, and the segment after each such place.
 
 use std::ops::Range;
 
@@ -41,12 +41,19 @@ pub(super) struct Seg {
     pub bytes: u64,
 }
 
-/// What GC writes again.
+/// What GC writes again: runs of consecutive points, oldest first.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Plan {
-    /// Runs of consecutive points (indexes into the points), oldest first.
-    pub runs: Vec<Range<usize>>,
-    /// The segments those runs read, which go once they are written (indexes, ascending).
+    pub runs: Vec<Run>,
+}
+
+/// A run of consecutive points to write again.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Run {
+    /// Indexes into the points.
+    pub points: Range<usize>,
+    /// The segments it reads (indexes, ascending), which go once it is written; no other run
+    /// reads them.
     pub replaced: Vec<usize>,
 }
 
@@ -99,7 +106,16 @@ pub(super) fn plan(points: &[At], segs: &[Seg], full: u64) -> Plan {
                 .map(|p| p.len)
                 .sum();
             if r.end < n && bytes < full {
-                moving[r.end] = true;
+                // What follows: the point files too large for a segment in one step, and the
+                // first point after them.
+                let mut i = r.end;
+                while i < n && too_large(i) {
+                    moving[i] = true;
+                    i += 1;
+                }
+                if i < n {
+                    moving[i] = true;
+                }
                 changed = true;
             }
         }
@@ -107,10 +123,7 @@ pub(super) fn plan(points: &[At], segs: &[Seg], full: u64) -> Plan {
             break;
         }
     }
-    let mut plan = Plan {
-        runs: Vec::new(),
-        replaced: Vec::new(),
-    };
+    let mut plan = Plan { runs: Vec::new() };
     for r in runs(&moving) {
         let mut read_from: Vec<usize> =
             points[r.clone()].iter().filter_map(|p| p.segment).collect();
@@ -121,12 +134,12 @@ pub(super) fn plan(points: &[At], segs: &[Seg], full: u64) -> Plan {
             .count();
         let garbage = read_from.iter().any(|&k| segs[k].bytes > read[k]);
         if own + read_from.len() >= 2 || garbage {
-            plan.replaced.extend(read_from);
-            plan.runs.push(r);
+            plan.runs.push(Run {
+                points: r,
+                replaced: read_from,
+            });
         }
     }
-    plan.replaced.sort_unstable();
-    plan.replaced.dedup();
     plan
 }
 
@@ -156,10 +169,10 @@ mod tests {
 
     /// The plan's runs as (start, end), and the segments it replaces.
     fn of(p: Plan) -> (Vec<(usize, usize)>, Vec<usize>) {
-        (
-            p.runs.iter().map(|r| (r.start, r.end)).collect(),
-            p.replaced,
-        )
+        let runs = p.runs.iter().map(|r| (r.points.start, r.points.end));
+        let mut replaced: Vec<usize> = p.runs.iter().flat_map(|r| r.replaced.clone()).collect();
+        replaced.sort_unstable();
+        (runs.collect(), replaced)
     }
 
     /// Points of `len` bytes, sequence numbers from 1, each read from the segment given (or
@@ -194,10 +207,7 @@ mod tests {
         at.push((Some(2), 10));
         let (points, segs) = chain(&at);
         // Two full segments and a small newest one: nothing to do.
-        let nothing = Plan {
-            runs: vec![],
-            replaced: vec![],
-        };
+        let nothing = Plan { runs: vec![] };
         assert_eq!(plan(&points, &segs, FULL), nothing);
         // Files of their own after it: they and the newest segment are the run.
         at.extend([(None, 10), (None, 10)]);

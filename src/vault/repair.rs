@@ -90,17 +90,31 @@ pub(crate) fn clean_leftovers(layout: &Layout) -> Result<()> {
         // group names may hold dots).
         let head_path = crate::fsutil::with_suffix(&layout.heads().join(stem), ".rchead");
         // A set: a long chain's directory is not searched once per file.
-        let keep: std::collections::HashSet<PathBuf> = if !head_path.exists() {
-            Default::default()
+        let chain = if !head_path.exists() {
+            None
         } else {
             // A head or chain that does not load is damage: touch nothing.
             match Head::read(&head_path).and_then(|h| chain::load(layout, &h.group)) {
-                Ok(c) if c.dir() == dir => c.files(),
+                Ok(c) if c.dir() == dir => Some(c),
                 _ => continue,
             }
         };
+        let keep: std::collections::HashSet<PathBuf> =
+            chain.as_ref().map(chain::Chain::files).unwrap_or_default();
         for p in list_dir(&dir)? {
-            if !keep.contains(&p) && p != marker {
+            if keep.contains(&p) || p == marker {
+                continue;
+            }
+            // A segment holding the only sound copy of a point whose file does not check.
+            let backs = |c: &chain::Chain| {
+                let name = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(SegName::parse);
+                name.and_then(|n| Segment::open(&p, n).ok())
+                    .is_some_and(|s| super::combine_points::backs_a_damaged_point(&s, c))
+            };
+            if !chain.as_ref().is_some_and(backs) {
                 remove_leftover(&p)?;
             }
         }
