@@ -79,6 +79,17 @@ fn open_full(root: &Path, full: u64) -> Vault {
     v
 }
 
+/// A vault at `root` of `bundles`' points in one segment (`full` is under their bytes), as
+/// a GC writes it.
+fn one_segment(root: &Path, bundles: &[PathBuf], full: u64) {
+    Vault::create(root).unwrap();
+    for b in bundles {
+        open_full(root, full).ingest(b, &mut ok).unwrap();
+    }
+    open_full(root, full).gc(&mut ok).unwrap();
+    assert_eq!(files(&open_full(root, full), "g").1.len(), 1);
+}
+
 /// The group's one segment's sixth row, written as a file of its own (what pruning's merge or
 /// compaction writes, here the same bytes): read before the row.
 fn sixth_taken_out(v: &Vault) {
@@ -504,12 +515,8 @@ fn gc_never_leaves_segments_that_overlap() {
     let out = dir.path().join("m.img");
     let total: u64 = point_sizes(dir.path(), &bundles).iter().sum();
     let root = dir.path().join("v");
-    Vault::create(&root).unwrap();
+    one_segment(&root, &bundles, total - 1);
     let open = |root: &Path| open_full(root, total - 1);
-    for b in &bundles {
-        open(&root).ingest(b, &mut ok).unwrap();
-    }
-    open(&root).gc(&mut ok).unwrap();
     let v = open(&root);
     let (own, segs) = files(&v, "g");
     assert!(own.is_empty() && segs.len() == 1, "{own:?} {segs:?}");
@@ -552,11 +559,7 @@ fn a_gc_cut_anywhere_leaves_no_segments_that_overlap() {
     let total: u64 = sizes.iter().sum();
     // One segment of the nine points, then the sixth's bytes as a file of its own.
     let pristine = dir.path().join("pristine");
-    Vault::create(&pristine).unwrap();
-    for b in &bundles {
-        open_full(&pristine, total - 1).ingest(b, &mut ok).unwrap();
-    }
-    open_full(&pristine, total - 1).gc(&mut ok).unwrap();
+    one_segment(&pristine, &bundles, total - 1);
     let v = open_full(&pristine, total - 1);
     sixth_taken_out(&v);
     // Now with segments of about two and a half points.
@@ -642,11 +645,7 @@ fn gc_keeps_the_sound_copy_of_a_point_whose_file_is_damaged() {
     let out = dir.path().join("m.img");
     let total: u64 = point_sizes(dir.path(), &bundles).iter().sum();
     let root = dir.path().join("v");
-    Vault::create(&root).unwrap();
-    for b in &bundles {
-        open_full(&root, total - 1).ingest(b, &mut ok).unwrap();
-    }
-    open_full(&root, total - 1).gc(&mut ok).unwrap();
+    one_segment(&root, &bundles, total - 1);
     let pristine = dir.path().join("pristine");
     copy_dir(&root, &pristine);
     // The sixth row alone a file of its own (the segment still read for the others), then
