@@ -63,7 +63,7 @@ fn plain(dir: &Path, bundles: &[PathBuf]) -> Vault {
 }
 
 /// The lengths of `bundles`' point files, one file each, oldest first.
-fn point_sizes(dir: &Path, bundles: &[PathBuf]) -> Vec<u64> {
+pub(super) fn point_sizes(dir: &Path, bundles: &[PathBuf]) -> Vec<u64> {
     files(&plain(dir, bundles), "g")
         .0
         .iter()
@@ -72,7 +72,7 @@ fn point_sizes(dir: &Path, bundles: &[PathBuf]) -> Vec<u64> {
 }
 
 /// A handle that combines no point files after an ingest, with segments full at `full`.
-fn open_full(root: &Path, full: u64) -> Vault {
+pub(super) fn open_full(root: &Path, full: u64) -> Vault {
     let mut v = Vault::open(root).unwrap();
     v.segment_after = usize::MAX;
     v.segment_full = full;
@@ -81,7 +81,7 @@ fn open_full(root: &Path, full: u64) -> Vault {
 
 /// A vault at `root` of `bundles`' points in one segment (`full` is under their bytes), as
 /// a GC writes it.
-fn one_segment(root: &Path, bundles: &[PathBuf], full: u64) {
+pub(super) fn one_segment(root: &Path, bundles: &[PathBuf], full: u64) {
     Vault::create(root).unwrap();
     for b in bundles {
         open_full(root, full).ingest(b, &mut ok).unwrap();
@@ -98,7 +98,7 @@ fn sixth_taken_out(v: &Vault) {
 
 /// The rows `rows` of the group's one segment, each written as a file of its own (the same
 /// bytes); their paths.
-fn taken_out(v: &Vault, rows: std::ops::Range<usize>) -> Vec<PathBuf> {
+pub(super) fn taken_out(v: &Vault, rows: std::ops::Range<usize>) -> Vec<PathBuf> {
     let segs = files(v, "g").1;
     assert_eq!(segs.len(), 1, "{segs:?}");
     let name = super::segment::SegName::parse(segs[0].file_name().unwrap().to_str().unwrap());

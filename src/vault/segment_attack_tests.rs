@@ -283,3 +283,36 @@ fn a_segment_planted_past_the_head_is_ignored_then_removed() {
     assert!(!path.exists());
     check(&v, "g", &key, &models, &dir.path().join("m.img"));
 }
+
+/// The vault's operator (no key) copies every row of a group's segment out as files of their
+/// own, the same bytes, so that the walk reads none of the segment; damages one copy's trailer;
+/// and drops the group's in-progress marker, so that opening the vault cleans what the walk
+/// does not read. Neither that cleaning nor GC removes the segment: it holds the damaged
+/// point's only sound copy. Once the damaged file is removed, every point reads as its model.
+#[test]
+fn a_planted_damaged_copy_cannot_make_the_sound_segment_go() {
+    use super::combine_points_tests::{one_segment, open_full, point_sizes, taken_out};
+    let dir = tempfile::tempdir().unwrap();
+    let (bundles, key, models) = bundles(dir.path(), "g");
+    let out = dir.path().join("m.img");
+    let full = point_sizes(dir.path(), &bundles).iter().sum::<u64>() - 1;
+    let root = dir.path().join("v");
+    one_segment(&root, &bundles, full);
+    let v = open_full(&root, full);
+    let segment = segments(&v);
+    let copies = taken_out(&v, 0..9);
+    let mut bytes = std::fs::read(&copies[5]).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&copies[5], &bytes).unwrap();
+    std::fs::write(v.points_dir("g").join(super::layout::PENDING), b"").unwrap();
+    drop(v);
+    let v = open_full(&root, full);
+    assert_eq!(segments(&v), segment, "the cleaning at open removed it");
+    let e = v.gc(&mut ok).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    // (It wrote the eight sound copies into a new segment: they replaced no segment.)
+    assert!(segments(&v).contains(&segment[0]), "GC removed it");
+    std::fs::remove_file(&copies[5]).unwrap();
+    let v = open_full(&root, full);
+    check(&v, "g", &key, &models, &out);
+}
